@@ -1,0 +1,425 @@
+//! Locating (and, where Go is available, building) the pinned tool binaries.
+//!
+//! Each binary is looked up, in order (ARCHITECTURE.md section 3):
+//! 1. `$KUBEBUILDER_ASSETS/<binary>`, the controller-runtime envtest convention;
+//! 2. the per-version cache directory `<cache>/bin/<module>-<version>/<binary>`, outside the clone;
+//! 3. built once with `go build` from the pinned Go module in `e2e/tools/<module>/go.mod`, into
+//!    that cache directory (under a file lock, so parallel test binaries build it only once).
+//!
+//! The versions are read from those `go.mod` files, which are the single source of truth.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::Error;
+
+/// A pinned Go module that produces one or more binaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolModule {
+    /// `kube-apiserver` and `kube-controller-manager` from `k8s.io/kubernetes`.
+    Kubernetes,
+    /// `etcd` from `go.etcd.io/etcd/server/v3`.
+    Etcd,
+    /// `helm` from `helm.sh/helm/v4`.
+    Helm,
+}
+
+/// A binary the tests and the demo need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Etcd,
+    KubeApiserver,
+    KubeControllerManager,
+    Helm,
+}
+
+/// The minimum etcd that Kubernetes >= 1.31 works with (consistent watches need
+/// `RequestWatchProgress`, added in 3.5.13).
+pub const MIN_ETCD: (u64, u64, u64) = (3, 5, 13);
+
+impl Tool {
+    pub const ALL: [Tool; 4] = [
+        Tool::Etcd,
+        Tool::KubeApiserver,
+        Tool::KubeControllerManager,
+        Tool::Helm,
+    ];
+
+    /// The file name of the binary.
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Tool::Etcd => "etcd",
+            Tool::KubeApiserver => "kube-apiserver",
+            Tool::KubeControllerManager => "kube-controller-manager",
+            Tool::Helm => "helm",
+        }
+    }
+
+    /// The Go module that builds this binary.
+    pub fn module(self) -> ToolModule {
+        match self {
+            Tool::Etcd => ToolModule::Etcd,
+            Tool::KubeApiserver | Tool::KubeControllerManager => ToolModule::Kubernetes,
+            Tool::Helm => ToolModule::Helm,
+        }
+    }
+
+    /// The Go package path that `go build` compiles into this binary.
+    fn go_package(self) -> &'static str {
+        match self {
+            Tool::Etcd => "go.etcd.io/etcd/server/v3",
+            Tool::KubeApiserver => "k8s.io/kubernetes/cmd/kube-apiserver",
+            Tool::KubeControllerManager => "k8s.io/kubernetes/cmd/kube-controller-manager",
+            Tool::Helm => "helm.sh/helm/v4/cmd/helm",
+        }
+    }
+
+    /// The pinned version (from the module's `go.mod`).
+    pub fn version(self) -> Result<String, Error> {
+        self.module().version()
+    }
+}
+
+impl ToolModule {
+    /// The directory name under `e2e/tools/` and the prefix of the cache directory.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            ToolModule::Kubernetes => "kubernetes",
+            ToolModule::Etcd => "etcd",
+            ToolModule::Helm => "helm",
+        }
+    }
+
+    fn upstream_module(self) -> &'static str {
+        match self {
+            ToolModule::Kubernetes => "k8s.io/kubernetes",
+            ToolModule::Etcd => "go.etcd.io/etcd/server/v3",
+            ToolModule::Helm => "helm.sh/helm/v4",
+        }
+    }
+
+    fn go_mod(self) -> &'static str {
+        match self {
+            ToolModule::Kubernetes => include_str!("../../../e2e/tools/kubernetes/go.mod"),
+            ToolModule::Etcd => include_str!("../../../e2e/tools/etcd/go.mod"),
+            ToolModule::Helm => include_str!("../../../e2e/tools/helm/go.mod"),
+        }
+    }
+
+    fn tools(self) -> Vec<Tool> {
+        Tool::ALL
+            .into_iter()
+            .filter(|t| t.module() == self)
+            .collect()
+    }
+
+    /// The version of the upstream module pinned in `go.mod`.
+    pub fn version(self) -> Result<String, Error> {
+        pinned_version(self.go_mod(), self.upstream_module()).ok_or_else(|| Error::Config {
+            message: format!(
+                "e2e/tools/{}/go.mod does not require {}",
+                self.dir_name(),
+                self.upstream_module()
+            ),
+        })
+    }
+
+    /// `-ldflags` that stamp the release version into the binary (else `--version` prints a
+    /// development version, and Kubernetes clients see `v0.0.0-master`).
+    fn ldflags(self, version: &str) -> String {
+        let mut flags = String::from("-s -w");
+        match self {
+            ToolModule::Kubernetes => {
+                let minor = version.split('.').nth(1).unwrap_or_default();
+                for pkg in [
+                    "k8s.io/component-base/version",
+                    "k8s.io/client-go/pkg/version",
+                ] {
+                    flags.push_str(&format!(
+                        " -X {pkg}.gitVersion={version} -X {pkg}.gitMajor=1 -X {pkg}.gitMinor={minor}"
+                    ));
+                }
+            }
+            ToolModule::Helm => {
+                flags.push_str(&format!(
+                    " -X helm.sh/helm/v4/internal/version.version={version}"
+                ));
+            }
+            ToolModule::Etcd => {}
+        }
+        flags
+    }
+}
+
+/// Finds `module version` in a `go.mod` (single-line or block `require`).
+fn pinned_version(go_mod: &str, module: &str) -> Option<String> {
+    go_mod.lines().find_map(|line| {
+        let line = line.trim().trim_start_matches("require").trim();
+        let mut words = line.split_whitespace();
+        (words.next() == Some(module))
+            .then(|| words.next().map(str::to_owned))
+            .flatten()
+    })
+}
+
+/// The cache root: `$FLEET_RS_CACHE_DIR`, else `$XDG_CACHE_HOME/fleet-rs`, else
+/// `$HOME/.cache/fleet-rs`. It lives outside the clone so that fresh clones reuse it.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FLEET_RS_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("fleet-rs");
+    }
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    home.join(".cache").join("fleet-rs")
+}
+
+/// The directory holding the binaries of one pinned module version.
+pub fn module_bin_dir(module: ToolModule) -> Result<PathBuf, Error> {
+    Ok(cache_dir()
+        .join("bin")
+        .join(format!("{}-{}", module.dir_name(), module.version()?)))
+}
+
+/// The repository's `e2e/tools` directory (the pinned Go modules).
+pub fn tools_source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/tools")
+}
+
+/// Where a binary would be found without building it, if anywhere.
+pub fn find(tool: Tool) -> Result<Option<PathBuf>, Error> {
+    if let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS") {
+        let candidate = PathBuf::from(assets).join(tool.binary_name());
+        if candidate.is_file() {
+            return Ok(Some(candidate));
+        }
+    }
+    let cached = module_bin_dir(tool.module())?.join(tool.binary_name());
+    Ok(cached.is_file().then_some(cached))
+}
+
+/// Locates a binary, building its pinned module with Go if it is not found; checks etcd's
+/// version. This is what tests call: the first caller on a machine pays the build.
+pub fn ensure(tool: Tool) -> Result<PathBuf, Error> {
+    let path = match find(tool)? {
+        Some(path) => path,
+        None => {
+            build_module(tool.module())?;
+            find(tool)?.ok_or_else(|| missing(tool, "the build did not produce it"))?
+        }
+    };
+    if tool == Tool::Etcd {
+        check_etcd_version(&path)?;
+    }
+    Ok(path)
+}
+
+fn missing(tool: Tool, why: &str) -> Error {
+    let module = tool.module();
+    let version = module.version().unwrap_or_else(|_| "?".into());
+    Error::BinaryMissing {
+        binary: tool.binary_name(),
+        message: format!(
+            "{why}. Provide it in one of three ways:\n  \
+             1. set KUBEBUILDER_ASSETS to a directory that contains `{bin}` (the envtest convention);\n  \
+             2. put `{bin}` into {cache}/ (the per-version cache);\n  \
+             3. install Go (>= 1.26) and run `cargo xtask tools`, which builds it from \
+             e2e/tools/{dir}/go.mod ({module} {version}).",
+            bin = tool.binary_name(),
+            cache = cache_dir()
+                .join("bin")
+                .join(format!("{}-{version}", module.dir_name()))
+                .display(),
+            dir = module.dir_name(),
+            module = module.upstream_module(),
+        ),
+    }
+}
+
+/// Builds every binary of a pinned module into its cache directory, once per machine.
+pub fn build_module(module: ToolModule) -> Result<PathBuf, Error> {
+    let version = module.version()?;
+    let target = module_bin_dir(module)?;
+    let tools = module.tools();
+    let bin_root = cache_dir().join("bin");
+    fs::create_dir_all(&bin_root).map_err(|e| Error::io(&bin_root, e))?;
+
+    // One builder at a time per module version; the others wait and then find the result.
+    let lock_path = bin_root.join(format!(".{}-{version}.lock", module.dir_name()));
+    let lock = fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    if tools.iter().all(|t| target.join(t.binary_name()).is_file()) {
+        return Ok(target);
+    }
+
+    let go = which("go").ok_or_else(|| {
+        missing(
+            tools[0],
+            &format!(
+                "{} was not found and `go` is not on PATH",
+                tools[0].binary_name()
+            ),
+        )
+    })?;
+    let source = tools_source_dir().join(module.dir_name());
+    let staging = bin_root.join(format!(
+        ".{}-{version}.build-{}",
+        module.dir_name(),
+        std::process::id()
+    ));
+    fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+
+    let started = std::time::Instant::now();
+    tracing::info!(module = module.dir_name(), %version, "building pinned binaries with go (once per machine)");
+    eprintln!(
+        "fleet-testkit: building {} {version} with go into {} (once per machine; several minutes)",
+        module.upstream_module(),
+        target.display()
+    );
+    for tool in &tools {
+        let mut cmd = Command::new(&go);
+        cmd.current_dir(&source)
+            .args([
+                "build",
+                "-trimpath",
+                "-ldflags",
+                &module.ldflags(&version),
+                "-o",
+            ])
+            .arg(staging.join(tool.binary_name()))
+            .arg(tool.go_package())
+            .env("CGO_ENABLED", "0")
+            .env("GOFLAGS", "-buildvcs=false -mod=readonly");
+        if go_needs_nojsonv2(&go) {
+            // Go >= 1.27 enables encoding/json/v2 by default; Kubernetes 1.36 then serves
+            // broken OpenAPI (CONTROL-PLANE.md, "Go version trap").
+            cmd.env("GOEXPERIMENT", "nojsonv2");
+        }
+        let output = cmd.output().map_err(|e| Error::io(&go, e))?;
+        if !output.status.success() {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(Error::Build {
+                binary: tool.binary_name(),
+                message: tail(&String::from_utf8_lossy(&output.stderr), 30),
+            });
+        }
+    }
+    if target.exists() {
+        fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+    }
+    fs::rename(&staging, &target).map_err(|e| Error::io(&target, e))?;
+    eprintln!(
+        "fleet-testkit: built {} {version} in {:.0?}",
+        module.upstream_module(),
+        started.elapsed()
+    );
+    Ok(target)
+}
+
+fn go_needs_nojsonv2(go: &Path) -> bool {
+    let Ok(out) = Command::new(go).args(["env", "GOVERSION"]).output() else {
+        return false;
+    };
+    let version = String::from_utf8_lossy(&out.stdout);
+    let minor = version
+        .trim()
+        .trim_start_matches("go")
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse::<u32>().ok());
+    minor.is_some_and(|m| m >= 27)
+}
+
+/// Refuses an etcd older than [`MIN_ETCD`] (Debian's 3.4 starts, then consistent watches fail).
+pub fn check_etcd_version(etcd: &Path) -> Result<(), Error> {
+    let out = Command::new(etcd)
+        .arg("--version")
+        .output()
+        .map_err(|e| Error::io(etcd, e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = parse_etcd_version(&text).ok_or_else(|| Error::EtcdVersion {
+        path: etcd.to_owned(),
+        found: text.lines().next().unwrap_or_default().to_owned(),
+    })?;
+    if version < MIN_ETCD {
+        return Err(Error::EtcdVersion {
+            path: etcd.to_owned(),
+            found: format!("{}.{}.{}", version.0, version.1, version.2),
+        });
+    }
+    Ok(())
+}
+
+fn parse_etcd_version(text: &str) -> Option<(u64, u64, u64)> {
+    let line = text.lines().find(|l| l.starts_with("etcd Version:"))?;
+    let mut parts = line
+        .trim_start_matches("etcd Version:")
+        .trim()
+        .split(['.', '-']);
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    ))
+}
+
+/// Looks a program up on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// The last `n` lines of a text.
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_pinned_versions_from_go_mod() {
+        let go_mod = "module x\n\nrequire (\n\tk8s.io/kubernetes v1.36.3 // indirect\n)\nrequire helm.sh/helm/v4 v4.3.1\n";
+        assert_eq!(
+            pinned_version(go_mod, "k8s.io/kubernetes").as_deref(),
+            Some("v1.36.3")
+        );
+        assert_eq!(
+            pinned_version(go_mod, "helm.sh/helm/v4").as_deref(),
+            Some("v4.3.1")
+        );
+        assert_eq!(pinned_version(go_mod, "go.etcd.io/etcd/server/v3"), None);
+    }
+
+    #[test]
+    fn every_module_pins_a_version() {
+        for module in [ToolModule::Kubernetes, ToolModule::Etcd, ToolModule::Helm] {
+            let version = module.version().expect("pinned");
+            assert!(version.starts_with('v'), "{module:?}: {version}");
+        }
+    }
+
+    #[test]
+    fn parses_etcd_versions_and_orders_them() {
+        let v = parse_etcd_version("etcd Version: 3.6.16\nGit SHA: abc\nGo Version: go1.26\n");
+        assert_eq!(v, Some((3, 6, 16)));
+        let old = parse_etcd_version("etcd Version: 3.4.23\n").expect("parses");
+        assert!(old < MIN_ETCD);
+        assert!(parse_etcd_version("etcd Version: 3.5.13\n").expect("parses") >= MIN_ETCD);
+        assert_eq!(parse_etcd_version("garbage"), None);
+    }
+
+    #[test]
+    fn kubernetes_ldflags_stamp_both_version_packages() {
+        let flags = ToolModule::Kubernetes.ldflags("v1.36.3");
+        assert!(flags.contains("k8s.io/component-base/version.gitVersion=v1.36.3"));
+        assert!(flags.contains("k8s.io/client-go/pkg/version.gitMinor=36"));
+    }
+}

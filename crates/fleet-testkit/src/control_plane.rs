@@ -1,0 +1,554 @@
+//! A real Kubernetes control plane as local processes: etcd, kube-apiserver and
+//! kube-controller-manager (service-account, token, namespace and garbage-collector controllers).
+//!
+//! What controller-runtime's envtest does, plus the controller manager, because fleet-rs relies
+//! on garbage collection, namespace deletion and ServiceAccount token Secrets
+//! (ARCHITECTURE.md section 3). No kubelet and no scheduler: no pod ever runs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+use crate::binaries::{self, Tool};
+use crate::certs::{CertAuthority, ServiceAccountSigner};
+use crate::process::{Lifetime, ManagedProcess};
+use crate::{Error, ports};
+
+/// The admin identity: full access through the `system:masters` group.
+pub const ADMIN_USER: &str = "fleet-rs-admin";
+const ADMIN_GROUP: &str = "system:masters";
+
+/// How to start a [`ControlPlane`].
+#[derive(Debug, Clone)]
+pub struct ControlPlaneBuilder {
+    name: String,
+    state_dir: Option<PathBuf>,
+    controller_manager: bool,
+    lifetime: Lifetime,
+    ready_timeout: Duration,
+}
+
+impl Default for ControlPlaneBuilder {
+    fn default() -> Self {
+        Self {
+            name: "fleet-rs".to_owned(),
+            state_dir: None,
+            controller_manager: true,
+            lifetime: Lifetime::Owned,
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ControlPlaneBuilder {
+    /// The cluster's name in the kubeconfig (and etcd's member name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Keep state (certificates, etcd data, logs, kubeconfig) in this directory instead of a
+    /// temporary one that is removed on drop.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Whether to run kube-controller-manager (default: yes).
+    pub fn controller_manager(mut self, enabled: bool) -> Self {
+        self.controller_manager = enabled;
+        self
+    }
+
+    /// [`Lifetime::Detached`] leaves the processes running after the value is dropped.
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// How long to wait for `/readyz` (default 60 s).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Starts the processes and waits until the API server is ready. A port taken between
+    /// choosing it and binding it (another test picked the same one) is retried.
+    pub async fn start(self) -> Result<ControlPlane, Error> {
+        let binaries = Binaries::locate(self.controller_manager)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.start_once(&binaries).await {
+                Err(Error::ProcessExited { log_tail, .. })
+                    if attempt < 3 && log_tail.contains("address already in use") =>
+                {
+                    tracing::warn!(attempt, "control-plane port was taken; retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(&self, binaries: &Binaries) -> Result<ControlPlane, Error> {
+        let started = Instant::now();
+        let (dir, temp) = match &self.state_dir {
+            Some(dir) => {
+                fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("fleet-rs-plane-")
+                    .tempdir()
+                    .map_err(|e| Error::io(Path::new("tempdir"), e))?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
+        let pki = Pki::generate(&dir.join("pki"))?;
+        let [etcd_port, peer_port, api_port] = ports::free_ports()?;
+        let server = format!("https://127.0.0.1:{api_port}");
+        let admin = pki.ca.client_cert(ADMIN_USER, &[ADMIN_GROUP])?;
+        let kubeconfig = kubeconfig(&self.name, &server, &pki.ca.cert_pem(), &admin)?;
+        let kubeconfig_path = dir.join("kubeconfig");
+        write(&kubeconfig_path, &serialize_kubeconfig(&kubeconfig)?)?;
+
+        let mut processes = Vec::new();
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let mut etcd = Command::new(&binaries.etcd);
+        etcd.arg(format!("--name={}", self.name))
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={etcd_url}"))
+            .arg(format!("--advertise-client-urls={etcd_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster={}={peer_url}", self.name))
+            .arg("--unsafe-no-fsync=true");
+        processes.push(ManagedProcess::spawn(
+            "etcd",
+            etcd,
+            &dir.join("etcd.log"),
+            self.lifetime,
+        )?);
+        let deadline = Instant::now() + self.ready_timeout;
+        wait_until("etcd /health", &mut processes, deadline, || {
+            etcd_healthy(etcd_port)
+        })
+        .await?;
+
+        let mut apiserver = Command::new(&binaries.apiserver);
+        apiserver
+            .arg(format!("--etcd-servers={etcd_url}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--secure-port={api_port}"))
+            .arg(format!("--cert-dir={}", pki.dir.display()))
+            .arg(format!(
+                "--tls-cert-file={}",
+                pki.path("apiserver.crt").display()
+            ))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                pki.path("apiserver.key").display()
+            ))
+            .arg(format!("--client-ca-file={}", pki.path("ca.crt").display()))
+            .arg(format!("--service-account-issuer={server}/"))
+            .arg(format!(
+                "--service-account-key-file={}",
+                pki.path("sa.pub").display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                pki.path("sa.key").display()
+            ))
+            .arg("--service-cluster-ip-range=10.0.0.0/24")
+            .arg("--allow-privileged=true")
+            .arg("--authorization-mode=RBAC")
+            // No kubelet serves the `kubernetes` Service endpoints on loopback.
+            .arg("--endpoint-reconciler-type=none");
+        if binaries.controller_manager.is_none() {
+            // Without the ServiceAccount controller no `default` ServiceAccount appears, and
+            // the admission plugin would refuse every pod-bearing object (envtest's choice).
+            apiserver.arg("--disable-admission-plugins=ServiceAccount");
+        }
+        processes.push(ManagedProcess::spawn(
+            "kube-apiserver",
+            apiserver,
+            &dir.join("kube-apiserver.log"),
+            self.lifetime,
+        )?);
+        let client = client_from(&kubeconfig).await?;
+        wait_until("kube-apiserver /readyz", &mut processes, deadline, || {
+            api_ready(&client)
+        })
+        .await?;
+
+        if let Some(kcm_binary) = &binaries.controller_manager {
+            let mut kcm = Command::new(kcm_binary);
+            kcm.arg(format!("--kubeconfig={}", kubeconfig_path.display()))
+                .arg(format!(
+                    "--service-account-private-key-file={}",
+                    pki.path("sa.key").display()
+                ))
+                .arg(format!("--root-ca-file={}", pki.path("ca.crt").display()))
+                .arg("--controllers=serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller")
+                .arg("--leader-elect=false")
+                .arg("--use-service-account-credentials=false")
+                .arg("--bind-address=127.0.0.1")
+                .arg("--secure-port=0");
+            processes.push(ManagedProcess::spawn(
+                "kube-controller-manager",
+                kcm,
+                &dir.join("kube-controller-manager.log"),
+                self.lifetime,
+            )?);
+            wait_until(
+                "kube-controller-manager (ServiceAccount default/default)",
+                &mut processes,
+                deadline,
+                || default_service_account_exists(&client),
+            )
+            .await?;
+        }
+        tracing::info!(name = %self.name, %server, elapsed = ?started.elapsed(), "control plane ready");
+        Ok(ControlPlane {
+            name: self.name.clone(),
+            dir,
+            _temp: temp,
+            processes,
+            kubeconfig,
+            kubeconfig_path,
+            server,
+            ca: pki.ca,
+            client,
+            startup: started.elapsed(),
+        })
+    }
+}
+
+/// The binaries one control plane runs.
+struct Binaries {
+    etcd: PathBuf,
+    apiserver: PathBuf,
+    controller_manager: Option<PathBuf>,
+}
+
+impl Binaries {
+    fn locate(controller_manager: bool) -> Result<Self, Error> {
+        Ok(Self {
+            etcd: binaries::ensure(Tool::Etcd)?,
+            apiserver: binaries::ensure(Tool::KubeApiserver)?,
+            controller_manager: controller_manager
+                .then(|| binaries::ensure(Tool::KubeControllerManager))
+                .transpose()?,
+        })
+    }
+}
+
+/// The certificate files of one plane.
+struct Pki {
+    dir: PathBuf,
+    ca: CertAuthority,
+}
+
+impl Pki {
+    fn generate(dir: &Path) -> Result<Self, Error> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let ca = CertAuthority::new("fleet-rs-testkit-ca")?;
+        let serving = ca.serving_cert()?;
+        let signer = ServiceAccountSigner::new()?;
+        let pki = Self {
+            dir: dir.to_owned(),
+            ca,
+        };
+        write(&pki.path("ca.crt"), &pki.ca.cert_pem())?;
+        write(&pki.path("apiserver.crt"), &serving.cert_pem)?;
+        write(&pki.path("apiserver.key"), &serving.key_pem)?;
+        write(&pki.path("sa.key"), &signer.private_key_pem)?;
+        write(&pki.path("sa.pub"), &signer.public_key_pem)?;
+        Ok(pki)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+}
+
+/// A running control plane; stopped (and its temp dir removed) on drop.
+pub struct ControlPlane {
+    name: String,
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    processes: Vec<ManagedProcess>,
+    kubeconfig: Kubeconfig,
+    kubeconfig_path: PathBuf,
+    server: String,
+    ca: CertAuthority,
+    client: Client,
+    startup: Duration,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("name", &self.name)
+            .field("server", &self.server)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// Starts a control plane with the defaults: temp dir, controller manager, owned processes.
+    pub async fn start() -> Result<Self, Error> {
+        Self::builder().start().await
+    }
+
+    pub fn builder() -> ControlPlaneBuilder {
+        ControlPlaneBuilder::default()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The API server URL (`https://127.0.0.1:PORT`).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The state directory (certificates, etcd data, logs, kubeconfig).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How long the plane took from spawning etcd to ready.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// The admin kubeconfig file.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> &Kubeconfig {
+        &self.kubeconfig
+    }
+
+    /// A client with the admin identity (`system:masters`).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// A kubeconfig for a user authenticated by a client certificate signed by the plane's CA
+    /// (a real identity, not impersonation).
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str]) -> Result<Kubeconfig, Error> {
+        let cert = self.ca.client_cert(user, groups)?;
+        kubeconfig(&self.name, &self.server, &self.ca.cert_pem(), &cert)
+    }
+
+    /// A client for a certificate-authenticated user.
+    pub async fn user_client(&self, user: &str, groups: &[&str]) -> Result<Client, Error> {
+        client_from(&self.user_kubeconfig(user, groups)?).await
+    }
+
+    /// A client that impersonates `user` with `groups`, as the admin.
+    pub async fn impersonating_client(&self, user: &str, groups: &[&str]) -> Result<Client, Error> {
+        let mut kubeconfig = self.kubeconfig.clone();
+        for named in &mut kubeconfig.auth_infos {
+            if let Some(auth) = named.auth_info.as_mut() {
+                auth.impersonate = Some(user.to_owned());
+                auth.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
+            }
+        }
+        client_from(&kubeconfig).await
+    }
+
+    /// A client that acts as the ServiceAccount `namespace/name`, with the groups the API
+    /// server gives ServiceAccount tokens.
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Client, Error> {
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let ns_group = format!("system:serviceaccounts:{namespace}");
+        self.impersonating_client(
+            &user,
+            &["system:serviceaccounts", &ns_group, "system:authenticated"],
+        )
+        .await
+    }
+
+    /// The last lines of every process's log, for error messages.
+    pub fn logs_tail(&self, lines: usize) -> String {
+        logs_tail(&self.processes, lines)
+    }
+
+    /// Stops the API server only (etcd keeps running), e.g. to make it unreachable.
+    pub fn process_mut(&mut self, name: &str) -> Option<&mut ManagedProcess> {
+        self.processes.iter_mut().find(|p| p.name() == name)
+    }
+
+    /// Leaves the processes running and returns their pids (`cargo xtask controlplane up`).
+    pub fn detach(mut self) -> Vec<(String, u32)> {
+        self._temp.take().map(tempfile::TempDir::keep);
+        std::mem::take(&mut self.processes)
+            .into_iter()
+            .filter_map(|p| {
+                let name = p.name().to_owned();
+                p.detach().map(|pid| (name, pid))
+            })
+            .collect()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // Reverse start order: controller manager, API server, then etcd.
+        while let Some(mut process) = self.processes.pop() {
+            process.kill();
+        }
+    }
+}
+
+fn logs_tail(processes: &[ManagedProcess], lines: usize) -> String {
+    processes
+        .iter()
+        .map(|p| {
+            format!(
+                "--- {} ({}) ---\n{}",
+                p.name(),
+                p.log_path().display(),
+                p.log_tail(lines)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn check_all_running(processes: &mut [ManagedProcess]) -> Result<(), Error> {
+    processes
+        .iter_mut()
+        .try_for_each(ManagedProcess::check_running)
+}
+
+const POLL: Duration = Duration::from_millis(50);
+
+/// Probes until `probe` answers `Ok`, failing early if a process exits and with the logs' tails
+/// when `deadline` passes.
+async fn wait_until<F, Fut>(
+    what: &str,
+    processes: &mut [ManagedProcess],
+    deadline: Instant,
+    mut probe: F,
+) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    loop {
+        check_all_running(processes)?;
+        let last = match probe().await {
+            Ok(()) => return Ok(()),
+            Err(last) => last,
+        };
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                what: what.to_owned(),
+                detail: format!("last answer: {last}\n{}", logs_tail(processes, 20)),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn etcd_healthy(port: u16) -> Result<(), String> {
+    match crate::http_get(port, "/health").await {
+        Ok(body) if body.contains("\"health\":\"true\"") => Ok(()),
+        Ok(body) => Err(body),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn api_ready(client: &Client) -> Result<(), String> {
+    let request = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    match client.request_text(request).await {
+        Ok(body) if body.trim() == "ok" => Ok(()),
+        Ok(body) => Err(body),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The ServiceAccount controller creating `default/default` proves that the controller
+/// manager is up and connected.
+async fn default_service_account_exists(client: &Client) -> Result<(), String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    match accounts.get_opt("default").await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("no ServiceAccount default/default yet".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn write(path: &Path, content: &str) -> Result<(), Error> {
+    fs::write(path, content).map_err(|e| Error::io(path, e))
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A single-context kubeconfig with embedded certificate data.
+fn kubeconfig(
+    cluster: &str,
+    server: &str,
+    ca_pem: &str,
+    user: &crate::certs::CertPair,
+) -> Result<Kubeconfig, Error> {
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {
+            "server": server,
+            "certificate-authority-data": b64(ca_pem),
+        }}],
+        "users": [{"name": cluster, "user": {
+            "client-certificate-data": b64(&user.cert_pem),
+            "client-key-data": b64(&user.key_pem),
+        }}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": cluster}}],
+        "current-context": cluster,
+    });
+    Kubeconfig::from_yaml(&doc.to_string()).map_err(|e| Error::Config {
+        message: format!("generated kubeconfig does not parse: {e}"),
+    })
+}
+
+/// A kubeconfig as YAML, the form kubectl users expect in a file.
+pub fn serialize_kubeconfig(kubeconfig: &Kubeconfig) -> Result<String, Error> {
+    serde_saphyr::to_string(kubeconfig).map_err(|e| Error::Config {
+        message: format!("kubeconfig does not serialise: {e}"),
+    })
+}
+
+/// A client for a kubeconfig (its current context).
+pub async fn client_from(kubeconfig: &Kubeconfig) -> Result<Client, Error> {
+    let config = Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::Config {
+            message: format!("kubeconfig: {e}"),
+        })?;
+    Client::try_from(config).map_err(Error::Kube)
+}
