@@ -1,0 +1,147 @@
+//! Leadership as a value handed to the work.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+/// One term of leadership. Cheap to clone; every clone sees the same state.
+///
+/// - [`cancelled`](Self::cancelled) fires when the work must stop: leadership lost (another
+///   holder seen, the Lease deleted), the renew deadline passed without a successful renew, or
+///   shutdown began.
+/// - [`still_leading`](Self::still_leading) is the check to make right before a write: false
+///   once the term ended *or* once the renew deadline has passed, even if the elector task has
+///   not run yet (e.g. right after the process was frozen and resumed).
+#[derive(Clone)]
+pub struct Leadership {
+    inner: Arc<Term>,
+}
+
+struct Term {
+    lease: String,
+    identity: String,
+    stop: CancellationToken,
+    ended: AtomicBool,
+    /// The renew deadline, as nanoseconds after `epoch`.
+    deadline_nanos: AtomicU64,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leadership")
+            .field("lease", &self.inner.lease)
+            .field("identity", &self.inner.identity)
+            .field("still_leading", &self.still_leading())
+            .finish()
+    }
+}
+
+impl Leadership {
+    pub(crate) fn new(lease: &str, identity: &str, deadline: Instant) -> Self {
+        let epoch = Instant::now();
+        let leadership = Self {
+            inner: Arc::new(Term {
+                lease: lease.to_owned(),
+                identity: identity.to_owned(),
+                stop: CancellationToken::new(),
+                ended: AtomicBool::new(false),
+                deadline_nanos: AtomicU64::new(0),
+                epoch,
+            }),
+        };
+        leadership.extend_to(deadline);
+        leadership
+    }
+
+    /// The Lease's name.
+    pub fn lease(&self) -> &str {
+        &self.inner.lease
+    }
+
+    /// This replica's holder identity.
+    pub fn identity(&self) -> &str {
+        &self.inner.identity
+    }
+
+    /// True while the Lease is held and renewed within the renew deadline.
+    pub fn still_leading(&self) -> bool {
+        !self.inner.ended.load(Ordering::Acquire) && Instant::now() < self.deadline()
+    }
+
+    /// Resolves when the work must stop (lost, deadline passed, or shutdown).
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.stop.cancelled()
+    }
+
+    /// Whether the work has been told to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.stop.is_cancelled()
+    }
+
+    /// A token that fires with [`cancelled`](Self::cancelled), for APIs that take one.
+    pub fn token(&self) -> CancellationToken {
+        self.inner.stop.child_token()
+    }
+
+    pub(crate) fn deadline(&self) -> Instant {
+        self.inner.epoch + Duration::from_nanos(self.inner.deadline_nanos.load(Ordering::Acquire))
+    }
+
+    /// A successful renew moves the deadline.
+    pub(crate) fn extend_to(&self, deadline: Instant) {
+        let nanos = deadline
+            .saturating_duration_since(self.inner.epoch)
+            .as_nanos();
+        self.inner
+            .deadline_nanos
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    /// Tells the work to stop while the Lease is still held (graceful shutdown: the elector
+    /// keeps renewing until the work has finished, then releases).
+    pub(crate) fn request_stop(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// The term is over: writes must stop now.
+    pub(crate) fn end(&self) {
+        self.inner.ended.store(true, Ordering::Release);
+        self.inner.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn still_leading_turns_false_at_the_deadline_without_any_task_running() {
+        let leadership = Leadership::new("l", "me", Instant::now() + Duration::from_secs(10));
+        assert!(leadership.still_leading());
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(leadership.still_leading());
+        leadership.extend_to(Instant::now() + Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(leadership.still_leading(), "a renew moved the deadline");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!leadership.still_leading());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_request_keeps_the_claim_but_end_drops_it() {
+        let leadership = Leadership::new("l", "me", Instant::now() + Duration::from_secs(10));
+        let token = leadership.token();
+        leadership.request_stop();
+        assert!(token.is_cancelled());
+        assert!(
+            leadership.still_leading(),
+            "draining work may still finish its writes"
+        );
+        leadership.end();
+        assert!(!leadership.still_leading());
+    }
+}

@@ -1,0 +1,41 @@
+//! Kubernetes Lease leader election for every fleet-rs binary.
+//!
+//! Reconcile loops run only while this replica holds its `coordination.k8s.io/v1` Lease;
+//! standbys watch the Lease and take over the moment it is released or expires.
+//!
+//! - Records are written exactly as client-go writes them, with `resourceVersion`
+//!   preconditions, so a client-go elector and this one on the same Lease never both lead
+//!   ([`record`]).
+//! - Expiry is judged from when this replica saw the record change (robust to clock skew).
+//! - Leadership is a value ([`Leadership`]): its cancellation fires when leadership is lost
+//!   *or* when the renew deadline passes without a successful renew, so a leader stops before
+//!   any other replica can acquire; `still_leading()` is the check before a write.
+//! - [`run_while_leading`] starts work on acquire, stops it on loss (back to standby without a
+//!   restart), and on shutdown stops it first and then releases the Lease.
+//! - Logs (`tracing`) and Prometheus metrics ([`ElectionMetrics`]) show who leads and how long
+//!   failovers take.
+
+mod config;
+mod elector;
+mod leadership;
+mod metrics;
+pub mod record;
+mod run;
+pub mod store;
+#[cfg(test)]
+mod tests;
+
+pub use config::{ElectionArgs, ElectionConfig, Timings, default_identity, parse_go_duration};
+pub use elector::{ElectionEvent, Elector, ElectorHandle, Role};
+pub use leadership::Leadership;
+pub use metrics::{ElectionMetrics, LeaseLabels};
+pub use run::run_while_leading;
+pub use store::{KubeLeaseStore, LeaseEvent, LeaseStore, StoreError};
+
+/// Errors in setting an election up. Everything at run time (conflicts, unreachable API
+/// server) is handled inside the elector and shows in its events, logs and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid leader-election configuration: {message}")]
+    InvalidConfig { message: String },
+}
