@@ -283,7 +283,7 @@ impl<S: LeaseStore> Machine<S> {
 
     fn on_event(&mut self, event: LeaseEvent) {
         match event {
-            LeaseEvent::Changed(lease) => self.observe(lease),
+            LeaseEvent::Changed(lease) => self.observe(*lease),
             LeaseEvent::Deleted => self.on_deleted(),
             LeaseEvent::Error(error) => {
                 tracing::debug!(lease = %self.config.lease_name, %error, "Lease watch error; it restarts with backoff");

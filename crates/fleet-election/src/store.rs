@@ -25,7 +25,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub enum LeaseEvent {
     /// The Lease as it is now.
-    Changed(Lease),
+    Changed(Box<Lease>),
     /// The Lease does not exist (deleted).
     Deleted,
     /// The watch failed; it is restarted with backoff by the store.
@@ -103,7 +103,7 @@ impl LeaseStore for KubeLeaseStore {
             .filter_map(|event| async move {
                 match event {
                     Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease)) => {
-                        Some(LeaseEvent::Changed(lease))
+                        Some(LeaseEvent::Changed(Box::new(lease)))
                     }
                     Ok(watcher::Event::Delete(_)) => Some(LeaseEvent::Deleted),
                     Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
