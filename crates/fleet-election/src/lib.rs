@@ -24,6 +24,7 @@ mod run;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod trace;
 
 pub use config::{ElectionArgs, ElectionConfig, Timings, default_identity, parse_go_duration};
 pub use elector::{ElectionEvent, Elector, ElectorHandle, Role};

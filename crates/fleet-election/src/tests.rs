@@ -54,7 +54,9 @@ impl Shared {
         let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
         lease.metadata.resource_version = Some(revision.to_string());
         *self.lease.lock().expect("lock") = Some(lease.clone());
-        let _ = self.sender().send(LeaseEvent::Changed(Box::new(lease.clone())));
+        let _ = self
+            .sender()
+            .send(LeaseEvent::Changed(Box::new(lease.clone())));
         lease
     }
 

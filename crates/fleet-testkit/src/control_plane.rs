@@ -344,6 +344,26 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
+    /// The admin kubeconfig with another server URL (e.g. a [`crate::TcpProxy`] in front of
+    /// the API server), written to `path` for a process to use.
+    pub fn write_kubeconfig_via(&self, server: &str, path: &Path) -> Result<(), Error> {
+        let mut kubeconfig = self.kubeconfig.clone();
+        for named in &mut kubeconfig.clusters {
+            if let Some(cluster) = named.cluster.as_mut() {
+                cluster.server = Some(server.to_owned());
+            }
+        }
+        write(path, &serialize_kubeconfig(&kubeconfig)?)
+    }
+
+    /// The API server's socket address.
+    pub fn api_addr(&self) -> Result<std::net::SocketAddr, Error> {
+        let addr = self.server.trim_start_matches("https://");
+        addr.parse().map_err(|e| Error::Config {
+            message: format!("server address {addr}: {e}"),
+        })
+    }
+
     /// A client with the admin identity (`system:masters`).
     pub fn client(&self) -> Client {
         self.client.clone()

@@ -8,13 +8,14 @@
 //! - [`binaries`]: the pinned `etcd`, `kube-apiserver`, `kube-controller-manager` and `helm`,
 //!   found in `KUBEBUILDER_ASSETS` or the cache, else built once from `e2e/tools/*/go.mod`.
 //! - [`wait`]: watch-based waits for conditions (no fixed sleeps), CRD apply-and-establish.
-//! - [`process`]: child processes killed on drop.
+//! - [`process`]: child processes killed on drop; [`TcpProxy`]: cut one client off a server.
 
 pub mod binaries;
 pub mod certs;
 mod control_plane;
 pub mod ports;
 pub mod process;
+mod proxy;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use control_plane::{
     ADMIN_USER, ControlPlane, ControlPlaneBuilder, client_from, serialize_kubeconfig,
 };
 pub use process::{Lifetime, ManagedProcess};
+pub use proxy::TcpProxy;
 pub use wait::{apply_crds, eventually, wait_deleted, wait_for};
 
 /// Everything that can go wrong in the testkit; messages say what to do where they can.
