@@ -2,8 +2,10 @@
 //!
 //! - `tools`: build the pinned control-plane and helm binaries into the cache (once per machine);
 //! - `controlplane up|down|list`: detached local control planes for manual work;
-//! - `test`: the README's test command (tools, fmt, clippy, all tests).
+//! - `test`: the README's test command (tools, fmt, clippy, all tests);
+//! - `bench failover`: leader failover times with real processes.
 
+mod bench;
 mod controlplane;
 mod test;
 
@@ -27,6 +29,11 @@ enum Command {
     },
     /// Install what the tests need, then run fmt, clippy and every unit and integration test.
     Test(test::Args),
+    /// Benchmarks that print numbers.
+    Bench {
+        #[command(subcommand)]
+        bench: bench::Bench,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tools => tools().map(|_| ()),
         Command::Controlplane { command } => controlplane::run(command),
         Command::Test(args) => test::run(args),
+        Command::Bench { bench } => bench::run(bench),
     }
 }
 
