@@ -77,6 +77,12 @@ impl Leadership {
         self.inner.stop.cancelled()
     }
 
+    /// An owned future that resolves with [`cancelled`](Self::cancelled), e.g. for
+    /// kube-runtime's `Controller::graceful_shutdown_on`.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        self.inner.stop.clone().cancelled_owned()
+    }
+
     /// Whether the work has been told to stop.
     pub fn is_cancelled(&self) -> bool {
         self.inner.stop.is_cancelled()

@@ -12,6 +12,8 @@
 //!   any other replica can acquire; `still_leading()` is the check before a write.
 //! - [`run_while_leading`] starts work on acquire, stops it on loss (back to standby without a
 //!   restart), and on shutdown stops it first and then releases the Lease.
+//! - [`WarmCache`] keeps watches and caches warm on standbys; a new leader's kube-runtime
+//!   controllers start from memory.
 //! - Logs (`tracing`) and Prometheus metrics ([`ElectionMetrics`]) show who leads and how long
 //!   failovers take.
 
@@ -25,6 +27,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 pub mod trace;
+mod warm;
 
 pub use config::{ElectionArgs, ElectionConfig, Timings, default_identity, parse_go_duration};
 pub use elector::{ElectionEvent, Elector, ElectorHandle, Role};
@@ -32,6 +35,7 @@ pub use leadership::Leadership;
 pub use metrics::{ElectionMetrics, LeaseLabels};
 pub use run::run_while_leading;
 pub use store::{KubeLeaseStore, LeaseEvent, LeaseStore, StoreError};
+pub use warm::WarmCache;
 
 /// Errors in setting an election up. Everything at run time (conflicts, unreachable API
 /// server) is handled inside the elector and shows in its events, logs and metrics.

@@ -1,0 +1,109 @@
+//! Caches kept warm on every replica, so a new leader's controllers start from memory.
+//!
+//! A [`WarmCache`] runs a watcher and reflector from process start, leader or not (standbys
+//! only read). When a replica acquires its Lease, [`WarmCache::controller`] builds a
+//! kube-runtime `Controller` on that cache: it reconciles every cached object at once and then
+//! follows changes, with no cold re-list on failover. Run it inside
+//! [`run_while_leading`](crate::run_while_leading) with
+//! `.graceful_shutdown_on(leadership.stopped())`.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+/// How many change notifications a slow consumer may lag behind before the reflector waits.
+const BUFFER: usize = 1024;
+
+/// A reflector of one kind that runs for the life of the process.
+pub struct WarmCache<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    reader: Store<K>,
+    subscriber: ReflectHandle<K>,
+    task: JoinHandle<()>,
+}
+
+impl<K> Debug for WarmCache<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarmCache")
+            .field("objects", &self.reader.state().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> WarmCache<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Starts watching `api` with `config`.
+    pub fn spawn(api: Api<K>, config: watcher::Config) -> Self {
+        let (reader, writer) = reflector::store_shared(BUFFER);
+        // The reflector fans changes out to subscribers and waits when one falls a buffer
+        // behind. This subscriber is drained for the life of the cache, so the cache keeps
+        // up while no controller runs; controllers get clones of it.
+        let subscriber = writer
+            .subscribe()
+            .expect("store_shared always creates a dispatcher");
+        let mut drain = subscriber.clone();
+        let mut changes = watcher(api, config)
+            .default_backoff()
+            .reflect_shared(writer)
+            .boxed();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    change = changes.next() => match change {
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => tracing::debug!(%error, "warm cache watch error; retrying with backoff"),
+                        None => break,
+                    },
+                    Some(_) = drain.next() => {}
+                }
+            }
+        });
+        Self {
+            reader,
+            subscriber,
+            task,
+        }
+    }
+
+    /// The cache, readable on every replica.
+    pub fn reader(&self) -> Store<K> {
+        self.reader.clone()
+    }
+
+    /// Waits until the first list has been loaded.
+    pub async fn wait_until_ready(&self) {
+        let _ = self.reader.wait_until_ready().await;
+    }
+
+    /// A controller fed by this cache: every cached object is reconciled at start (the new
+    /// leader catches up), then each change.
+    pub fn controller(&self) -> Controller<K> {
+        Controller::for_shared_stream(self.subscriber.clone(), self.reader.clone())
+            .reconcile_all_on(futures::stream::once(async {}))
+    }
+}
+
+impl<K> Drop for WarmCache<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
