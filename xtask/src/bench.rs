@@ -164,6 +164,7 @@ fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let mut retired: Vec<Contender> = Vec::new();
     let mut results: Vec<(&str, f64)> = Vec::new();
+    let mut standby_attempts = 0;
     let patience = args.lease_duration * 3 + Duration::from_secs(10);
 
     println!(
@@ -190,6 +191,19 @@ fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
                 .then_some(())
         })?;
         let stopped_at = now_ms();
+        // Acquire attempts by standbys while this leader was alive: must be none.
+        let led_since = pool[leader]
+            .events()
+            .iter()
+            .rev()
+            .find(|e| e.event == "acquired")
+            .map_or(stopped_at, |e| e.ts_ms);
+        standby_attempts += pool
+            .iter()
+            .filter(|c| c.identity != leader_id)
+            .flat_map(Contender::events)
+            .filter(|e| e.event == "attempting" && e.ts_ms > led_since && e.ts_ms < stopped_at)
+            .count();
         pool[leader]
             .process
             .signal(if mode == "graceful" { SIGTERM } else { SIGKILL })?;
@@ -236,6 +250,7 @@ fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
         );
     }
     println!("overlapping leadership observations: {}", overlapping.len());
+    println!("standby acquire attempts while a live leader held the Lease: {standby_attempts}");
     for (a, b) in &overlapping {
         println!("  overlap: {a:?} / {b:?}");
     }
