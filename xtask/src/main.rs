@@ -3,6 +3,7 @@
 //! - `tools`: build the pinned control-plane and helm binaries into the cache (once per machine);
 //! - `controlplane up|down|list`: detached local control planes for manual work;
 //! - `test`: the README's test command (tools, fmt, clippy, all tests);
+//! - `crds [--check]`: the CRDs generated from the Rust types, into the chart;
 //! - `bench failover`: leader failover times with real processes.
 
 mod bench;
@@ -29,6 +30,12 @@ enum Command {
     },
     /// Install what the tests need, then run fmt, clippy and every unit and integration test.
     Test(test::Args),
+    /// Write the CRDs generated from crates/fleet-api into the chart.
+    Crds {
+        /// Only check that the checked-in CRDs are up to date.
+        #[arg(long)]
+        check: bool,
+    },
     /// Benchmarks that print numbers.
     Bench {
         #[command(subcommand)]
@@ -42,8 +49,34 @@ fn main() -> anyhow::Result<()> {
         Command::Tools => tools().map(|_| ()),
         Command::Controlplane { command } => controlplane::run(command),
         Command::Test(args) => test::run(args),
+        Command::Crds { check } => crds(check),
         Command::Bench { bench } => bench::run(bench),
     }
+}
+
+/// Where the generated CRDs live in the umbrella chart.
+pub const CRDS_PATH: &str = "charts/fleet/templates/crds.yaml";
+
+fn crds(check: bool) -> anyhow::Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(CRDS_PATH);
+    let generated = fleet_api::crds_yaml()?;
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    if check {
+        anyhow::ensure!(
+            current == generated,
+            "{CRDS_PATH} is out of date: run `cargo xtask crds` and commit the result"
+        );
+        eprintln!("{CRDS_PATH} is up to date");
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, generated)?;
+    eprintln!("wrote {} CRDs to {CRDS_PATH}", fleet_api::crds().len());
+    Ok(())
 }
 
 /// Makes sure every pinned binary exists, building what is missing; prints where they are.

@@ -1,0 +1,129 @@
+//! BundleDeployment: one Bundle for one cluster, in that cluster's namespace upstream; what the
+//! agent deploys and reports on.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{BundleRef, HelmOpOptions};
+use crate::common::{Condition, ModifiedStatus, NonReadyStatus, ResourceCounts, is_false, is_zero};
+use crate::options::{BundleDeploymentOptions, CorrectDrift};
+
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "fleet.cattle.io",
+    version = "v1alpha1",
+    kind = "BundleDeployment",
+    doc = "One Bundle for one cluster, in that cluster's namespace: written by fleet-controller, deployed by the cluster's agent.",
+    namespaced,
+    status = "BundleDeploymentStatus",
+    printcolumn = r#"{"name":"Deployed","type":"string","jsonPath":".status.display.deployed"}"#,
+    printcolumn = r#"{"name":"Monitored","type":"string","jsonPath":".status.display.monitored"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleDeploymentSpec {
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// Options staged for the next deployment (rollout).
+    #[serde(default)]
+    pub staged_options: BundleDeploymentOptions,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "stagedDeploymentID"
+    )]
+    pub staged_deployment_id: Option<String>,
+    /// The options to deploy now.
+    #[serde(default)]
+    pub options: BundleDeploymentOptions,
+    /// `<manifest id>:<options hash>`: what to deploy now.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "deploymentID"
+    )]
+    pub deployment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<BundleRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct_drift: Option<CorrectDrift>,
+    /// Contents are in an OCI registry.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub oci_contents: bool,
+    /// The chart comes from a Helm repository (helmops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_chart_options: Option<HelmOpOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_hash: Option<String>,
+    /// Outside the cluster's schedule: do not update.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub off_schedule: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub downstream_resources_generation: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleDeploymentStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The deployment id the agent has applied.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "appliedDeploymentID"
+    )]
+    pub applied_deployment_id: Option<String>,
+    /// `<namespace>/<release name>:<revision>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ready: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub non_modified: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_ready_status: Vec<NonReadyStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modified_status: Vec<ModifiedStatus>,
+    /// The lists above were cut at 10 entries.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub incomplete_state: bool,
+    #[serde(default)]
+    pub display: BundleDeploymentDisplay,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<BundleDeploymentResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_counts: Option<ResourceCounts>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub downstream_resources_generation: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleDeploymentDisplay {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitored: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+/// A resource the release deployed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleDeploymentResource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}
