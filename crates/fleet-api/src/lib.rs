@@ -42,8 +42,9 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Every CRD of the API, sorted by name.
 ///
-/// Like Fleet's, `spec` is optional: it defaults to `{}` on the server, so objects written
-/// without one (Fleet allows that) still read back with a spec.
+/// Like Fleet's, `spec` is optional where an empty spec is valid: it defaults to `{}` on the
+/// server, so objects written without one (Fleet allows that) still read back with a spec.
+/// A GitRepo needs `spec.repo`, so its `spec` stays required (a default must itself be valid).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut crds = vec![
         Bundle::crd(),
@@ -64,6 +65,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 }
 
 fn make_spec_optional(crd: &mut CustomResourceDefinition) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON;
     for version in &mut crd.spec.versions {
         let Some(schema) = version
             .schema
@@ -72,15 +74,15 @@ fn make_spec_optional(crd: &mut CustomResourceDefinition) {
         else {
             continue;
         };
+        let Some(spec) = schema.properties.as_mut().and_then(|p| p.get_mut("spec")) else {
+            continue;
+        };
+        if spec.required.as_ref().is_some_and(|r| !r.is_empty()) {
+            continue;
+        }
+        spec.default = Some(JSON(serde_json::json!({})));
         if let Some(required) = schema.required.as_mut() {
             required.retain(|field| field != "spec");
-        }
-        if let Some(spec) = schema.properties.as_mut().and_then(|p| p.get_mut("spec")) {
-            spec.default = Some(
-                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
-                    serde_json::json!({}),
-                ),
-            );
         }
     }
 }
