@@ -185,7 +185,6 @@ async fn kubectl_get_shows_fleets_columns_and_category() {
                 "COMMIT",
                 "BUNDLEDEPLOYMENTS-READY",
                 "STATUS",
-                "AGE",
             ],
         ),
         (
@@ -197,7 +196,6 @@ async fn kubectl_get_shows_fleets_columns_and_category() {
                 "VERSION",
                 "BUNDLEDEPLOYMENTS-READY",
                 "STATUS",
-                "AGE",
             ],
         ),
         ("bundles", &["NAME", "BUNDLEDEPLOYMENTS-READY", "STATUS"]),
