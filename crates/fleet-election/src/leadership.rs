@@ -57,6 +57,18 @@ impl Leadership {
         leadership
     }
 
+    /// Leadership that never ends by itself, for running with election disabled
+    /// (`--leader-elect=false`: one replica, or tests). Only [`stop`](Self::stop) ends it.
+    pub fn unconditional(lease: &str, identity: &str) -> Self {
+        const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        Self::new(lease, identity, Instant::now() + CENTURY)
+    }
+
+    /// Tells the work to stop (shutdown of an unconditional leadership).
+    pub fn stop(&self) {
+        self.end();
+    }
+
     /// The Lease's name.
     pub fn lease(&self) -> &str {
         &self.inner.lease

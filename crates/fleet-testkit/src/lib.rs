@@ -80,8 +80,8 @@ impl Error {
     }
 }
 
-/// A minimal HTTP/1.0 GET to 127.0.0.1 (etcd's plain-HTTP health endpoint); returns the body.
-pub(crate) async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+/// A minimal HTTP/1.0 GET to 127.0.0.1 (etcd health, admin endpoints in tests); returns the body.
+pub async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     stream

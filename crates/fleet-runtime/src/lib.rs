@@ -1,0 +1,53 @@
+//! What every fleet-rs binary shares, written once: command-line and environment
+//! configuration, the Kubernetes client (kubeconfig or in-cluster), logging, the admin HTTP
+//! server (`/metrics`, `/healthz`, `/readyz` reporting the election role), SIGTERM handling,
+//! and running the binary's reconcilers only while it holds its Lease.
+//!
+//! A binary is then its reconcilers plus:
+//!
+//! ```no_run
+//! # async fn demo(args: fleet_runtime::RuntimeArgs) -> Result<(), fleet_runtime::Error> {
+//! let runtime = fleet_runtime::Runtime::new("gitjob", "fleet-gitops-leader-election", &args).await?;
+//! let client = runtime.client();
+//! runtime
+//!     .run(move |leadership| {
+//!         let client = client.clone();
+//!         async move {
+//!             // start controllers with `client`; stop when `leadership.cancelled()` fires
+//!             # let _ = client;
+//!             leadership.cancelled().await;
+//!         }
+//!     })
+//!     .await
+//! # }
+//! ```
+
+mod admin;
+mod args;
+mod runtime;
+mod telemetry;
+
+pub use admin::ReadyState;
+pub use args::{LogFormat, RuntimeArgs};
+pub use runtime::Runtime;
+pub use telemetry::init_tracing;
+
+/// Why a binary could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("no Kubernetes configuration found (give --kubeconfig or run in a cluster): {0}")]
+    NoConfig(String),
+    #[error("Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Election(#[from] fleet_election::Error),
+    #[error("cannot serve on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+}
