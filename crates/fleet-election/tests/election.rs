@@ -45,6 +45,29 @@ impl Contender {
         }
     }
 
+    /// client-go's leader election (`e2e/tools/client-go-elector`), same timings, same Lease.
+    fn spawn_client_go(dir: &Path, kubeconfig: &Path, identity: &str) -> Self {
+        let binary =
+            fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::ClientGoElector)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = Command::new(binary);
+        cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--lease={LEASE}"))
+            .arg(format!("--identity={identity}"))
+            .args([
+                "--lease-duration=3s",
+                "--renew-deadline=2s",
+                "--retry-period=500ms",
+            ]);
+        let log = dir.join(format!("{identity}.log"));
+        let process =
+            ManagedProcess::spawn(identity, cmd, &log, Lifetime::Owned).expect("spawn client-go");
+        Self {
+            identity: identity.to_owned(),
+            process,
+        }
+    }
+
     fn events(&self) -> Vec<TraceEvent> {
         std::fs::read_to_string(self.process.log_path())
             .unwrap_or_default()
@@ -294,4 +317,60 @@ async fn a_frozen_leader_does_not_act_after_resuming() {
     );
     assert!(b.leading());
     assert!(overlaps(&all_events(&[&a, &b])).is_empty());
+}
+
+#[tokio::test]
+async fn client_go_and_fleet_election_respect_each_other_on_one_lease() {
+    let (plane, kubeconfig) = plane().await;
+    let dir = plane.dir().to_owned();
+    let go = Contender::spawn_client_go(&dir, &kubeconfig, "client-go-1");
+    go.wait_event("acquired", 0.0).await;
+    let rust = Contender::spawn(&dir, &kubeconfig, "fleet-rs");
+    let seen = rust.wait_event("new_leader", 0.0).await;
+    assert_eq!(
+        seen.detail.as_deref(),
+        Some("client-go-1"),
+        "ours reads client-go's record"
+    );
+    // Several lease durations: ours never takes a live client-go leader's Lease.
+    for _ in 0..40 {
+        assert!(!rust.leading());
+        assert_eq!(holder(&plane).await.as_deref(), Some("client-go-1"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // client-go's ReleaseOnCancel release is taken at once.
+    let mut go = go;
+    go.process.stop(Duration::from_secs(10));
+    let released = go.wait_event("released", 0.0).await;
+    let acquired = rust.wait_event("acquired", 0.0).await;
+    assert!(acquired.ts_ms >= released.ts_ms);
+    assert!(
+        acquired.ts_ms - released.ts_ms < 3000.0,
+        "taken through the watch, not after expiry ({} ms)",
+        acquired.ts_ms - released.ts_ms
+    );
+
+    // A new client-go contender respects our record...
+    let go2 = Contender::spawn_client_go(&dir, &kubeconfig, "client-go-2");
+    let seen = go2.wait_event("new_leader", 0.0).await;
+    assert_eq!(
+        seen.detail.as_deref(),
+        Some("fleet-rs"),
+        "client-go reads our record"
+    );
+    for _ in 0..40 {
+        assert!(!go2.leading());
+        assert_eq!(holder(&plane).await.as_deref(), Some("fleet-rs"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ...and takes over when our leader dies without releasing.
+    let killed_at = now_ms();
+    rust.process.signal(SIGKILL).expect("kill");
+    go2.wait_event("acquired", killed_at).await;
+    assert_eq!(holder(&plane).await.as_deref(), Some("client-go-2"));
+    assert!(
+        overlaps(&all_events(&[&go, &rust, &go2])).is_empty(),
+        "never both acting"
+    );
 }

@@ -23,6 +23,9 @@ pub enum ToolModule {
     Etcd,
     /// `helm` from `helm.sh/helm/v4`.
     Helm,
+    /// `client-go-elector`: a small program of ours on client-go's leader election, to test
+    /// that fleet-election and client-go respect each other on one Lease.
+    ClientGoElector,
 }
 
 /// A binary the tests and the demo need.
@@ -32,6 +35,7 @@ pub enum Tool {
     KubeApiserver,
     KubeControllerManager,
     Helm,
+    ClientGoElector,
 }
 
 /// The minimum etcd that Kubernetes >= 1.31 works with (consistent watches need
@@ -39,11 +43,12 @@ pub enum Tool {
 pub const MIN_ETCD: (u64, u64, u64) = (3, 5, 13);
 
 impl Tool {
-    pub const ALL: [Tool; 4] = [
+    pub const ALL: [Tool; 5] = [
         Tool::Etcd,
         Tool::KubeApiserver,
         Tool::KubeControllerManager,
         Tool::Helm,
+        Tool::ClientGoElector,
     ];
 
     /// The file name of the binary.
@@ -53,6 +58,7 @@ impl Tool {
             Tool::KubeApiserver => "kube-apiserver",
             Tool::KubeControllerManager => "kube-controller-manager",
             Tool::Helm => "helm",
+            Tool::ClientGoElector => "client-go-elector",
         }
     }
 
@@ -62,6 +68,7 @@ impl Tool {
             Tool::Etcd => ToolModule::Etcd,
             Tool::KubeApiserver | Tool::KubeControllerManager => ToolModule::Kubernetes,
             Tool::Helm => ToolModule::Helm,
+            Tool::ClientGoElector => ToolModule::ClientGoElector,
         }
     }
 
@@ -72,6 +79,7 @@ impl Tool {
             Tool::KubeApiserver => "k8s.io/kubernetes/cmd/kube-apiserver",
             Tool::KubeControllerManager => "k8s.io/kubernetes/cmd/kube-controller-manager",
             Tool::Helm => "helm.sh/helm/v4/cmd/helm",
+            Tool::ClientGoElector => "fleet-rs/tools/client-go-elector",
         }
     }
 
@@ -88,6 +96,7 @@ impl ToolModule {
             ToolModule::Kubernetes => "kubernetes",
             ToolModule::Etcd => "etcd",
             ToolModule::Helm => "helm",
+            ToolModule::ClientGoElector => "client-go-elector",
         }
     }
 
@@ -96,6 +105,7 @@ impl ToolModule {
             ToolModule::Kubernetes => "k8s.io/kubernetes",
             ToolModule::Etcd => "go.etcd.io/etcd/server/v3",
             ToolModule::Helm => "helm.sh/helm/v4",
+            ToolModule::ClientGoElector => "k8s.io/client-go",
         }
     }
 
@@ -104,6 +114,9 @@ impl ToolModule {
             ToolModule::Kubernetes => include_str!("../../../e2e/tools/kubernetes/go.mod"),
             ToolModule::Etcd => include_str!("../../../e2e/tools/etcd/go.mod"),
             ToolModule::Helm => include_str!("../../../e2e/tools/helm/go.mod"),
+            ToolModule::ClientGoElector => {
+                include_str!("../../../e2e/tools/client-go-elector/go.mod")
+            }
         }
     }
 
@@ -114,14 +127,23 @@ impl ToolModule {
             .collect()
     }
 
-    /// The version of the upstream module pinned in `go.mod`.
+    /// The version of the upstream module pinned in `go.mod`; for a program of ours, also a
+    /// hash of its source, so that an edit builds a new binary.
     pub fn version(self) -> Result<String, Error> {
-        pinned_version(self.go_mod(), self.upstream_module()).ok_or_else(|| Error::Config {
-            message: format!(
-                "e2e/tools/{}/go.mod does not require {}",
-                self.dir_name(),
-                self.upstream_module()
+        let pinned =
+            pinned_version(self.go_mod(), self.upstream_module()).ok_or_else(|| Error::Config {
+                message: format!(
+                    "e2e/tools/{}/go.mod does not require {}",
+                    self.dir_name(),
+                    self.upstream_module()
+                ),
+            })?;
+        Ok(match self {
+            ToolModule::ClientGoElector => format!(
+                "{pinned}-{:08x}",
+                fnv1a(include_str!("../../../e2e/tools/client-go-elector/main.go"))
             ),
+            _ => pinned,
         })
     }
 
@@ -146,10 +168,17 @@ impl ToolModule {
                     " -X helm.sh/helm/v4/internal/version.version={version}"
                 ));
             }
-            ToolModule::Etcd => {}
+            ToolModule::Etcd | ToolModule::ClientGoElector => {}
         }
         flags
     }
+}
+
+/// 32-bit FNV-1a: a stable content hash for cache keys (not for security).
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Finds `module version` in a `go.mod` (single-line or block `require`).
@@ -400,7 +429,12 @@ mod tests {
 
     #[test]
     fn every_module_pins_a_version() {
-        for module in [ToolModule::Kubernetes, ToolModule::Etcd, ToolModule::Helm] {
+        for module in [
+            ToolModule::Kubernetes,
+            ToolModule::Etcd,
+            ToolModule::Helm,
+            ToolModule::ClientGoElector,
+        ] {
             let version = module.version().expect("pinned");
             assert!(version.starts_with('v'), "{module:?}: {version}");
         }
