@@ -35,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
     }
     step("cargo test", || {
-        let mut test_args = vec!["test", "--workspace", "--locked"];
+        let mut test_args = vec!["test", "--workspace", "--locked", "--no-fail-fast"];
         test_args.extend(args.cargo_test_args.iter().map(String::as_str));
         cargo(&test_args)
     })?;
