@@ -139,11 +139,13 @@ fn crds_have_fleets_names_categories_and_optional_spec() {
     for crd in &crds {
         let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema");
         let required = &schema["openAPIV3Schema"]["required"];
-        assert!(
-            !required
-                .as_array()
-                .is_some_and(|r| r.contains(&Value::from("spec"))),
-            "{}: spec must be optional, as in Fleet",
+        let spec_required = required
+            .as_array()
+            .is_some_and(|r| r.contains(&Value::from("spec")));
+        assert_eq!(
+            spec_required,
+            crd.spec.names.kind == "GitRepo",
+            "{}: spec is optional as in Fleet, unless an empty spec is invalid",
             crd.spec.names.kind
         );
     }
