@@ -71,11 +71,7 @@ struct Contender {
 
 impl Contender {
     fn events(&self) -> Vec<TraceEvent> {
-        std::fs::read_to_string(self.process.log_path())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(TraceEvent::parse)
-            .collect()
+        fleet_election::trace::read_file(self.process.log_path())
     }
 
     fn has_event(&self, event: &str, after_ms: f64, detail: Option<&str>) -> Option<TraceEvent> {
@@ -175,13 +171,8 @@ fn failover(args: &FailoverArgs) -> anyhow::Result<()> {
         let mode = if trial % 2 == 0 { "graceful" } else { "crash" };
         // The leader, and every standby having observed it (so all watches are warm).
         let leader = wait("a leader", patience, || {
-            pool.iter().position(|c| {
-                c.events()
-                    .iter()
-                    .rev()
-                    .find(|e| matches!(e.event.as_str(), "acquired" | "lost" | "released"))
-                    .is_some_and(|e| e.event == "acquired")
-            })
+            pool.iter()
+                .position(|c| fleet_election::trace::is_leading(&c.events()))
         })?;
         let leader_id = pool[leader].identity.clone();
         wait("standbys to observe the leader", patience, || {

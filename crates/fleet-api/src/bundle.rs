@@ -97,6 +97,23 @@ pub struct BundleResource {
     pub encoding: Option<String>,
 }
 
+// Which clusters a target, target restriction or rollout partition matches, as Fleet spells
+// it in each of them: by name, by labels, by cluster group name or by group labels. When a
+// group is given, `clusterSelector` further narrows the group's clusters. (A plain comment:
+// schemars would copy a doc comment into every schema this struct is flattened into.)
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSelection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_group_selector: Option<LabelSelector>,
+}
+
 /// Clusters to deploy to, and options merged into the bundle's for them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -106,14 +123,8 @@ pub struct BundleTarget {
     /// Display name (default `target000`, `target001`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_selector: Option<LabelSelector>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_group_selector: Option<LabelSelector>,
+    #[serde(flatten)]
+    pub clusters: ClusterSelection,
     /// Match these clusters but deploy nothing to them.
     #[serde(default, skip_serializing_if = "is_false")]
     pub do_not_deploy: bool,
@@ -124,14 +135,8 @@ pub struct BundleTarget {
 pub struct BundleTargetRestriction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_selector: Option<LabelSelector>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_group_selector: Option<LabelSelector>,
+    #[serde(flatten)]
+    pub clusters: ClusterSelection,
 }
 
 /// How a bundle change rolls out across clusters.
@@ -162,14 +167,8 @@ pub struct Partition {
     /// Clusters of this partition that may be unavailable (default `10%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unavailable: Option<IntOrString>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_selector: Option<LabelSelector>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_group_selector: Option<LabelSelector>,
+    #[serde(flatten)]
+    pub clusters: ClusterSelection,
 }
 
 /// Where helmops' bundles get their chart: credentials and TLS for the Helm repository.

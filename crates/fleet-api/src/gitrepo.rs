@@ -1,10 +1,10 @@
 //! GitRepo: a git repository whose paths become Bundles (gitjob).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::bundle::ClusterSelection;
 use crate::common::{StatusBase, is_false, is_zero};
 use crate::options::CorrectDrift;
 
@@ -124,14 +124,8 @@ pub struct BundlePath {
 pub struct GitTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_selector: Option<LabelSelector>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_group_selector: Option<LabelSelector>,
+    #[serde(flatten)]
+    pub clusters: ClusterSelection,
 }
 
 /// How image-scan write-backs are committed.

@@ -122,8 +122,10 @@ macro_rules! top_level_resource {
             /// An empty object with this name, `apiVersion` and `kind` set.
             pub fn new(name: &str) -> Self {
                 Self {
-                    api_version: format!("{}/{}", crate::GROUP, crate::VERSION),
-                    kind: $kind.to_owned(),
+                    types: kube::core::TypeMeta {
+                        api_version: format!("{}/{}", crate::GROUP, crate::VERSION),
+                        kind: $kind.to_owned(),
+                    },
                     metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                         name: Some(name.to_owned()),
                         ..Default::default()

@@ -14,11 +14,8 @@ use crate::schema::{TopLevelKind, top_level_crd, top_level_resource};
 #[serde(rename_all = "camelCase")]
 pub struct Content {
     #[schemars(skip)]
-    #[serde(default)]
-    pub api_version: String,
-    #[schemars(skip)]
-    #[serde(default)]
-    pub kind: String,
+    #[serde(flatten, default)]
+    pub types: kube::core::TypeMeta,
     #[schemars(skip)]
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -45,11 +42,8 @@ pub struct ContentStatus {
 #[serde(rename_all = "camelCase")]
 pub struct BundleNamespaceMapping {
     #[schemars(skip)]
-    #[serde(default)]
-    pub api_version: String,
-    #[schemars(skip)]
-    #[serde(default)]
-    pub kind: String,
+    #[serde(flatten, default)]
+    pub types: kube::core::TypeMeta,
     #[schemars(skip)]
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -64,11 +58,8 @@ pub struct BundleNamespaceMapping {
 #[serde(rename_all = "camelCase")]
 pub struct GitRepoRestriction {
     #[schemars(skip)]
-    #[serde(default)]
-    pub api_version: String,
-    #[schemars(skip)]
-    #[serde(default)]
-    pub kind: String,
+    #[serde(flatten, default)]
+    pub types: kube::core::TypeMeta,
     #[schemars(skip)]
     #[serde(default)]
     pub metadata: ObjectMeta,

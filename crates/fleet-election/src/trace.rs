@@ -29,6 +29,25 @@ impl TraceEvent {
     }
 }
 
+/// The events in a contender's log file (its other lines, e.g. logs, are skipped). A file not
+/// written yet reads as no events.
+pub fn read_file(path: &std::path::Path) -> Vec<TraceEvent> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(TraceEvent::parse)
+        .collect()
+}
+
+/// Whether the last leadership event (`acquired`, `lost` or `released`) is `acquired`.
+pub fn is_leading(events: &[TraceEvent]) -> bool {
+    events
+        .iter()
+        .rev()
+        .find(|e| matches!(e.event.as_str(), "acquired" | "lost" | "released"))
+        .is_some_and(|e| e.event == "acquired")
+}
+
 /// The span during which one process's work acted in one term: from its first to its last
 /// `act` event.
 #[derive(Debug, Clone, PartialEq)]

@@ -69,20 +69,12 @@ impl Contender {
     }
 
     fn events(&self) -> Vec<TraceEvent> {
-        std::fs::read_to_string(self.process.log_path())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(TraceEvent::parse)
-            .collect()
+        fleet_election::trace::read_file(self.process.log_path())
     }
 
     /// Whether the last acquired/lost/released event is `acquired`.
     fn leading(&self) -> bool {
-        self.events()
-            .iter()
-            .rev()
-            .find(|e| matches!(e.event.as_str(), "acquired" | "lost" | "released"))
-            .is_some_and(|e| e.event == "acquired")
+        fleet_election::trace::is_leading(&self.events())
     }
 
     async fn wait_event(&self, event: &str, after_ms: f64) -> TraceEvent {
