@@ -251,18 +251,15 @@ mod tests {
 
     #[test]
     fn globs_directories_only_sorted_per_level() {
-        let root = std::env::temp_dir().join(format!("fleet-bundle-glob-{}", std::process::id()));
-        for dir in [
-            "charts/a",
-            "charts/b",
-            "charts/b/nested",
-            "apps/web",
-            ".hidden",
-        ] {
-            std::fs::create_dir_all(root.join(dir)).expect("mkdir");
-        }
-        std::fs::write(root.join("charts/file.yaml"), "x: 1").expect("write");
-        let glob = |p: &str| glob_dirs(&root, p).expect("valid pattern");
+        let tree = crate::testutil::TempTree::new(&[
+            ("charts/a/x", ""),
+            ("charts/b/nested/x", ""),
+            ("apps/web/x", ""),
+            (".hidden/x", ""),
+            ("charts/file.yaml", "x: 1"),
+        ]);
+        let root = tree.root();
+        let glob = |p: &str| glob_dirs(root, p).expect("valid pattern");
         assert_eq!(glob("charts/*"), ["charts/a", "charts/b"]);
         assert_eq!(
             glob("/charts/*"),
@@ -278,7 +275,6 @@ mod tests {
             Some(".hidden"),
             "Go's * matches dot files"
         );
-        assert!(glob_dirs(&root, "charts/[").is_err());
-        std::fs::remove_dir_all(&root).expect("cleanup");
+        assert!(glob_dirs(root, "charts/[").is_err());
     }
 }
