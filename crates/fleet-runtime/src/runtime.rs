@@ -161,6 +161,10 @@ async fn client(args: &RuntimeArgs) -> Result<Client, Error> {
                     message: e.to_string(),
                 })?
         }
+        // A context names an entry of the default kubeconfig ($KUBECONFIG or ~/.kube/config).
+        None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| Error::NoConfig(e.to_string()))?,
         None => kube::Config::infer()
             .await
             .map_err(|e| Error::NoConfig(e.to_string()))?,
