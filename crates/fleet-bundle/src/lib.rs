@@ -3,13 +3,15 @@
 //! a user previews is exactly what gitjob produces.
 //!
 //! Built so far: bundle naming ([`naming`]), Go `path/filepath` glob semantics for GitRepo
-//! `paths` ([`glob`]), bundle discovery ([`discovery`]) and reading a bundle directory with
-//! `.fleetignore` ([`files`]). `fleet.yaml` options, resources, overlays and charts follow
-//! (issues 5 and 6).
+//! `paths` ([`glob`]), bundle discovery ([`discovery`]), reading a bundle directory with
+//! `.fleetignore` ([`files`]), and a directory with its `fleet.yaml` and the apply options to a
+//! Bundle ([`read`]). Remote charts, kustomize and overlays, values files into Secrets, and
+//! the `fleet` CLI follow (issues 5 and 6).
 
 pub mod discovery;
 pub mod files;
 pub mod glob;
 pub mod naming;
+pub mod read;
 #[cfg(test)]
 mod testutil;
