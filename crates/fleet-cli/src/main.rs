@@ -125,7 +125,7 @@ fn options(args: &ApplyArgs) -> anyhow::Result<ApplyOptions> {
         sync_generation: args.sync_generation,
         keep_resources: args.keep_resources,
         delete_namespace: args.delete_namespace,
-        correct_drift: args.correct_drift.then(|| CorrectDrift {
+        correct_drift: args.correct_drift.then_some(CorrectDrift {
             enabled: true,
             force: args.correct_drift_force,
             keep_fail_history: args.correct_drift_keep_fail_history,
