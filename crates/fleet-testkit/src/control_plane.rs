@@ -414,7 +414,8 @@ impl ControlPlane {
         logs_tail(&self.processes, lines)
     }
 
-    /// Stops the API server only (etcd keeps running), e.g. to make it unreachable.
+    /// One of the plane's processes by name (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`), e.g. to signal or stop it.
     pub fn process_mut(&mut self, name: &str) -> Option<&mut ManagedProcess> {
         self.processes.iter_mut().find(|p| p.name() == name)
     }

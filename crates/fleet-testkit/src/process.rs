@@ -110,7 +110,8 @@ impl ManagedProcess {
         }
     }
 
-    /// `SIGTERM`, then `SIGKILL` after `grace`; reaps the process.
+    /// `SIGTERM`, then `SIGKILL` after `grace`; reaps the process. Blocks the calling thread
+    /// while it waits (short in practice: tests stop processes that exit within milliseconds).
     pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         if let Ok(Some(status)) = child.try_wait() {
