@@ -6,7 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{BundleRef, HelmOpOptions};
-use crate::common::{Condition, ModifiedStatus, NonReadyStatus, ResourceCounts, is_false, is_zero};
+use crate::common::{
+    Condition, ModifiedStatus, NonReadyStatus, ResourceCounts, ResourceRef, is_false, is_zero,
+};
 use crate::options::{BundleDeploymentOptions, CorrectDrift};
 
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -116,14 +118,8 @@ pub struct BundleDeploymentDisplay {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleDeploymentResource {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[serde(flatten)]
+    pub resource: ResourceRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
 }

@@ -101,10 +101,11 @@ pub struct NonReadyResource {
     pub non_ready_status: Vec<NonReadyStatus>,
 }
 
-/// A deployed resource that differs from the bundle: missing, extra (`delete`) or patched.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+// A resource's identity as Fleet's status and diff types spell it. (A plain comment:
+// schemars would copy a doc comment into every schema this struct is flattened into.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ModifiedStatus {
+pub struct ResourceRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +114,14 @@ pub struct ModifiedStatus {
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+/// A deployed resource that differs from the bundle: missing, extra (`delete`) or patched.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModifiedStatus {
+    #[serde(flatten)]
+    pub resource: ResourceRef,
     /// The resource should exist but does not (Fleet's JSON name for its `Create` field).
     #[serde(default, skip_serializing_if = "is_false")]
     pub missing: bool,
@@ -130,14 +139,8 @@ pub struct ModifiedStatus {
 pub struct NonReadyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[serde(flatten)]
+    pub resource: ResourceRef,
     #[serde(default)]
     pub summary: ResourceSummary,
 }
