@@ -51,7 +51,7 @@ impl FleetYaml {
         }
         if let Err(e) = serde_saphyr::from_str::<serde_json::Value>(text) {
             return Err(FleetYamlError {
-                line: None,
+                line: e.location().map(|l| l.line() as usize),
                 message: first_line(&e.to_string()),
             });
         }

@@ -50,3 +50,7 @@ pub mod conditions {
     pub const MONITORED: &str = "Monitored";
     pub const PROCESSED: &str = "Processed";
 }
+
+/// On Bundles written by gitjob and `fleet apply`: a hash of what was written, so that an
+/// unchanged repository costs no API write (fleet-rs; Fleet has no equivalent).
+pub const CONTENT_HASH: &str = "fleet-rs.io/content-hash";

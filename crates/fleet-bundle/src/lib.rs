@@ -11,7 +11,10 @@
 pub mod discovery;
 pub mod files;
 pub mod glob;
+pub mod manifests;
 pub mod naming;
 pub mod read;
+pub mod repo;
+pub mod store;
 #[cfg(test)]
 mod testutil;

@@ -18,6 +18,7 @@ use fleet_api::{
 };
 
 use crate::files::{ReadError, read_dir_files};
+use crate::manifests::check_manifests;
 
 /// Bundles whose JSON reaches this size get their resources compressed (Fleet's 1 MB rule).
 pub const COMPRESS_ABOVE_BYTES: usize = 1_000_000;
@@ -57,6 +58,13 @@ pub enum BundleError {
         line: Option<usize>,
         message: String,
     },
+    /// A manifest does not parse: the file and, where known, the line.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Manifest {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error("compressing {name}: {source}")]
@@ -88,6 +96,11 @@ pub fn read_bundle(
         None => FleetYaml::default(),
     };
     let files = read_dir_files(dir)?;
+    check_manifests(&files).map_err(|e| BundleError::Manifest {
+        path: dir.join(&e.path),
+        line: e.line,
+        message: e.message,
+    })?;
     let mut bundle = assemble(name, fleet_yaml, opts);
     bundle.spec.resources = resources(&files, opts.compress)?;
     if !opts.compress && json_size(&bundle) >= COMPRESS_ABOVE_BYTES {
