@@ -1,8 +1,8 @@
 //! `fleet`: what Fleet users run to preview their repositories, built on the same library as
 //! gitjob (`fleet-bundle`), so that a preview is exactly what gitjob produces.
 //!
-//! Today: `fleet apply -o FILE|- NAME [PATH ...]` prints the Bundles. Writing them to a cluster,
-//! `fleet test` and `fleet target` follow (issue 5).
+//! `fleet apply NAME [PATH ...]` writes the Bundles to a cluster (create, update, prune) or,
+//! with `-o FILE|-`, prints them.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use fleet_api::{BundleTarget, BundleTargetRestriction, CorrectDrift};
-use fleet_bundle::discovery::{bundle_name, discover};
-use fleet_bundle::read::{ApplyOptions, TargetsFile, read_bundle};
+use fleet_bundle::read::{ApplyOptions, TargetsFile};
+use fleet_bundle::repo::{Scan, read_repo};
+use fleet_bundle::store::BundleStore;
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
@@ -33,6 +34,9 @@ struct ApplyArgs {
     /// Write the Bundles to this file (`-` for standard output) instead of a cluster.
     #[arg(short = 'o', long = "output")]
     output: Option<String>,
+    /// Kubeconfig of the cluster to write to (without `-o`).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
     /// Namespace of the Bundles.
     #[arg(short = 'n', long, default_value = "fleet-local")]
     namespace: String,
@@ -134,21 +138,7 @@ fn options(args: &ApplyArgs) -> anyhow::Result<ApplyOptions> {
     })
 }
 
-/// `base` joined with a discovered relative path, as the bundle's path for naming.
-fn bundle_path(base: &Path, relative: &str) -> String {
-    let base = base.to_string_lossy();
-    let base = base.trim_start_matches("./").trim_end_matches('/');
-    match (base, relative) {
-        ("" | ".", rel) => rel.to_owned(),
-        (base, ".") => base.to_owned(),
-        (base, rel) => format!("{base}/{rel}"),
-    }
-}
-
 fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
-    let Some(output) = &args.output else {
-        bail!("writing Bundles to a cluster is not implemented yet: use -o FILE or -o -");
-    };
     let opts = options(args)?;
     let default_paths = [PathBuf::from(".")];
     let paths = if args.paths.is_empty() {
@@ -156,30 +146,83 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
     } else {
         &args.paths
     };
-    let mut documents = String::new();
+    let mut bundles = Vec::new();
     for base in paths {
         if !base.is_dir() {
             bail!("{}: not a directory", base.display());
         }
-        let dirs = discover(base, &[]).map_err(|e| anyhow::anyhow!("{}: {e}", base.display()))?;
-        for dir in dirs {
-            let path = bundle_path(base, &dir.path);
-            let name = bundle_name(&args.name, &path);
-            let options_file = dir.options_file.as_ref().map(|f| base.join(f));
-            let mut bundle =
-                read_bundle(&name, &base.join(&dir.path), options_file.as_deref(), &opts)?;
-            bundle.metadata.namespace = Some(args.namespace.clone());
-            documents.push_str("---\n");
-            documents.push_str(&serde_saphyr::to_string(&bundle)?);
-        }
+        let scan = Scan::Paths(Vec::new());
+        let prefix = base.to_string_lossy();
+        bundles.extend(read_repo(
+            &args.name,
+            &args.namespace,
+            base,
+            &prefix,
+            &scan,
+            &opts,
+        )?);
     }
     // Nothing is written when anything failed above.
+    match &args.output {
+        Some(output) => write_yaml(output, &bundles),
+        None => apply_to_cluster(args, bundles),
+    }
+}
+
+fn write_yaml(output: &str, bundles: &[fleet_api::Bundle]) -> anyhow::Result<()> {
+    let mut documents = String::new();
+    for bundle in bundles {
+        documents.push_str("---\n");
+        documents.push_str(&serde_saphyr::to_string(bundle)?);
+    }
     if output == "-" {
         std::io::stdout().lock().write_all(documents.as_bytes())?;
     } else {
         std::fs::write(output, documents).with_context(|| format!("writing {output}"))?;
     }
     Ok(())
+}
+
+/// Creates, updates and prunes the Bundles labelled with this name, as Fleet's `fleet apply`.
+fn apply_to_cluster(args: &ApplyArgs, bundles: Vec<fleet_api::Bundle>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = kube_client(args.kubeconfig.as_deref()).await?;
+        let store = BundleStore::new(client, "fleet-apply");
+        let report = store
+            .sync(&args.namespace, &args.name, None, bundles)
+            .await?;
+        for (verb, names) in [
+            ("created", &report.created),
+            ("updated", &report.updated),
+            ("unchanged", &report.unchanged),
+            ("deleted", &report.deleted),
+        ] {
+            for name in names {
+                eprintln!("bundle.fleet.cattle.io/{name} {verb}");
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig: pass --kubeconfig or set KUBECONFIG")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
 #[cfg(test)]
@@ -191,17 +234,6 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn bundle_paths_join_like_fleet() {
-        assert_eq!(bundle_path(Path::new("."), "."), ".");
-        assert_eq!(
-            bundle_path(Path::new("multi-cluster/hello"), "."),
-            "multi-cluster/hello"
-        );
-        assert_eq!(bundle_path(Path::new("./repo/"), "app"), "repo/app");
-        assert_eq!(bundle_path(Path::new("."), "app/dev"), "app/dev");
     }
 
     #[test]

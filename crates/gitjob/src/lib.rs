@@ -1,0 +1,16 @@
+//! gitjob of fleet-rs: turns each GitRepo into Bundles, as Fleet's gitjob and `fleet apply`
+//! do, but in process (no Job pods) and leader-elected.
+//!
+//! - [`git`]: ls-remote, fetch into a bare cache, export a commit's tree (libgit2);
+//! - [`credentials`]: a GitRepo's Secret to git credentials;
+//! - [`reconcile`]: the GitRepo reconciler (poll, fetch, build, write Bundles, status);
+//! - [`webhook`]: push webhooks from GitHub, GitLab, Bitbucket, Gogs/Gitea and Azure DevOps,
+//!   served by every replica.
+
+pub mod credentials;
+pub mod git;
+pub mod known_hosts;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;
+pub mod webhook;

@@ -1,0 +1,117 @@
+//! `gitjob`: GitRepos to Bundles, leader-elected. Every replica keeps the GitRepo cache warm
+//! and serves push webhooks; only the leader fetches and writes Bundles.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use fleet_api::GitRepo;
+use fleet_election::{WarmCache, parse_go_duration};
+use fleet_runtime::{Runtime, RuntimeArgs};
+use futures::StreamExt;
+use gitjob::metrics::Metrics;
+use gitjob::reconcile::{Context, Settings, error_policy, reconcile};
+use gitjob::webhook::{self, Receiver};
+use kube::Api;
+use kube::runtime::{controller, watcher};
+
+/// Fleet's Lease name for the (unsharded) gitops controller.
+const LEASE: &str = "fleet-gitops-leader-election-shard";
+
+#[derive(Debug, Parser)]
+#[command(name = "gitjob", version, about = "GitRepos to Bundles (fleet-rs)")]
+struct Args {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Address of the push webhook receiver (served by every replica).
+    #[arg(
+        long,
+        env = "FLEET_WEBHOOK_BIND_ADDRESS",
+        default_value = "0.0.0.0:8082"
+    )]
+    webhook_bind_address: SocketAddr,
+    /// Where fetched repositories are cached (default: a `gitjob` directory in the system
+    /// temp dir).
+    #[arg(long, env = "GITJOB_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Limit of one git network operation (Fleet's `gitClientTimeout`).
+    #[arg(long, env = "GIT_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
+    git_client_timeout: Duration,
+    /// GitRepos reconciled at once (Fleet's `GITREPO_RECONCILER_WORKERS`).
+    #[arg(long, env = "GITREPO_RECONCILER_WORKERS", default_value_t = 8)]
+    workers: u16,
+    /// Git network operations at once.
+    #[arg(long, env = "GITJOB_CONCURRENT_GIT", default_value_t = 4)]
+    concurrent_git: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut runtime = Runtime::new("gitjob", LEASE, &args.runtime)
+        .await
+        .context("starting gitjob")?;
+    let client = runtime.client();
+    let metrics = Metrics::register(runtime.registry_mut());
+    let settings = Settings {
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("gitjob")),
+        git_timeout: args.git_client_timeout,
+        concurrent_git: args.concurrent_git,
+    };
+    std::fs::create_dir_all(&settings.cache_dir)
+        .with_context(|| format!("creating the cache dir {}", settings.cache_dir.display()))?;
+
+    // Warm on every replica: the webhook receiver reads it, and a new leader starts from it.
+    let gitrepos = Arc::new(WarmCache::spawn(
+        Api::<GitRepo>::all(client.clone()),
+        watcher::Config::default(),
+    ));
+    let receiver = Receiver {
+        client: client.clone(),
+        namespace: args.runtime.namespace.clone(),
+        gitrepos: gitrepos.reader(),
+        metrics: metrics.clone(),
+    };
+    let webhooks = webhook::serve(
+        args.webhook_bind_address,
+        receiver,
+        runtime.shutdown_token(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "binding the webhook receiver to {}",
+            args.webhook_bind_address
+        )
+    })?;
+
+    let workers = args.workers;
+    runtime
+        .run(move |leadership| {
+            let ctx = Arc::new(Context::new(
+                client.clone(),
+                settings.clone(),
+                metrics.clone(),
+                leadership.token(),
+            ));
+            gitrepos
+                .controller()
+                .with_config(controller::Config::default().concurrency(workers))
+                .graceful_shutdown_on(leadership.stopped())
+                .run(reconcile, error_policy, ctx)
+                .for_each(|result| async move {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "controller event");
+                    }
+                })
+        })
+        .await?;
+    let _ = webhooks.await;
+    Ok(())
+}

@@ -1,0 +1,484 @@
+//! The GitRepo reconciler: resolve the branch or revision (ls-remote), and when the commit or
+//! the GitRepo's spec changed, fetch, read the tree with `fleet-bundle`, write the Bundles,
+//! and only then record the commit in the status. A restart or failover in the middle of a
+//! sync finds the old commit in the status and does the sync again, so no commit is lost.
+//!
+//! Every error ends up in the GitRepo's conditions (and the logs) while the Bundles of the
+//! last good commit stay in place; the GitRepo is polled again after `pollingInterval`
+//! (Fleet's 15 s default, with up to 10 % jitter) unless `disablePolling` is set.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fleet_api::labels::{COMMIT, REPO_NAME};
+use fleet_api::{BundleTarget, BundleTargetRestriction, GitRepo, GitRepoSpec, GitRepoStatus};
+use fleet_bundle::read::{ApplyOptions, TargetsFile};
+use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
+use fleet_bundle::store::BundleStore;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::git::{self, GitError, Reference, Source};
+use crate::metrics::Metrics;
+use crate::status::{self, Outcome};
+
+/// The field manager of gitjob's writes.
+pub const MANAGER: &str = "gitjob";
+/// Fleet's polling interval when a GitRepo sets none (or 0).
+pub const DEFAULT_POLLING: Duration = Duration::from_secs(15);
+/// How long a reconcile keeps looking for a commit a webhook announced (Fleet: 30 s).
+const WEBHOOK_WAIT: Duration = Duration::from_secs(30);
+/// How often it looks meanwhile (Fleet: 2 s).
+const WEBHOOK_RETRY: Duration = Duration::from_secs(2);
+/// The longest wait before retrying a failed sync.
+const MAX_FAILURE_RETRY: Duration = Duration::from_secs(30);
+
+/// How gitjob works, from its flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Bare repositories are cached here, one per URL; trees are exported below it.
+    pub cache_dir: PathBuf,
+    /// Limit of one git network operation (Fleet's `gitClientTimeout`, 30 s).
+    pub git_timeout: Duration,
+    /// Git operations running at once.
+    pub concurrent_git: usize,
+}
+
+/// What the reconciler shares across GitRepos during one leadership term.
+pub struct Context {
+    client: Client,
+    store: BundleStore,
+    settings: Settings,
+    git_slots: Semaphore,
+    repo_locks: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    metrics: Metrics,
+    leadership: CancellationToken,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A reconcile that could not finish (retried with backoff by the controller).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of GitRepo {namespace}/{name}: {source}")]
+    Status {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("leadership lost: not writing")]
+    NotLeading,
+}
+
+impl Context {
+    /// A context for one leadership term: writes stop once `leadership` is cancelled.
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Metrics,
+        leadership: CancellationToken,
+    ) -> Self {
+        Self {
+            store: BundleStore::new(client.clone(), MANAGER),
+            client,
+            git_slots: Semaphore::new(settings.concurrent_git.max(1)),
+            settings,
+            repo_locks: std::sync::Mutex::new(HashMap::new()),
+            metrics,
+            leadership,
+        }
+    }
+
+    /// Runs a blocking git operation with a slot, a per-cache lock and the timeout; on
+    /// timeout the operation is told to stop at its next progress callback.
+    async fn git<T, F>(&self, url: &str, op: F) -> Result<T, GitError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&AtomicBool) -> Result<T, GitError> + Send + 'static,
+    {
+        let lock = {
+            let mut locks = self
+                .repo_locks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks
+                .entry(PathBuf::from(url))
+                .or_insert_with(|| Arc::new(Mutex::new(())))
+                .clone()
+        };
+        let _repo = lock.lock().await;
+        let _slot = self
+            .git_slots
+            .acquire()
+            .await
+            .map_err(|_| GitError::Cancelled)?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let task = tokio::task::spawn_blocking(move || op(&flag));
+        match tokio::time::timeout(self.settings.git_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(GitError::Remote {
+                url: git::redact_url(url),
+                message: format!("git task failed: {join}"),
+            }),
+            Err(_) => {
+                cancel.store(true, Ordering::Relaxed);
+                Err(GitError::Remote {
+                    url: git::redact_url(url),
+                    message: format!("timed out after {}s", self.settings.git_timeout.as_secs()),
+                })
+            }
+        }
+    }
+}
+
+/// Reconciles one GitRepo.
+pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = gitrepo.namespace().unwrap_or_default();
+    let name = gitrepo.name_any();
+    if gitrepo.metadata.deletion_timestamp.is_some() {
+        // Its Bundles go with it: they are owned by it.
+        return Ok(Action::await_change());
+    }
+    let generation = gitrepo.metadata.generation.unwrap_or_default();
+    let current = gitrepo.status.clone().unwrap_or_default();
+    let started = Instant::now();
+
+    let (outcome, wrote) = attempt(&gitrepo, &current, generation, &ctx).await;
+    let result = match (&outcome, wrote) {
+        (Outcome::Synced { .. }, true) => "synced",
+        (Outcome::Synced { .. }, false) => "unchanged",
+        (Outcome::PollFailed { .. }, _) => "poll_failed",
+        (Outcome::SyncFailed { .. }, _) => "sync_failed",
+    };
+    ctx.metrics.reconciled(result);
+    match &outcome {
+        Outcome::Synced { commit } if wrote => {
+            ctx.metrics
+                .sync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            tracing::info!(gitrepo = %name, %namespace, %commit, elapsed_ms = started.elapsed().as_millis() as u64, "synced");
+        }
+        Outcome::Synced { .. } => {}
+        Outcome::PollFailed { message } | Outcome::SyncFailed { message, .. } => {
+            tracing::warn!(gitrepo = %name, %namespace, error = %message, "sync failed");
+        }
+    }
+
+    let now = jiff::Timestamp::now().to_string();
+    let next = status::next_status(&current, generation, &outcome, &now);
+    if next != current {
+        if ctx.leadership.is_cancelled() {
+            return Err(Error::NotLeading);
+        }
+        let api: Api<GitRepo> = Api::namespaced(ctx.client.clone(), &namespace);
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(status::patch(&next)),
+        )
+        .await
+        .map_err(|source| Error::Status {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            source,
+        })?;
+        ctx.metrics.status_writes.inc();
+    }
+    Ok(requeue(&gitrepo.spec, &next, &outcome, &name))
+}
+
+/// When to look again.
+fn requeue(spec: &GitRepoSpec, status: &GitRepoStatus, outcome: &Outcome, name: &str) -> Action {
+    let polling = polling_interval(spec);
+    if awaiting_webhook_commit(status) {
+        return Action::requeue(WEBHOOK_RETRY);
+    }
+    match outcome {
+        Outcome::Synced { .. } if spec.disable_polling => Action::await_change(),
+        Outcome::Synced { .. } => Action::requeue(with_jitter(polling, name)),
+        _ => Action::requeue(polling.min(MAX_FAILURE_RETRY)),
+    }
+}
+
+/// A webhook announced a commit that is not synced yet, recently enough to keep looking.
+fn awaiting_webhook_commit(status: &GitRepoStatus) -> bool {
+    let (Some(webhook_commit), Some(time)) = (&status.webhook_commit, &status.last_webhook_time)
+    else {
+        return false;
+    };
+    if status.commit.as_ref() == Some(webhook_commit) {
+        return false;
+    }
+    time.parse::<jiff::Timestamp>().is_ok_and(|t| {
+        jiff::Timestamp::now().duration_since(t)
+            < jiff::SignedDuration::try_from(WEBHOOK_WAIT).unwrap_or_default()
+    })
+}
+
+/// The GitRepo's `pollingInterval`, Fleet's default when unset, zero or invalid.
+pub fn polling_interval(spec: &GitRepoSpec) -> Duration {
+    spec.polling_interval
+        .as_deref()
+        .and_then(|text| fleet_election::parse_go_duration(text).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_POLLING)
+}
+
+/// `interval` plus up to 10 %, spread by GitRepo so that repositories do not poll in step.
+fn with_jitter(interval: Duration, name: &str) -> Duration {
+    let seed = name
+        .bytes()
+        .fold(jiff::Timestamp::now().subsec_nanosecond() as u64, |h, b| {
+            h.wrapping_mul(31).wrapping_add(u64::from(b))
+        });
+    interval + interval.mul_f64((seed % 1000) as f64 / 10_000.0)
+}
+
+/// Resolves, and if needed syncs. The bool says whether Bundles were (re)written.
+async fn attempt(
+    gitrepo: &GitRepo,
+    current: &GitRepoStatus,
+    generation: i64,
+    ctx: &Context,
+) -> (Outcome, bool) {
+    let namespace = gitrepo.namespace().unwrap_or_default();
+    let spec = &gitrepo.spec;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let auth =
+        match crate::credentials::load(&secrets, &namespace, spec.client_secret_name.as_deref())
+            .await
+        {
+            Ok(auth) => auth,
+            Err(e) => {
+                return (
+                    Outcome::PollFailed {
+                        message: e.to_string(),
+                    },
+                    false,
+                );
+            }
+        };
+    let source = Source {
+        url: spec.repo.clone(),
+        reference: reference(spec),
+        auth,
+        insecure_skip_tls_verify: spec.insecure_skip_tls_verify,
+    };
+    let resolving = source.clone();
+    let commit = match ctx
+        .git(&source.url, move |cancel| git::resolve(&resolving, cancel))
+        .await
+    {
+        Ok(commit) => commit,
+        Err(e) => {
+            return (
+                Outcome::PollFailed {
+                    message: e.to_string(),
+                },
+                false,
+            );
+        }
+    };
+    if status::is_synced(current, generation, &commit) {
+        return (Outcome::Synced { commit }, false);
+    }
+    match sync(gitrepo, &source, &commit, ctx).await {
+        Ok(()) => (Outcome::Synced { commit }, true),
+        Err(message) => (Outcome::SyncFailed { commit, message }, false),
+    }
+}
+
+/// Fetches `commit`, reads its Bundles and writes them.
+async fn sync(
+    gitrepo: &GitRepo,
+    source: &Source,
+    commit: &str,
+    ctx: &Context,
+) -> Result<(), String> {
+    let namespace = gitrepo.namespace().unwrap_or_default();
+    let name = gitrepo.name_any();
+    let cache_root = ctx.settings.cache_dir.join("repositories");
+    let checkouts = ctx.settings.cache_dir.join("checkouts");
+    for dir in [&cache_root, &checkouts] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let fetching = source.clone();
+    let wanted = commit.to_owned();
+    let repo_path = ctx
+        .git(&source.url, move |cancel| {
+            git::fetch(&cache_root, &fetching, &wanted, cancel)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let opts = apply_options(gitrepo, commit);
+    let scan = scan(&gitrepo.spec);
+    let wanted = commit.to_owned();
+    let bundle_namespace = namespace.clone();
+    let repo_name = name.clone();
+    let bundles = tokio::task::spawn_blocking(move || {
+        let tree = tempfile::tempdir_in(&checkouts).map_err(|e| format!("checkout: {e}"))?;
+        git::export(&repo_path, &wanted, tree.path()).map_err(|e| e.to_string())?;
+        read_repo(&repo_name, &bundle_namespace, tree.path(), "", &scan, &opts)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("reading the repository: {e}"))??;
+
+    if ctx.leadership.is_cancelled() {
+        return Err("leadership lost before writing Bundles".to_owned());
+    }
+    let owner = gitrepo.controller_owner_ref(&());
+    let report = ctx
+        .store
+        .sync(&namespace, &name, owner, bundles)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.metrics.bundle_writes.inc_by(report.writes() as u64);
+    tracing::debug!(gitrepo = %name, %namespace, created = report.created.len(), updated = report.updated.len(), deleted = report.deleted.len(), unchanged = report.unchanged.len(), "bundles written");
+    Ok(())
+}
+
+fn reference(spec: &GitRepoSpec) -> Reference {
+    match (&spec.revision, &spec.branch) {
+        (Some(revision), _) if !revision.is_empty() => Reference::Revision(revision.clone()),
+        (_, Some(branch)) if !branch.is_empty() => Reference::Branch(branch.clone()),
+        // Fleet's default branch.
+        _ => Reference::Branch("master".to_owned()),
+    }
+}
+
+fn scan(spec: &GitRepoSpec) -> Scan {
+    if spec.bundles.is_empty() {
+        Scan::Paths(spec.paths.clone())
+    } else {
+        Scan::Explicit(
+            spec.bundles
+                .iter()
+                .map(|b| ExplicitBundle {
+                    base: b.base.clone(),
+                    options: b.options.clone(),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// What Fleet's gitjob passes to `fleet apply` for this GitRepo.
+pub fn apply_options(gitrepo: &GitRepo, commit: &str) -> ApplyOptions {
+    let spec = &gitrepo.spec;
+    let mut labels = gitrepo.labels().clone();
+    labels.insert(REPO_NAME.to_owned(), gitrepo.name_any());
+    labels.insert(COMMIT.to_owned(), commit.to_owned());
+    // Fleet writes the GitRepo's targets both as targets and as restrictions.
+    let targets = (!spec.targets.is_empty()).then(|| TargetsFile {
+        targets: spec
+            .targets
+            .iter()
+            .map(|t| BundleTarget {
+                name: t.name.clone(),
+                clusters: t.clusters.clone(),
+                ..BundleTarget::default()
+            })
+            .collect(),
+        target_restrictions: spec
+            .targets
+            .iter()
+            .map(|t| BundleTargetRestriction {
+                name: t.name.clone(),
+                clusters: t.clusters.clone(),
+            })
+            .collect(),
+    });
+    ApplyOptions {
+        labels,
+        service_account: spec.service_account.clone(),
+        targets,
+        target_namespace: spec.target_namespace.clone(),
+        paused: spec.paused,
+        sync_generation: spec.force_sync_generation,
+        keep_resources: spec.keep_resources,
+        delete_namespace: spec.delete_namespace,
+        correct_drift: spec.correct_drift.clone(),
+        compress: false,
+    }
+}
+
+/// How the controller retries a reconcile that returned an error.
+pub fn error_policy(gitrepo: Arc<GitRepo>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(gitrepo = %gitrepo.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> GitRepoSpec {
+        GitRepoSpec {
+            repo: "https://example.com/r".to_owned(),
+            ..GitRepoSpec::default()
+        }
+    }
+
+    #[test]
+    fn polling_defaults_like_fleet() {
+        let mut spec = spec();
+        assert_eq!(polling_interval(&spec), DEFAULT_POLLING);
+        spec.polling_interval = Some("0s".to_owned());
+        assert_eq!(polling_interval(&spec), DEFAULT_POLLING);
+        spec.polling_interval = Some("1m30s".to_owned());
+        assert_eq!(polling_interval(&spec), Duration::from_secs(90));
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for name in ["a", "b", "some-repo"] {
+            let d = with_jitter(Duration::from_secs(10), name);
+            assert!(
+                d >= Duration::from_secs(10) && d <= Duration::from_secs(11),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn revision_wins_over_branch_and_master_is_the_default() {
+        let mut spec = spec();
+        assert_eq!(reference(&spec), Reference::Branch("master".to_owned()));
+        spec.branch = Some("main".to_owned());
+        assert_eq!(reference(&spec), Reference::Branch("main".to_owned()));
+        spec.revision = Some("v1".to_owned());
+        assert_eq!(reference(&spec), Reference::Revision("v1".to_owned()));
+    }
+
+    #[test]
+    fn a_recent_unsynced_webhook_commit_is_awaited() {
+        let mut status = GitRepoStatus {
+            commit: Some("old".to_owned()),
+            webhook_commit: Some("new".to_owned()),
+            last_webhook_time: Some(jiff::Timestamp::now().to_string()),
+            ..GitRepoStatus::default()
+        };
+        assert!(awaiting_webhook_commit(&status));
+        status.commit = Some("new".to_owned());
+        assert!(!awaiting_webhook_commit(&status));
+        status.commit = Some("old".to_owned());
+        status.last_webhook_time = Some("2020-01-01T00:00:00Z".to_owned());
+        assert!(!awaiting_webhook_commit(&status));
+    }
+}

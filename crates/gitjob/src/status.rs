@@ -1,0 +1,184 @@
+//! A GitRepo's status after a sync attempt, computed purely so that an attempt that changes
+//! nothing produces an equal status, and so no write.
+//!
+//! gitjob owns these status fields: `commit` (only ever the commit whose Bundles are written),
+//! `pollingCommit`, `observedGeneration`, `gitJobStatus`, `display` and the conditions
+//! `GitPolling`, `Accepted`, `Stalled`, `Reconciling` and `Ready`. `webhookCommit` and
+//! `lastWebhookTime` belong to the webhook receiver and are never written here.
+
+use fleet_api::labels::conditions::{ACCEPTED, GIT_POLLING, READY, RECONCILING, STALLED};
+use fleet_api::{Condition, GitRepoStatus};
+use serde_json::json;
+
+/// Where a sync attempt stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The Bundles of `commit` are written.
+    Synced { commit: String },
+    /// Credentials could not be read or the repository could not be resolved.
+    PollFailed { message: String },
+    /// The commit is known, but its Bundles could not be built or written; the Bundles of
+    /// the last good commit stay in place.
+    SyncFailed { commit: String, message: String },
+}
+
+/// The status after `outcome`, from the current one. Timestamps move only when a condition
+/// changes.
+pub fn next_status(
+    current: &GitRepoStatus,
+    generation: i64,
+    outcome: &Outcome,
+    now: &str,
+) -> GitRepoStatus {
+    let mut status = current.clone();
+    let conditions = &mut status.base.conditions;
+    match outcome {
+        Outcome::Synced { commit } => {
+            status.commit = Some(commit.clone());
+            status.polling_commit = Some(commit.clone());
+            status.observed_generation = generation;
+            status.git_job_status = Some("Current".to_owned());
+            set(conditions, GIT_POLLING, true, None, now);
+            set(conditions, ACCEPTED, true, None, now);
+            set(conditions, STALLED, false, None, now);
+            set(conditions, RECONCILING, false, None, now);
+            set(conditions, READY, true, None, now);
+            status.base.display.error = false;
+            status.base.display.message = None;
+        }
+        Outcome::PollFailed { message } => {
+            status.git_job_status = Some("Failed".to_owned());
+            set(conditions, GIT_POLLING, false, Some(message), now);
+            set(conditions, STALLED, true, Some(message), now);
+            set(conditions, READY, false, Some(message), now);
+            status.base.display.error = true;
+            status.base.display.message = Some(message.clone());
+        }
+        Outcome::SyncFailed { commit, message } => {
+            status.polling_commit = Some(commit.clone());
+            status.git_job_status = Some("Failed".to_owned());
+            set(conditions, GIT_POLLING, true, None, now);
+            set(conditions, ACCEPTED, false, Some(message), now);
+            set(conditions, STALLED, true, Some(message), now);
+            set(conditions, READY, false, Some(message), now);
+            status.base.display.error = true;
+            status.base.display.message = Some(message.clone());
+        }
+    }
+    status
+}
+
+/// The merge patch writing only gitjob's fields of `status`.
+pub fn patch(status: &GitRepoStatus) -> serde_json::Value {
+    json!({
+        "status": {
+            "commit": status.commit,
+            "pollingCommit": status.polling_commit,
+            "observedGeneration": status.observed_generation,
+            "gitJobStatus": status.git_job_status,
+            "conditions": status.base.conditions,
+            "display": status.base.display,
+        }
+    })
+}
+
+/// Whether a sync ended well for this commit and generation (nothing left to do).
+pub fn is_synced(status: &GitRepoStatus, generation: i64, commit: &str) -> bool {
+    status.commit.as_deref() == Some(commit)
+        && status.observed_generation == generation
+        && status.git_job_status.as_deref() == Some("Current")
+}
+
+/// Sets a condition as Fleet's `genericcondition` does: the transition time moves when the
+/// status flips, the update time when anything changes.
+fn set(conditions: &mut Vec<Condition>, type_: &str, ok: bool, message: Option<&str>, now: &str) {
+    let status = if ok { "True" } else { "False" };
+    let message = message.map(str::to_owned);
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) if c.status == status && c.message == message => {}
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = Some(now.to_owned());
+            }
+            c.status = status.to_owned();
+            c.message = message;
+            c.reason = (!ok).then(|| "Error".to_owned());
+            c.last_update_time = Some(now.to_owned());
+        }
+        None => conditions.push(Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            last_update_time: Some(now.to_owned()),
+            last_transition_time: Some(now.to_owned()),
+            reason: (!ok).then(|| "Error".to_owned()),
+            message,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition<'a>(status: &'a GitRepoStatus, type_: &str) -> &'a Condition {
+        status
+            .base
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition")
+    }
+
+    #[test]
+    fn a_repeated_outcome_changes_nothing() {
+        let synced = Outcome::Synced {
+            commit: "c1".to_owned(),
+        };
+        let first = next_status(&GitRepoStatus::default(), 3, &synced, "t1");
+        assert_eq!(first.commit.as_deref(), Some("c1"));
+        assert!(is_synced(&first, 3, "c1"));
+        assert!(!is_synced(&first, 4, "c1"));
+        let again = next_status(&first, 3, &synced, "t2");
+        assert_eq!(again, first);
+    }
+
+    #[test]
+    fn a_failure_keeps_the_last_good_commit_and_says_why() {
+        let good = next_status(
+            &GitRepoStatus::default(),
+            1,
+            &Outcome::Synced {
+                commit: "c1".to_owned(),
+            },
+            "t1",
+        );
+        let failed = next_status(
+            &good,
+            1,
+            &Outcome::SyncFailed {
+                commit: "c2".to_owned(),
+                message: "app/fleet.yaml:3: bad".to_owned(),
+            },
+            "t2",
+        );
+        assert_eq!(failed.commit.as_deref(), Some("c1"));
+        assert_eq!(failed.polling_commit.as_deref(), Some("c2"));
+        let ready = condition(&failed, READY);
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.message.as_deref(), Some("app/fleet.yaml:3: bad"));
+        assert_eq!(ready.last_transition_time.as_deref(), Some("t2"));
+        assert_eq!(condition(&failed, STALLED).status, "True");
+        assert!(!is_synced(&failed, 1, "c2"));
+    }
+
+    #[test]
+    fn the_patch_leaves_webhook_fields_alone() {
+        let status = GitRepoStatus {
+            webhook_commit: Some("w".to_owned()),
+            ..GitRepoStatus::default()
+        };
+        let patch = patch(&status);
+        assert!(patch["status"].get("webhookCommit").is_none());
+        assert!(patch["status"].get("commit").is_some());
+    }
+}
