@@ -13,6 +13,7 @@
 pub mod binaries;
 pub mod certs;
 mod control_plane;
+pub mod git;
 pub mod ports;
 pub mod process;
 mod proxy;

@@ -1,0 +1,407 @@
+//! gitjob on a real control plane with real git: repositories made by the tests, read over
+//! file:// and over smart HTTP (`git http-backend`), with the gitjob binary as users run it.
+
+mod support;
+
+use std::time::Duration;
+
+use fleet_api::GitRepo;
+use fleet_testkit::git::{GitHttpServer, GitRepoFixture};
+use fleet_testkit::{eventually, wait_deleted, wait_for};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use support::*;
+
+fn bundle_at_commit(commit: String) -> impl Fn(&fleet_api::Bundle) -> bool {
+    move |b| commit_of(b) == Some(commit.as_str())
+}
+
+fn synced_to(commit: String) -> impl Fn(&GitRepo) -> bool {
+    move |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.commit.as_deref() == Some(commit.as_str()))
+    }
+}
+
+fn not_ready_with(text: &'static str) -> impl Fn(&GitRepo) -> bool {
+    move |g| not_ready_message(g).is_some_and(|m| m.contains(text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_repository_becomes_bundles_that_follow_its_commits() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let first = repo
+        .commit_files(
+            "two apps",
+            &[
+                (
+                    "apps/a/cm.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+                ),
+                ("apps/b/fleet.yaml", "defaultNamespace: b\n"),
+                (
+                    "apps/b/cm.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n",
+                ),
+                ("README.md", "not a bundle\n"),
+            ],
+        )
+        .expect("commit");
+    let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());
+    gitrepos(&client)
+        .create(
+            &PostParams::default(),
+            &gitrepo(&format!(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: r\n  labels:\n    team: web\nspec:\n  repo: {}\n  pollingInterval: 1s\n  paths: [\"apps/*\"]\n",
+                repo.file_url()
+            )),
+        )
+        .await
+        .expect("create gitrepo");
+
+    let bundles = bundles(&client);
+    for name in ["r-apps-a", "r-apps-b"] {
+        wait_for(&bundles, name, WAIT, bundle_at_commit(first.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    }
+    let b = bundles.get("r-apps-b").await.expect("bundle b");
+    let labels = b.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("fleet.cattle.io/repo-name").map(String::as_str),
+        Some("r")
+    );
+    assert_eq!(labels.get("team").map(String::as_str), Some("web"));
+    assert_eq!(b.spec.options.default_namespace.as_deref(), Some("b"));
+    let owner = b.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owner.first().map(|o| o.kind.as_str()), Some("GitRepo"));
+    wait_for(&gitrepos(&client), "r", WAIT, synced_to(first.clone()))
+        .await
+        .expect("status.commit");
+
+    // Unchanged polls write nothing.
+    let writes = gitjob.metric("gitjob_bundle_writes_total").await
+        + gitjob.metric("gitjob_status_writes_total").await;
+    let unchanged = gitjob
+        .metric("gitjob_reconciles_total{result=\"unchanged\"}")
+        .await;
+    eventually(
+        "three unchanged polls",
+        WAIT,
+        Duration::from_millis(200),
+        || async {
+            let now = gitjob
+                .metric("gitjob_reconciles_total{result=\"unchanged\"}")
+                .await;
+            if now >= unchanged + 3.0 {
+                Ok(())
+            } else {
+                Err(format!("{now}"))
+            }
+        },
+    )
+    .await
+    .expect("polls");
+    let after = gitjob.metric("gitjob_bundle_writes_total").await
+        + gitjob.metric("gitjob_status_writes_total").await;
+    assert_eq!(after, writes, "an unchanged poll costs no API write");
+
+    // A push updates the Bundle; a removed path prunes its Bundle.
+    repo.remove("apps/b").expect("rm");
+    let second = repo
+        .commit_files(
+            "change a",
+            &[(
+                "apps/a/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a2\n",
+            )],
+        )
+        .expect("commit");
+    wait_for(&bundles, "r-apps-a", WAIT, bundle_at_commit(second.clone()))
+        .await
+        .expect("a updated");
+    wait_deleted(&bundles, "r-apps-b", WAIT)
+        .await
+        .expect("b pruned");
+    let a = bundles.get("r-apps-a").await.expect("bundle a");
+    assert!(
+        a.spec
+            .resources
+            .iter()
+            .any(|r| r.content.as_deref().is_some_and(|c| c.contains("a2")))
+    );
+
+    // A malformed fleet.yaml: the condition names file and line; the last Bundles stay.
+    repo.commit_files(
+        "break it",
+        &[("apps/a/fleet.yaml", "defaultNamespace: x\nhelm: [\n")],
+    )
+    .expect("commit");
+    wait_for(
+        &gitrepos(&client),
+        "r",
+        WAIT,
+        not_ready_with("apps/a/fleet.yaml:"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    let kept = bundles.get("r-apps-a").await.expect("bundle a kept");
+    assert_eq!(commit_of(&kept), Some(second.as_str()));
+    let status = gitrepos(&client)
+        .get("r")
+        .await
+        .expect("gitrepo")
+        .status
+        .unwrap_or_default();
+    assert_eq!(
+        status.commit.as_deref(),
+        Some(second.as_str()),
+        "status.commit stays at the last good commit"
+    );
+
+    // Deleting the GitRepo deletes its Bundles (owner references).
+    gitrepos(&client)
+        .delete("r", &Default::default())
+        .await
+        .expect("delete");
+    wait_deleted(&bundles, "r-apps-a", WAIT)
+        .await
+        .expect("bundles garbage-collected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_repositories_with_credentials_webhooks_and_clear_errors() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let first = repo
+        .commit_files(
+            "app",
+            &[(
+                "cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+            )],
+        )
+        .expect("commit");
+    let root = repo.path().parent().expect("parent");
+    let name = repo
+        .path()
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let server = GitHttpServer::start(root, Some(("fleet", "s3cret")))
+        .await
+        .expect("git server");
+    let url = server.url(&name);
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    for (secret, password) in [("good", "s3cret"), ("bad", "wrong")] {
+        let s: Secret = serde_saphyr::from_str(&format!(
+            "metadata:\n  name: {secret}\ntype: kubernetes.io/basic-auth\nstringData:\n  username: fleet\n  password: {password}\n"
+        ))
+        .expect("secret");
+        secrets
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("secret");
+    }
+    let webhook_secret: Secret =
+        serde_saphyr::from_str("metadata:\n  name: hook\nstringData:\n  github: hook-key\n")
+            .expect("secret");
+    secrets
+        .create(&PostParams::default(), &webhook_secret)
+        .await
+        .expect("secret");
+
+    let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());
+    let api = gitrepos(&client);
+    for (gr, secret, extra) in [
+        (
+            "good",
+            "good",
+            "  disablePolling: true\n  webhookSecret: hook\n",
+        ),
+        ("bad-auth", "bad", ""),
+        ("no-branch", "good", "  branch: nope\n"),
+    ] {
+        api.create(
+            &PostParams::default(),
+            &gitrepo(&format!(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: {gr}\nspec:\n  repo: {url}\n  clientSecretName: {secret}\n{extra}"
+            )),
+        )
+        .await
+        .expect("gitrepo");
+    }
+    let bundles = bundles(&client);
+    wait_for(&bundles, "good", WAIT, bundle_at_commit(first.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    wait_for(&api, "bad-auth", WAIT, not_ready_with("authentication"))
+        .await
+        .expect("auth error");
+    wait_for(
+        &api,
+        "no-branch",
+        WAIT,
+        not_ready_with("branch \"nope\" not found"),
+    )
+    .await
+    .expect("branch error");
+
+    // A push, announced by a GitHub webhook (polling is off for this GitRepo).
+    let second = repo
+        .commit_files(
+            "v2",
+            &[(
+                "cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c2\n",
+            )],
+        )
+        .expect("commit");
+    let body = serde_json::json!({
+        "ref": "refs/heads/master",
+        "after": second,
+        "repository": {"clone_url": format!("{url}.git"), "html_url": url},
+    })
+    .to_string();
+    let post = |signature: String| {
+        let body = body.clone();
+        let port = gitjob.webhook_port;
+        async move {
+            post_webhook(
+                port,
+                &[
+                    ("X-GitHub-Event", "push"),
+                    ("X-Hub-Signature-256", &signature),
+                ],
+                &body,
+            )
+            .await
+        }
+    };
+    let (status, _) = post("sha256=00".to_owned()).await;
+    assert_eq!(status, 401, "a bad signature is refused");
+    let status_after_bad = api
+        .get("good")
+        .await
+        .expect("gitrepo")
+        .status
+        .unwrap_or_default();
+    assert_eq!(status_after_bad.webhook_commit, None, "and changes nothing");
+    let signature = format!(
+        "sha256={}",
+        gitjob::webhook::providers::sign("hook-key", body.as_bytes())
+    );
+    let (status, text) = post(signature).await;
+    assert_eq!(status, 200, "{text}");
+    wait_for(&bundles, "good", WAIT, bundle_at_commit(second.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+
+    // Fixing the credentials heals the GitRepo.
+    api.patch(
+        "bad-auth",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"clientSecretName": "good"}})),
+    )
+    .await
+    .expect("patch");
+    wait_for(&bundles, "bad-auth", WAIT, bundle_at_commit(second.clone()))
+        .await
+        .expect("healed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_a_killed_leader_hands_over() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let first = repo
+        .commit_files(
+            "app",
+            &[(
+                "cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+            )],
+        )
+        .expect("commit");
+    let mut a = Gitjob::start(&plane, "gitjob-a", work.path());
+    a.wait_role("leader").await;
+    let b = Gitjob::start(&plane, "gitjob-b", work.path());
+    b.wait_role("standby").await;
+    gitrepos(&client)
+        .create(
+            &PostParams::default(),
+            &gitrepo(&format!(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: ha\nspec:\n  repo: {}\n  pollingInterval: 1s\n",
+                repo.file_url()
+            )),
+        )
+        .await
+        .expect("gitrepo");
+    let bundles = bundles(&client);
+    wait_for(&bundles, "ha", WAIT, bundle_at_commit(first.clone()))
+        .await
+        .expect("bundle");
+    assert!(a.metric("gitjob_bundle_writes_total").await >= 1.0);
+    assert_eq!(
+        b.metric("gitjob_bundle_writes_total").await,
+        0.0,
+        "the standby writes nothing"
+    );
+    assert_eq!(
+        b.metric("gitjob_reconciles_total{result=\"synced\"}").await,
+        0.0
+    );
+
+    a.process.kill();
+    let second = repo
+        .commit_files(
+            "v2",
+            &[(
+                "cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c2\n",
+            )],
+        )
+        .expect("commit");
+    b.wait_role("leader").await;
+    wait_for(&bundles, "ha", WAIT, bundle_at_commit(second.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.process.log_tail(30)));
+    assert!(b.metric("gitjob_bundle_writes_total").await >= 1.0);
+}
+
+/// POSTs a JSON body with headers to 127.0.0.1:port; returns status and body.
+async fn post_webhook(port: u16, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut request = format!(
+        "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}

@@ -1,0 +1,142 @@
+//! What the gitjob tests share: a control plane with Fleet's CRDs, gitjob processes, and
+//! reading their metrics.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use fleet_api::{Bundle, GitRepo};
+use fleet_testkit::{
+    ControlPlane, Lifetime, ManagedProcess, apply_crds, eventually, http_get, ports,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+
+pub const NS: &str = "fleet-local";
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A control plane with the CRDs and the GitRepo namespace.
+pub async fn plane() -> ControlPlane {
+    let plane = ControlPlane::start().await.expect("control plane");
+    let client = plane.client();
+    apply_crds(&client, &fleet_api::crds()).await.expect("crds");
+    let namespaces: Api<Namespace> = Api::all(client);
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(NS.to_owned()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await
+        .expect("namespace");
+    plane
+}
+
+/// One gitjob replica, killed on drop.
+pub struct Gitjob {
+    pub process: ManagedProcess,
+    pub admin_port: u16,
+    pub webhook_port: u16,
+}
+
+impl Gitjob {
+    pub fn start(plane: &ControlPlane, identity: &str, dir: &Path) -> Self {
+        let [admin_port, webhook_port] = ports::free_ports::<2>().expect("ports");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitjob"));
+        cmd.args([
+            format!("--kubeconfig={}", plane.kubeconfig_path().display()),
+            "--namespace=default".to_owned(),
+            format!("--metrics-bind-address=127.0.0.1:{admin_port}"),
+            format!("--health-bind-address=127.0.0.1:{admin_port}"),
+            format!("--webhook-bind-address=127.0.0.1:{webhook_port}"),
+            format!("--cache-dir={}", dir.join(identity).display()),
+            format!("--election-identity={identity}"),
+            "--election-lease-duration=3s".to_owned(),
+            "--election-renew-deadline=2s".to_owned(),
+            "--election-retry-period=500ms".to_owned(),
+        ])
+        .env("RUST_LOG", "info,gitjob=debug");
+        let log = dir.join(format!("{identity}.log"));
+        let process =
+            ManagedProcess::spawn(identity, cmd, &log, Lifetime::Owned).expect("spawn gitjob");
+        Self {
+            process,
+            admin_port,
+            webhook_port,
+        }
+    }
+
+    /// The value of a metric line (`name{labels}` exactly as exposed), 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = http_get(self.admin_port, "/metrics")
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until this replica reports `role` on `/readyz`.
+    pub async fn wait_role(&self, role: &str) {
+        let port = self.admin_port;
+        eventually(
+            &format!("gitjob role {role}"),
+            WAIT,
+            Duration::from_millis(100),
+            || async move {
+                let body = http_get(port, "/readyz").await.map_err(|e| e.to_string())?;
+                if body.contains(&format!("\"role\":\"{role}\"")) {
+                    Ok(())
+                } else {
+                    Err(body)
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.process.log_tail(30)));
+    }
+}
+
+/// A GitRepo from YAML, as a user writes it.
+pub fn gitrepo(yaml: &str) -> GitRepo {
+    serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+pub fn gitrepos(client: &Client) -> Api<GitRepo> {
+    Api::namespaced(client.clone(), NS)
+}
+
+pub fn bundles(client: &Client) -> Api<Bundle> {
+    Api::namespaced(client.clone(), NS)
+}
+
+/// The Bundle's `fleet.cattle.io/commit` label.
+pub fn commit_of(bundle: &Bundle) -> Option<&str> {
+    bundle
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(fleet_api::labels::COMMIT))
+        .map(String::as_str)
+}
+
+/// The message of the GitRepo's Ready condition when it is False.
+pub fn not_ready_message(gitrepo: &GitRepo) -> Option<String> {
+    gitrepo.status.as_ref().and_then(|s| {
+        s.base
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready" && c.status == "False")
+            .and_then(|c| c.message.clone())
+    })
+}
