@@ -1,5 +1,7 @@
 //! `cargo xtask bench ...`: benchmarks that print numbers (never timed assertions in tests).
 
+mod gitjob;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,6 +18,9 @@ pub enum Bench {
     /// stopped with SIGTERM (graceful) and SIGKILL (crash) in turn, and the time until a
     /// standby reports `acquired` is measured.
     Failover(FailoverArgs),
+    /// gitjob: commit-to-Bundle latency via webhook and via polling, a repository of many
+    /// bundles, and the API writes of unchanged polls.
+    Gitjob(gitjob::GitjobArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +42,7 @@ pub struct FailoverArgs {
 pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Failover(args) => failover(&args),
+        Bench::Gitjob(args) => gitjob::run(&args),
     }
 }
 

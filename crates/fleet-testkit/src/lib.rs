@@ -9,6 +9,7 @@
 //!   found in `KUBEBUILDER_ASSETS` or the cache, else built once from `e2e/tools/*/go.mod`.
 //! - [`wait`]: watch-based waits for conditions (no fixed sleeps), CRD apply-and-establish.
 //! - [`process`]: child processes killed on drop; [`TcpProxy`]: cut one client off a server.
+//! - [`git`]: repositories made with the real `git`, served over smart HTTP by `git http-backend`.
 
 pub mod binaries;
 pub mod certs;
@@ -94,4 +95,34 @@ pub async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or(response))
+}
+
+/// A minimal HTTP/1.0 POST to 127.0.0.1 (webhooks in tests and benchmarks); returns the status
+/// code and the whole response.
+pub async fn http_post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut request = format!(
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, response))
 }

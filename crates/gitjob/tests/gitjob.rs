@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fleet_api::GitRepo;
 use fleet_testkit::git::{GitHttpServer, GitRepoFixture};
-use fleet_testkit::{eventually, wait_deleted, wait_for};
+use fleet_testkit::{eventually, http_post, wait_deleted, wait_for};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -276,15 +276,18 @@ async fn http_repositories_with_credentials_webhooks_and_clear_errors() {
         let body = body.clone();
         let port = gitjob.webhook_port;
         async move {
-            post_webhook(
+            http_post(
                 port,
+                "/",
                 &[
+                    ("Content-Type", "application/json"),
                     ("X-GitHub-Event", "push"),
                     ("X-Hub-Signature-256", &signature),
                 ],
-                &body,
+                body.as_bytes(),
             )
             .await
+            .expect("webhook answers")
         }
     };
     let (status, _) = post("sha256=00".to_owned()).await;
@@ -378,30 +381,4 @@ async fn only_the_leader_writes_and_a_killed_leader_hands_over() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", b.process.log_tail(30)));
     assert!(b.metric("gitjob_bundle_writes_total").await >= 1.0);
-}
-
-/// POSTs a JSON body with headers to 127.0.0.1:port; returns status and body.
-async fn post_webhook(port: u16, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let mut request = format!(
-        "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, response)
 }

@@ -1,0 +1,280 @@
+//! `cargo xtask bench gitjob`: the release gitjob binary on a local control plane, reading a
+//! real git repository over smart HTTP. Prints commit-to-Bundle latency through a webhook and
+//! through polling (p50/p95/max), the time to turn a repository of many bundles into Bundles,
+//! and the API writes made by unchanged polls.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fleet_api::{Bundle, GitRepo};
+use fleet_election::parse_go_duration;
+use fleet_testkit::git::{GitHttpServer, GitRepoFixture};
+use fleet_testkit::{
+    ControlPlane, Lifetime, ManagedProcess, apply_crds, http_get, http_post, ports, wait_for,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+
+use super::{build_release_bin, percentile};
+
+const NS: &str = "fleet-local";
+
+#[derive(Debug, clap::Args)]
+pub struct GitjobArgs {
+    /// Commits pushed per mode (webhook, polling).
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
+    /// Bundles in the large repository.
+    #[arg(long, default_value_t = 100)]
+    bundles: usize,
+    /// The polling GitRepo's `pollingInterval` (Fleet's default is 15s).
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    polling_interval: Duration,
+}
+
+struct Setup {
+    plane: ControlPlane,
+    client: Client,
+    server: GitHttpServer,
+    _gitjob: ManagedProcess,
+    admin_port: u16,
+    webhook_port: u16,
+}
+
+pub fn run(args: &GitjobArgs) -> anyhow::Result<()> {
+    let binary = build_release_bin("gitjob", "gitjob")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(bench(args, &binary))
+}
+
+async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let webhook_repo = GitRepoFixture::new()?;
+    let polling_repo = GitRepoFixture::new()?;
+    let large_repo = GitRepoFixture::new()?;
+    for repo in [&webhook_repo, &polling_repo] {
+        repo.commit_files("start", &[("cm.yaml", &configmap("v0"))])?;
+    }
+    let files: Vec<(String, String)> = (0..args.bundles)
+        .map(|i| {
+            (
+                format!("apps/app-{i:03}/cm.yaml"),
+                configmap(&format!("app-{i}")),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    large_repo.commit_files("many bundles", &borrowed)?;
+
+    let setup = start(binary, root.path(), &webhook_repo).await?;
+    let (webhook_name, polling_name, large_name) = (
+        dir_name(&webhook_repo),
+        dir_name(&polling_repo),
+        dir_name(&large_repo),
+    );
+
+    create_gitrepo(
+        &setup.client,
+        "webhook",
+        &setup.server.url(&webhook_name),
+        "  disablePolling: true\n",
+    )
+    .await?;
+    let interval = format!("{}ms", args.polling_interval.as_millis());
+    create_gitrepo(
+        &setup.client,
+        "polling",
+        &setup.server.url(&polling_name),
+        &format!("  pollingInterval: {interval}\n"),
+    )
+    .await?;
+    let bundles: Api<Bundle> = Api::namespaced(setup.client.clone(), NS);
+    for name in ["webhook", "polling"] {
+        wait_for(&bundles, name, Duration::from_secs(120), |_| true)
+            .await
+            .context("first Bundles")?;
+    }
+
+    let mut via_webhook = Vec::with_capacity(args.trials);
+    for trial in 0..args.trials {
+        let commit =
+            webhook_repo.commit_files("bump", &[("cm.yaml", &configmap(&format!("w{trial}")))])?;
+        let started = Instant::now();
+        let body = serde_json::json!({
+            "ref": "refs/heads/master",
+            "after": commit,
+            "repository": {"clone_url": setup.server.url(&webhook_name)},
+        })
+        .to_string();
+        let (status, response) = http_post(
+            setup.webhook_port,
+            "/",
+            &[("X-GitHub-Event", "push")],
+            body.as_bytes(),
+        )
+        .await?;
+        if status != 200 {
+            bail!("webhook answered {status}: {response}");
+        }
+        wait_commit(&bundles, "webhook", &commit).await?;
+        via_webhook.push(started.elapsed());
+    }
+
+    let mut via_polling = Vec::with_capacity(args.trials);
+    for trial in 0..args.trials {
+        let commit =
+            polling_repo.commit_files("bump", &[("cm.yaml", &configmap(&format!("p{trial}")))])?;
+        let started = Instant::now();
+        wait_commit(&bundles, "polling", &commit).await?;
+        via_polling.push(started.elapsed());
+    }
+
+    // Unchanged polls: writes before and after a few intervals with no commit.
+    let writes_before = writes(setup.admin_port).await;
+    tokio::time::sleep(args.polling_interval * 3).await;
+    let writes_after = writes(setup.admin_port).await;
+
+    let started = Instant::now();
+    create_gitrepo(
+        &setup.client,
+        "large",
+        &setup.server.url(&large_name),
+        "  disablePolling: true\n",
+    )
+    .await?;
+    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
+    wait_for(&gitrepos, "large", Duration::from_secs(300), |g| {
+        g.status.as_ref().is_some_and(|s| s.commit.is_some())
+    })
+    .await
+    .context("large repository synced")?;
+    let large_elapsed = started.elapsed();
+    let count = bundles
+        .list_metadata(&ListParams::default().labels("fleet.cattle.io/repo-name=large"))
+        .await?
+        .items
+        .len();
+
+    println!(
+        "gitjob benchmark (release build, local control plane {}, git over smart HTTP)",
+        setup.plane.server()
+    );
+    report("commit → Bundle via webhook", &via_webhook);
+    report(
+        &format!("commit → Bundle via polling ({interval} interval)"),
+        &via_polling,
+    );
+    println!(
+        "repository with {} bundles → {count} Bundles: {:.2}s",
+        args.bundles,
+        large_elapsed.as_secs_f64()
+    );
+    println!(
+        "API writes during {} unchanged polling intervals: {}",
+        3,
+        writes_after - writes_before
+    );
+    Ok(())
+}
+
+async fn start(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    any_repo: &GitRepoFixture,
+) -> anyhow::Result<Setup> {
+    let plane = ControlPlane::start().await?;
+    let client = plane.client();
+    apply_crds(&client, &fleet_api::crds()).await?;
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let root = any_repo.path().parent().context("repository parent")?;
+    let server = GitHttpServer::start(root, None).await?;
+    let [admin_port, webhook_port] = ports::free_ports::<2>()?;
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args([
+        format!("--kubeconfig={}", plane.kubeconfig_path().display()),
+        "--namespace=default".to_owned(),
+        format!("--metrics-bind-address=127.0.0.1:{admin_port}"),
+        format!("--health-bind-address=127.0.0.1:{admin_port}"),
+        format!("--webhook-bind-address=127.0.0.1:{webhook_port}"),
+        format!("--cache-dir={}", dir.join("cache").display()),
+    ]);
+    let gitjob = ManagedProcess::spawn("gitjob", cmd, &dir.join("gitjob.log"), Lifetime::Owned)?;
+    Ok(Setup {
+        plane,
+        client,
+        server,
+        _gitjob: gitjob,
+        admin_port,
+        webhook_port,
+    })
+}
+
+async fn create_gitrepo(client: &Client, name: &str, url: &str, extra: &str) -> anyhow::Result<()> {
+    let yaml = format!(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  repo: {url}\n{extra}"
+    );
+    let gitrepo: GitRepo = serde_saphyr::from_str(&yaml)?;
+    Api::<GitRepo>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &gitrepo)
+        .await?;
+    Ok(())
+}
+
+async fn wait_commit(bundles: &Api<Bundle>, name: &str, commit: &str) -> anyhow::Result<()> {
+    wait_for(bundles, name, Duration::from_secs(60), |b| {
+        b.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(fleet_api::labels::COMMIT))
+            .is_some_and(|c| c == commit)
+    })
+    .await
+    .with_context(|| format!("Bundle {name} at {commit}"))?;
+    Ok(())
+}
+
+/// Bundle and status writes so far, from gitjob's metrics.
+async fn writes(port: u16) -> f64 {
+    let text = http_get(port, "/metrics").await.unwrap_or_default();
+    ["gitjob_bundle_writes_total ", "gitjob_status_writes_total "]
+        .iter()
+        .filter_map(|name| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .sum()
+}
+
+fn report(what: &str, samples: &[Duration]) {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{what}: n={} p50={:.0}ms p95={:.0}ms max={:.0}ms",
+        ms.len(),
+        percentile(&ms, 50.0),
+        percentile(&ms, 95.0),
+        ms.last().copied().unwrap_or_default(),
+    );
+}
+
+fn configmap(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n")
+}
+
+fn dir_name(repo: &GitRepoFixture) -> String {
+    repo.path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
