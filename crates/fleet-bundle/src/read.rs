@@ -241,6 +241,51 @@ pub fn base64_gz(data: &[u8]) -> std::io::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(compressed))
 }
 
+/// The files of a Bundle's resources (path → bytes), decoding `base64+gz` content.
+pub fn decode_resources(resources: &[BundleResource]) -> Result<crate::files::Files, DecodeError> {
+    use std::io::Read as _;
+    let mut files = crate::files::Files::new();
+    for resource in resources {
+        let name = resource.name.clone().unwrap_or_default();
+        let content = resource.content.as_deref().unwrap_or_default();
+        let bytes = match resource.encoding.as_deref() {
+            None | Some("") => content.as_bytes().to_vec(),
+            Some("base64+gz") => {
+                let compressed = base64::engine::general_purpose::STANDARD
+                    .decode(content)
+                    .map_err(|e| DecodeError {
+                        name: name.clone(),
+                        message: e.to_string(),
+                    })?;
+                let mut data = Vec::new();
+                flate2::read::GzDecoder::new(compressed.as_slice())
+                    .read_to_end(&mut data)
+                    .map_err(|e| DecodeError {
+                        name: name.clone(),
+                        message: e.to_string(),
+                    })?;
+                data
+            }
+            Some(other) => {
+                return Err(DecodeError {
+                    name,
+                    message: format!("unknown encoding {other:?}"),
+                });
+            }
+        };
+        files.insert(name, bytes);
+    }
+    Ok(files)
+}
+
+/// A resource whose content cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("resource {name}: {message}")]
+pub struct DecodeError {
+    pub name: String,
+    pub message: String,
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
@@ -357,6 +402,21 @@ mod tests {
         assert_eq!(
             bundle.spec.targets[0].clusters.cluster_group.as_deref(),
             Some("default")
+        );
+    }
+
+    #[test]
+    fn compressed_resources_decode_to_their_files() {
+        let tree = TempTree::new(&[("a/cm.yaml", "kind: ConfigMap\n")]);
+        let opts = ApplyOptions {
+            compress: true,
+            ..ApplyOptions::default()
+        };
+        let bundle = read_bundle("a", &tree.path("a"), None, &opts).expect("read");
+        let files = decode_resources(&bundle.spec.resources).expect("decode");
+        assert_eq!(
+            files.get("cm.yaml").map(Vec::as_slice),
+            Some(&b"kind: ConfigMap\n"[..])
         );
     }
 

@@ -23,6 +23,8 @@ pub enum ToolModule {
     Etcd,
     /// `helm` from `helm.sh/helm/v4`.
     Helm,
+    /// `kustomize` from `sigs.k8s.io/kustomize/kustomize/v5`.
+    Kustomize,
     /// `client-go-elector`: a small program of ours on client-go's leader election, to test
     /// that fleet-election and client-go respect each other on one Lease.
     ClientGoElector,
@@ -35,6 +37,7 @@ pub enum Tool {
     KubeApiserver,
     KubeControllerManager,
     Helm,
+    Kustomize,
     ClientGoElector,
 }
 
@@ -43,11 +46,12 @@ pub enum Tool {
 pub const MIN_ETCD: (u64, u64, u64) = (3, 5, 13);
 
 impl Tool {
-    pub const ALL: [Tool; 5] = [
+    pub const ALL: [Tool; 6] = [
         Tool::Etcd,
         Tool::KubeApiserver,
         Tool::KubeControllerManager,
         Tool::Helm,
+        Tool::Kustomize,
         Tool::ClientGoElector,
     ];
 
@@ -58,6 +62,7 @@ impl Tool {
             Tool::KubeApiserver => "kube-apiserver",
             Tool::KubeControllerManager => "kube-controller-manager",
             Tool::Helm => "helm",
+            Tool::Kustomize => "kustomize",
             Tool::ClientGoElector => "client-go-elector",
         }
     }
@@ -68,6 +73,7 @@ impl Tool {
             Tool::Etcd => ToolModule::Etcd,
             Tool::KubeApiserver | Tool::KubeControllerManager => ToolModule::Kubernetes,
             Tool::Helm => ToolModule::Helm,
+            Tool::Kustomize => ToolModule::Kustomize,
             Tool::ClientGoElector => ToolModule::ClientGoElector,
         }
     }
@@ -79,6 +85,7 @@ impl Tool {
             Tool::KubeApiserver => "k8s.io/kubernetes/cmd/kube-apiserver",
             Tool::KubeControllerManager => "k8s.io/kubernetes/cmd/kube-controller-manager",
             Tool::Helm => "helm.sh/helm/v4/cmd/helm",
+            Tool::Kustomize => "sigs.k8s.io/kustomize/kustomize/v5",
             Tool::ClientGoElector => "fleet-rs/tools/client-go-elector",
         }
     }
@@ -96,6 +103,7 @@ impl ToolModule {
             ToolModule::Kubernetes => "kubernetes",
             ToolModule::Etcd => "etcd",
             ToolModule::Helm => "helm",
+            ToolModule::Kustomize => "kustomize",
             ToolModule::ClientGoElector => "client-go-elector",
         }
     }
@@ -105,6 +113,7 @@ impl ToolModule {
             ToolModule::Kubernetes => "k8s.io/kubernetes",
             ToolModule::Etcd => "go.etcd.io/etcd/server/v3",
             ToolModule::Helm => "helm.sh/helm/v4",
+            ToolModule::Kustomize => "sigs.k8s.io/kustomize/kustomize/v5",
             ToolModule::ClientGoElector => "k8s.io/client-go",
         }
     }
@@ -114,6 +123,7 @@ impl ToolModule {
             ToolModule::Kubernetes => include_str!("../../../e2e/tools/kubernetes/go.mod"),
             ToolModule::Etcd => include_str!("../../../e2e/tools/etcd/go.mod"),
             ToolModule::Helm => include_str!("../../../e2e/tools/helm/go.mod"),
+            ToolModule::Kustomize => include_str!("../../../e2e/tools/kustomize/go.mod"),
             ToolModule::ClientGoElector => {
                 include_str!("../../../e2e/tools/client-go-elector/go.mod")
             }
@@ -168,7 +178,7 @@ impl ToolModule {
                     " -X helm.sh/helm/v4/internal/version.version={version}"
                 ));
             }
-            ToolModule::Etcd | ToolModule::ClientGoElector => {}
+            ToolModule::Etcd | ToolModule::Kustomize | ToolModule::ClientGoElector => {}
         }
         flags
     }
@@ -433,6 +443,7 @@ mod tests {
             ToolModule::Kubernetes,
             ToolModule::Etcd,
             ToolModule::Helm,
+            ToolModule::Kustomize,
             ToolModule::ClientGoElector,
         ] {
             let version = module.version().expect("pinned");

@@ -96,6 +96,7 @@ async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()
     )
     .await?;
     let bundles: Api<Bundle> = Api::namespaced(setup.client.clone(), NS);
+    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
     for name in ["webhook", "polling"] {
         wait_for(&bundles, name, Duration::from_secs(120), |_| true)
             .await
@@ -125,6 +126,7 @@ async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()
         }
         wait_commit(&bundles, "webhook", &commit).await?;
         via_webhook.push(started.elapsed());
+        wait_status(&gitrepos, "webhook", &commit).await?;
     }
 
     let mut via_polling = Vec::with_capacity(args.trials);
@@ -134,6 +136,10 @@ async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()
         let started = Instant::now();
         wait_commit(&bundles, "polling", &commit).await?;
         via_polling.push(started.elapsed());
+        // The status write wakes the reconciler once more; let that pass, so that the next
+        // commit lands at a random point of the polling cycle.
+        wait_status(&gitrepos, "polling", &commit).await?;
+        tokio::time::sleep(Duration::from_millis(100 + 37 * trial as u64 % 500)).await;
     }
 
     // Unchanged polls: writes before and after a few intervals with no commit.
@@ -149,7 +155,6 @@ async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()
         "  disablePolling: true\n",
     )
     .await?;
-    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
     wait_for(&gitrepos, "large", Duration::from_secs(300), |g| {
         g.status.as_ref().is_some_and(|s| s.commit.is_some())
     })
@@ -227,6 +232,15 @@ async fn create_gitrepo(client: &Client, name: &str, url: &str, extra: &str) -> 
     Api::<GitRepo>::namespaced(client.clone(), NS)
         .create(&PostParams::default(), &gitrepo)
         .await?;
+    Ok(())
+}
+
+async fn wait_status(gitrepos: &Api<GitRepo>, name: &str, commit: &str) -> anyhow::Result<()> {
+    wait_for(gitrepos, name, Duration::from_secs(60), |g| {
+        g.status.as_ref().and_then(|s| s.commit.as_deref()) == Some(commit)
+    })
+    .await
+    .with_context(|| format!("GitRepo {name} at {commit}"))?;
     Ok(())
 }
 

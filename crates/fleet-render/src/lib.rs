@@ -1,0 +1,15 @@
+//! What a cluster receives from a Bundle, computed the same way by `fleet test`,
+//! `fleet target`, the controller and the agent:
+//!
+//! - [`target`]: which targets match a cluster, and the options they merge in (pure);
+//! - [`values`]: Helm values per cluster (`${ .ClusterName }` and friends);
+//! - [`overlay`]: raw-YAML overlays (`overlays/<name>/`, `_patch` files);
+//! - [`render`]: the manifests, with the real `helm template` and `kustomize build`.
+
+pub mod overlay;
+pub mod render;
+pub mod target;
+pub mod values;
+
+/// A bundle's files: path (relative to the bundle, `/`-separated) → content.
+pub type Files = fleet_bundle::files::Files;
