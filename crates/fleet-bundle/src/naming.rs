@@ -66,6 +66,42 @@ pub fn helm_release_name(input: &str) -> String {
     limit(cleaned, MAX_RELEASE_NAME_LEN)
 }
 
+/// Fleet's `KeyHash`: the first 12 hex digits of the SHA-256 of (at most the first 100
+/// bytes of) `s`.
+pub fn key_hash(s: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let bytes = &s.as_bytes()[..s.len().min(100)];
+    Sha256::digest(bytes)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// wrangler's `SafeConcatName`: the parts joined by `-`; above 63 characters, the first 57
+/// (without trailing non-alphanumerics), `-`, and 5 hex digits of the SHA-256 of the whole.
+pub fn safe_concat_name(parts: &[&str]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let full = parts.join("-");
+    if full.len() < 64 {
+        return full;
+    }
+    let digest: String = Sha256::digest(full.as_bytes())
+        .iter()
+        .take(3)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let head = full[..57].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{head}-{}", &digest[..5])
+}
+
+/// The namespace holding a Cluster's BundleDeployments, as Fleet names it:
+/// `cluster-<namespace>-<name>-<key hash of "namespace::name">`, shortened to 63 characters.
+pub fn cluster_namespace(cluster_namespace: &str, cluster_name: &str) -> String {
+    let hash = key_hash(&format!("{cluster_namespace}::{cluster_name}"));
+    safe_concat_name(&["cluster", cluster_namespace, cluster_name, &hash])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +182,15 @@ mod tests {
             "the appended hash is all that survives"
         );
         assert_eq!(helm_release_name(""), hex("", 24));
+    }
+
+    #[test]
+    fn cluster_namespaces_follow_fleets_pattern() {
+        let ns = cluster_namespace("fleet-local", "local");
+        assert!(ns.starts_with("cluster-fleet-local-local-"), "{ns}");
+        assert_eq!(ns.len(), "cluster-fleet-local-local-".len() + 12);
+        let long = cluster_namespace("fleet-default", &"c".repeat(80));
+        assert_eq!(long.len(), 63, "{long}");
+        assert_eq!(key_hash("a").len(), 12);
     }
 }

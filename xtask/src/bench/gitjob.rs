@@ -152,7 +152,7 @@ async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()
         &setup.client,
         "large",
         &setup.server.url(&large_name),
-        "  disablePolling: true\n",
+        "  disablePolling: true\n  paths: [\"apps/*\"]\n",
     )
     .await?;
     wait_for(&gitrepos, "large", Duration::from_secs(300), |g| {

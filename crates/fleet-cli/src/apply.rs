@@ -1,0 +1,216 @@
+//! `fleet apply`: the Bundles of directories, printed (`-o`) or written to a cluster (create,
+//! update, prune), as Fleet's `fleet apply` and gitjob produce them.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use fleet_api::{BundleTarget, BundleTargetRestriction, CorrectDrift};
+use fleet_bundle::read::{ApplyOptions, TargetsFile};
+use fleet_bundle::repo::{Scan, read_repo};
+use fleet_bundle::store::BundleStore;
+use serde::Deserialize;
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Write the Bundles to this file (`-` for standard output) instead of a cluster.
+    #[arg(short = 'o', long = "output")]
+    output: Option<String>,
+    /// Kubeconfig of the cluster to write to (without `-o`).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    bundles: BundleArgs,
+}
+
+/// How Bundles are built from directories (`fleet apply`'s and `fleet target`'s).
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    /// Namespace of the Bundles.
+    #[arg(short = 'n', long, default_value = "fleet-local")]
+    namespace: String,
+    /// Labels for every Bundle (`key=value`, repeatable).
+    #[arg(short = 'l', long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// A YAML file with `targets` and `targetRestrictions` (the GitRepo's targets).
+    #[arg(long)]
+    targets_file: Option<PathBuf>,
+    /// Mark the Bundles paused.
+    #[arg(long)]
+    paused: bool,
+    /// forceSyncGeneration for the Bundles.
+    #[arg(long, default_value_t = 0)]
+    sync_generation: i64,
+    /// ServiceAccount the agent deploys as.
+    #[arg(long)]
+    service_account: Option<String>,
+    /// Deploy every resource into this namespace.
+    #[arg(long)]
+    target_namespace: Option<String>,
+    #[arg(long)]
+    keep_resources: bool,
+    #[arg(long)]
+    delete_namespace: bool,
+    /// Correct drift on deployed resources.
+    #[arg(long)]
+    correct_drift: bool,
+    #[arg(long)]
+    correct_drift_force: bool,
+    #[arg(long)]
+    correct_drift_keep_fail_history: bool,
+    /// Compress every resource (`base64+gz`).
+    #[arg(long)]
+    compress: bool,
+    /// The bundle name prefix (a GitRepo's name).
+    name: String,
+    /// Directories to read (default: the current directory).
+    paths: Vec<PathBuf>,
+}
+
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("invalid label {text:?}: expected key=value"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TargetsYaml {
+    #[serde(default)]
+    targets: Vec<BundleTarget>,
+    #[serde(default)]
+    target_restrictions: Vec<BundleTargetRestriction>,
+}
+
+pub fn options(args: &BundleArgs) -> anyhow::Result<ApplyOptions> {
+    let mut labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
+    if let Ok(commit) = std::env::var("COMMIT")
+        && !commit.is_empty()
+    {
+        labels.insert(fleet_api::labels::COMMIT.to_owned(), commit);
+    }
+    let targets = match &args.targets_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let parsed: TargetsYaml = serde_saphyr::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(TargetsFile {
+                targets: parsed.targets,
+                target_restrictions: parsed.target_restrictions,
+            })
+        }
+        None => None,
+    };
+    Ok(ApplyOptions {
+        labels,
+        service_account: args.service_account.clone(),
+        targets,
+        target_namespace: args.target_namespace.clone(),
+        paused: args.paused,
+        sync_generation: args.sync_generation,
+        keep_resources: args.keep_resources,
+        delete_namespace: args.delete_namespace,
+        correct_drift: args.correct_drift.then_some(CorrectDrift {
+            enabled: true,
+            force: args.correct_drift_force,
+            keep_fail_history: args.correct_drift_keep_fail_history,
+        }),
+        compress: args.compress,
+    })
+}
+
+pub fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
+    let bundles = read_bundles(&args.bundles)?;
+    // Nothing is written when anything failed above.
+    match &args.output {
+        Some(output) => write_yaml(output, &bundles),
+        None => apply_to_cluster(args, bundles),
+    }
+}
+
+/// The Bundles of the directories, as `fleet apply` builds them.
+pub fn read_bundles(args: &BundleArgs) -> anyhow::Result<Vec<fleet_api::Bundle>> {
+    let opts = options(args)?;
+    let default_paths = [PathBuf::from(".")];
+    let paths = if args.paths.is_empty() {
+        &default_paths[..]
+    } else {
+        &args.paths
+    };
+    let mut bundles = Vec::new();
+    for base in paths {
+        if !base.is_dir() {
+            bail!("{}: not a directory", base.display());
+        }
+        let scan = Scan::Paths(Vec::new());
+        let prefix = base.to_string_lossy();
+        bundles.extend(read_repo(
+            &args.name,
+            &args.namespace,
+            base,
+            &prefix,
+            &scan,
+            &opts,
+        )?);
+    }
+    Ok(bundles)
+}
+
+pub fn write_yaml(output: &str, bundles: &[fleet_api::Bundle]) -> anyhow::Result<()> {
+    let mut documents = String::new();
+    for bundle in bundles {
+        documents.push_str("---\n");
+        documents.push_str(&serde_saphyr::to_string(bundle)?);
+    }
+    if output == "-" {
+        std::io::stdout().lock().write_all(documents.as_bytes())?;
+    } else {
+        std::fs::write(output, documents).with_context(|| format!("writing {output}"))?;
+    }
+    Ok(())
+}
+
+/// Creates, updates and prunes the Bundles labelled with this name, as Fleet's `fleet apply`.
+fn apply_to_cluster(args: &ApplyArgs, bundles: Vec<fleet_api::Bundle>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = kube_client(args.kubeconfig.as_deref()).await?;
+        let store = BundleStore::new(client, "fleet-apply");
+        let report = store
+            .sync(&args.bundles.namespace, &args.bundles.name, None, bundles)
+            .await?;
+        for (verb, names) in [
+            ("created", &report.created),
+            ("updated", &report.updated),
+            ("unchanged", &report.unchanged),
+            ("deleted", &report.deleted),
+        ] {
+            for name in names {
+                eprintln!("bundle.fleet.cattle.io/{name} {verb}");
+            }
+        }
+        Ok(())
+    })
+}
+
+pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig: pass --kubeconfig or set KUBECONFIG")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}

@@ -1,0 +1,137 @@
+//! The clusters `fleet test` and `fleet target` match against: one described by flags, or
+//! Cluster and ClusterGroup objects from a YAML file (group membership from the groups'
+//! selectors, as the controller computes it).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use fleet_api::{Cluster, ClusterGroup};
+use fleet_render::target::{ClusterInfo, GroupInfo, selector_matches};
+use kube::ResourceExt;
+
+use crate::apply::parse_label;
+
+/// One cluster, described on the command line (Fleet's `fleet test` flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Cluster name to match against.
+    #[arg(short = 'N', long = "name", default_value = "local")]
+    pub name: String,
+    /// Cluster labels to match against (`key=value`, repeatable).
+    #[arg(short = 'l', long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Cluster group the cluster is in (repeatable).
+    #[arg(short = 'g', long = "group")]
+    pub groups: Vec<String>,
+    /// Labels of those cluster groups (`key=value`, repeatable).
+    #[arg(short = 'L', long = "group-label", value_parser = parse_label)]
+    pub group_labels: Vec<(String, String)>,
+    /// The cluster's namespace (its workspace).
+    #[arg(long = "cluster-namespace", default_value = "fleet-local")]
+    pub namespace: String,
+}
+
+impl ClusterArgs {
+    pub fn cluster(&self) -> ClusterInfo {
+        let group_labels: BTreeMap<String, String> = self.group_labels.iter().cloned().collect();
+        ClusterInfo {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            labels: self.labels.iter().cloned().collect(),
+            annotations: BTreeMap::new(),
+            groups: self
+                .groups
+                .iter()
+                .map(|name| GroupInfo {
+                    name: name.clone(),
+                    labels: group_labels.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A cluster from a file, with the namespace of its BundleDeployments.
+#[derive(Debug, Clone)]
+pub struct FileCluster {
+    pub info: ClusterInfo,
+    pub deployment_namespace: String,
+}
+
+/// The Clusters of a YAML stream of Cluster and ClusterGroup objects (other kinds are
+/// ignored), each with the groups of its namespace whose selector matches it.
+pub fn read_clusters(path: &Path) -> anyhow::Result<Vec<FileCluster>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut clusters = Vec::new();
+    let mut groups = Vec::new();
+    for document in documents {
+        match document.get("kind").and_then(|k| k.as_str()) {
+            Some("Cluster") => clusters.push(parse::<Cluster>(path, document)?),
+            Some("ClusterGroup") => groups.push(parse::<ClusterGroup>(path, document)?),
+            _ => {}
+        }
+    }
+    clusters
+        .iter()
+        .map(|cluster| {
+            let namespace = cluster
+                .namespace()
+                .unwrap_or_else(|| "fleet-default".to_owned());
+            let labels = cluster.labels().clone();
+            let mut member_of = Vec::new();
+            for group in groups
+                .iter()
+                .filter(|g| g.namespace().unwrap_or_default() == namespace)
+            {
+                if let Some(selector) = &group.spec.selector
+                    && selector_matches(selector, &labels)
+                        .map_err(|e| anyhow::anyhow!("ClusterGroup {}: {e}", group.name_any()))?
+                {
+                    member_of.push(GroupInfo {
+                        name: group.name_any(),
+                        labels: group.labels().clone(),
+                    });
+                }
+            }
+            let deployment_namespace = cluster
+                .status
+                .as_ref()
+                .and_then(|s| s.namespace.clone())
+                .unwrap_or_else(|| {
+                    fleet_bundle::naming::cluster_namespace(&namespace, &cluster.name_any())
+                });
+            Ok(FileCluster {
+                info: ClusterInfo {
+                    name: cluster.name_any(),
+                    namespace,
+                    labels,
+                    annotations: cluster.annotations().clone(),
+                    groups: member_of,
+                },
+                deployment_namespace,
+            })
+        })
+        .collect()
+}
+
+fn parse<K: serde::de::DeserializeOwned>(
+    path: &Path,
+    document: serde_json::Value,
+) -> anyhow::Result<K> {
+    serde_json::from_value(document).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// `--helm` and `--kustomize`: the tools `fleet test` renders with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ToolArgs {
+    /// The helm binary.
+    #[arg(long, env = "FLEET_HELM", default_value = "helm")]
+    pub helm: PathBuf,
+    /// The kustomize binary.
+    #[arg(long, env = "FLEET_KUSTOMIZE", default_value = "kustomize")]
+    pub kustomize: PathBuf,
+}

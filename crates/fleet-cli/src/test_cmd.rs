@@ -1,0 +1,96 @@
+//! `fleet test`: the manifests a cluster with the given name, labels and groups would receive
+//! from the bundles of a directory, with target customizations applied and charts and
+//! kustomizations rendered by the real tools, as one YAML stream.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use fleet_bundle::read::{ApplyOptions, decode_resources};
+use fleet_bundle::repo::{Scan, read_repo};
+use fleet_render::render::{Input, Tools, render};
+use fleet_render::target::match_cluster;
+use kube::ResourceExt;
+
+use crate::cluster::{ClusterArgs, ToolArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    tools: ToolArgs,
+    /// Print only which bundles match, not their manifests.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Print the Bundles instead of matching and rendering them.
+    #[arg(short = 'b', long)]
+    print_bundle: bool,
+    /// The directory to read (default: the current directory).
+    path: Option<PathBuf>,
+}
+
+pub fn test(args: &TestArgs) -> anyhow::Result<()> {
+    let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
+    if !path.is_dir() {
+        bail!("{}: not a directory", path.display());
+    }
+    let prefix = path.to_string_lossy();
+    let bundles = read_repo(
+        "test",
+        "fleet-local",
+        &path,
+        &prefix,
+        &Scan::Paths(Vec::new()),
+        &ApplyOptions::default(),
+    )?;
+    if args.print_bundle {
+        return crate::apply::write_yaml("-", &bundles);
+    }
+    let cluster = args.cluster.cluster();
+    let tools = Tools {
+        helm: args.tools.helm.clone(),
+        kustomize: args.tools.kustomize.clone(),
+    };
+    let mut out = String::new();
+    let mut matched = 0;
+    for bundle in &bundles {
+        let name = bundle.name_any();
+        let Some(found) =
+            match_cluster(&bundle.spec, &cluster).with_context(|| format!("bundle {name}"))?
+        else {
+            eprintln!("# {name}: no target matches cluster {:?}", cluster.name);
+            continue;
+        };
+        matched += 1;
+        out.push_str(&format!(
+            "# Bundle {name}, targets: {}\n",
+            found.targets.join(", ")
+        ));
+        if args.quiet {
+            continue;
+        }
+        let files = decode_resources(&bundle.spec.resources)?;
+        let documents = render(
+            Input {
+                bundle: &name,
+                files: &files,
+                options: &found.options,
+                cluster: &cluster,
+            },
+            &tools,
+        )
+        .with_context(|| format!("bundle {name}"))?;
+        for document in documents {
+            out.push_str("---\n");
+            out.push_str(&serde_saphyr::to_string(&document)?);
+        }
+    }
+    if matched == 0 && !bundles.is_empty() {
+        eprintln!(
+            "# no bundle targets this cluster (bundles without targets go to the cluster group `default`: try -g default)"
+        );
+    }
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(())
+}
