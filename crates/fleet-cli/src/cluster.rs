@@ -118,11 +118,22 @@ pub fn read_clusters(path: &Path) -> anyhow::Result<Vec<FileCluster>> {
         .collect()
 }
 
+/// One object of the file; a missing `spec` is an empty one, as the API server defaults it.
 fn parse<K: serde::de::DeserializeOwned>(
     path: &Path,
-    document: serde_json::Value,
+    mut document: serde_json::Value,
 ) -> anyhow::Result<K> {
-    serde_json::from_value(document).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let name = document
+        .pointer("/metadata/name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("<unnamed>")
+        .to_owned();
+    if let Some(object) = document.as_object_mut() {
+        object
+            .entry("spec")
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    serde_json::from_value(document).map_err(|e| anyhow::anyhow!("{}: {name}: {e}", path.display()))
 }
 
 /// `--helm` and `--kustomize`: the tools `fleet test` renders with.

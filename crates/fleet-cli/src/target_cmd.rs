@@ -126,5 +126,5 @@ fn deployment_id(bundle: &Bundle, options: &fleet_api::BundleDeploymentOptions) 
     };
     let manifest = hex(serde_json::to_vec(&bundle.spec.resources).unwrap_or_default());
     let options = hex(serde_json::to_vec(options).unwrap_or_default());
-    format!("s-{}:{options}", &manifest[..manifest.len().min(63)])
+    format!("s-{manifest}:{options}")
 }

@@ -84,6 +84,9 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
         for document in documents {
             out.push_str("---\n");
             out.push_str(&serde_saphyr::to_string(&document)?);
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
         }
     }
     if matched == 0 && !bundles.is_empty() {

@@ -1,0 +1,187 @@
+//! The `fleet` binary on fixture repositories (`tests/fixtures/<name>/repo`), compared with
+//! the expected outputs checked in beside them (`expected/*.yaml`) as YAML documents: values,
+//! not text, and in any order. Helm and kustomize are the real, pinned binaries.
+//!
+//! After an intended change of output, regenerate with `FLEET_UPDATE_EXPECTED=1 cargo test -p
+//! fleet-cli --test fixtures` and review the diff.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fleet_testkit::binaries::{Tool, ensure};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Runs `fleet` in `dir` with the pinned helm and kustomize.
+fn fleet(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .current_dir(dir)
+        .env("FLEET_HELM", ensure(Tool::Helm).expect("helm"))
+        .env(
+            "FLEET_KUSTOMIZE",
+            ensure(Tool::Kustomize).expect("kustomize"),
+        )
+        .env("COMMIT", "0123456789abcdef0123456789abcdef01234567")
+        .env("RUST_BACKTRACE", "0")
+        .args(args)
+        .output()
+        .expect("fleet runs")
+}
+
+/// The YAML documents of `text`, sorted (Fleet's outputs are unordered where it matters).
+fn documents(text: &str) -> Vec<Value> {
+    let mut docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    docs.retain(|d| !d.is_null());
+    docs.sort_by_key(|d| d.to_string());
+    docs
+}
+
+/// Runs `fleet args` in the fixture's repository and compares standard output with
+/// `expected/<expected>.yaml`.
+fn check(fixture: &str, expected: &str, args: &[&str]) {
+    let repo = fixtures().join(fixture).join("repo");
+    let output = fleet(&repo, args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "fleet {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = fixtures()
+        .join(fixture)
+        .join("expected")
+        .join(format!("{expected}.yaml"));
+    if std::env::var_os("FLEET_UPDATE_EXPECTED").is_some() {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, stdout.as_bytes()).expect("write expected");
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        documents(&stdout),
+        documents(&want),
+        "fleet {args:?} differs from {}\n{stdout}",
+        path.display()
+    );
+}
+
+#[test]
+fn plain_manifests_become_one_bundle() {
+    check(
+        "plain",
+        "apply",
+        &["apply", "-o", "-", "--label", "team=web", "guestbook", "."],
+    );
+    check(
+        "plain",
+        "test-default-group",
+        &["test", "-g", "default", "."],
+    );
+}
+
+#[test]
+fn a_helm_chart_is_customized_per_environment() {
+    check(
+        "helm-chart",
+        "test-dev",
+        &["test", "-l", "env=dev", "-N", "dev-1", "."],
+    );
+    check(
+        "helm-chart",
+        "test-prod",
+        &["test", "-l", "env=prod", "-N", "prod-1", "."],
+    );
+    check("helm-chart", "apply", &["apply", "-o", "-", "web", "."]);
+}
+
+#[test]
+fn kustomize_directories_are_chosen_per_target() {
+    check("kustomize", "test-dev", &["test", "-l", "env=dev", "."]);
+    check("kustomize", "test-prod", &["test", "-l", "env=prod", "."]);
+}
+
+#[test]
+fn yaml_overlays_replace_add_and_patch() {
+    check("overlays", "test-prod", &["test", "-l", "env=prod", "."]);
+    check("overlays", "test-dev", &["test", "-l", "env=dev", "."]);
+    check(
+        "overlays",
+        "target",
+        &["target", "--clusters", "../../clusters.yaml", "api", "."],
+    );
+}
+
+#[test]
+fn nested_fleet_yamls_make_bundles_and_fleetignore_excludes() {
+    check("nested", "apply", &["apply", "-o", "-", "nested", "multi"]);
+}
+
+/// `fleet` in a temporary repository with `files`; returns the output and the directory.
+fn in_temp_repo(files: &[(&str, &str)], args: &[&str]) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (path, content) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    }
+    (fleet(dir.path(), args), dir)
+}
+
+fn assert_fails_naming(output: &Output, text: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "should fail: {stderr}");
+    assert!(
+        stderr.contains(text),
+        "stderr should name {text:?}: {stderr}"
+    );
+}
+
+#[test]
+fn bad_input_gets_one_clear_message_and_writes_nothing() {
+    let (out, dir) = in_temp_repo(
+        &[("app/cm.yaml", "kind: ConfigMap\n")],
+        &["apply", "-o", "out.yaml", "r", "missing"],
+    );
+    assert_fails_naming(&out, "missing: not a directory");
+    assert!(!dir.path().join("out.yaml").exists());
+
+    let (out, dir) = in_temp_repo(
+        &[
+            (
+                "app/fleet.yaml",
+                "defaultNamespace: a\nhelm:\n  values: [\n",
+            ),
+            ("ok/cm.yaml", "kind: ConfigMap\n"),
+        ],
+        &["apply", "-o", "out.yaml", "r", "app", "ok"],
+    );
+    assert_fails_naming(&out, "app/fleet.yaml:");
+    assert!(
+        !dir.path().join("out.yaml").exists(),
+        "nothing written when one bundle fails"
+    );
+
+    let (out, _dir) = in_temp_repo(
+        &[("app/deploy.yaml", "kind: Deployment\nspec: [\n  a: b\n")],
+        &["apply", "-o", "-", "r", "app"],
+    );
+    assert_fails_naming(&out, "app/deploy.yaml:");
+
+    let (out, _dir) = in_temp_repo(
+        &[
+            (
+                "Chart.yaml",
+                "apiVersion: v2\nname: broken\nversion: 0.1.0\n",
+            ),
+            (
+                "templates/cm.yaml",
+                "kind: ConfigMap\ndata: {{ .Values.x | nosuchfunction }}\n",
+            ),
+        ],
+        &["test", "-g", "default", "."],
+    );
+    assert_fails_naming(&out, "templates/cm.yaml");
+}
