@@ -48,6 +48,7 @@ impl ClusterArgs {
                     labels: group_labels.clone(),
                 })
                 .collect(),
+            values: serde_json::Map::new(),
         }
     }
 }
@@ -111,6 +112,7 @@ pub fn read_clusters(path: &Path) -> anyhow::Result<Vec<FileCluster>> {
                     labels,
                     annotations: cluster.annotations().clone(),
                     groups: member_of,
+                    values: cluster.spec.template_values.clone().unwrap_or_default(),
                 },
                 deployment_namespace,
             })

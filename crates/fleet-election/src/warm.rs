@@ -85,6 +85,12 @@ where
         self.reader.clone()
     }
 
+    /// This cache's change notifications, for another controller's `watches_shared_stream`
+    /// (each call is a new subscriber; drop it when done, the reflector waits for laggards).
+    pub fn changes(&self) -> ReflectHandle<K> {
+        self.subscriber.clone()
+    }
+
     /// Waits until the first list has been loaded.
     pub async fn wait_until_ready(&self) {
         let _ = self.reader.wait_until_ready().await;

@@ -29,6 +29,8 @@ pub struct ClusterInfo {
     pub annotations: BTreeMap<String, String>,
     /// The ClusterGroups whose selector matches this cluster.
     pub groups: Vec<GroupInfo>,
+    /// The Cluster's `spec.templateValues` (`${ .ClusterValues.x }` in Helm values).
+    pub values: serde_json::Map<String, Value>,
 }
 
 /// A ClusterGroup the cluster belongs to.
@@ -204,6 +206,7 @@ mod tests {
                     labels: BTreeMap::from([("tier".to_owned(), (*g).to_owned())]),
                 })
                 .collect(),
+            values: serde_json::Map::new(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! the cluster's labels (Fleet's legacy substitution).
 //!
 //! Supported expressions: `.ClusterName`, `.ClusterNamespace`, `.ClusterLabels.<key>`,
-//! `.ClusterAnnotations.<key>`, and `index .ClusterLabels "<key>"` (same for annotations).
+//! `.ClusterAnnotations.<key>`, `.ClusterValues.<path>` (the Cluster's `templateValues`), and `index .ClusterLabels "<key>"` (same for annotations).
 //! Fleet evaluates full Go templates with sprig functions; any other expression is an error
 //! naming it, never silently left in place.
 
@@ -96,6 +96,19 @@ fn evaluate(expr: &str, cluster: &ClusterInfo) -> Result<String, TemplateError> 
     if let Some(key) = expr.strip_prefix(".ClusterAnnotations.") {
         return Ok(lookup(&cluster.annotations, key));
     }
+    if let Some(path) = expr.strip_prefix(".ClusterValues.") {
+        let mut value = cluster
+            .values
+            .get(path.split('.').next().unwrap_or_default());
+        for key in path.split('.').skip(1) {
+            value = value.and_then(|v| v.get(key));
+        }
+        return Ok(match value {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        });
+    }
     if let Some(args) = expr.strip_prefix("index ") {
         let mut parts = args.split_whitespace();
         let (Some(map), Some(key), None) = (parts.next(), parts.next(), parts.next()) else {
@@ -125,17 +138,23 @@ mod tests {
             name: "prod-1".to_owned(),
             namespace: "fleet-default".to_owned(),
             labels: BTreeMap::from([("region".to_owned(), "eu".to_owned())]),
+            values: json!({"tier": {"size": 3}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
             ..ClusterInfo::default()
         };
         let values = json!({
             "name": "${ .ClusterName }",
             "where": "${ .ClusterNamespace }/${ index .ClusterLabels \"region\" }",
             "list": ["${.ClusterLabels.region}", 3],
+            "size": "${ .ClusterValues.tier.size }",
         });
         let result = cluster_values(values.as_object().expect("object"), &cluster).expect("ok");
         assert_eq!(result["name"], "prod-1");
         assert_eq!(result["where"], "fleet-default/eu");
         assert_eq!(result["list"], json!(["eu", 3]));
+        assert_eq!(result["size"], "3");
         assert_eq!(result["global"]["fleet"]["clusterLabels"]["region"], "eu");
     }
 

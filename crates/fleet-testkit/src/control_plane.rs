@@ -381,6 +381,22 @@ impl ControlPlane {
         client_from(&self.user_kubeconfig(user, groups)?).await
     }
 
+    /// A client that authenticates with a bearer token (e.g. a ServiceAccount token that a
+    /// controller issued), trusting the plane's CA.
+    pub async fn token_client(&self, token: &str) -> Result<Client, Error> {
+        let mut kubeconfig = self.kubeconfig.clone();
+        let auth: kube::config::AuthInfo =
+            serde_json::from_value(serde_json::json!({ "token": token })).map_err(|e| {
+                Error::Config {
+                    message: format!("token kubeconfig: {e}"),
+                }
+            })?;
+        for named in &mut kubeconfig.auth_infos {
+            named.auth_info = Some(auth.clone());
+        }
+        client_from(&kubeconfig).await
+    }
+
     /// A client that impersonates `user` with `groups`, as the admin.
     pub async fn impersonating_client(&self, user: &str, groups: &[&str]) -> Result<Client, Error> {
         let mut kubeconfig = self.kubeconfig.clone();

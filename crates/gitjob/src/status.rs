@@ -68,7 +68,9 @@ pub fn next_status(
     status
 }
 
-/// The merge patch writing only gitjob's fields of `status`.
+/// The merge patch writing only gitjob's fields of `status`. The controller writes the
+/// roll-up fields (summary, ready clusters, `display.readyBundleDeployments` and
+/// `display.state`).
 pub fn patch(status: &GitRepoStatus) -> serde_json::Value {
     json!({
         "status": {
@@ -77,7 +79,12 @@ pub fn patch(status: &GitRepoStatus) -> serde_json::Value {
             "observedGeneration": status.observed_generation,
             "gitJobStatus": status.git_job_status,
             "conditions": status.base.conditions,
-            "display": status.base.display,
+            // Only gitjob's keys of `display`: the controller writes the others. A merge
+            // patch removes a key only when it is null.
+            "display": {
+                "message": status.base.display.message,
+                "error": status.base.display.error,
+            },
         }
     })
 }

@@ -1,0 +1,299 @@
+//! The Bundle reconciler: writes the BundleDeployments [`deployments::desired`] computes
+//! (server-side apply, only when their content hash changed), the Content of the manifest,
+//! deletes BundleDeployments no longer targeted, and rolls their states up into the Bundle's
+//! status (written only when it changed). A paused Bundle stages new options without
+//! changing what is deployed. A Bundle being deleted first deletes its BundleDeployments
+//! (Fleet's finalizer).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleet_api::labels::{
+    BUNDLE_FINALIZER, BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, CONTENT_HASH,
+};
+use fleet_api::{Bundle, BundleDeployment, BundleDisplay, BundleStatus, BundleSummary, Content};
+use futures::StreamExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Api, ResourceExt};
+
+use crate::context::{Context, NotLeading};
+use crate::deployments::{self, sha256_hex};
+use crate::summary::{self, deployment_message, deployment_state};
+
+/// The field manager of the controller's writes.
+pub const MANAGER: &str = "fleet-controller";
+/// BundleDeployment writes in flight per Bundle.
+const CONCURRENT_WRITES: usize = 16;
+
+/// Why a Bundle reconcile failed (retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} {what}: {source}")]
+    Api {
+        action: &'static str,
+        what: String,
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    NotLeading(#[from] NotLeading),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+fn api_error(action: &'static str, what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Api {
+        action,
+        what,
+        source,
+    }
+}
+
+/// Contents known to exist (their names are content hashes: they never change).
+#[derive(Debug, Default)]
+pub struct KnownContents(Mutex<HashSet<String>>);
+
+/// Reconciles one Bundle.
+pub async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = bundle.namespace().unwrap_or_default();
+    let api: Api<Bundle> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, BUNDLE_FINALIZER, bundle, |event| async {
+        match event {
+            Event::Apply(bundle) => apply(&bundle, &ctx).await,
+            Event::Cleanup(bundle) => cleanup(&bundle, &ctx).await,
+        }
+    })
+    .await;
+    ctx.metrics.reconciled("bundle", result.is_ok());
+    result.map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
+    let namespace = bundle.namespace().unwrap_or_default();
+    let name = bundle.name_any();
+    let candidates = ctx.candidates(&namespace);
+    let desired = match deployments::desired(bundle, &candidates) {
+        Ok(desired) => desired,
+        Err(e) => {
+            tracing::warn!(bundle = %name, %namespace, error = %e, "cannot target bundle");
+            write_status(bundle, ctx, Some(e.to_string())).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
+    ensure_content(ctx, &desired.content).await?;
+
+    let existing = owned_deployments(ctx, &namespace, &name);
+    let mut wanted = HashSet::new();
+    let mut writes = Vec::new();
+    for mut bd in desired.deployments {
+        let bd_namespace = bd.metadata.namespace.clone().unwrap_or_default();
+        wanted.insert((bd_namespace.clone(), bd.name_any()));
+        let current = existing.get(&(bd_namespace, bd.name_any()));
+        if bundle.spec.paused
+            && let Some(current) = current
+        {
+            // Paused: stage the new options, keep deploying the old ones.
+            bd.spec.options = current.spec.options.clone();
+            bd.spec.deployment_id = current.spec.deployment_id.clone();
+        }
+        let hash = content_hash(&bd);
+        if current.and_then(|c| c.annotations().get(CONTENT_HASH)) == Some(&hash) {
+            continue;
+        }
+        tracing::debug!(bundle = %name, deployment = %bd.name_any(), namespace = ?bd.namespace(), "bundle deployment changed");
+        bd.annotations_mut().insert(CONTENT_HASH.to_owned(), hash);
+        writes.push(bd);
+    }
+    ctx.check_leading()?;
+    let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
+        .map(|bd| write_deployment(ctx, bd))
+        .buffer_unordered(CONCURRENT_WRITES)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>, Error>>()?;
+    for (key, _) in existing.iter().filter(|(key, _)| !wanted.contains(*key)) {
+        delete_deployment(ctx, &key.0, &key.1).await?;
+    }
+    write_status(bundle, ctx, None).await?;
+    Ok(Action::await_change())
+}
+
+/// Deletes the Bundle's BundleDeployments before the Bundle goes.
+async fn cleanup(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
+    let namespace = bundle.namespace().unwrap_or_default();
+    for (ns, name) in owned_deployments(ctx, &namespace, &bundle.name_any()).keys() {
+        delete_deployment(ctx, ns, name).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// The Bundle's BundleDeployments in the cache, by (namespace, name).
+fn owned_deployments(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> BTreeMap<(String, String), Arc<BundleDeployment>> {
+    ctx.caches
+        .deployments
+        .state()
+        .into_iter()
+        .filter(|bd| {
+            let labels = bd.labels();
+            labels.get(BUNDLE_NAME).map(String::as_str) == Some(name)
+                && labels.get(BUNDLE_NAMESPACE).map(String::as_str) == Some(namespace)
+        })
+        .map(|bd| ((bd.namespace().unwrap_or_default(), bd.name_any()), bd))
+        .collect()
+}
+
+async fn write_deployment(ctx: &Context, bd: BundleDeployment) -> Result<(), Error> {
+    let namespace = bd.namespace().unwrap_or_default();
+    let name = bd.name_any();
+    let api: Api<BundleDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = PatchParams::apply(MANAGER).force();
+    match api.patch(&name, &params, &Patch::Apply(&bd)).await {
+        Ok(_) => {}
+        // The cluster's namespace is not there yet (its Cluster was just created).
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            crate::clusters::ensure_namespace(ctx, &namespace, &bd).await?;
+            api.patch(&name, &params, &Patch::Apply(&bd))
+                .await
+                .map_err(api_error(
+                    "applying BundleDeployment",
+                    format!("{namespace}/{name}"),
+                ))?;
+        }
+        Err(e) => {
+            return Err(api_error(
+                "applying BundleDeployment",
+                format!("{namespace}/{name}"),
+            )(e));
+        }
+    }
+    ctx.metrics.writes.inc();
+    Ok(())
+}
+
+async fn delete_deployment(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+    ctx.check_leading()?;
+    let api: Api<BundleDeployment> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => {
+            ctx.metrics.writes.inc();
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => {
+            return Err(api_error(
+                "deleting BundleDeployment",
+                format!("{namespace}/{name}"),
+            )(e));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the Content once; its name is its hash, so an existing one is the same.
+async fn ensure_content(ctx: &Context, content: &Content) -> Result<(), Error> {
+    let name = content.metadata.name.clone().unwrap_or_default();
+    let known = {
+        let set = ctx
+            .contents
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.contains(&name)
+    };
+    if known {
+        return Ok(());
+    }
+    ctx.check_leading()?;
+    let api: Api<Content> = Api::all(ctx.client.clone());
+    match api.create(&PostParams::default(), content).await {
+        Ok(_) => {
+            ctx.metrics.writes.inc();
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => return Err(api_error("creating Content", name)(e)),
+    }
+    ctx.contents
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(name);
+    Ok(())
+}
+
+/// The hash of what the controller writes of a BundleDeployment.
+fn content_hash(bd: &BundleDeployment) -> String {
+    let json = serde_json::json!({"labels": bd.metadata.labels, "spec": bd.spec});
+    sha256_hex(json.to_string().as_bytes())
+}
+
+/// The Bundle's status from its BundleDeployments in the cache; written when it changed.
+async fn write_status(bundle: &Bundle, ctx: &Context, error: Option<String>) -> Result<(), Error> {
+    let namespace = bundle.namespace().unwrap_or_default();
+    let name = bundle.name_any();
+    let current = bundle.status.clone().unwrap_or_default();
+    let mut summary = BundleSummary::default();
+    for bd in owned_deployments(ctx, &namespace, &name).values() {
+        let labels = bd.labels();
+        let cluster = format!(
+            "{}/{}",
+            labels.get(CLUSTER_NAMESPACE).cloned().unwrap_or_default(),
+            labels.get(CLUSTER).cloned().unwrap_or_default()
+        );
+        summary::add(
+            &mut summary,
+            &cluster,
+            deployment_state(bd),
+            deployment_message(bd),
+        );
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
+    let ready = match &error {
+        Some(message) => summary::condition("Ready", false, Some(message.clone()), &now, previous),
+        None => summary::ready_condition(&summary, "Cluster", &now, previous),
+    };
+    let next = BundleStatus {
+        display: BundleDisplay {
+            ready_clusters: Some(format!("{}/{}", summary.ready, summary.desired_ready)),
+            state: summary::display_state(&summary).map(|s| summary::state_name(s).to_owned()),
+        },
+        summary,
+        conditions: vec![ready],
+        observed_generation: bundle.metadata.generation.unwrap_or_default(),
+        ..current.clone()
+    };
+    if next == current {
+        return Ok(());
+    }
+    tracing::debug!(bundle = %name, %namespace, "bundle status changed");
+    ctx.check_leading()?;
+    let status = serde_json::json!({
+        "summary": next.summary,
+        "display": next.display,
+        "conditions": next.conditions,
+        "observedGeneration": next.observed_generation,
+    });
+    crate::context::apply_status::<Bundle>(ctx, &namespace, &name, status)
+        .await
+        .map_err(api_error(
+            "writing status of Bundle",
+            format!("{namespace}/{name}"),
+        ))?;
+    Ok(())
+}
+
+/// How the controller retries a failed Bundle reconcile.
+pub fn error_policy(bundle: Arc<Bundle>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(bundle = %bundle.name_any(), namespace = ?bundle.namespace(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}

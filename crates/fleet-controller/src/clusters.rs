@@ -1,0 +1,319 @@
+//! Clusters and ClusterGroups: each Cluster gets its namespace for BundleDeployments
+//! (`status.namespace`, labelled `fleet.cattle.io/managed=true`) and a status rolled up from
+//! them; beyond Fleet, a Cluster whose agent has not checked in within `--agent-timeout` is
+//! not Ready, with a message saying since when. Each ClusterGroup counts its clusters, the
+//! non-ready ones and their bundles. Status is written only when it changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_api::labels::{CLUSTER, CLUSTER_NAMESPACE, MANAGED};
+use fleet_api::{
+    BundleSummary, Cluster, ClusterDisplay, ClusterGroup, ClusterGroupDisplay, ClusterGroupStatus,
+    ClusterStatus,
+};
+use fleet_render::target::selector_matches;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ObjectMeta, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::bundles::Error;
+use crate::context::{Context, deployment_namespace};
+use crate::summary::{self, deployment_message, deployment_state};
+
+fn api_error(action: &'static str, what: String) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Api {
+        action,
+        what,
+        source,
+    }
+}
+
+/// Creates a cluster namespace if it is missing, annotated with the cluster it belongs to;
+/// `owner` (the Cluster, or a BundleDeployment with its cluster labels) names it.
+pub async fn ensure_namespace<K: Resource>(
+    ctx: &Context,
+    name: &str,
+    owner: &K,
+) -> Result<(), Error> {
+    let labels = owner.meta().labels.clone().unwrap_or_default();
+    let annotations = BTreeMap::from([
+        (
+            CLUSTER.to_owned(),
+            labels
+                .get(CLUSTER)
+                .cloned()
+                .unwrap_or_else(|| owner.meta().name.clone().unwrap_or_default()),
+        ),
+        (
+            CLUSTER_NAMESPACE.to_owned(),
+            labels
+                .get(CLUSTER_NAMESPACE)
+                .cloned()
+                .unwrap_or_else(|| owner.meta().namespace.clone().unwrap_or_default()),
+        ),
+    ]);
+    create_namespace(ctx, name, annotations).await
+}
+
+/// Creates a namespace labelled `fleet.cattle.io/managed=true` if it is missing.
+pub async fn create_namespace(
+    ctx: &Context,
+    name: &str,
+    annotations: BTreeMap<String, String>,
+) -> Result<(), Error> {
+    ctx.check_leading()?;
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(BTreeMap::from([(MANAGED.to_owned(), "true".to_owned())])),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match Api::<Namespace>::all(ctx.client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+    {
+        Ok(_) => {
+            ctx.metrics.writes.inc();
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => return Err(api_error("creating namespace", name.to_owned())(e)),
+    }
+    Ok(())
+}
+
+/// Reconciles one Cluster.
+pub async fn reconcile_cluster(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = apply_cluster(&cluster, &ctx).await;
+    ctx.metrics.reconciled("cluster", result.is_ok());
+    result
+}
+
+async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
+    if cluster.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let bd_namespace = deployment_namespace(cluster);
+    let current = cluster.status.clone().unwrap_or_default();
+    if current.namespace.as_deref() != Some(bd_namespace.as_str()) {
+        ensure_namespace(ctx, &bd_namespace, cluster).await?;
+    }
+
+    let mut summary = BundleSummary::default();
+    for bd in ctx
+        .caches
+        .deployments
+        .state()
+        .iter()
+        .filter(|bd| bd.namespace().as_deref() == Some(bd_namespace.as_str()))
+    {
+        summary::add(
+            &mut summary,
+            &bd.name_any(),
+            deployment_state(bd),
+            deployment_message(bd),
+        );
+    }
+    let now = jiff::Timestamp::now();
+    let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
+    let (agent_ok, agent_message, recheck) =
+        agent_freshness(cluster, ctx.settings.agent_timeout, now);
+    let mut ready = summary::ready_condition(&summary, "Bundle", &now.to_string(), previous);
+    if !agent_ok {
+        ready = summary::condition("Ready", false, agent_message, &now.to_string(), previous);
+    }
+    let next = ClusterStatus {
+        namespace: Some(bd_namespace),
+        display: ClusterDisplay {
+            ready_bundles: Some(format!("{}/{}", summary.ready, summary.desired_ready)),
+            state: summary::display_state(&summary).map(|s| summary::state_name(s).to_owned()),
+        },
+        summary,
+        conditions: vec![ready],
+        ..current.clone()
+    };
+    if next != current {
+        ctx.check_leading()?;
+        let status = serde_json::json!({
+            "namespace": next.namespace,
+            "display": next.display,
+            "summary": next.summary,
+            "conditions": next.conditions,
+        });
+        crate::context::apply_status::<Cluster>(ctx, &namespace, &name, status)
+            .await
+            .map_err(api_error(
+                "writing status of Cluster",
+                format!("{namespace}/{name}"),
+            ))?;
+    }
+    Ok(recheck.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Whether the agent checked in recently; the message when not; when to look again.
+fn agent_freshness(
+    cluster: &Cluster,
+    timeout: Duration,
+    now: jiff::Timestamp,
+) -> (bool, Option<String>, Option<Duration>) {
+    let last_seen = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.agent.last_seen.as_deref())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let Some(last_seen) = last_seen else {
+        return (
+            false,
+            Some("waiting for the agent to register and check in".to_owned()),
+            None,
+        );
+    };
+    let age = now.duration_since(last_seen);
+    let timeout_signed =
+        jiff::SignedDuration::try_from(timeout).unwrap_or(jiff::SignedDuration::MAX);
+    if age > timeout_signed {
+        let message = format!(
+            "agent has not checked in since {last_seen} ({}s ago; --agent-timeout is {}s)",
+            age.as_secs(),
+            timeout.as_secs()
+        );
+        (false, Some(message), None)
+    } else {
+        let left = Duration::try_from(timeout_signed - age).unwrap_or_default();
+        (true, None, Some(left + Duration::from_secs(1)))
+    }
+}
+
+/// Reconciles one ClusterGroup.
+pub async fn reconcile_group(group: Arc<ClusterGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = apply_group(&group, &ctx).await;
+    ctx.metrics.reconciled("clustergroup", result.is_ok());
+    result
+}
+
+async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Error> {
+    let namespace = group.namespace().unwrap_or_default();
+    let name = group.name_any();
+    let current = group.status.clone().unwrap_or_default();
+    let clusters: Vec<Arc<Cluster>> = ctx
+        .caches
+        .clusters
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|c| {
+            group
+                .spec
+                .selector
+                .as_ref()
+                .is_some_and(|s| selector_matches(s, c.labels()).unwrap_or(false))
+        })
+        .collect();
+    let mut summary = BundleSummary::default();
+    let mut non_ready = Vec::new();
+    for cluster in &clusters {
+        let status = cluster.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if !ready {
+            non_ready.push(cluster.name_any());
+        }
+        let s = &status.summary;
+        summary.desired_ready += s.desired_ready;
+        summary.ready += s.ready;
+        summary.not_ready += s.not_ready;
+        summary.wait_applied += s.wait_applied;
+        summary.err_applied += s.err_applied;
+        summary.out_of_sync += s.out_of_sync;
+        summary.modified += s.modified;
+        summary.pending += s.pending;
+    }
+    non_ready.sort();
+    let count = i64::try_from(clusters.len()).unwrap_or(i64::MAX);
+    let non_ready_count = i64::try_from(non_ready.len()).unwrap_or(i64::MAX);
+    let now = jiff::Timestamp::now().to_string();
+    let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
+    let message = (!non_ready.is_empty()).then(|| {
+        format!(
+            "NotReady({non_ready_count}) [Cluster {}]",
+            non_ready.join(", ")
+        )
+    });
+    let ready = summary::condition("Ready", non_ready.is_empty(), message, &now, previous);
+    let next = ClusterGroupStatus {
+        cluster_count: count,
+        non_ready_cluster_count: non_ready_count,
+        non_ready_clusters: non_ready.into_iter().take(summary::MAX_NON_READY).collect(),
+        display: ClusterGroupDisplay {
+            ready_clusters: Some(format!("{}/{count}", count - non_ready_count)),
+            ready_bundles: Some(format!("{}/{}", summary.ready, summary.desired_ready)),
+            state: summary::display_state(&summary).map(|s| summary::state_name(s).to_owned()),
+        },
+        summary,
+        conditions: vec![ready],
+        ..current.clone()
+    };
+    if next != current {
+        ctx.check_leading()?;
+        let status = serde_json::json!({
+            "clusterCount": next.cluster_count,
+            "nonReadyClusterCount": next.non_ready_cluster_count,
+            "nonReadyClusters": next.non_ready_clusters,
+            "display": next.display,
+            "summary": next.summary,
+            "conditions": next.conditions,
+        });
+        crate::context::apply_status::<ClusterGroup>(ctx, &namespace, &name, status)
+            .await
+            .map_err(api_error(
+                "writing status of ClusterGroup",
+                format!("{namespace}/{name}"),
+            ))?;
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use fleet_api::{AgentStatus, ClusterSpec};
+
+    use super::*;
+
+    #[test]
+    fn an_agent_that_stopped_checking_in_makes_its_cluster_not_ready() {
+        let now: jiff::Timestamp = "2026-01-01T12:00:00Z".parse().expect("time");
+        let mut cluster = Cluster::new("c", ClusterSpec::default());
+        let (ok, message, _) = agent_freshness(&cluster, Duration::from_secs(300), now);
+        assert!(!ok);
+        assert!(
+            message
+                .unwrap_or_default()
+                .contains("waiting for the agent")
+        );
+        cluster.status = Some(ClusterStatus {
+            agent: AgentStatus {
+                last_seen: Some("2026-01-01T11:58:00Z".to_owned()),
+                ..AgentStatus::default()
+            },
+            ..ClusterStatus::default()
+        });
+        let (ok, _, recheck) = agent_freshness(&cluster, Duration::from_secs(300), now);
+        assert!(ok);
+        assert_eq!(recheck, Some(Duration::from_secs(181)));
+        let (ok, message, _) = agent_freshness(&cluster, Duration::from_secs(60), now);
+        assert!(!ok);
+        assert!(
+            message.unwrap_or_default().contains("120s ago"),
+            "says since when"
+        );
+    }
+}

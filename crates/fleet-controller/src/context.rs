@@ -1,0 +1,188 @@
+//! What the reconcilers share during one leadership term: the client, the warm caches, the
+//! settings, metrics, and the leadership token that stops writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_api::{Bundle, BundleDeployment, Cluster, ClusterGroup, GitRepo};
+use fleet_render::target::{ClusterInfo, GroupInfo, selector_matches};
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::deployments::Candidate;
+use crate::metrics::Metrics;
+
+/// The controller's flags that reconcilers read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A Cluster whose agent has not checked in for this long is not Ready.
+    pub agent_timeout: Duration,
+    /// The API server URL agents use to reach this cluster (written into registration Secrets).
+    pub api_server_url: Option<String>,
+    /// The CA of that API server, PEM.
+    pub api_server_ca: Option<String>,
+}
+
+/// The warm caches, kept on every replica.
+#[derive(Clone)]
+pub struct Caches {
+    pub bundles: Store<Bundle>,
+    pub clusters: Store<Cluster>,
+    pub groups: Store<ClusterGroup>,
+    pub deployments: Store<BundleDeployment>,
+    pub gitrepos: Store<GitRepo>,
+}
+
+impl std::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caches")
+            .field("bundles", &self.bundles.state().len())
+            .field("clusters", &self.clusters.state().len())
+            .field("deployments", &self.deployments.state().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How every controller retries a failed reconcile: log it, try again in 5 s.
+pub fn retry<K: kube::Resource<DynamicType = ()>, E: std::fmt::Display>(
+    object: Arc<K>,
+    error: &E,
+    _ctx: Arc<Context>,
+) -> kube::runtime::controller::Action {
+    tracing::warn!(kind = %K::kind(&()), name = ?object.meta().name, namespace = ?object.meta().namespace, %error, "reconcile failed; retrying");
+    kube::runtime::controller::Action::requeue(Duration::from_secs(5))
+}
+
+/// Server-side applies `status` (JSON) to the status of `namespace/name` as the controller.
+/// Apply, not a merge patch: a field the controller set before and leaves out now (a count
+/// back to zero, an emptied list) is removed, while fields of other writers (gitjob on
+/// GitRepos) stay.
+pub async fn apply_status<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    status: serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    kube::Api::<K>::namespaced(ctx.client.clone(), namespace)
+        .patch_status(
+            name,
+            &kube::api::PatchParams::apply(crate::bundles::MANAGER).force(),
+            &kube::api::Patch::Apply(body),
+        )
+        .await?;
+    ctx.metrics.writes.inc();
+    Ok(())
+}
+
+/// Shared by the reconcilers of one term.
+pub struct Context {
+    pub client: Client,
+    pub caches: Caches,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub leadership: CancellationToken,
+    /// Contents known to exist.
+    pub contents: crate::bundles::KnownContents,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A write was about to happen after leadership was lost.
+#[derive(Debug, thiserror::Error)]
+#[error("leadership lost: not writing")]
+pub struct NotLeading;
+
+impl Context {
+    /// Call before every write.
+    pub fn check_leading(&self) -> Result<(), NotLeading> {
+        if self.leadership.is_cancelled() {
+            Err(NotLeading)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The clusters of `namespace` with their groups, as targeting sees them.
+    pub fn candidates(&self, namespace: &str) -> Vec<Candidate> {
+        let groups: Vec<Arc<ClusterGroup>> = self
+            .caches
+            .groups
+            .state()
+            .into_iter()
+            .filter(|g| g.namespace().as_deref() == Some(namespace))
+            .collect();
+        self.caches
+            .clusters
+            .state()
+            .into_iter()
+            .filter(|c| {
+                c.namespace().as_deref() == Some(namespace)
+                    && c.metadata.deletion_timestamp.is_none()
+            })
+            .map(|cluster| candidate(&cluster, &groups))
+            .collect()
+    }
+}
+
+/// A Cluster as a deployment candidate: its groups are those of `groups` whose selector
+/// matches its labels.
+pub fn candidate(cluster: &Cluster, groups: &[Arc<ClusterGroup>]) -> Candidate {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let labels = cluster.labels().clone();
+    let member_of = groups
+        .iter()
+        .filter(|g| {
+            g.spec
+                .selector
+                .as_ref()
+                .is_some_and(|s| selector_matches(s, &labels).unwrap_or(false))
+        })
+        .map(|g| GroupInfo {
+            name: g.name_any(),
+            labels: g.labels().clone(),
+        })
+        .collect();
+    Candidate {
+        deployment_namespace: deployment_namespace(cluster),
+        info: ClusterInfo {
+            name: cluster.name_any(),
+            namespace,
+            labels,
+            annotations: cluster.annotations().clone(),
+            groups: member_of,
+            values: cluster.spec.template_values.clone().unwrap_or_default(),
+        },
+    }
+}
+
+/// The namespace of a Cluster's BundleDeployments: its status, or Fleet's name for it.
+pub fn deployment_namespace(cluster: &Cluster) -> String {
+    cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.namespace.clone())
+        .unwrap_or_else(|| {
+            fleet_bundle::naming::cluster_namespace(
+                &cluster.namespace().unwrap_or_default(),
+                &cluster.name_any(),
+            )
+        })
+}

@@ -1,0 +1,19 @@
+//! fleet-controller of fleet-rs: decides what runs where and rolls the truth back up, as
+//! Fleet's controller does, leader-elected.
+//!
+//! - [`deployments`]: a Bundle and its candidate clusters to BundleDeployments and a Content
+//!   (pure);
+//! - [`summary`]: BundleDeployment states and summaries (pure);
+//! - [`bundles`]: the Bundle reconciler (writes BundleDeployments, Content, Bundle status);
+//! - [`clusters`]: Cluster namespaces and status (agent last seen), ClusterGroup status;
+//! - [`gitrepos`]: GitRepo status roll-up from BundleDeployments;
+//! - [`registration`]: registration tokens and agent registrations.
+
+pub mod bundles;
+pub mod clusters;
+pub mod context;
+pub mod deployments;
+pub mod gitrepos;
+pub mod metrics;
+pub mod registration;
+pub mod summary;

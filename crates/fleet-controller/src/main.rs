@@ -1,0 +1,218 @@
+//! `fleet-controller`: Bundles to BundleDeployments, status roll-up, cluster registration.
+//! Every replica keeps warm caches of the kinds it reads; only the leader reconciles.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use fleet_api::labels::{BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, REPO_NAME};
+use fleet_api::{
+    Bundle, BundleDeployment, Cluster, ClusterGroup, ClusterRegistration, ClusterRegistrationToken,
+    GitRepo,
+};
+use fleet_controller::context::{Caches, Context, Settings, retry};
+use fleet_controller::metrics::Metrics;
+use fleet_controller::{bundles, clusters, gitrepos, registration};
+use fleet_election::{WarmCache, parse_go_duration};
+use fleet_runtime::{Runtime, RuntimeArgs};
+use futures::StreamExt;
+use kube::runtime::controller;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+/// Fleet's Lease name for the (unsharded) controller.
+const LEASE: &str = "fleet-controller-leader-election-shard";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleet-controller",
+    version,
+    about = "Bundles to clusters (fleet-rs)"
+)]
+struct Args {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Bundles reconciled at once.
+    #[arg(long, env = "BUNDLE_RECONCILER_WORKERS", default_value_t = 8)]
+    bundle_workers: u16,
+    /// Clusters, ClusterGroups and GitRepos reconciled at once (each).
+    #[arg(long, env = "CLUSTER_RECONCILER_WORKERS", default_value_t = 8)]
+    cluster_workers: u16,
+    /// A Cluster whose agent has not checked in for this long is marked not Ready.
+    #[arg(long, env = "FLEET_AGENT_TIMEOUT", default_value = "15m", value_parser = parse_go_duration)]
+    agent_timeout: Duration,
+    /// The API server URL agents register with (written into registration Secrets).
+    #[arg(long, env = "API_SERVER_URL")]
+    api_server_url: Option<String>,
+    /// A PEM file with that API server's CA.
+    #[arg(long, env = "API_SERVER_CA_FILE")]
+    api_server_ca_file: Option<PathBuf>,
+}
+
+fn warm<K>(client: &Client) -> Arc<WarmCache<K>>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    Arc::new(WarmCache::spawn(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default(),
+    ))
+}
+
+/// The objects of `store` in `namespace`, as references to reconcile.
+fn in_namespace<K>(store: &Store<K>, namespace: Option<String>) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == namespace)
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+fn label_ref<K: Resource<DynamicType = ()>>(
+    object: &impl Resource,
+    name: &str,
+    namespace: &str,
+) -> Option<ObjectRef<K>> {
+    let labels = object.meta().labels.as_ref()?;
+    Some(ObjectRef::new(labels.get(name)?).within(labels.get(namespace)?))
+}
+
+async fn drain<K: Resource, E: std::fmt::Display + std::error::Error + 'static>(
+    results: impl futures::Stream<
+        Item = Result<(ObjectRef<K>, controller::Action), controller::Error<E, watcher::Error>>,
+    >,
+) where
+    K::DynamicType: std::fmt::Debug,
+{
+    results
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut runtime = Runtime::new("fleet-controller", LEASE, &args.runtime)
+        .await
+        .context("starting fleet-controller")?;
+    let client = runtime.client();
+    let metrics = Metrics::register(runtime.registry_mut());
+    let api_server_ca = match &args.api_server_ca_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let settings = Settings {
+        agent_timeout: args.agent_timeout,
+        api_server_url: args.api_server_url.clone(),
+        api_server_ca,
+    };
+    let bundle_cache = warm::<Bundle>(&client);
+    let cluster_cache = warm::<Cluster>(&client);
+    let group_cache = warm::<ClusterGroup>(&client);
+    let bd_cache = warm::<BundleDeployment>(&client);
+    let gitrepo_cache = warm::<GitRepo>(&client);
+    let token_cache = warm::<ClusterRegistrationToken>(&client);
+    let registration_cache = warm::<ClusterRegistration>(&client);
+    let (bundle_workers, cluster_workers) = (args.bundle_workers, args.cluster_workers);
+
+    runtime
+        .run(move |leadership| {
+            let ctx = Arc::new(Context {
+                client: client.clone(),
+                caches: Caches {
+                    bundles: bundle_cache.reader(),
+                    clusters: cluster_cache.reader(),
+                    groups: group_cache.reader(),
+                    deployments: bd_cache.reader(),
+                    gitrepos: gitrepo_cache.reader(),
+                },
+                settings: settings.clone(),
+                metrics: metrics.clone(),
+                leadership: leadership.token(),
+                contents: bundles::KnownContents::default(),
+            });
+            let config = |workers| controller::Config::default().concurrency(workers);
+            let (b1, b2) = (bundle_cache.reader(), bundle_cache.reader());
+            let bundles = bundle_cache
+                .controller()
+                .watches_shared_stream(cluster_cache.changes(), move |c| {
+                    in_namespace(&b1, c.namespace())
+                })
+                .watches_shared_stream(group_cache.changes(), move |g| {
+                    in_namespace(&b2, g.namespace())
+                })
+                .watches_shared_stream(bd_cache.changes(), |bd| {
+                    label_ref::<Bundle>(bd.as_ref(), BUNDLE_NAME, BUNDLE_NAMESPACE)
+                })
+                .with_config(config(bundle_workers))
+                .graceful_shutdown_on(leadership.stopped())
+                .run(bundles::reconcile, bundles::error_policy, ctx.clone());
+            let clusters = cluster_cache
+                .controller()
+                .watches_shared_stream(bd_cache.changes(), |bd| {
+                    let labels = bd.labels();
+                    let (name, ns) = (labels.get(CLUSTER)?, labels.get(CLUSTER_NAMESPACE)?);
+                    Some(ObjectRef::<Cluster>::new(name).within(ns))
+                })
+                .with_config(config(cluster_workers))
+                .graceful_shutdown_on(leadership.stopped())
+                .run(clusters::reconcile_cluster, retry, ctx.clone());
+            let g1 = group_cache.reader();
+            let groups = group_cache
+                .controller()
+                .watches_shared_stream(cluster_cache.changes(), move |c| {
+                    in_namespace(&g1, c.namespace())
+                })
+                .with_config(config(cluster_workers))
+                .graceful_shutdown_on(leadership.stopped())
+                .run(clusters::reconcile_group, retry, ctx.clone());
+            let gitrepos = gitrepo_cache
+                .controller()
+                .watches_shared_stream(bd_cache.changes(), |bd| {
+                    label_ref::<GitRepo>(bd.as_ref(), REPO_NAME, BUNDLE_NAMESPACE)
+                })
+                .with_config(config(cluster_workers))
+                .graceful_shutdown_on(leadership.stopped())
+                .run(gitrepos::reconcile_gitrepo, retry, ctx.clone());
+            let tokens = token_cache
+                .controller()
+                .graceful_shutdown_on(leadership.stopped())
+                .run(registration::reconcile_token, retry, ctx.clone());
+            let registrations = registration_cache
+                .controller()
+                .graceful_shutdown_on(leadership.stopped())
+                .run(registration::reconcile_registration, retry, ctx);
+            async move {
+                futures::join!(
+                    drain(bundles),
+                    drain(clusters),
+                    drain(groups),
+                    drain(gitrepos),
+                    drain(tokens),
+                    drain(registrations)
+                );
+            }
+        })
+        .await?;
+    Ok(())
+}

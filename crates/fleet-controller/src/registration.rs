@@ -1,0 +1,477 @@
+//! Cluster registration, as Fleet's agent management does it.
+//!
+//! 1. A **ClusterRegistrationToken** `T` in a workspace namespace gets an import identity:
+//!    ServiceAccount `import-T` whose token may only create ClusterRegistrations there and read
+//!    Secrets (by exact name) in the registration namespace; the Secret `T` holds the `values`
+//!    an agent needs (API server URL and CA, the namespaces, the import token). With
+//!    `spec.ttl`, the token expires at `status.expires`: then the token, its identity and its
+//!    Secret are deleted, so the import token stops working (401).
+//! 2. A **ClusterRegistration** created with that token (`clientID`, `clientRandom`,
+//!    `clusterLabels`) gets a Cluster `cluster-<hash of clientID>`, the cluster's namespace, a
+//!    ServiceAccount for the agent allowed exactly its own cluster namespace and its own
+//!    Cluster's status, and the Secret `c-<clientID>-<clientRandom>` (unguessable without the
+//!    random part) in the registration namespace with the agent's token.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use fleet_api::{Cluster, ClusterRegistration, ClusterRegistrationToken, ClusterSpec};
+use fleet_bundle::naming::{key_hash, safe_concat_name};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bundles::Error;
+use crate::context::{Context, deployment_namespace};
+
+/// Where agents' credential Secrets live (Fleet's `cattle-fleet-clusters-system`).
+pub const REGISTRATION_NAMESPACE: &str = "cattle-fleet-clusters-system";
+
+fn api_error(action: &'static str, what: String) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Api {
+        action,
+        what,
+        source,
+    }
+}
+
+/// Creates `object` unless it exists (a create that conflicts is fine: names are derived).
+async fn create<K>(ctx: &Context, namespace: Option<&str>, object: &K) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    ctx.check_leading()?;
+    let namespace = namespace.unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => {
+            ctx.metrics.writes.inc();
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => {
+            return Err(api_error(
+                "creating",
+                format!(
+                    "{} {namespace}/{}",
+                    K::kind(&()),
+                    object.meta().name.clone().unwrap_or_default()
+                ),
+            )(e));
+        }
+    }
+    Ok(())
+}
+
+fn meta(name: &str, namespace: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(BTreeMap::from([(
+            fleet_api::labels::MANAGED.to_owned(),
+            "true".to_owned(),
+        )])),
+        ..ObjectMeta::default()
+    }
+}
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str], names: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        resource_names: (!names.is_empty())
+            .then(|| names.iter().map(|n| (*n).to_owned()).collect()),
+        ..PolicyRule::default()
+    }
+}
+
+/// A Role with `rules` in `namespace`, bound to ServiceAccount `sa_namespace/sa`.
+async fn grant(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    rules: Vec<PolicyRule>,
+    sa_namespace: &str,
+    sa: &str,
+) -> Result<(), Error> {
+    let role = Role {
+        metadata: meta(name, namespace),
+        rules: Some(rules),
+    };
+    create(ctx, Some(namespace), &role).await?;
+    let binding = RoleBinding {
+        metadata: meta(name, namespace),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "Role".to_owned(),
+            name: name.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: sa.to_owned(),
+            namespace: Some(sa_namespace.to_owned()),
+            ..Subject::default()
+        }]),
+    };
+    create(ctx, Some(namespace), &binding).await
+}
+
+/// A ServiceAccount with a long-lived token Secret; returns the token once the token
+/// controller has filled it in.
+async fn service_account_token(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<String>, Error> {
+    create(
+        ctx,
+        Some(namespace),
+        &ServiceAccount {
+            metadata: meta(name, namespace),
+            ..ServiceAccount::default()
+        },
+    )
+    .await?;
+    let secret_name = format!("{name}-token");
+    let mut secret = Secret {
+        metadata: meta(&secret_name, namespace),
+        type_: Some("kubernetes.io/service-account-token".to_owned()),
+        ..Secret::default()
+    };
+    secret.annotations_mut().insert(
+        "kubernetes.io/service-account.name".to_owned(),
+        name.to_owned(),
+    );
+    create(ctx, Some(namespace), &secret).await?;
+    let current = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(&secret_name)
+        .await
+        .map_err(api_error(
+            "reading",
+            format!("Secret {namespace}/{secret_name}"),
+        ))?;
+    Ok(current
+        .and_then(|s| s.data)
+        .and_then(|d| d.get("token").cloned())
+        .map(|t| String::from_utf8_lossy(&t.0).into_owned()))
+}
+
+/// Reconciles one ClusterRegistrationToken.
+pub async fn reconcile_token(
+    token: Arc<ClusterRegistrationToken>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let result = apply_token(&token, &ctx).await;
+    ctx.metrics.reconciled("token", result.is_ok());
+    result
+}
+
+async fn apply_token(token: &ClusterRegistrationToken, ctx: &Context) -> Result<Action, Error> {
+    let namespace = token.namespace().unwrap_or_default();
+    let name = token.name_any();
+    let sa = format!("import-{name}");
+    let ttl = token
+        .spec
+        .ttl
+        .as_deref()
+        .and_then(|t| fleet_election::parse_go_duration(t).ok())
+        .filter(|d| !d.is_zero());
+    let created = token.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let expires = match (created, ttl) {
+        (Some(created), Some(ttl)) => created
+            .checked_add(jiff::SignedDuration::try_from(ttl).unwrap_or_default())
+            .ok(),
+        _ => None,
+    };
+    let now = jiff::Timestamp::now();
+    if let Some(expires) = expires
+        && expires <= now
+    {
+        return expire(ctx, &namespace, &name, &sa).await;
+    }
+
+    crate::clusters::create_namespace(ctx, REGISTRATION_NAMESPACE, BTreeMap::new()).await?;
+    grant(
+        ctx,
+        &namespace,
+        &sa,
+        vec![rule(
+            "fleet.cattle.io",
+            &["clusterregistrations"],
+            &["create"],
+            &[],
+        )],
+        &namespace,
+        &sa,
+    )
+    .await?;
+    grant(
+        ctx,
+        REGISTRATION_NAMESPACE,
+        &format!("{sa}-{namespace}"),
+        vec![rule("", &["secrets"], &["get"], &[])],
+        &namespace,
+        &sa,
+    )
+    .await?;
+    let Some(import_token) = service_account_token(ctx, &namespace, &sa).await? else {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    };
+    let values = serde_json::json!({
+        "apiServerURL": ctx.settings.api_server_url,
+        "apiServerCA": ctx.settings.api_server_ca,
+        "clusterNamespace": namespace,
+        "systemRegistrationNamespace": REGISTRATION_NAMESPACE,
+        "token": import_token,
+    });
+    let mut secret = Secret {
+        metadata: meta(&name, &namespace),
+        data: Some(BTreeMap::from([(
+            "values".to_owned(),
+            ByteString(values.to_string().into_bytes()),
+        )])),
+        ..Secret::default()
+    };
+    secret.metadata.owner_references = token.controller_owner_ref(&()).map(|o| vec![o]);
+    create(ctx, Some(&namespace), &secret).await?;
+
+    let status = token.status.clone().unwrap_or_default();
+    let expires_text = expires.map(|e| e.to_string());
+    if status.secret_name.as_deref() != Some(name.as_str()) || status.expires != expires_text {
+        ctx.check_leading()?;
+        Api::<ClusterRegistrationToken>::namespaced(ctx.client.clone(), &namespace)
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"status": {"secretName": name, "expires": expires_text}}),
+                ),
+            )
+            .await
+            .map_err(api_error(
+                "writing status of",
+                format!("ClusterRegistrationToken {namespace}/{name}"),
+            ))?;
+        ctx.metrics.writes.inc();
+    }
+    Ok(match expires {
+        Some(expires) => Action::requeue(
+            Duration::try_from(expires.duration_since(now)).unwrap_or_default()
+                + Duration::from_millis(100),
+        ),
+        None => Action::await_change(),
+    })
+}
+
+/// An expired token: its identity, Secret and the token itself go.
+async fn expire(ctx: &Context, namespace: &str, name: &str, sa: &str) -> Result<Action, Error> {
+    ctx.check_leading()?;
+    tracing::info!(token = %name, %namespace, "registration token expired: deleting it and its import identity");
+    let gone = |r: Result<(), kube::Error>| match r {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    };
+    let dp = DeleteParams::background();
+    gone(
+        Api::<ServiceAccount>::namespaced(ctx.client.clone(), namespace)
+            .delete(sa, &dp)
+            .await
+            .map(|_| ()),
+    )
+    .map_err(api_error(
+        "deleting",
+        format!("ServiceAccount {namespace}/{sa}"),
+    ))?;
+    gone(
+        Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+            .delete(&format!("{sa}-token"), &dp)
+            .await
+            .map(|_| ()),
+    )
+    .map_err(api_error(
+        "deleting",
+        format!("Secret {namespace}/{sa}-token"),
+    ))?;
+    gone(
+        Api::<ClusterRegistrationToken>::namespaced(ctx.client.clone(), namespace)
+            .delete(name, &dp)
+            .await
+            .map(|_| ()),
+    )
+    .map_err(api_error(
+        "deleting",
+        format!("ClusterRegistrationToken {namespace}/{name}"),
+    ))?;
+    ctx.metrics.writes.inc();
+    Ok(Action::await_change())
+}
+
+/// The Cluster name for an agent's client ID (Fleet's `cluster-<KeyHash(clientID)>`).
+pub fn cluster_name(client_id: &str) -> String {
+    safe_concat_name(&["cluster", &key_hash(client_id)])
+}
+
+/// The name of the Secret with an agent's credentials.
+pub fn credentials_secret(client_id: &str, client_random: &str) -> String {
+    safe_concat_name(&["c", client_id, client_random])
+}
+
+/// Reconciles one ClusterRegistration.
+pub async fn reconcile_registration(
+    registration: Arc<ClusterRegistration>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let result = apply_registration(&registration, &ctx).await;
+    ctx.metrics.reconciled("registration", result.is_ok());
+    result
+}
+
+async fn apply_registration(
+    registration: &ClusterRegistration,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let namespace = registration.namespace().unwrap_or_default();
+    let status = registration.status.clone().unwrap_or_default();
+    if status.granted {
+        return Ok(Action::await_change());
+    }
+    let (Some(client_id), Some(client_random)) = (
+        registration
+            .spec
+            .client_id
+            .clone()
+            .filter(|c| !c.is_empty()),
+        registration
+            .spec
+            .client_random
+            .clone()
+            .filter(|c| !c.is_empty()),
+    ) else {
+        tracing::warn!(registration = %registration.name_any(), %namespace, "registration without clientID or clientRandom: ignored");
+        return Ok(Action::await_change());
+    };
+    let name = cluster_name(&client_id);
+    let mut cluster = Cluster::new(
+        &name,
+        ClusterSpec {
+            client_id: Some(client_id.clone()),
+            ..ClusterSpec::default()
+        },
+    );
+    cluster.metadata.namespace = Some(namespace.clone());
+    cluster.metadata.labels = Some(registration.spec.cluster_labels.clone());
+    create(ctx, Some(&namespace), &cluster).await?;
+    let bd_namespace = deployment_namespace(&cluster);
+    crate::clusters::ensure_namespace(ctx, &bd_namespace, &cluster).await?;
+
+    // The agent's identity: its own cluster namespace, its own Cluster's status, Contents.
+    let sa = safe_concat_name(&["agent", &name]);
+    grant(
+        ctx,
+        &bd_namespace,
+        &sa,
+        vec![
+            rule(
+                "fleet.cattle.io",
+                &["bundledeployments"],
+                &["get", "list", "watch"],
+                &[],
+            ),
+            rule(
+                "fleet.cattle.io",
+                &["bundledeployments/status"],
+                &["get", "update", "patch"],
+                &[],
+            ),
+            rule("", &["secrets"], &["get", "list", "watch"], &[]),
+        ],
+        &namespace,
+        &sa,
+    )
+    .await?;
+    grant(
+        ctx,
+        &namespace,
+        &sa,
+        vec![rule(
+            "fleet.cattle.io",
+            &["clusters", "clusters/status"],
+            &["get", "patch", "update"],
+            &[&name],
+        )],
+        &namespace,
+        &sa,
+    )
+    .await?;
+    let Some(agent_token) = service_account_token(ctx, &namespace, &sa).await? else {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    };
+    let data = BTreeMap::from([
+        ("token", agent_token),
+        ("clusterName", name.clone()),
+        ("clusterNamespace", namespace.clone()),
+        ("deploymentNamespace", bd_namespace),
+        (
+            "apiServerURL",
+            ctx.settings.api_server_url.clone().unwrap_or_default(),
+        ),
+        (
+            "apiServerCA",
+            ctx.settings.api_server_ca.clone().unwrap_or_default(),
+        ),
+    ]);
+    let secret = Secret {
+        metadata: meta(
+            &credentials_secret(&client_id, &client_random),
+            REGISTRATION_NAMESPACE,
+        ),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Secret::default()
+    };
+    create(ctx, Some(REGISTRATION_NAMESPACE), &secret).await?;
+    ctx.check_leading()?;
+    Api::<ClusterRegistration>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &registration.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"clusterName": name, "granted": true}})),
+        )
+        .await
+        .map_err(api_error(
+            "writing status of",
+            format!(
+                "ClusterRegistration {namespace}/{}",
+                registration.name_any()
+            ),
+        ))?;
+    ctx.metrics.writes.inc();
+    tracing::info!(cluster = %name, %namespace, "cluster registered");
+    Ok(Action::await_change())
+}
+
+/// Decodes the `values` of a token Secret (for agents and tests).
+pub fn token_values(secret: &Secret) -> Option<serde_json::Value> {
+    let bytes = secret.data.as_ref()?.get("values")?;
+    serde_json::from_slice(&bytes.0).ok().or_else(|| {
+        base64::engine::general_purpose::STANDARD
+            .decode(&bytes.0)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    })
+}

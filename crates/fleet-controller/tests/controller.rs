@@ -1,0 +1,447 @@
+//! fleet-controller on a real control plane: targeting creates and removes
+//! BundleDeployments, status rolls up, registration issues credentials limited to the
+//! cluster's own namespace, and a killed leader hands over.
+
+mod support;
+
+use fleet_api::{
+    Bundle, BundleDeployment, Cluster, ClusterGroup, ClusterRegistration, ClusterRegistrationToken,
+    GitRepo,
+};
+use fleet_bundle::naming::cluster_namespace;
+use fleet_testkit::{wait_deleted, wait_for};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use support::*;
+
+fn bds(client: &Client, cluster: &str) -> Api<BundleDeployment> {
+    Api::namespaced(client.clone(), &cluster_namespace(NS, cluster))
+}
+
+async fn label_cluster(client: &Client, cluster: &str, env: Option<&str>) {
+    Api::<Cluster>::namespaced(client.clone(), NS)
+        .patch(
+            cluster,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"env": env}}})),
+        )
+        .await
+        .expect("label cluster");
+}
+
+/// What an agent reports once it deployed a BundleDeployment.
+async fn report_deployed(client: &Client, bd: &BundleDeployment) {
+    let api: Api<BundleDeployment> =
+        Api::namespaced(client.clone(), &bd.namespace().unwrap_or_default());
+    let status = serde_json::json!({"status": {
+        "appliedDeploymentID": bd.spec.deployment_id,
+        "ready": true,
+        "nonModified": true,
+    }});
+    api.patch_status(
+        &bd.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await
+    .expect("bd status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeting_changes_create_and_remove_bundle_deployments_and_status_rolls_up() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let controller = Controller::start(&plane, "controller-0", work.path());
+    for (name, env) in [("c1", "dev"), ("c2", "prod")] {
+        create::<Cluster>(
+            &client,
+            &format!("metadata:\n  name: {name}\n  labels:\n    env: {env}\nspec: {{}}\n"),
+        )
+        .await;
+    }
+    create::<ClusterGroup>(
+        &client,
+        "metadata:\n  name: prod\nspec:\n  selector:\n    matchLabels:\n      env: prod\n",
+    )
+    .await;
+    create::<GitRepo>(
+        &client,
+        "metadata:\n  name: repo\nspec:\n  repo: https://example.com/repo\n",
+    )
+    .await;
+    create::<Bundle>(
+        &client,
+        "metadata:\n  name: app\n  labels:\n    fleet.cattle.io/repo-name: repo\nspec:\n  helm:\n    values:\n      where: ${ .ClusterName }\n  resources:\n  - name: cm.yaml\n    content: 'kind: ConfigMap'\n  targets:\n  - name: prod\n    clusterGroup: prod\n",
+    )
+    .await;
+
+    let bd = wait_for(&bds(&client, "c2"), "app", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", controller.process.log_tail(40)));
+    let labels = bd.labels();
+    assert_eq!(
+        labels.get("fleet.cattle.io/cluster").map(String::as_str),
+        Some("c2")
+    );
+    assert_eq!(
+        labels.get("fleet.cattle.io/repo-name").map(String::as_str),
+        Some("repo")
+    );
+    let values = bd
+        .spec
+        .options
+        .helm
+        .clone()
+        .and_then(|h| h.values)
+        .unwrap_or_default();
+    assert_eq!(values.get("where").and_then(|v| v.as_str()), Some("c2"));
+    let manifest = bd.spec.deployment_id.clone().unwrap_or_default();
+    let content_name = manifest.split(':').next().unwrap_or_default().to_owned();
+    Api::<fleet_api::Content>::all(client.clone())
+        .get(&content_name)
+        .await
+        .expect("content stored");
+    assert!(
+        bds(&client, "c1")
+            .get_opt("app")
+            .await
+            .expect("get")
+            .is_none(),
+        "dev cluster not targeted"
+    );
+
+    // Retargeting: c1 joins the group, c2 leaves it.
+    label_cluster(&client, "c1", Some("prod")).await;
+    wait_for(&bds(&client, "c1"), "app", WAIT, |_| true)
+        .await
+        .expect("c1 targeted");
+    label_cluster(&client, "c2", None).await;
+    wait_deleted(&bds(&client, "c2"), "app", WAIT)
+        .await
+        .expect("c2 untargeted");
+
+    // The agent reports: the roll-up follows.
+    let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
+    wait_for(&bundles, "app", WAIT, |b| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| s.summary.desired_ready == 1 && s.summary.wait_applied == 1)
+    })
+    .await
+    .expect("bundle waits for the agent");
+    let bd = bds(&client, "c1").get("app").await.expect("bd");
+    report_deployed(&client, &bd).await;
+    let bundle = wait_for(&bundles, "app", WAIT, |b| {
+        b.status.as_ref().is_some_and(|s| s.summary.ready == 1)
+    })
+    .await
+    .expect("bundle ready");
+    let status = bundle.status.unwrap_or_default();
+    assert_eq!(status.display.ready_clusters.as_deref(), Some("1/1"));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    let c1 = wait_for(&clusters, "c1", WAIT, |c| {
+        c.status.as_ref().is_some_and(|s| s.summary.ready == 1)
+    })
+    .await
+    .expect("cluster summary");
+    let ready = c1
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("ready");
+    assert_eq!(ready.status, "False", "no agent ever checked in");
+    assert!(
+        ready.message.unwrap_or_default().contains("agent"),
+        "says why"
+    );
+    let groups: Api<ClusterGroup> = Api::namespaced(client.clone(), NS);
+    wait_for(&groups, "prod", WAIT, |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.cluster_count == 1 && s.summary.ready == 1)
+    })
+    .await
+    .expect("group summary");
+    let gitrepos: Api<GitRepo> = Api::namespaced(client.clone(), NS);
+    wait_for(&gitrepos, "repo", WAIT, |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.base.display.ready_bundle_deployments.as_deref() == Some("1/1"))
+    })
+    .await
+    .expect("gitrepo roll-up");
+
+    // Idle: once the roll-ups have settled (no write for a polling interval), a resync
+    // writes nothing.
+    let last = std::sync::Mutex::new(-1.0);
+    fleet_testkit::eventually(
+        "the controller to settle",
+        WAIT,
+        std::time::Duration::from_millis(500),
+        || async {
+            let now = controller.metric("fleet_controller_writes_total").await;
+            let mut last = last.lock().expect("lock");
+            let settled = now == *last;
+            *last = now;
+            if settled {
+                Ok(())
+            } else {
+                Err(now.to_string())
+            }
+        },
+    )
+    .await
+    .expect("settled");
+    let writes = controller.metric("fleet_controller_writes_total").await;
+    let reconciles = controller
+        .metric("fleet_controller_reconciles_total{controller=\"bundle\",result=\"ok\"}")
+        .await;
+    Api::<Bundle>::namespaced(client.clone(), NS)
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"touch": "1"}}})),
+        )
+        .await
+        .expect("touch");
+    fleet_testkit::eventually(
+        "a resync",
+        WAIT,
+        std::time::Duration::from_millis(100),
+        || async {
+            let now = controller
+                .metric("fleet_controller_reconciles_total{controller=\"bundle\",result=\"ok\"}")
+                .await;
+            if now > reconciles {
+                Ok(())
+            } else {
+                Err(now.to_string())
+            }
+        },
+    )
+    .await
+    .expect("reconciled");
+    assert_eq!(
+        controller.metric("fleet_controller_writes_total").await,
+        writes,
+        "an idle resync writes nothing\n{}",
+        controller.process.log_tail(12)
+    );
+
+    // Deleting the Bundle deletes its BundleDeployments first.
+    bundles
+        .delete("app", &Default::default())
+        .await
+        .expect("delete");
+    wait_deleted(&bds(&client, "c1"), "app", WAIT)
+        .await
+        .expect("bd deleted");
+    wait_deleted(&bundles, "app", WAIT)
+        .await
+        .expect("bundle gone");
+}
+
+fn secret_value(secret: &Secret, key: &str) -> String {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .unwrap_or_default()
+}
+
+async fn register(
+    plane: &fleet_testkit::ControlPlane,
+    import: &Client,
+    client_id: &str,
+) -> (String, Client) {
+    let registration: ClusterRegistration = yaml(&format!(
+        "metadata:\n  name: reg-{client_id}\nspec:\n  clientID: {client_id}\n  clientRandom: r4nd0m\n  clusterLabels:\n    site: {client_id}\n"
+    ));
+    Api::<ClusterRegistration>::namespaced(import.clone(), NS)
+        .create(&PostParams::default(), &registration)
+        .await
+        .expect("the import token may register");
+    let granted = wait_for(
+        &Api::<ClusterRegistration>::namespaced(plane.client(), NS),
+        &format!("reg-{client_id}"),
+        WAIT,
+        |r| r.status.as_ref().is_some_and(|s| s.granted),
+    )
+    .await
+    .expect("granted");
+    let cluster = granted
+        .status
+        .and_then(|s| s.cluster_name)
+        .unwrap_or_default();
+    let secret_name = fleet_controller::registration::credentials_secret(client_id, "r4nd0m");
+    let secret = Api::<Secret>::namespaced(
+        import.clone(),
+        fleet_controller::registration::REGISTRATION_NAMESPACE,
+    )
+    .get(&secret_name)
+    .await
+    .expect("the agent reads its credentials by name");
+    assert_eq!(secret_value(&secret, "clusterName"), cluster);
+    let agent = plane
+        .token_client(&secret_value(&secret, "token"))
+        .await
+        .expect("agent client");
+    (cluster, agent)
+}
+
+fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(s)) if s.code == 403)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_issues_credentials_for_the_own_cluster_namespace_only() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let controller = Controller::start(&plane, "controller-0", work.path());
+    create::<ClusterRegistrationToken>(&client, "metadata:\n  name: token\nspec:\n  ttl: 1h\n")
+        .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let values_secret = wait_for(&secrets, "token", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", controller.process.log_tail(40)));
+    let values = fleet_controller::registration::token_values(&values_secret).expect("values");
+    assert_eq!(values["apiServerURL"], plane.server());
+    let import = plane
+        .token_client(values["token"].as_str().unwrap_or_default())
+        .await
+        .expect("import client");
+    assert!(
+        forbidden(
+            Api::<Secret>::namespaced(import.clone(), NS)
+                .list(&ListParams::default())
+                .await
+        ),
+        "the import token lists no secrets"
+    );
+
+    let (c1, agent1) = register(&plane, &import, "client-one").await;
+    let (c2, _agent2) = register(&plane, &import, "client-two").await;
+    let cluster: Cluster = Api::namespaced(client.clone(), NS)
+        .get(&c1)
+        .await
+        .expect("cluster created");
+    assert_eq!(
+        cluster.labels().get("site").map(String::as_str),
+        Some("client-one")
+    );
+
+    let own: Api<BundleDeployment> = Api::namespaced(agent1.clone(), &cluster_namespace(NS, &c1));
+    own.list(&ListParams::default())
+        .await
+        .expect("the agent reads its own cluster namespace");
+    let other: Api<BundleDeployment> = Api::namespaced(agent1.clone(), &cluster_namespace(NS, &c2));
+    assert!(
+        forbidden(other.list(&ListParams::default()).await),
+        "and not another cluster's (403)"
+    );
+    let clusters: Api<Cluster> = Api::namespaced(agent1.clone(), NS);
+    let seen =
+        serde_json::json!({"status": {"agent": {"lastSeen": jiff::Timestamp::now().to_string()}}});
+    clusters
+        .patch_status(&c1, &PatchParams::default(), &Patch::Merge(seen.clone()))
+        .await
+        .expect("the agent reports on its own Cluster");
+    assert!(
+        forbidden(
+            clusters
+                .patch_status(&c2, &PatchParams::default(), &Patch::Merge(seen))
+                .await
+        ),
+        "not on another"
+    );
+
+    // An expiring token: deleted with its identity when due; its token stops working.
+    create::<ClusterRegistrationToken>(&client, "metadata:\n  name: short\nspec:\n  ttl: 3s\n")
+        .await;
+    let short = wait_for(&secrets, "short", WAIT, |_| true)
+        .await
+        .expect("short token values");
+    let short_values = fleet_controller::registration::token_values(&short).expect("values");
+    let short_import = plane
+        .token_client(short_values["token"].as_str().unwrap_or_default())
+        .await
+        .expect("client");
+    wait_deleted(
+        &Api::<ClusterRegistrationToken>::namespaced(client.clone(), NS),
+        "short",
+        WAIT,
+    )
+    .await
+    .expect("expired token deleted");
+    fleet_testkit::eventually(
+        "the expired import token is refused",
+        WAIT,
+        std::time::Duration::from_millis(200),
+        || async {
+            let registration: ClusterRegistration =
+                yaml("metadata:\n  name: late\nspec:\n  clientID: late\n  clientRandom: x\n");
+            match Api::<ClusterRegistration>::namespaced(short_import.clone(), NS)
+                .create(&PostParams::default(), &registration)
+                .await
+            {
+                Err(kube::Error::Api(s)) if s.code == 401 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+    .expect("401");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_hands_the_work_over() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut a = Controller::start(&plane, "controller-a", work.path());
+    a.wait_role("leader").await;
+    let b = Controller::start(&plane, "controller-b", work.path());
+    b.wait_role("standby").await;
+    create::<Cluster>(&client, "metadata:\n  name: c1\nspec: {}\n").await;
+    create::<ClusterGroup>(
+        &client,
+        "metadata:\n  name: default\nspec:\n  selector: {}\n",
+    )
+    .await;
+    create::<Bundle>(
+        &client,
+        "metadata:\n  name: one\nspec:\n  targets:\n  - clusterGroup: default\n",
+    )
+    .await;
+    wait_for(&bds(&client, "c1"), "one", WAIT, |_| true)
+        .await
+        .expect("leader created it");
+    assert_eq!(
+        b.metric("fleet_controller_writes_total").await,
+        0.0,
+        "the standby writes nothing"
+    );
+
+    a.process.kill();
+    b.wait_role("leader").await;
+    create::<Bundle>(
+        &client,
+        "metadata:\n  name: two\nspec:\n  targets:\n  - clusterGroup: default\n",
+    )
+    .await;
+    wait_for(&bds(&client, "c1"), "two", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.process.log_tail(30)));
+}

@@ -1,0 +1,112 @@
+//! What the controller tests share: a control plane with Fleet's CRDs and the workspace
+//! namespace, controller processes, objects from YAML.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use fleet_testkit::{
+    ControlPlane, Lifetime, ManagedProcess, apply_crds, eventually, http_get, ports,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+
+pub const NS: &str = "fleet-default";
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub async fn plane() -> ControlPlane {
+    let plane = ControlPlane::start().await.expect("control plane");
+    let client = plane.client();
+    apply_crds(&client, &fleet_api::crds()).await.expect("crds");
+    let ns: Namespace = yaml(&format!("metadata:\n  name: {NS}\n"));
+    Api::<Namespace>::all(client)
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    plane
+}
+
+pub fn yaml<K: DeserializeOwned>(text: &str) -> K {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Creates an object of a namespaced kind in `NS`.
+pub async fn create<K>(client: &Client, text: &str) -> K
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + DeserializeOwned,
+{
+    Api::<K>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &yaml(text))
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}\n{text}"))
+}
+
+/// One controller replica, killed on drop.
+pub struct Controller {
+    pub process: ManagedProcess,
+    pub admin_port: u16,
+}
+
+impl Controller {
+    pub fn start(plane: &ControlPlane, identity: &str, dir: &Path) -> Self {
+        let admin_port = ports::free_port().expect("port");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet-controller"));
+        cmd.args([
+            format!("--kubeconfig={}", plane.kubeconfig_path().display()),
+            "--namespace=default".to_owned(),
+            format!("--metrics-bind-address=127.0.0.1:{admin_port}"),
+            format!("--health-bind-address=127.0.0.1:{admin_port}"),
+            format!("--election-identity={identity}"),
+            "--election-lease-duration=3s".to_owned(),
+            "--election-renew-deadline=2s".to_owned(),
+            "--election-retry-period=500ms".to_owned(),
+            format!("--api-server-url={}", plane.server()),
+        ])
+        .env("RUST_LOG", "info,fleet_controller=debug");
+        let log = dir.join(format!("{identity}.log"));
+        let process =
+            ManagedProcess::spawn(identity, cmd, &log, Lifetime::Owned).expect("spawn controller");
+        Self {
+            process,
+            admin_port,
+        }
+    }
+
+    pub async fn wait_role(&self, role: &str) {
+        let port = self.admin_port;
+        eventually(
+            &format!("controller role {role}"),
+            WAIT,
+            Duration::from_millis(100),
+            || async move {
+                let body = http_get(port, "/readyz").await.map_err(|e| e.to_string())?;
+                if body.contains(&format!("\"role\":\"{role}\"")) {
+                    Ok(())
+                } else {
+                    Err(body)
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.process.log_tail(30)));
+    }
+
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = http_get(self.admin_port, "/metrics")
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
