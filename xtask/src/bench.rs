@@ -1,5 +1,6 @@
 //! `cargo xtask bench ...`: benchmarks that print numbers (never timed assertions in tests).
 
+mod fanout;
 mod gitjob;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ pub enum Bench {
     /// gitjob: commit-to-Bundle latency via webhook and via polling, a repository of many
     /// bundles, and the API writes of unchanged polls.
     Gitjob(gitjob::GitjobArgs),
+    /// fleet-controller: N clusters x M bundles to BundleDeployments, against the raw create
+    /// rate of the same control plane; peak RSS; writes of an idle resync.
+    Fanout(fanout::FanoutArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +47,7 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Failover(args) => failover(&args),
         Bench::Gitjob(args) => gitjob::run(&args),
+        Bench::Fanout(args) => fanout::run(&args),
     }
 }
 

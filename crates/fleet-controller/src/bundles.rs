@@ -25,8 +25,6 @@ use crate::summary::{self, deployment_message, deployment_state};
 
 /// The field manager of the controller's writes.
 pub const MANAGER: &str = "fleet-controller";
-/// BundleDeployment writes in flight per Bundle.
-const CONCURRENT_WRITES: usize = 16;
 
 /// Why a Bundle reconcile failed (retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +112,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     ctx.check_leading()?;
     let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
         .map(|bd| write_deployment(ctx, bd))
-        .buffer_unordered(CONCURRENT_WRITES)
+        .buffer_unordered(ctx.settings.write_concurrency.max(1))
         .collect()
         .await;
     results.into_iter().collect::<Result<Vec<()>, Error>>()?;

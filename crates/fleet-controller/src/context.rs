@@ -22,6 +22,8 @@ pub struct Settings {
     pub api_server_url: Option<String>,
     /// The CA of that API server, PEM.
     pub api_server_ca: Option<String>,
+    /// BundleDeployment writes in flight per Bundle.
+    pub write_concurrency: usize,
 }
 
 /// The warm caches, kept on every replica.

@@ -42,6 +42,9 @@ struct Args {
     /// Clusters, ClusterGroups and GitRepos reconciled at once (each).
     #[arg(long, env = "CLUSTER_RECONCILER_WORKERS", default_value_t = 8)]
     cluster_workers: u16,
+    /// BundleDeployment writes in flight per Bundle (a Bundle fans out to many clusters).
+    #[arg(long, env = "FLEET_WRITE_CONCURRENCY", default_value_t = 32)]
+    write_concurrency: usize,
     /// A Cluster whose agent has not checked in for this long is marked not Ready.
     #[arg(long, env = "FLEET_AGENT_TIMEOUT", default_value = "15m", value_parser = parse_go_duration)]
     agent_timeout: Duration,
@@ -125,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         agent_timeout: args.agent_timeout,
         api_server_url: args.api_server_url.clone(),
         api_server_ca,
+        write_concurrency: args.write_concurrency,
     };
     let bundle_cache = warm::<Bundle>(&client);
     let cluster_cache = warm::<Cluster>(&client);

@@ -1,0 +1,264 @@
+//! `cargo xtask bench fanout --clusters N --bundles M`: the release fleet-controller on a local
+//! control plane with N Clusters; M Bundles targeting all of them are created at once and the
+//! time until all N x M BundleDeployments exist is measured (a watch counts them). In the same
+//! run, a plain client creates N x M BundleDeployments with the same concurrency: the raw
+//! create rate of this control plane, the physical limit. Prints both rates and their ratio,
+//! the controller's peak RSS, and the writes of an idle resync.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fleet_api::{Bundle, BundleDeployment, BundleDeploymentSpec, Cluster, ClusterGroup};
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, http_get, ports};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ObjectMeta, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+use super::build_release_bin;
+
+const NS: &str = "fleet-default";
+
+#[derive(Debug, clap::Args)]
+pub struct FanoutArgs {
+    /// Clusters.
+    #[arg(long, default_value_t = 1000)]
+    clusters: usize,
+    /// Bundles, each targeting every cluster.
+    #[arg(long, default_value_t = 1)]
+    bundles: usize,
+    /// Writes in flight, for the controller (per Bundle) and the raw client alike.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+}
+
+pub fn run(args: &FanoutArgs) -> anyhow::Result<()> {
+    let binary = build_release_bin("fleet-controller", "fleet-controller")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(bench(args, &binary))
+}
+
+async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(())
+}
+
+/// Creates `objects` with `concurrency` requests in flight.
+async fn create_all<K>(api: &Api<K>, objects: Vec<K>, concurrency: usize) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    futures::stream::iter(objects)
+        .map(|o| async move { api.create(&PostParams::default(), &o).await.map(|_| ()) })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let plane = ControlPlane::start().await?;
+    let client = plane.client();
+    apply_crds(&client, &fleet_api::crds()).await?;
+    create_namespace(&client, NS).await?;
+    let total = args.clusters * args.bundles;
+
+    // The physical limit: a plain client creating as many BundleDeployments.
+    create_namespace(&client, "raw").await?;
+    let raw_api: Api<BundleDeployment> = Api::namespaced(client.clone(), "raw");
+    let raw: Vec<BundleDeployment> = (0..total)
+        .map(|i| {
+            let mut bd = BundleDeployment::new(&format!("raw-{i}"), sample_spec());
+            bd.metadata.labels =
+                Some([("fleet.cattle.io/bundle-name".to_owned(), "raw".to_owned())].into());
+            bd
+        })
+        .collect();
+    let started = Instant::now();
+    create_all(&raw_api, raw, args.concurrency).await?;
+    let raw_rate = total as f64 / started.elapsed().as_secs_f64();
+
+    let clusters: Vec<Cluster> = (0..args.clusters)
+        .map(|i| serde_json::from_value(serde_json::json!({"metadata": {"name": format!("c{i:05}"), "labels": {"env": "bench"}}, "spec": {}})))
+        .collect::<Result<_, _>>()?;
+    create_all(
+        &Api::<Cluster>::namespaced(client.clone(), NS),
+        clusters,
+        args.concurrency,
+    )
+    .await?;
+    let group: ClusterGroup = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "default"}, "spec": {"selector": {}}}),
+    )?;
+    Api::<ClusterGroup>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &group)
+        .await?;
+
+    let admin_port = ports::free_port()?;
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args([
+        format!("--kubeconfig={}", plane.kubeconfig_path().display()),
+        "--namespace=default".to_owned(),
+        format!("--metrics-bind-address=127.0.0.1:{admin_port}"),
+        format!("--health-bind-address=127.0.0.1:{admin_port}"),
+        format!("--write-concurrency={}", args.concurrency),
+    ])
+    .env("RUST_LOG", "warn");
+    let controller = ManagedProcess::spawn(
+        "fleet-controller",
+        cmd,
+        &work.path().join("controller.log"),
+        Lifetime::Owned,
+    )?;
+    let pid = controller.pid().context("controller pid")?;
+
+    // Wait until the controller has given every cluster its namespace.
+    let cluster_api: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let ready = cluster_api
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|c| c.status.as_ref().is_some_and(|s| s.namespace.is_some()))
+            .count();
+        if ready == args.clusters {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {ready}/{} clusters got their namespace\n{}",
+                args.clusters,
+                controller.log_tail(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Count BundleDeployments as they appear (a watch, from now).
+    let all_bds: Api<BundleDeployment> = Api::all(client.clone());
+    let mut events = watcher(
+        all_bds,
+        watcher::Config::default().labels("fleet.cattle.io/managed=true"),
+    )
+    .boxed();
+    let bundle_api: Api<Bundle> = Api::namespaced(client.clone(), NS);
+    let started = Instant::now();
+    for i in 0..args.bundles {
+        let bundle: Bundle = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("b{i:03}")},
+            "spec": {"targets": [{"clusterGroup": "default"}], "resources": [{"name": "cm.yaml", "content": "kind: ConfigMap"}]},
+        }))?;
+        bundle_api.create(&PostParams::default(), &bundle).await?;
+    }
+    let mut seen = HashSet::new();
+    let deadline = started + Duration::from_secs(900);
+    while seen.len() < total {
+        let event = tokio::time::timeout_at(deadline.into(), events.next())
+            .await
+            .with_context(|| format!("only {}/{total} BundleDeployments after 900s", seen.len()))?;
+        match event {
+            Some(Ok(watcher::Event::Apply(bd) | watcher::Event::InitApply(bd))) => {
+                seen.insert((bd.namespace().unwrap_or_default(), bd.name_any()));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => tracing_free_warn(&e.to_string()),
+            None => bail!("watch ended"),
+        }
+    }
+    let elapsed = started.elapsed();
+    let rate = total as f64 / elapsed.as_secs_f64();
+
+    // Idle: let status settle, then a resync of every Bundle must write nothing.
+    let writes = || async { metric(admin_port, "fleet_controller_writes_total").await };
+    let mut last = writes().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = writes().await;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    for i in 0..args.bundles {
+        bundle_api
+            .patch(
+                &format!("b{i:03}"),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    serde_json::json!({"metadata": {"annotations": {"bench/resync": "1"}}}),
+                ),
+            )
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_writes = writes().await - last;
+    let peak_rss_mib = peak_rss_kib(pid).map(|k| k as f64 / 1024.0);
+
+    println!(
+        "fanout benchmark (release fleet-controller, local control plane {})",
+        plane.server()
+    );
+    println!(
+        "clusters={} bundles={} bundle deployments={total} concurrency={}",
+        args.clusters, args.bundles, args.concurrency
+    );
+    println!("raw client create rate: {raw_rate:.0}/s");
+    println!(
+        "controller: all BundleDeployments in {:.2}s = {rate:.0}/s ({:.0}% of raw)",
+        elapsed.as_secs_f64(),
+        100.0 * rate / raw_rate
+    );
+    match peak_rss_mib {
+        Some(mib) => println!("controller peak RSS: {mib:.1} MiB"),
+        None => println!("controller peak RSS: unknown"),
+    }
+    println!("writes of an idle resync of every Bundle: {idle_writes}");
+    Ok(())
+}
+
+fn sample_spec() -> BundleDeploymentSpec {
+    serde_json::from_value(serde_json::json!({
+        "deploymentID": "s-0000000000000000000000000000000000000000000000000000000000000000:1111111111111111111111111111111111111111111111111111111111111111",
+        "stagedDeploymentID": "s-0000000000000000000000000000000000000000000000000000000000000000:1111111111111111111111111111111111111111111111111111111111111111",
+        "options": {}, "stagedOptions": {},
+    }))
+    .unwrap_or_default()
+}
+
+fn tracing_free_warn(message: &str) {
+    eprintln!("watch: {message}");
+}
+
+async fn metric(port: u16, name: &str) -> f64 {
+    let text = http_get(port, "/metrics").await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `VmHWM` of a process: its peak resident set.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
