@@ -1,7 +1,7 @@
 //! The Bundle reconciler: writes the BundleDeployments [`deployments::desired`] computes
 //! (server-side apply, only when their content hash changed), the Content of the manifest,
-//! deletes BundleDeployments no longer targeted, and rolls their states up into the Bundle's
-//! status (written only when it changed). A paused Bundle stages new options without
+//! deletes BundleDeployments no longer targeted; the second rolls their states up into the
+//! Bundle's status (written only when it changed). A paused Bundle stages new options without
 //! changing what is deployed. A Bundle being deleted first deletes its BundleDeployments
 //! (Fleet's finalizer).
 
@@ -81,10 +81,18 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         Ok(desired) => desired,
         Err(e) => {
             tracing::warn!(bundle = %name, %namespace, error = %e, "cannot target bundle");
-            write_status(bundle, ctx, Some(e.to_string())).await?;
+            ctx.targeting_errors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((namespace.clone(), name.clone()), e.to_string());
+            write_status(bundle, ctx).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
+    ctx.targeting_errors
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&(namespace.clone(), name.clone()));
     ensure_content(ctx, &desired.content).await?;
 
     let existing = owned_deployments(ctx, &namespace, &name);
@@ -105,13 +113,19 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         if current.and_then(|c| c.annotations().get(CONTENT_HASH)) == Some(&hash) {
             continue;
         }
-        tracing::debug!(bundle = %name, deployment = %bd.name_any(), namespace = ?bd.namespace(), "bundle deployment changed");
+        tracing::debug!(
+            bundle = %name,
+            deployment = %bd.name_any(),
+            namespace = ?bd.namespace(),
+            cached = current.is_some(),
+            "bundle deployment changed"
+        );
         bd.annotations_mut().insert(CONTENT_HASH.to_owned(), hash);
-        writes.push(bd);
+        writes.push((current.is_none(), bd));
     }
     ctx.check_leading()?;
     let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
-        .map(|bd| write_deployment(ctx, bd))
+        .map(|(new, bd)| write_deployment(ctx, bd, new))
         .buffer_unordered(ctx.settings.write_concurrency.max(1))
         .collect()
         .await;
@@ -119,8 +133,20 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     for (key, _) in existing.iter().filter(|(key, _)| !wanted.contains(*key)) {
         delete_deployment(ctx, &key.0, &key.1).await?;
     }
-    write_status(bundle, ctx, None).await?;
+    // The status follows from the BundleDeployments' events (`reconcile_status`).
     Ok(Action::await_change())
+}
+
+/// Reconciles one Bundle's status: the roll-up of its BundleDeployments. A controller of its
+/// own (triggered by BundleDeployment changes, debounced), so that a fan-out's writes are
+/// not slowed by status writes and a burst of BundleDeployment events costs one status write.
+pub async fn reconcile_status(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if bundle.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let result = write_status(&bundle, &ctx).await;
+    ctx.metrics.reconciled("bundle-status", result.is_ok());
+    result.map(|()| Action::await_change())
 }
 
 /// Deletes the Bundle's BundleDeployments before the Bundle goes.
@@ -151,30 +177,43 @@ fn owned_deployments(
         .collect()
 }
 
-async fn write_deployment(ctx: &Context, bd: BundleDeployment) -> Result<(), Error> {
+/// Writes a BundleDeployment: a create when it is not in the cache (cheaper for the API
+/// server than an apply, and the common case of a fan-out), else a server-side apply, which
+/// also takes over an object that exists after all.
+async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Result<(), Error> {
     let namespace = bd.namespace().unwrap_or_default();
     let name = bd.name_any();
     let api: Api<BundleDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let params = PatchParams::apply(MANAGER).force();
-    match api.patch(&name, &params, &Patch::Apply(&bd)).await {
-        Ok(_) => {}
-        // The cluster's namespace is not there yet (its Cluster was just created).
-        Err(kube::Error::Api(status)) if status.code == 404 => {
-            crate::clusters::ensure_namespace(ctx, &namespace, &bd).await?;
-            api.patch(&name, &params, &Patch::Apply(&bd))
-                .await
-                .map_err(api_error(
-                    "applying BundleDeployment",
-                    format!("{namespace}/{name}"),
-                ))?;
+    let what = || format!("{namespace}/{name}");
+    // At most `write_concurrency` writes in flight across all Bundles.
+    let _slot = ctx.write_slots.acquire().await.map_err(|_| NotLeading)?;
+    let apply = || async {
+        api.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&bd),
+        )
+        .await
+        .map(|_| ())
+    };
+    let mut result = if new {
+        let params = PostParams {
+            field_manager: Some(MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        match api.create(&params, &bd).await {
+            Err(kube::Error::Api(status)) if status.code == 409 => apply().await,
+            other => other.map(|_| ()),
         }
-        Err(e) => {
-            return Err(api_error(
-                "applying BundleDeployment",
-                format!("{namespace}/{name}"),
-            )(e));
-        }
+    } else {
+        apply().await
+    };
+    // The cluster's namespace is not there yet (its Cluster was just created).
+    if matches!(&result, Err(kube::Error::Api(status)) if status.code == 404) {
+        crate::clusters::ensure_namespace(ctx, &namespace, &bd).await?;
+        result = apply().await;
     }
+    result.map_err(api_error("writing BundleDeployment", what()))?;
     ctx.metrics.writes.inc();
     Ok(())
 }
@@ -235,9 +274,15 @@ fn content_hash(bd: &BundleDeployment) -> String {
 }
 
 /// The Bundle's status from its BundleDeployments in the cache; written when it changed.
-async fn write_status(bundle: &Bundle, ctx: &Context, error: Option<String>) -> Result<(), Error> {
+async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
     let namespace = bundle.namespace().unwrap_or_default();
     let name = bundle.name_any();
+    let error = ctx
+        .targeting_errors
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&(namespace.clone(), name.clone()))
+        .cloned();
     let current = bundle.status.clone().unwrap_or_default();
     let mut summary = BundleSummary::default();
     for bd in owned_deployments(ctx, &namespace, &name).values() {

@@ -22,7 +22,7 @@ pub struct Settings {
     pub api_server_url: Option<String>,
     /// The CA of that API server, PEM.
     pub api_server_ca: Option<String>,
-    /// BundleDeployment writes in flight per Bundle.
+    /// BundleDeployment writes in flight (all Bundles together).
     pub write_concurrency: usize,
 }
 
@@ -97,6 +97,10 @@ pub struct Context {
     pub leadership: CancellationToken,
     /// Contents known to exist.
     pub contents: crate::bundles::KnownContents,
+    /// Limits BundleDeployment writes in flight across all Bundles.
+    pub write_slots: tokio::sync::Semaphore,
+    /// Bundles whose targets cannot be evaluated, by (namespace, name), for their status.
+    pub targeting_errors: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for Context {

@@ -24,6 +24,9 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+/// How long roll-up controllers wait for a burst of changes to end.
+const ROLLUP_DEBOUNCE: Duration = Duration::from_secs(1);
+
 /// Fleet's Lease name for the (unsharded) controller.
 const LEASE: &str = "fleet-controller-leader-election-shard";
 
@@ -42,7 +45,7 @@ struct Args {
     /// Clusters, ClusterGroups and GitRepos reconciled at once (each).
     #[arg(long, env = "CLUSTER_RECONCILER_WORKERS", default_value_t = 8)]
     cluster_workers: u16,
-    /// BundleDeployment writes in flight per Bundle (a Bundle fans out to many clusters).
+    /// BundleDeployment writes in flight, all Bundles together.
     #[arg(long, env = "FLEET_WRITE_CONCURRENCY", default_value_t = 32)]
     write_concurrency: usize,
     /// A Cluster whose agent has not checked in for this long is marked not Ready.
@@ -83,6 +86,39 @@ where
         .filter(|o| o.namespace() == namespace)
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
+}
+
+/// Targeting depends on a Cluster's labels, template values and namespace, not on the rest
+/// of its status (which changes with every roll-up): a fingerprint of what matters.
+fn targeting_fingerprint(cluster: &Cluster) -> String {
+    serde_json::json!([
+        cluster.labels(),
+        cluster.annotations(),
+        cluster.spec.template_values,
+        cluster.status.as_ref().and_then(|s| s.namespace.clone()),
+        cluster.metadata.deletion_timestamp.is_some(),
+    ])
+    .to_string()
+}
+
+fn group_fingerprint(group: &ClusterGroup) -> String {
+    serde_json::json!([group.labels(), group.spec.selector]).to_string()
+}
+
+/// Passes an object on only when its fingerprint changed since it was last seen.
+fn when_changed<K: Resource<DynamicType = ()>>(
+    fingerprint: fn(&K) -> String,
+) -> impl Fn(&K) -> bool + Send + Sync {
+    let seen = std::sync::Mutex::new(std::collections::HashMap::<ObjectRef<K>, String>::new());
+    move |object| {
+        let print = fingerprint(object);
+        let mut seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.insert(ObjectRef::from_obj(object), print.clone())
+            .as_ref()
+            != Some(&print)
+    }
 }
 
 fn label_ref<K: Resource<DynamicType = ()>>(
@@ -154,61 +190,106 @@ async fn main() -> anyhow::Result<()> {
                 metrics: metrics.clone(),
                 leadership: leadership.token(),
                 contents: bundles::KnownContents::default(),
+                targeting_errors: Default::default(),
+                write_slots: tokio::sync::Semaphore::new(settings.write_concurrency.max(1)),
             });
-            let config = |workers| controller::Config::default().concurrency(workers);
-            let (b1, b2) = (bundle_cache.reader(), bundle_cache.reader());
-            let bundles = bundle_cache
-                .controller()
-                .watches_shared_stream(cluster_cache.changes(), move |c| {
-                    in_namespace(&b1, c.namespace())
-                })
-                .watches_shared_stream(group_cache.changes(), move |g| {
-                    in_namespace(&b2, g.namespace())
-                })
-                .watches_shared_stream(bd_cache.changes(), |bd| {
-                    label_ref::<Bundle>(bd.as_ref(), BUNDLE_NAME, BUNDLE_NAMESPACE)
-                })
-                .with_config(config(bundle_workers))
-                .graceful_shutdown_on(leadership.stopped())
-                .run(bundles::reconcile, bundles::error_policy, ctx.clone());
-            let clusters = cluster_cache
-                .controller()
-                .watches_shared_stream(bd_cache.changes(), |bd| {
-                    let labels = bd.labels();
-                    let (name, ns) = (labels.get(CLUSTER)?, labels.get(CLUSTER_NAMESPACE)?);
-                    Some(ObjectRef::<Cluster>::new(name).within(ns))
-                })
-                .with_config(config(cluster_workers))
-                .graceful_shutdown_on(leadership.stopped())
-                .run(clusters::reconcile_cluster, retry, ctx.clone());
-            let g1 = group_cache.reader();
-            let groups = group_cache
-                .controller()
-                .watches_shared_stream(cluster_cache.changes(), move |c| {
-                    in_namespace(&g1, c.namespace())
-                })
-                .with_config(config(cluster_workers))
-                .graceful_shutdown_on(leadership.stopped())
-                .run(clusters::reconcile_group, retry, ctx.clone());
-            let gitrepos = gitrepo_cache
-                .controller()
-                .watches_shared_stream(bd_cache.changes(), |bd| {
-                    label_ref::<GitRepo>(bd.as_ref(), REPO_NAME, BUNDLE_NAMESPACE)
-                })
-                .with_config(config(cluster_workers))
-                .graceful_shutdown_on(leadership.stopped())
-                .run(gitrepos::reconcile_gitrepo, retry, ctx.clone());
-            let tokens = token_cache
-                .controller()
-                .graceful_shutdown_on(leadership.stopped())
-                .run(registration::reconcile_token, retry, ctx.clone());
-            let registrations = registration_cache
-                .controller()
-                .graceful_shutdown_on(leadership.stopped())
-                .run(registration::reconcile_registration, retry, ctx);
+            let caches = (
+                bundle_cache.clone(),
+                cluster_cache.clone(),
+                group_cache.clone(),
+                bd_cache.clone(),
+                gitrepo_cache.clone(),
+                token_cache.clone(),
+                registration_cache.clone(),
+            );
             async move {
+                let (
+                    bundle_cache,
+                    cluster_cache,
+                    group_cache,
+                    bd_cache,
+                    gitrepo_cache,
+                    token_cache,
+                    registration_cache,
+                ) = caches;
+                let config = |workers| controller::Config::default().concurrency(workers);
+                // Roll-ups wait for a burst of changes to end (and write once).
+                let rollup = |workers| config(workers).debounce(ROLLUP_DEBOUNCE);
+                let (b1, b2) = (bundle_cache.reader(), bundle_cache.reader());
+                let cluster_changed = when_changed::<Cluster>(targeting_fingerprint);
+                let group_changed = when_changed::<ClusterGroup>(group_fingerprint);
+                let bundles = bundle_cache
+                    .controller()
+                    .await
+                    .watches_shared_stream(cluster_cache.changes().await, move |c| {
+                        if cluster_changed(&c) {
+                            in_namespace(&b1, c.namespace())
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                    .watches_shared_stream(group_cache.changes().await, move |g| {
+                        if group_changed(&g) {
+                            in_namespace(&b2, g.namespace())
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                    .with_config(config(bundle_workers))
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(bundles::reconcile, bundles::error_policy, ctx.clone());
+                let bundle_status = bundle_cache
+                    .controller()
+                    .await
+                    .watches_shared_stream(bd_cache.changes().await, |bd| {
+                        label_ref::<Bundle>(bd.as_ref(), BUNDLE_NAME, BUNDLE_NAMESPACE)
+                    })
+                    .with_config(rollup(cluster_workers))
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(bundles::reconcile_status, retry, ctx.clone());
+                let clusters = cluster_cache
+                    .controller()
+                    .await
+                    .watches_shared_stream(bd_cache.changes().await, |bd| {
+                        let labels = bd.labels();
+                        let (name, ns) = (labels.get(CLUSTER)?, labels.get(CLUSTER_NAMESPACE)?);
+                        Some(ObjectRef::<Cluster>::new(name).within(ns))
+                    })
+                    .with_config(rollup(cluster_workers))
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(clusters::reconcile_cluster, retry, ctx.clone());
+                let g1 = group_cache.reader();
+                let groups = group_cache
+                    .controller()
+                    .await
+                    .watches_shared_stream(cluster_cache.changes().await, move |c| {
+                        in_namespace(&g1, c.namespace())
+                    })
+                    .with_config(rollup(cluster_workers))
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(clusters::reconcile_group, retry, ctx.clone());
+                let gitrepos = gitrepo_cache
+                    .controller()
+                    .await
+                    .watches_shared_stream(bd_cache.changes().await, |bd| {
+                        label_ref::<GitRepo>(bd.as_ref(), REPO_NAME, BUNDLE_NAMESPACE)
+                    })
+                    .with_config(rollup(cluster_workers))
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(gitrepos::reconcile_gitrepo, retry, ctx.clone());
+                let tokens = token_cache
+                    .controller()
+                    .await
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(registration::reconcile_token, retry, ctx.clone());
+                let registrations = registration_cache
+                    .controller()
+                    .await
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(registration::reconcile_registration, retry, ctx);
                 futures::join!(
                     drain(bundles),
+                    drain(bundle_status),
                     drain(clusters),
                     drain(groups),
                     drain(gitrepos),

@@ -15,6 +15,7 @@ use kube::Api;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// How many change notifications a slow consumer may lag behind before the reflector waits.
@@ -27,7 +28,8 @@ where
     K::DynamicType: Eq + Hash + Clone,
 {
     reader: Store<K>,
-    subscriber: ReflectHandle<K>,
+    /// Asks the cache's task for a new subscriber.
+    requests: mpsc::UnboundedSender<oneshot::Sender<ReflectHandle<K>>>,
     task: JoinHandle<()>,
 }
 
@@ -50,17 +52,21 @@ where
     /// Starts watching `api` with `config`.
     pub fn spawn(api: Api<K>, config: watcher::Config) -> Self {
         let (reader, writer) = reflector::store_shared(BUFFER);
-        // The reflector fans changes out to subscribers and waits when one falls a buffer
-        // behind. This subscriber is drained for the life of the cache, so the cache keeps
-        // up while no controller runs; controllers get clones of it.
-        let subscriber = writer
+        // The reflector waits whenever a subscriber is a buffer behind, and after every
+        // (re)list it sends one notification per cached object before yielding. So the
+        // subscriber that new ones are cloned from (a clone starts where it is) is drained
+        // concurrently, by the task that owns it; controllers drain their own clones.
+        let mut template = writer
             .subscribe()
             .expect("store_shared always creates a dispatcher");
-        let mut drain = subscriber.clone();
         let mut changes = watcher(api, config)
             .default_backoff()
+            // managedFields are often the largest part of an object and no controller reads them.
+            .modify(|object| object.meta_mut().managed_fields = None)
             .reflect_shared(writer)
             .boxed();
+        let (requests, mut incoming) =
+            mpsc::unbounded_channel::<oneshot::Sender<ReflectHandle<K>>>();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -69,26 +75,33 @@ where
                         Some(Err(error)) => tracing::debug!(%error, "warm cache watch error; retrying with backoff"),
                         None => break,
                     },
-                    Some(_) = drain.next() => {}
+                    Some(_) = template.next() => {}
+                    Some(reply) = incoming.recv() => {
+                        let _ = reply.send(template.clone());
+                    }
                 }
             }
         });
         Self {
             reader,
-            subscriber,
+            requests,
             task,
         }
+    }
+
+    /// A new subscriber to this cache's changes, from now on (for a controller's
+    /// `watches_shared_stream`). Drop it when done: the reflector waits for laggards.
+    pub async fn changes(&self) -> ReflectHandle<K> {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.requests.send(reply);
+        answer
+            .await
+            .expect("the warm cache's task runs as long as the cache")
     }
 
     /// The cache, readable on every replica.
     pub fn reader(&self) -> Store<K> {
         self.reader.clone()
-    }
-
-    /// This cache's change notifications, for another controller's `watches_shared_stream`
-    /// (each call is a new subscriber; drop it when done, the reflector waits for laggards).
-    pub fn changes(&self) -> ReflectHandle<K> {
-        self.subscriber.clone()
     }
 
     /// Waits until the first list has been loaded.
@@ -98,8 +111,8 @@ where
 
     /// A controller fed by this cache: every cached object is reconciled at start (the new
     /// leader catches up), then each change.
-    pub fn controller(&self) -> Controller<K> {
-        Controller::for_shared_stream(self.subscriber.clone(), self.reader.clone())
+    pub async fn controller(&self) -> Controller<K> {
+        Controller::for_shared_stream(self.changes().await, self.reader.clone())
             .reconcile_all_on(futures::stream::once(async {}))
     }
 }

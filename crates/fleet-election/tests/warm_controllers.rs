@@ -86,15 +86,20 @@ fn start_replica(client: &Client, identity: &str) -> Replica {
                     api: api.clone(),
                     reconciles: reconciles.clone(),
                 });
-                cache
-                    .controller()
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(
-                        reconcile,
-                        |_, _, _| Action::requeue(Duration::from_secs(1)),
-                        ctx,
-                    )
-                    .for_each(|_| ready(()))
+                let cache = cache.clone();
+                async move {
+                    cache
+                        .controller()
+                        .await
+                        .graceful_shutdown_on(leadership.stopped())
+                        .run(
+                            reconcile,
+                            |_, _, _| Action::requeue(Duration::from_secs(1)),
+                            ctx,
+                        )
+                        .for_each(|_| ready(()))
+                        .await;
+                }
             },
         ))
     };

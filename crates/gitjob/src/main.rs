@@ -100,16 +100,21 @@ async fn main() -> anyhow::Result<()> {
                 metrics.clone(),
                 leadership.token(),
             ));
-            gitrepos
-                .controller()
-                .with_config(controller::Config::default().concurrency(workers))
-                .graceful_shutdown_on(leadership.stopped())
-                .run(reconcile, error_policy, ctx)
-                .for_each(|result| async move {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "controller event");
-                    }
-                })
+            let gitrepos = gitrepos.clone();
+            async move {
+                gitrepos
+                    .controller()
+                    .await
+                    .with_config(controller::Config::default().concurrency(workers))
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(reconcile, error_policy, ctx)
+                    .for_each(|result| async move {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "controller event");
+                        }
+                    })
+                    .await;
+            }
         })
         .await?;
     let _ = webhooks.await;
