@@ -7,8 +7,10 @@
 //! - [`bundles`]: the Bundle reconciler (writes BundleDeployments, Content, Bundle status);
 //! - [`clusters`]: Cluster namespaces and status (agent last seen), ClusterGroup status;
 //! - [`gitrepos`]: GitRepo status roll-up from BundleDeployments;
-//! - [`registration`]: registration tokens and agent registrations.
+//! - [`registration`]: registration tokens and agent registrations;
+//! - [`bootstrap`]: the `fleet-local` workspace with the management cluster.
 
+pub mod bootstrap;
 pub mod bundles;
 pub mod clusters;
 pub mod context;

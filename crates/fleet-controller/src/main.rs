@@ -51,6 +51,10 @@ struct Args {
     /// A Cluster whose agent has not checked in for this long is marked not Ready.
     #[arg(long, env = "FLEET_AGENT_TIMEOUT", default_value = "15m", value_parser = parse_go_duration)]
     agent_timeout: Duration,
+    /// Create the `fleet-local` workspace with the Cluster `local` and the ClusterGroup
+    /// `default` when missing (Fleet's bootstrap).
+    #[arg(long, env = "FLEET_BOOTSTRAP_LOCAL", default_value_t = true, action = clap::ArgAction::Set)]
+    bootstrap_local: bool,
     /// The API server URL agents register with (written into registration Secrets).
     #[arg(long, env = "API_SERVER_URL")]
     api_server_url: Option<String>,
@@ -174,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
     let token_cache = warm::<ClusterRegistrationToken>(&client);
     let registration_cache = warm::<ClusterRegistration>(&client);
     let (bundle_workers, cluster_workers) = (args.bundle_workers, args.cluster_workers);
+    let args_bootstrap_local = args.bootstrap_local;
 
     runtime
         .run(move |leadership| {
@@ -202,7 +207,13 @@ async fn main() -> anyhow::Result<()> {
                 token_cache.clone(),
                 registration_cache.clone(),
             );
+            let bootstrap = args_bootstrap_local.then(|| client.clone());
             async move {
+                if let Some(client) = bootstrap
+                    && let Err(error) = fleet_controller::bootstrap::bootstrap_local(&client).await
+                {
+                    tracing::warn!(%error, "cannot create the fleet-local workspace; continuing");
+                }
                 let (
                     bundle_cache,
                     cluster_cache,

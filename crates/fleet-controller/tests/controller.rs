@@ -412,6 +412,21 @@ async fn a_killed_leader_hands_the_work_over() {
     let work = tempfile::tempdir().expect("tempdir");
     let mut a = Controller::start(&plane, "controller-a", work.path());
     a.wait_role("leader").await;
+    // Fleet's bootstrap: the management cluster in fleet-local, in the group `default`.
+    let local: Api<Cluster> = Api::namespaced(client.clone(), "fleet-local");
+    wait_for(&local, "local", WAIT, |c| {
+        c.labels().get("name").map(String::as_str) == Some("local")
+    })
+    .await
+    .expect("bootstrapped");
+    wait_for(
+        &Api::<ClusterGroup>::namespaced(client.clone(), "fleet-local"),
+        "default",
+        WAIT,
+        |_| true,
+    )
+    .await
+    .expect("default group");
     let b = Controller::start(&plane, "controller-b", work.path());
     b.wait_role("standby").await;
     create::<Cluster>(&client, "metadata:\n  name: c1\nspec: {}\n").await;
