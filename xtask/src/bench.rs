@@ -51,6 +51,15 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
     }
 }
 
+/// Runs an async benchmark on a two-thread runtime (the machine's cores).
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(bench: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(bench)
+}
+
 /// Builds a binary of the workspace in release mode and returns its path.
 fn build_release_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fleet_api::{Cluster, ClusterGroup};
-use fleet_render::target::{ClusterInfo, GroupInfo, selector_matches};
-use kube::ResourceExt;
+use fleet_render::deployments::{Candidate, candidate};
+use fleet_render::target::{ClusterInfo, GroupInfo};
 
 use crate::apply::parse_label;
 
@@ -53,16 +53,10 @@ impl ClusterArgs {
     }
 }
 
-/// A cluster from a file, with the namespace of its BundleDeployments.
-#[derive(Debug, Clone)]
-pub struct FileCluster {
-    pub info: ClusterInfo,
-    pub deployment_namespace: String,
-}
-
 /// The Clusters of a YAML stream of Cluster and ClusterGroup objects (other kinds are
-/// ignored), each with the groups of its namespace whose selector matches it.
-pub fn read_clusters(path: &Path) -> anyhow::Result<Vec<FileCluster>> {
+/// ignored), as the controller sees them: each with the groups of its namespace whose
+/// selector matches it, and the namespace of its BundleDeployments.
+pub fn read_clusters(path: &Path) -> anyhow::Result<Vec<Candidate>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
@@ -76,48 +70,17 @@ pub fn read_clusters(path: &Path) -> anyhow::Result<Vec<FileCluster>> {
             _ => {}
         }
     }
-    clusters
-        .iter()
-        .map(|cluster| {
-            let namespace = cluster
-                .namespace()
-                .unwrap_or_else(|| "fleet-default".to_owned());
-            let labels = cluster.labels().clone();
-            let mut member_of = Vec::new();
-            for group in groups
-                .iter()
-                .filter(|g| g.namespace().unwrap_or_default() == namespace)
-            {
-                if let Some(selector) = &group.spec.selector
-                    && selector_matches(selector, &labels)
-                        .map_err(|e| anyhow::anyhow!("ClusterGroup {}: {e}", group.name_any()))?
-                {
-                    member_of.push(GroupInfo {
-                        name: group.name_any(),
-                        labels: group.labels().clone(),
-                    });
-                }
-            }
-            let deployment_namespace = cluster
-                .status
-                .as_ref()
-                .and_then(|s| s.namespace.clone())
-                .unwrap_or_else(|| {
-                    fleet_bundle::naming::cluster_namespace(&namespace, &cluster.name_any())
-                });
-            Ok(FileCluster {
-                info: ClusterInfo {
-                    name: cluster.name_any(),
-                    namespace,
-                    labels,
-                    annotations: cluster.annotations().clone(),
-                    groups: member_of,
-                    values: cluster.spec.template_values.clone().unwrap_or_default(),
-                },
-                deployment_namespace,
-            })
-        })
-        .collect()
+    for cluster in &mut clusters {
+        if cluster.metadata.namespace.is_none() {
+            cluster.metadata.namespace = Some("fleet-default".to_owned());
+        }
+    }
+    for group in &mut groups {
+        if group.metadata.namespace.is_none() {
+            group.metadata.namespace = Some("fleet-default".to_owned());
+        }
+    }
+    Ok(clusters.iter().map(|c| candidate(c, &groups)).collect())
 }
 
 /// One object of the file; a missing `spec` is an empty one, as the API server defaults it.

@@ -14,14 +14,14 @@ use fleet_api::labels::{
 };
 use fleet_api::{Bundle, BundleDeployment, BundleDisplay, BundleStatus, BundleSummary, Content};
 use futures::StreamExt;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
 
 use crate::context::{Context, NotLeading};
-use crate::deployments::{self, sha256_hex};
 use crate::summary::{self, deployment_message, deployment_state};
+use fleet_render::deployments::{self, sha256_hex};
 
 /// The field manager of the controller's writes.
 pub const MANAGER: &str = "fleet-controller";
@@ -220,20 +220,12 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
 
 async fn delete_deployment(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
     ctx.check_leading()?;
-    let api: Api<BundleDeployment> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => {
-            ctx.metrics.writes.inc();
-        }
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(e) => {
-            return Err(api_error(
-                "deleting BundleDeployment",
-                format!("{namespace}/{name}"),
-            )(e));
-        }
-    }
-    Ok(())
+    crate::context::delete::<BundleDeployment>(ctx, namespace, name)
+        .await
+        .map_err(api_error(
+            "deleting BundleDeployment",
+            format!("{namespace}/{name}"),
+        ))
 }
 
 /// Creates the Content once; its name is its hash, so an existing one is the same.

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_api::{Bundle, BundleDeployment, Cluster, ClusterGroup, GitRepo};
-use fleet_render::target::{ClusterInfo, GroupInfo, selector_matches};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::deployments::Candidate;
 use crate::metrics::Metrics;
+pub use fleet_render::deployments::deployment_namespace;
+use fleet_render::deployments::{Candidate, candidate};
 
 /// The controller's flags that reconcilers read.
 #[derive(Debug, Clone)]
@@ -88,6 +88,27 @@ where
     Ok(())
 }
 
+/// Deletes `namespace/name` of kind `K` if it exists (in the background; counted as a write).
+pub async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match kube::Api::<K>::namespaced(ctx.client.clone(), namespace)
+        .delete(name, &kube::api::DeleteParams::background())
+        .await
+    {
+        Ok(_) => {
+            ctx.metrics.writes.inc();
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Shared by the reconcilers of one term.
 pub struct Context {
     pub client: Client,
@@ -143,52 +164,7 @@ impl Context {
                 c.namespace().as_deref() == Some(namespace)
                     && c.metadata.deletion_timestamp.is_none()
             })
-            .map(|cluster| candidate(&cluster, &groups))
+            .map(|cluster| candidate(&cluster, groups.iter().map(AsRef::as_ref)))
             .collect()
     }
-}
-
-/// A Cluster as a deployment candidate: its groups are those of `groups` whose selector
-/// matches its labels.
-pub fn candidate(cluster: &Cluster, groups: &[Arc<ClusterGroup>]) -> Candidate {
-    let namespace = cluster.namespace().unwrap_or_default();
-    let labels = cluster.labels().clone();
-    let member_of = groups
-        .iter()
-        .filter(|g| {
-            g.spec
-                .selector
-                .as_ref()
-                .is_some_and(|s| selector_matches(s, &labels).unwrap_or(false))
-        })
-        .map(|g| GroupInfo {
-            name: g.name_any(),
-            labels: g.labels().clone(),
-        })
-        .collect();
-    Candidate {
-        deployment_namespace: deployment_namespace(cluster),
-        info: ClusterInfo {
-            name: cluster.name_any(),
-            namespace,
-            labels,
-            annotations: cluster.annotations().clone(),
-            groups: member_of,
-            values: cluster.spec.template_values.clone().unwrap_or_default(),
-        },
-    }
-}
-
-/// The namespace of a Cluster's BundleDeployments: its status, or Fleet's name for it.
-pub fn deployment_namespace(cluster: &Cluster) -> String {
-    cluster
-        .status
-        .as_ref()
-        .and_then(|s| s.namespace.clone())
-        .unwrap_or_else(|| {
-            fleet_bundle::naming::cluster_namespace(
-                &cluster.namespace().unwrap_or_default(),
-                &cluster.name_any(),
-            )
-        })
 }

@@ -1,8 +1,7 @@
 //! fleet-controller of fleet-rs: decides what runs where and rolls the truth back up, as
-//! Fleet's controller does, leader-elected.
+//! Fleet's controller does, leader-elected. What a Bundle should produce is computed by
+//! `fleet_render::deployments` (pure, shared with `fleet target`).
 //!
-//! - [`deployments`]: a Bundle and its candidate clusters to BundleDeployments and a Content
-//!   (pure);
 //! - [`summary`]: BundleDeployment states and summaries (pure);
 //! - [`bundles`]: the Bundle reconciler (writes BundleDeployments, Content, Bundle status);
 //! - [`clusters`]: Cluster namespaces and status (agent last seen), ClusterGroup status;
@@ -14,7 +13,6 @@ pub mod bootstrap;
 pub mod bundles;
 pub mod clusters;
 pub mod context;
-pub mod deployments;
 pub mod gitrepos;
 pub mod metrics;
 pub mod registration;

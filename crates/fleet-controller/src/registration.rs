@@ -22,14 +22,14 @@ use fleet_bundle::naming::{key_hash, safe_concat_name};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bundles::Error;
-use crate::context::{Context, deployment_namespace};
+use crate::context::{Context, delete, deployment_namespace};
 
 /// Where agents' credential Secrets live (Fleet's `cattle-fleet-clusters-system`).
 pub const REGISTRATION_NAMESPACE: &str = "cattle-fleet-clusters-system";
@@ -278,43 +278,25 @@ async fn apply_token(token: &ClusterRegistrationToken, ctx: &Context) -> Result<
 async fn expire(ctx: &Context, namespace: &str, name: &str, sa: &str) -> Result<Action, Error> {
     ctx.check_leading()?;
     tracing::info!(token = %name, %namespace, "registration token expired: deleting it and its import identity");
-    let gone = |r: Result<(), kube::Error>| match r {
-        Ok(()) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    };
-    let dp = DeleteParams::background();
-    gone(
-        Api::<ServiceAccount>::namespaced(ctx.client.clone(), namespace)
-            .delete(sa, &dp)
-            .await
-            .map(|_| ()),
-    )
-    .map_err(api_error(
-        "deleting",
-        format!("ServiceAccount {namespace}/{sa}"),
-    ))?;
-    gone(
-        Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-            .delete(&format!("{sa}-token"), &dp)
-            .await
-            .map(|_| ()),
-    )
-    .map_err(api_error(
-        "deleting",
-        format!("Secret {namespace}/{sa}-token"),
-    ))?;
-    gone(
-        Api::<ClusterRegistrationToken>::namespaced(ctx.client.clone(), namespace)
-            .delete(name, &dp)
-            .await
-            .map(|_| ()),
-    )
-    .map_err(api_error(
-        "deleting",
-        format!("ClusterRegistrationToken {namespace}/{name}"),
-    ))?;
-    ctx.metrics.writes.inc();
+    let token_secret = format!("{sa}-token");
+    delete::<ServiceAccount>(ctx, namespace, sa)
+        .await
+        .map_err(api_error(
+            "deleting",
+            format!("ServiceAccount {namespace}/{sa}"),
+        ))?;
+    delete::<Secret>(ctx, namespace, &token_secret)
+        .await
+        .map_err(api_error(
+            "deleting",
+            format!("Secret {namespace}/{token_secret}"),
+        ))?;
+    delete::<ClusterRegistrationToken>(ctx, namespace, name)
+        .await
+        .map_err(api_error(
+            "deleting",
+            format!("ClusterRegistrationToken {namespace}/{name}"),
+        ))?;
     Ok(Action::await_change())
 }
 

@@ -4,8 +4,10 @@
 //! - [`target`]: which targets match a cluster, and the options they merge in (pure);
 //! - [`values`]: Helm values per cluster (`${ .ClusterName }` and friends);
 //! - [`overlay`]: raw-YAML overlays (`overlays/<name>/`, `_patch` files);
-//! - [`render`]: the manifests, with the real `helm template` and `kustomize build`.
+//! - [`render`]: the manifests, with the real `helm template` and `kustomize build`;
+//! - [`deployments`]: a Bundle and its candidate Clusters to BundleDeployments and a Content.
 
+pub mod deployments;
 pub mod overlay;
 pub mod render;
 pub mod target;

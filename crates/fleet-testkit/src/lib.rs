@@ -126,3 +126,39 @@ pub async fn http_post(
         .unwrap_or(0);
     Ok((status, response))
 }
+
+/// The value of a Prometheus series (`name{labels}` exactly as exposed) on
+/// `127.0.0.1:port/metrics`; 0 when absent or unreachable.
+pub async fn metric(port: u16, series: &str) -> f64 {
+    let text = http_get(port, "/metrics").await.unwrap_or_default();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until a fleet-rs binary's `/readyz` on `127.0.0.1:port` reports `role` (`leader`
+/// or `standby`).
+pub async fn wait_role(port: u16, role: &str, timeout: std::time::Duration) -> Result<(), Error> {
+    let wanted = format!("\"role\":\"{role}\"");
+    eventually(
+        &format!("role {role} on port {port}"),
+        timeout,
+        std::time::Duration::from_millis(100),
+        || {
+            let wanted = wanted.clone();
+            async move {
+                let body = http_get(port, "/readyz").await.map_err(|e| e.to_string())?;
+                if body.contains(&wanted) {
+                    Ok(())
+                } else {
+                    Err(body)
+                }
+            }
+        },
+    )
+    .await
+}

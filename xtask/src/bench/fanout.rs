@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fleet_api::{Bundle, BundleDeployment, BundleDeploymentSpec, Cluster, ClusterGroup};
-use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, http_get, ports};
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
-use super::build_release_bin;
+use super::{block_on, build_release_bin};
 
 const NS: &str = "fleet-default";
 
@@ -36,11 +36,7 @@ pub struct FanoutArgs {
 
 pub fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     let binary = build_release_bin("fleet-controller", "fleet-controller")?;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(bench(args, &binary))
+    block_on(bench(args, &binary))
 }
 
 async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
@@ -198,7 +194,7 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     let rate = total as f64 / elapsed.as_secs_f64();
 
     // Idle: let status settle, then a resync of every Bundle must write nothing.
-    let writes = || async { metric(admin_port, "fleet_controller_writes_total").await };
+    let writes = || fleet_testkit::metric(admin_port, "fleet_controller_writes_total");
     let mut last = writes().await;
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -277,14 +273,6 @@ fn sample_spec() -> BundleDeploymentSpec {
 
 fn tracing_free_warn(message: &str) {
     eprintln!("watch: {message}");
-}
-
-async fn metric(port: u16, name: &str) -> f64 {
-    let text = http_get(port, "/metrics").await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// `VmHWM` of a process: its peak resident set.

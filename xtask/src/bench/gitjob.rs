@@ -10,13 +10,13 @@ use fleet_api::{Bundle, GitRepo};
 use fleet_election::parse_go_duration;
 use fleet_testkit::git::{GitHttpServer, GitRepoFixture};
 use fleet_testkit::{
-    ControlPlane, Lifetime, ManagedProcess, apply_crds, http_get, http_post, ports, wait_for,
+    ControlPlane, Lifetime, ManagedProcess, apply_crds, http_post, ports, wait_for,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 
-use super::{build_release_bin, percentile};
+use super::{block_on, build_release_bin, percentile};
 
 const NS: &str = "fleet-local";
 
@@ -44,11 +44,7 @@ struct Setup {
 
 pub fn run(args: &GitjobArgs) -> anyhow::Result<()> {
     let binary = build_release_bin("gitjob", "gitjob")?;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(bench(args, &binary))
+    block_on(bench(args, &binary))
 }
 
 async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()> {
@@ -259,15 +255,8 @@ async fn wait_commit(bundles: &Api<Bundle>, name: &str, commit: &str) -> anyhow:
 
 /// Bundle and status writes so far, from gitjob's metrics.
 async fn writes(port: u16) -> f64 {
-    let text = http_get(port, "/metrics").await.unwrap_or_default();
-    ["gitjob_bundle_writes_total ", "gitjob_status_writes_total "]
-        .iter()
-        .filter_map(|name| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-        .sum()
+    fleet_testkit::metric(port, "gitjob_bundle_writes_total").await
+        + fleet_testkit::metric(port, "gitjob_status_writes_total").await
 }
 
 fn report(what: &str, samples: &[Duration]) {

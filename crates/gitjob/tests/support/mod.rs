@@ -6,9 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fleet_api::{Bundle, GitRepo};
-use fleet_testkit::{
-    ControlPlane, Lifetime, ManagedProcess, apply_crds, eventually, http_get, ports,
-};
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
@@ -72,38 +70,16 @@ impl Gitjob {
         }
     }
 
-    /// The value of a metric line (`name{labels}` exactly as exposed), 0 if absent.
+    /// The value of a metric series of this replica.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = http_get(self.admin_port, "/metrics")
-            .await
-            .unwrap_or_default();
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0.0)
+        fleet_testkit::metric(self.admin_port, series).await
     }
 
     /// Waits until this replica reports `role` on `/readyz`.
     pub async fn wait_role(&self, role: &str) {
-        let port = self.admin_port;
-        eventually(
-            &format!("gitjob role {role}"),
-            WAIT,
-            Duration::from_millis(100),
-            || async move {
-                let body = http_get(port, "/readyz").await.map_err(|e| e.to_string())?;
-                if body.contains(&format!("\"role\":\"{role}\"")) {
-                    Ok(())
-                } else {
-                    Err(body)
-                }
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", self.process.log_tail(30)));
+        fleet_testkit::wait_role(self.admin_port, role, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.process.log_tail(30)));
     }
 }
 

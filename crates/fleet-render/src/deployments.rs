@@ -1,6 +1,6 @@
 //! The BundleDeployments a Bundle should have, one per targeted Cluster, and the Content
-//! holding its manifest, as Fleet's BundleReconciler builds them. Pure: the reconciler feeds
-//! it the Bundle and the candidate clusters and writes the result.
+//! holding its manifest, as Fleet's BundleReconciler builds them. Pure: the controller feeds
+//! it the Bundle and the candidate clusters and writes the result; `fleet target` prints it.
 //!
 //! - name: the Bundle's; namespace: the cluster's (Fleet's `cluster-<ns>-<name>-<hash>`);
 //! - labels: `bundle-name`, `bundle-namespace`, `cluster`, `cluster-namespace`,
@@ -13,13 +13,13 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
+use crate::target::{ClusterInfo, GroupInfo, SelectorError, match_cluster, selector_matches};
+use crate::values::{TemplateError, cluster_values};
 use base64::Engine as _;
 use fleet_api::labels::{
     BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, FLEET_LABEL_PREFIX, MANAGED,
 };
-use fleet_api::{Bundle, BundleDeployment, BundleDeploymentSpec, Content};
-use fleet_render::target::{ClusterInfo, SelectorError, match_cluster};
-use fleet_render::values::{TemplateError, cluster_values};
+use fleet_api::{Bundle, BundleDeployment, BundleDeploymentSpec, Cluster, ClusterGroup, Content};
 use kube::ResourceExt;
 use sha2::{Digest as _, Sha256};
 
@@ -29,6 +29,56 @@ pub struct Candidate {
     pub info: ClusterInfo,
     /// Where its BundleDeployments live.
     pub deployment_namespace: String,
+}
+
+/// A Cluster as a deployment candidate: its groups are those of `groups` (of its namespace)
+/// whose selector matches its labels; its deployment namespace is its status's or Fleet's
+/// name for it.
+pub fn candidate<'a>(
+    cluster: &Cluster,
+    groups: impl IntoIterator<Item = &'a ClusterGroup>,
+) -> Candidate {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let labels = cluster.labels().clone();
+    let member_of = groups
+        .into_iter()
+        .filter(|g| g.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|g| {
+            g.spec
+                .selector
+                .as_ref()
+                .is_some_and(|s| selector_matches(s, &labels).unwrap_or(false))
+        })
+        .map(|g| GroupInfo {
+            name: g.name_any(),
+            labels: g.labels().clone(),
+        })
+        .collect();
+    Candidate {
+        deployment_namespace: deployment_namespace(cluster),
+        info: ClusterInfo {
+            name: cluster.name_any(),
+            namespace,
+            labels,
+            annotations: cluster.annotations().clone(),
+            groups: member_of,
+            values: cluster.spec.template_values.clone().unwrap_or_default(),
+        },
+    }
+}
+
+/// The namespace of a Cluster's BundleDeployments: its status's, or Fleet's name for it.
+pub fn deployment_namespace(cluster: &Cluster) -> String {
+    cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.namespace.clone())
+        .unwrap_or_else(|| {
+            fleet_bundle::naming::cluster_namespace(
+                &cluster.namespace().unwrap_or_default(),
+                &cluster.name_any(),
+            )
+        })
 }
 
 /// Why a Bundle's deployments cannot be computed.
