@@ -39,15 +39,9 @@ async fn a_file_repository_becomes_bundles_that_follow_its_commits() {
         .commit_files(
             "two apps",
             &[
-                (
-                    "apps/a/cm.yaml",
-                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
-                ),
+                ("apps/a/cm.yaml", &configmap("a")),
                 ("apps/b/fleet.yaml", "defaultNamespace: b\n"),
-                (
-                    "apps/b/cm.yaml",
-                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n",
-                ),
+                ("apps/b/cm.yaml", &configmap("b")),
                 ("README.md", "not a bundle\n"),
             ],
         )
@@ -114,13 +108,7 @@ async fn a_file_repository_becomes_bundles_that_follow_its_commits() {
     // A push updates the Bundle; a removed path prunes its Bundle.
     repo.remove("apps/b").expect("rm");
     let second = repo
-        .commit_files(
-            "change a",
-            &[(
-                "apps/a/cm.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a2\n",
-            )],
-        )
+        .commit_files("change a", &[("apps/a/cm.yaml", &configmap("a2"))])
         .expect("commit");
     wait_for(&bundles, "r-apps-a", WAIT, bundle_at_commit(second.clone()))
         .await
@@ -180,15 +168,7 @@ async fn http_repositories_with_credentials_webhooks_and_clear_errors() {
     let client = plane.client();
     let work = tempfile::tempdir().expect("tempdir");
     let repo = GitRepoFixture::new().expect("git repo");
-    let first = repo
-        .commit_files(
-            "app",
-            &[(
-                "cm.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
-            )],
-        )
-        .expect("commit");
+    let first = commit_configmap(&repo, "app", "c");
     let root = repo.path().parent().expect("parent");
     let name = repo
         .path()
@@ -257,15 +237,7 @@ async fn http_repositories_with_credentials_webhooks_and_clear_errors() {
     .expect("branch error");
 
     // A push, announced by a GitHub webhook (polling is off for this GitRepo).
-    let second = repo
-        .commit_files(
-            "v2",
-            &[(
-                "cm.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c2\n",
-            )],
-        )
-        .expect("commit");
+    let second = commit_configmap(&repo, "v2", "c2");
     let body = serde_json::json!({
         "ref": "refs/heads/master",
         "after": second,
@@ -328,15 +300,7 @@ async fn only_the_leader_writes_and_a_killed_leader_hands_over() {
     let client = plane.client();
     let work = tempfile::tempdir().expect("tempdir");
     let repo = GitRepoFixture::new().expect("git repo");
-    let first = repo
-        .commit_files(
-            "app",
-            &[(
-                "cm.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
-            )],
-        )
-        .expect("commit");
+    let first = commit_configmap(&repo, "app", "c");
     let mut a = Gitjob::start(&plane, "gitjob-a", work.path());
     a.wait_role("leader").await;
     let b = Gitjob::start(&plane, "gitjob-b", work.path());
@@ -367,15 +331,7 @@ async fn only_the_leader_writes_and_a_killed_leader_hands_over() {
     );
 
     a.process.kill();
-    let second = repo
-        .commit_files(
-            "v2",
-            &[(
-                "cm.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c2\n",
-            )],
-        )
-        .expect("commit");
+    let second = commit_configmap(&repo, "v2", "c2");
     b.wait_role("leader").await;
     wait_for(&bundles, "ha", WAIT, bundle_at_commit(second.clone()))
         .await

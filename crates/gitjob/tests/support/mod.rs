@@ -116,3 +116,18 @@ pub fn not_ready_message(gitrepo: &GitRepo) -> Option<String> {
             .and_then(|c| c.message.clone())
     })
 }
+
+/// A ConfigMap manifest.
+pub fn configmap(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n")
+}
+
+/// Commits `cm.yaml` with a ConfigMap named `name`; returns the commit.
+pub fn commit_configmap(
+    repo: &fleet_testkit::git::GitRepoFixture,
+    message: &str,
+    name: &str,
+) -> String {
+    repo.commit_files(message, &[("cm.yaml", &configmap(name))])
+        .expect("commit")
+}
