@@ -156,6 +156,11 @@ impl GitHttpServer {
         })
     }
 
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// The URL of the repository in directory `name` below the root.
     pub fn url(&self, name: &str) -> String {
         format!("http://{}/{name}", self.address)

@@ -9,7 +9,8 @@
 //!   found in `KUBEBUILDER_ASSETS` or the cache, else built once from `e2e/tools/*/go.mod`.
 //! - [`wait`]: watch-based waits for conditions (no fixed sleeps), CRD apply-and-establish.
 //! - [`process`]: child processes killed on drop; [`TcpProxy`]: cut one client off a server.
-//! - [`git`]: repositories made with the real `git`, served over smart HTTP by `git http-backend`.
+//! - [`git`]: repositories made with the real `git`, served over smart HTTP by `git http-backend`;
+//!   [`tls::TlsProxy`] puts TLS with the test CA in front of it.
 
 pub mod binaries;
 pub mod certs;
@@ -18,6 +19,7 @@ pub mod git;
 pub mod ports;
 pub mod process;
 mod proxy;
+pub mod tls;
 pub mod wait;
 
 use std::path::{Path, PathBuf};

@@ -59,6 +59,9 @@ pub struct Source {
     pub reference: Reference,
     pub auth: Auth,
     pub insecure_skip_tls_verify: bool,
+    /// PEM CA certificates the server's certificate must chain to (a GitRepo's `caBundle`),
+    /// instead of the system's.
+    pub ca_bundle: Option<Vec<u8>>,
 }
 
 /// Why a git operation failed, in words for a GitRepo's status.
@@ -289,11 +292,20 @@ fn callbacks<'a>(source: &'a Source, cancel: &'a AtomicBool) -> RemoteCallbacks<
                 _ => Ok(CertificateCheckStatus::CertificatePassthrough),
             };
         }
-        Ok(if source.insecure_skip_tls_verify {
-            CertificateCheckStatus::CertificateOk
-        } else {
-            CertificateCheckStatus::CertificatePassthrough
-        })
+        if source.insecure_skip_tls_verify {
+            return Ok(CertificateCheckStatus::CertificateOk);
+        }
+        match (&source.ca_bundle, cert.as_x509()) {
+            (Some(bundle), Some(x509)) => match crate::tls::verify(bundle, x509.data(), host) {
+                Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+                Err(message) => Err(git2::Error::new(
+                    ErrorCode::Certificate,
+                    ErrorClass::Ssl,
+                    message,
+                )),
+            },
+            _ => Ok(CertificateCheckStatus::CertificatePassthrough),
+        }
     });
     callbacks.transfer_progress(move |_| !cancel.load(Ordering::Relaxed));
     callbacks.sideband_progress(move |_| !cancel.load(Ordering::Relaxed));

@@ -13,4 +13,5 @@ pub mod known_hosts;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;
+pub mod tls;
 pub mod webhook;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use fleet_api::labels::{COMMIT, REPO_NAME};
 use fleet_api::{BundleTarget, BundleTargetRestriction, GitRepo, GitRepoSpec, GitRepoStatus};
 use fleet_bundle::read::{ApplyOptions, TargetsFile};
@@ -272,11 +273,22 @@ async fn attempt(
                 );
             }
         };
+    let ca_bundle = match spec.ca_bundle.as_deref().filter(|b| !b.trim().is_empty()) {
+        None => None,
+        Some(encoded) => match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                let message = format!("caBundle is not base64: {e}");
+                return (Outcome::PollFailed { message }, false);
+            }
+        },
+    };
     let source = Source {
         url: spec.repo.clone(),
         reference: reference(spec),
         auth,
         insecure_skip_tls_verify: spec.insecure_skip_tls_verify,
+        ca_bundle,
     };
     let resolving = source.clone();
     let commit = match ctx

@@ -338,3 +338,54 @@ async fn only_the_leader_writes_and_a_killed_leader_hands_over() {
         .unwrap_or_else(|e| panic!("{e}\n{}", b.process.log_tail(30)));
     assert!(b.metric("gitjob_bundle_writes_total").await >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_repositories_are_trusted_through_the_gitrepo_ca_bundle() {
+    use base64::Engine as _;
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let commit = commit_configmap(&repo, "app", "c");
+    let root = repo.path().parent().expect("parent");
+    let name = repo
+        .path()
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let server = GitHttpServer::start(root, None).await.expect("git server");
+    let ca = fleet_testkit::certs::CertAuthority::new("private git CA").expect("ca");
+    let tls =
+        fleet_testkit::tls::TlsProxy::start(server.address(), &ca.serving_cert().expect("cert"))
+            .await
+            .expect("tls");
+    let url = format!("https://{}/{name}", tls.address());
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
+
+    let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());
+    let api = gitrepos(&client);
+    for (gr, extra) in [
+        ("trusted", format!("  caBundle: {bundle}\n")),
+        ("untrusted", String::new()),
+        ("skip-verify", "  insecureSkipTLSVerify: true\n".to_owned()),
+    ] {
+        api.create(
+            &PostParams::default(),
+            &gitrepo(&format!(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: {gr}\nspec:\n  repo: {url}\n{extra}"
+            )),
+        )
+        .await
+        .expect("gitrepo");
+    }
+    let bundles = bundles(&client);
+    for gr in ["trusted", "skip-verify"] {
+        wait_for(&bundles, gr, WAIT, bundle_at_commit(commit.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    }
+    wait_for(&api, "untrusted", WAIT, not_ready_with("certificate"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+}
