@@ -21,7 +21,9 @@ use fleet_api::{Cluster, ClusterRegistration, ClusterRegistrationToken, ClusterS
 use fleet_bundle::naming::{key_hash, safe_concat_name};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
@@ -125,6 +127,61 @@ async fn grant(
         }]),
     };
     create(ctx, Some(namespace), &binding).await
+}
+
+/// Agents read Contents (cluster-scoped; named by content hash) by name.
+async fn grant_contents(ctx: &Context, sa_namespace: &str, sa: &str) -> Result<(), Error> {
+    const READER: &str = "fleet-agent-content-reader";
+    ctx.check_leading()?;
+    let role = ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(READER.to_owned()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![rule("fleet.cattle.io", &["contents"], &["get"], &[])]),
+        ..ClusterRole::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(safe_concat_name(&[sa_namespace, sa, "contents"])),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "ClusterRole".to_owned(),
+            name: READER.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: sa.to_owned(),
+            namespace: Some(sa_namespace.to_owned()),
+            ..Subject::default()
+        }]),
+    };
+    for result in [
+        Api::<ClusterRole>::all(ctx.client.clone())
+            .create(&PostParams::default(), &role)
+            .await
+            .map(|_| ()),
+        Api::<ClusterRoleBinding>::all(ctx.client.clone())
+            .create(&PostParams::default(), &binding)
+            .await
+            .map(|_| ()),
+    ] {
+        match result {
+            Ok(()) => {
+                ctx.metrics.writes.inc();
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => {
+                return Err(api_error(
+                    "creating",
+                    format!("RBAC for agent {sa_namespace}/{sa}"),
+                )(e));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A ServiceAccount with a long-lived token Secret; returns the token once the token
@@ -365,10 +422,11 @@ async fn apply_registration(
         &bd_namespace,
         &sa,
         vec![
+            // update/patch: the agent's finalizer, so that a deleted one is uninstalled.
             rule(
                 "fleet.cattle.io",
                 &["bundledeployments"],
-                &["get", "list", "watch"],
+                &["get", "list", "watch", "update", "patch"],
                 &[],
             ),
             rule(
@@ -397,6 +455,7 @@ async fn apply_registration(
         &sa,
     )
     .await?;
+    grant_contents(ctx, &namespace, &sa).await?;
     let Some(agent_token) = service_account_token(ctx, &namespace, &sa).await? else {
         return Ok(Action::requeue(Duration::from_millis(500)));
     };

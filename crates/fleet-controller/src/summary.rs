@@ -82,7 +82,7 @@ pub fn display_state(summary: &BundleSummary) -> Option<BundleState> {
 }
 
 /// The `Ready` condition for a summary, Fleet's message style: `WaitApplied(1) [Cluster
-/// fleet-default/c1]`. `kind` names the listed objects (`Cluster`, `Bundle`).
+/// fleet-default/c1]`, with each listed deployment's own message after a colon. `kind` names the listed objects (`Cluster`, `Bundle`).
 pub fn ready_condition(
     summary: &BundleSummary,
     kind: &str,
@@ -94,8 +94,13 @@ pub fn ready_condition(
             .non_ready_resources
             .iter()
             .filter(|r| r.bundle_state == Some(state))
-            .filter_map(|r| r.name.as_ref())
-            .map(|name| format!("{kind} {name}"))
+            .filter_map(|r| {
+                let name = r.name.as_ref()?;
+                Some(match r.message.as_deref().filter(|m| !m.is_empty()) {
+                    Some(message) => format!("{kind} {name}: {message}"),
+                    None => format!("{kind} {name}"),
+                })
+            })
             .collect();
         let count = match state {
             BundleState::ErrApplied => summary.err_applied,

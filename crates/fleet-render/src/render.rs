@@ -237,7 +237,7 @@ fn helm_template(
 /// `helm.values` for the cluster, with each of `helm.valuesFiles` merged over them in order
 /// (Fleet's precedence: values, then valuesFiles, then valuesFrom, which only exists
 /// downstream).
-fn values(input: &Input<'_>) -> Result<Map<String, Value>, RenderError> {
+pub fn values(input: &Input<'_>) -> Result<Map<String, Value>, RenderError> {
     let helm = input.options.helm.clone().unwrap_or_default();
     let mut merged = Value::Object(helm.values.unwrap_or_default());
     for file in &helm.values_files {
@@ -285,7 +285,8 @@ fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, RenderError> {
     Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
 }
 
-fn write_files(dir: &Path, files: &Files) -> Result<(), RenderError> {
+/// Writes a bundle's files below `dir`.
+pub fn write_files(dir: &Path, files: &Files) -> Result<(), RenderError> {
     for (name, content) in files {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {

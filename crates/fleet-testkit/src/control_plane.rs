@@ -364,6 +364,11 @@ impl ControlPlane {
         })
     }
 
+    /// The PEM file of the plane's CA (what clients of its API server trust).
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.dir().join("pki").join("ca.crt")
+    }
+
     /// A client with the admin identity (`system:masters`).
     pub fn client(&self) -> Client {
         self.client.clone()

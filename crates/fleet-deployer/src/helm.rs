@@ -1,0 +1,182 @@
+//! Installing and removing a bundle deployment's Helm release with the `helm` binary (private
+//! `HELM_*_HOME` directories per call, the downstream kubeconfig, no shell).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fleet_api::BundleDeploymentOptions;
+use fleet_bundle::files::Files;
+use fleet_render::render::{
+    Input, RenderError, Style, Tools, namespace, release_name, render, style, values, write_files,
+};
+use fleet_render::target::ClusterInfo;
+
+use crate::chart::write_generated_chart;
+
+/// A Helm release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl std::fmt::Display for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub release: Release,
+}
+
+/// Why a deploy failed (the agent reports it as `ErrApplied` with this message).
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("helm {action} {release}: {message}")]
+    Helm {
+        action: &'static str,
+        release: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Deploys bundle deployments into one cluster.
+#[derive(Debug, Clone)]
+pub struct Deployer {
+    pub tools: Tools,
+    /// The downstream cluster's kubeconfig (none: helm's in-cluster configuration).
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl Deployer {
+    /// Installs or upgrades the release of bundle deployment `name` with `options`.
+    pub fn deploy(
+        &self,
+        name: &str,
+        options: &BundleDeploymentOptions,
+        files: &Files,
+        cluster: &ClusterInfo,
+    ) -> Result<Deployed, DeployError> {
+        let release = Release {
+            name: release_name(name, options),
+            namespace: namespace(options),
+        };
+        let input = Input {
+            bundle: name,
+            files,
+            options,
+            cluster,
+        };
+        let work = tempfile::Builder::new().prefix("fleet-deploy-").tempdir()?;
+        let style = style(files, options)?;
+        let mut cmd = self.helm(work.path());
+        cmd.args(["upgrade", "--install", &release.name]).args([
+            "--namespace",
+            &release.namespace,
+            "--create-namespace",
+        ]);
+        match &style {
+            Style::LocalChart(dir) => {
+                let bundle_dir = work.path().join("bundle");
+                write_files(&bundle_dir, files)?;
+                cmd.arg(bundle_dir.join(dir));
+            }
+            Style::RepoChart {
+                repo,
+                chart,
+                version,
+            } => {
+                cmd.arg(chart).args(["--repo", repo]);
+                if let Some(version) = version {
+                    cmd.args(["--version", version]);
+                }
+            }
+            Style::RemoteChart { url, version } => {
+                cmd.arg(url);
+                if let Some(version) = version {
+                    cmd.args(["--version", version]);
+                }
+            }
+            Style::Kustomize(_) | Style::Raw => {
+                let documents = render(input, &self.tools)?;
+                let chart = work.path().join("chart");
+                write_generated_chart(&chart, &release.name, &documents)?;
+                cmd.arg(&chart);
+            }
+        }
+        let values_path = work.path().join("values.json");
+        let values = match style {
+            Style::Kustomize(_) | Style::Raw => serde_json::Map::new(),
+            _ => values(&input)?,
+        };
+        std::fs::write(&values_path, serde_json::Value::Object(values).to_string())?;
+        cmd.arg("--values").arg(&values_path);
+        let helm = options.helm.clone().unwrap_or_default();
+        if helm.timeout_seconds > 0 {
+            cmd.arg(format!("--timeout={}s", helm.timeout_seconds));
+        }
+        if helm.atomic {
+            cmd.arg("--rollback-on-failure");
+        }
+        if helm.force {
+            cmd.arg("--force-replace");
+        }
+        // Fleet always takes ownership on upgrade, so that existing objects can be adopted.
+        cmd.arg("--take-ownership");
+        if helm.max_history > 0 {
+            cmd.arg(format!("--history-max={}", helm.max_history));
+        } else {
+            cmd.arg("--history-max=2");
+        }
+        run(cmd, "upgrade --install", &release)?;
+        Ok(Deployed { release })
+    }
+
+    /// Removes a release and its objects (the agent skips this for `keepResources`).
+    pub fn uninstall(&self, release: &Release) -> Result<(), DeployError> {
+        let work = tempfile::Builder::new().prefix("fleet-deploy-").tempdir()?;
+        let mut cmd = self.helm(work.path());
+        cmd.args([
+            "uninstall",
+            &release.name,
+            "--namespace",
+            &release.namespace,
+            "--ignore-not-found",
+        ]);
+        run(cmd, "uninstall", release)
+    }
+
+    fn helm(&self, work: &Path) -> Command {
+        let mut cmd = Command::new(&self.tools.helm);
+        for (name, dir) in [
+            ("HELM_CACHE_HOME", "cache"),
+            ("HELM_CONFIG_HOME", "config"),
+            ("HELM_DATA_HOME", "data"),
+        ] {
+            cmd.env(name, work.join("helm").join(dir));
+        }
+        if let Some(kubeconfig) = &self.kubeconfig {
+            cmd.arg("--kubeconfig").arg(kubeconfig);
+        }
+        cmd
+    }
+}
+
+fn run(mut cmd: Command, action: &'static str, release: &Release) -> Result<(), DeployError> {
+    let output = cmd.output()?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(DeployError::Helm {
+        action,
+        release: release.to_string(),
+        message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
+}
