@@ -1,5 +1,6 @@
 //! `cargo xtask bench ...`: benchmarks that print numbers (never timed assertions in tests).
 
+mod agent;
 mod fanout;
 mod gitjob;
 
@@ -25,6 +26,8 @@ pub enum Bench {
     /// fleet-controller: N clusters x M bundles to BundleDeployments, against the raw create
     /// rate of the same control plane; peak RSS; writes of an idle resync.
     Fanout(fanout::FanoutArgs),
+    /// fleet-agent: Bundle change to applied-and-reported latency, RSS idle and loaded.
+    Agent(agent::AgentArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,7 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Failover(args) => failover(&args),
         Bench::Gitjob(args) => gitjob::run(&args),
         Bench::Fanout(args) => fanout::run(&args),
+        Bench::Agent(args) => agent::run(&args),
     }
 }
 
@@ -58,6 +62,15 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(bench: F) -> an
         .enable_all()
         .build()?
         .block_on(bench)
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS:` now, `VmHWM:` the peak).
+fn rss_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Builds a binary of the workspace in release mode and returns its path.

@@ -17,7 +17,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 
-use super::{block_on, build_release_bin};
+use super::{block_on, build_release_bin, rss_kib};
 
 const NS: &str = "fleet-default";
 
@@ -217,7 +217,7 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_writes = writes().await - last;
-    let peak_rss_mib = peak_rss_kib(pid).map(|k| k as f64 / 1024.0);
+    let peak_rss_mib = rss_kib(pid, "VmHWM:").map(|k| k as f64 / 1024.0);
     let rolled_up = cluster_api
         .list(&Default::default())
         .await?
@@ -273,13 +273,4 @@ fn sample_spec() -> BundleDeploymentSpec {
 
 fn tracing_free_warn(message: &str) {
     eprintln!("watch: {message}");
-}
-
-/// `VmHWM` of a process: its peak resident set.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

@@ -1,0 +1,246 @@
+//! `cargo xtask bench agent`: release fleet-controller and fleet-agent on two local control
+//! planes (upstream, downstream), the agent registered with a token. Measures the time from a
+//! Bundle change to its BundleDeployment reporting the new deploymentID applied (a
+//! 10-resource bundle; p50/p95), and the agent's RSS idle and with 100 BundleDeployments.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fleet_api::{Bundle, BundleDeployment, Cluster};
+use fleet_testkit::binaries::{Tool, ensure};
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+
+use super::{block_on, build_release_bin, percentile, rss_kib};
+
+const NS: &str = "fleet-default";
+const WAIT: Duration = Duration::from_secs(180);
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Changes applied and timed.
+    #[arg(long, default_value_t = 10)]
+    trials: usize,
+    /// BundleDeployments for the loaded RSS.
+    #[arg(long, default_value_t = 100)]
+    deployments: usize,
+}
+
+pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
+    let controller = build_release_bin("fleet-controller", "fleet-controller")?;
+    let agent = build_release_bin("fleet-agent", "fleet-agent")?;
+    block_on(bench(args, &controller, &agent))
+}
+
+fn bundle(name: &str, resources: usize, version: usize) -> anyhow::Result<Bundle> {
+    let resources: Vec<serde_json::Value> = (0..resources)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("cm-{i}.yaml"),
+                "content": format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}-{i}\ndata:\n  version: \"{version}\"\n"),
+            })
+        })
+        .collect();
+    Ok(serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"defaultNamespace": "bench", "targets": [{"clusterGroup": "default"}], "resources": resources},
+    }))?)
+}
+
+fn applied(bd: &BundleDeployment) -> bool {
+    bd.spec.deployment_id.is_some()
+        && bd
+            .status
+            .as_ref()
+            .and_then(|s| s.applied_deployment_id.as_ref())
+            == bd.spec.deployment_id.as_ref()
+}
+
+async fn bench(args: &AgentArgs, controller_bin: &Path, agent_bin: &Path) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let upstream = ControlPlane::start().await?;
+    let downstream = ControlPlane::builder().name("downstream").start().await?;
+    let up = upstream.client();
+    apply_crds(&up, &fleet_api::crds()).await?;
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
+    Api::<Namespace>::all(up.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    let [controller_port, agent_port] = ports::free_ports::<2>()?;
+    let mut cmd = std::process::Command::new(controller_bin);
+    cmd.args([
+        format!("--kubeconfig={}", upstream.kubeconfig_path().display()),
+        "--namespace=default".to_owned(),
+        format!("--metrics-bind-address=127.0.0.1:{controller_port}"),
+        format!("--health-bind-address=127.0.0.1:{controller_port}"),
+        format!("--api-server-url={}", upstream.server()),
+        format!("--api-server-ca-file={}", upstream.ca_cert_path().display()),
+    ]);
+    let _controller = ManagedProcess::spawn(
+        "controller",
+        cmd,
+        &work.path().join("controller.log"),
+        Lifetime::Owned,
+    )?;
+    let token: fleet_api::ClusterRegistrationToken = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "token"}, "spec": {"ttl": "1h"}}),
+    )?;
+    Api::<fleet_api::ClusterRegistrationToken>::namespaced(up.clone(), NS)
+        .create(&PostParams::default(), &token)
+        .await?;
+    let values = wait_for(
+        &Api::<Secret>::namespaced(up.clone(), NS),
+        "token",
+        WAIT,
+        |_| true,
+    )
+    .await?;
+    let values_path = work.path().join("values.json");
+    let raw = values
+        .data
+        .as_ref()
+        .and_then(|d| d.get("values"))
+        .context("token values")?;
+    std::fs::write(&values_path, &raw.0)?;
+    let mut cmd = std::process::Command::new(agent_bin);
+    cmd.args([
+        format!("--kubeconfig={}", downstream.kubeconfig_path().display()),
+        "--namespace=default".to_owned(),
+        format!("--metrics-bind-address=127.0.0.1:{agent_port}"),
+        format!("--health-bind-address=127.0.0.1:{agent_port}"),
+        format!("--registration-values={}", values_path.display()),
+        format!("--helm={}", ensure(Tool::Helm)?.display()),
+        format!("--kustomize={}", ensure(Tool::Kustomize)?.display()),
+    ])
+    .env("RUST_LOG", "warn");
+    let agent = ManagedProcess::spawn(
+        "agent",
+        cmd,
+        &work.path().join("agent.log"),
+        Lifetime::Owned,
+    )?;
+    let pid = agent.pid().context("agent pid")?;
+    let cluster = registered(&up).await.with_context(|| agent.log_tail(20))?;
+    let bd_namespace = fleet_render::deployments::deployment_namespace(&cluster);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_kib(pid, "VmRSS:");
+
+    let group: fleet_api::ClusterGroup = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "default"}, "spec": {"selector": {}}}),
+    )?;
+    Api::<fleet_api::ClusterGroup>::namespaced(up.clone(), NS)
+        .create(&PostParams::default(), &group)
+        .await?;
+    let bundles: Api<Bundle> = Api::namespaced(up.clone(), NS);
+    let bds: Api<BundleDeployment> = Api::namespaced(up.clone(), &bd_namespace);
+    bundles
+        .create(&PostParams::default(), &bundle("timed", 10, 0)?)
+        .await?;
+    wait_for(&bds, "timed", WAIT, applied).await?;
+
+    let mut samples = Vec::with_capacity(args.trials);
+    for trial in 1..=args.trials {
+        let before = bds.get("timed").await?.spec.deployment_id;
+        let next = bundle("timed", 10, trial)?;
+        let started = Instant::now();
+        bundles
+            .patch(
+                "timed",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"resources": next.spec.resources}})),
+            )
+            .await?;
+        wait_for(&bds, "timed", WAIT, |bd| {
+            bd.spec.deployment_id != before && applied(bd)
+        })
+        .await?;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples.sort_by(f64::total_cmp);
+
+    for i in 1..args.deployments {
+        bundles
+            .create(
+                &PostParams::default(),
+                &bundle(&format!("load-{i:03}"), 1, 0)?,
+            )
+            .await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let done = bds
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|bd| applied(bd))
+            .count();
+        if done >= args.deployments {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {done}/{} BundleDeployments applied\n{}",
+                args.deployments,
+                agent.log_tail(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let loaded_rss = rss_kib(pid, "VmRSS:");
+    let peak_rss = rss_kib(pid, "VmHWM:");
+
+    let mib = |kib: Option<u64>| {
+        kib.map_or_else(
+            || "unknown".to_owned(),
+            |k| format!("{:.1} MiB", k as f64 / 1024.0),
+        )
+    };
+    println!(
+        "agent benchmark (release fleet-controller and fleet-agent, helm {}, two local control planes)",
+        Tool::Helm.version()?
+    );
+    println!(
+        "bundle change → deploymentID applied and reported (10 resources): n={} p50={:.0}ms p95={:.0}ms max={:.0}ms",
+        samples.len(),
+        percentile(&samples, 50.0),
+        percentile(&samples, 95.0),
+        samples.last().copied().unwrap_or_default()
+    );
+    println!("agent RSS idle (registered, no bundles): {}", mib(idle_rss));
+    println!(
+        "agent RSS with {} BundleDeployments: {} (peak {})",
+        args.deployments,
+        mib(loaded_rss),
+        mib(peak_rss)
+    );
+    Ok(())
+}
+
+/// The Cluster the agent registered, once it has checked in.
+async fn registered(up: &Client) -> anyhow::Result<Cluster> {
+    let clusters: Api<Cluster> = Api::namespaced(up.clone(), NS);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(cluster) = clusters
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|c| {
+                c.status
+                    .as_ref()
+                    .is_some_and(|s| s.agent.last_seen.is_some() && s.namespace.is_some())
+            })
+        {
+            return Ok(cluster);
+        }
+        if Instant::now() > deadline {
+            bail!("the agent did not register");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
