@@ -62,106 +62,157 @@ fn spawn(name: &str, binary: &Path, args: Vec<String>, dir: &Path) -> ManagedPro
         .expect("spawn")
 }
 
+/// An upstream plane with the controller and a registration token, and a downstream plane.
+struct Setup {
+    upstream: ControlPlane,
+    downstream: ControlPlane,
+    controller: ManagedProcess,
+    values_path: PathBuf,
+    work: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let upstream = ControlPlane::start().await.expect("upstream");
+        let downstream = ControlPlane::builder()
+            .name("downstream")
+            .start()
+            .await
+            .expect("downstream");
+        let up = upstream.client();
+        apply_crds(&up, &fleet_api::crds()).await.expect("crds");
+        let ns: Namespace = yaml(&format!("metadata:\n  name: {NS}\n"));
+        Api::<Namespace>::all(up.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("ns");
+        let work = tempfile::tempdir().expect("tempdir");
+        let controller_port = ports::free_port().expect("port");
+        let controller = spawn(
+            "controller",
+            &workspace_binary("fleet-controller"),
+            vec![
+                format!("--kubeconfig={}", upstream.kubeconfig_path().display()),
+                "--namespace=default".to_owned(),
+                format!("--metrics-bind-address=127.0.0.1:{controller_port}"),
+                format!("--health-bind-address=127.0.0.1:{controller_port}"),
+                format!("--api-server-url={}", upstream.server()),
+                format!("--api-server-ca-file={}", upstream.ca_cert_path().display()),
+            ],
+            work.path(),
+        );
+        // Registration: the token's values are all an agent gets.
+        create::<ClusterRegistrationToken>(&up, "metadata:\n  name: token\nspec:\n  ttl: 1h\n")
+            .await;
+        let values = wait_for(
+            &Api::<Secret>::namespaced(up.clone(), NS),
+            "token",
+            WAIT,
+            |_| true,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", controller.log_tail(30)));
+        let values_path = work.path().join("values.json");
+        let raw = values
+            .data
+            .as_ref()
+            .and_then(|d| d.get("values"))
+            .expect("values")
+            .0
+            .clone();
+        std::fs::write(&values_path, raw).expect("write values");
+        Self {
+            upstream,
+            downstream,
+            controller,
+            values_path,
+            work,
+        }
+    }
+
+    /// An agent replica in the downstream cluster; returns it and its admin port.
+    fn agent(&self, name: &str) -> (ManagedProcess, u16) {
+        let port = ports::free_port().expect("port");
+        let agent = spawn(
+            name,
+            &workspace_binary("fleet-agent"),
+            vec![
+                format!(
+                    "--kubeconfig={}",
+                    self.downstream.kubeconfig_path().display()
+                ),
+                "--namespace=default".to_owned(),
+                format!("--metrics-bind-address=127.0.0.1:{port}"),
+                format!("--health-bind-address=127.0.0.1:{port}"),
+                format!("--registration-values={}", self.values_path.display()),
+                format!("--election-identity={name}"),
+                "--election-lease-duration=3s".to_owned(),
+                "--election-renew-deadline=2s".to_owned(),
+                "--election-retry-period=500ms".to_owned(),
+                "--heartbeat-interval=2s".to_owned(),
+                format!("--helm={}", ensure(Tool::Helm).expect("helm").display()),
+                format!(
+                    "--kustomize={}",
+                    ensure(Tool::Kustomize).expect("kustomize").display()
+                ),
+            ],
+            self.work.path(),
+        );
+        (agent, port)
+    }
+
+    /// The Cluster the agent registered, once it has checked in.
+    async fn registered(&self, agent: &ManagedProcess) -> Cluster {
+        let clusters: Api<Cluster> = Api::namespaced(self.upstream.client(), NS);
+        eventually(
+            "the agent registered and checks in",
+            WAIT,
+            Duration::from_millis(200),
+            || async {
+                let list = clusters
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                list.items
+                    .into_iter()
+                    .find(|c| {
+                        c.status
+                            .as_ref()
+                            .is_some_and(|s| s.agent.last_seen.is_some())
+                    })
+                    .ok_or_else(|| "no cluster has checked in".to_owned())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n{}\n{}",
+                agent.log_tail(30),
+                self.controller.log_tail(20)
+            )
+        })
+    }
+}
+
+/// A Bundle with one ConfigMap `name` (data `greeting`) in namespace `apps`, for every cluster.
+fn configmap_bundle(bundle: &str, name: &str, greeting: &str) -> String {
+    format!(
+        "metadata:\n  name: {bundle}\nspec:\n  defaultNamespace: apps\n  resources:\n  - name: cm.yaml\n    content: |\n      apiVersion: v1\n      kind: ConfigMap\n      metadata:\n        name: {name}\n      data:\n        greeting: {greeting}\n  targets:\n  - clusterGroup: default\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundles_reach_a_registered_downstream_cluster_as_helm_releases() {
-    let upstream = ControlPlane::start().await.expect("upstream");
-    let downstream = ControlPlane::builder()
-        .name("downstream")
-        .start()
-        .await
-        .expect("downstream");
-    let up = upstream.client();
-    let down = downstream.client();
-    apply_crds(&up, &fleet_api::crds()).await.expect("crds");
-    let ns: Namespace = yaml(&format!("metadata:\n  name: {NS}\n"));
-    Api::<Namespace>::all(up.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("ns");
-    let work = tempfile::tempdir().expect("tempdir");
-
-    let [controller_port, agent_port] = ports::free_ports::<2>().expect("ports");
-    let controller = spawn(
-        "controller",
-        &workspace_binary("fleet-controller"),
-        vec![
-            format!("--kubeconfig={}", upstream.kubeconfig_path().display()),
-            "--namespace=default".to_owned(),
-            format!("--metrics-bind-address=127.0.0.1:{controller_port}"),
-            format!("--health-bind-address=127.0.0.1:{controller_port}"),
-            format!("--api-server-url={}", upstream.server()),
-            format!("--api-server-ca-file={}", upstream.ca_cert_path().display()),
-        ],
-        work.path(),
-    );
-
-    // Registration: the token's values are all the agent gets.
-    create::<ClusterRegistrationToken>(&up, "metadata:\n  name: token\nspec:\n  ttl: 1h\n").await;
-    let values = wait_for(
-        &Api::<Secret>::namespaced(up.clone(), NS),
-        "token",
-        WAIT,
-        |_| true,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", controller.log_tail(30)));
-    let values_path = work.path().join("values.json");
-    let raw = values
-        .data
-        .as_ref()
-        .and_then(|d| d.get("values"))
-        .expect("values")
-        .0
-        .clone();
-    std::fs::write(&values_path, raw).expect("write values");
-    let agent = spawn(
-        "agent",
-        &workspace_binary("fleet-agent"),
-        vec![
-            format!("--kubeconfig={}", downstream.kubeconfig_path().display()),
-            "--namespace=default".to_owned(),
-            format!("--metrics-bind-address=127.0.0.1:{agent_port}"),
-            format!("--health-bind-address=127.0.0.1:{agent_port}"),
-            format!("--registration-values={}", values_path.display()),
-            "--heartbeat-interval=2s".to_owned(),
-            format!("--helm={}", ensure(Tool::Helm).expect("helm").display()),
-            format!(
-                "--kustomize={}",
-                ensure(Tool::Kustomize).expect("kustomize").display()
-            ),
-        ],
-        work.path(),
-    );
+    let setup = Setup::start().await;
+    let (up, down) = (setup.upstream.client(), setup.downstream.client());
+    let controller = &setup.controller;
+    let (agent, _) = setup.agent("agent");
     let clusters: Api<Cluster> = Api::namespaced(up.clone(), NS);
-    let cluster = eventually(
-        "the agent registered and checks in",
-        WAIT,
-        Duration::from_millis(200),
-        || async {
-            let list = clusters
-                .list(&Default::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            list.items
-                .into_iter()
-                .find(|c| {
-                    c.status
-                        .as_ref()
-                        .is_some_and(|s| s.agent.last_seen.is_some())
-                })
-                .ok_or_else(|| "no cluster has checked in".to_owned())
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", agent.log_tail(30), controller.log_tail(20)));
+    let cluster = setup.registered(&agent).await;
 
     create::<fleet_api::ClusterGroup>(&up, "metadata:\n  name: default\nspec:\n  selector: {}\n")
         .await;
-    create::<Bundle>(
-        &up,
-        "metadata:\n  name: plain\nspec:\n  defaultNamespace: apps\n  resources:\n  - name: cm.yaml\n    content: |\n      apiVersion: v1\n      kind: ConfigMap\n      metadata:\n        name: hello\n      data:\n        greeting: hi\n  targets:\n  - clusterGroup: default\n",
-    )
-    .await;
+    create::<Bundle>(&up, &configmap_bundle("plain", "hello", "hi")).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(down.clone(), "apps");
     wait_for(&configmaps, "hello", WAIT, |c| {
         c.data
@@ -257,4 +308,44 @@ async fn bundles_reach_a_registered_downstream_cluster_as_helm_releases() {
     wait_deleted(&configmaps, "hello", WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_tail(40)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leading_agent_deploys_and_a_standby_takes_over_with_the_saved_credentials() {
+    let setup = Setup::start().await;
+    let (up, down) = (setup.upstream.client(), setup.downstream.client());
+    let (mut a, a_port) = setup.agent("agent-a");
+    fleet_testkit::wait_role(a_port, "leader", WAIT)
+        .await
+        .expect("a leads");
+    let (b, b_port) = setup.agent("agent-b");
+    fleet_testkit::wait_role(b_port, "standby", WAIT)
+        .await
+        .expect("b stands by");
+    setup.registered(&a).await;
+    create::<fleet_api::ClusterGroup>(&up, "metadata:\n  name: default\nspec:\n  selector: {}\n")
+        .await;
+    create::<Bundle>(&up, &configmap_bundle("one", "first", "a")).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(down.clone(), "apps");
+    wait_for(&configmaps, "first", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", a.log_tail(30)));
+
+    a.kill();
+    fleet_testkit::wait_role(b_port, "leader", WAIT)
+        .await
+        .expect("b takes over");
+    create::<Bundle>(&up, &configmap_bundle("two", "second", "b")).await;
+    wait_for(&configmaps, "second", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", b.log_tail(30)));
+    let clusters = Api::<Cluster>::namespaced(up.clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        clusters.items.len(),
+        1,
+        "the standby reused the saved credentials: one registration"
+    );
 }
