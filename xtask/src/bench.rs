@@ -56,7 +56,9 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
 }
 
 /// Runs an async benchmark on a two-thread runtime (the machine's cores).
-fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(bench: F) -> anyhow::Result<()> {
+pub fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
+    bench: F,
+) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

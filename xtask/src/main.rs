@@ -4,10 +4,13 @@
 //! - `controlplane up|down|list`: detached local control planes for manual work;
 //! - `test`: the README's test command (tools, fmt, clippy, all tests);
 //! - `crds [--check]`: the CRDs generated from the Rust types, into the chart;
-//! - `bench failover`: leader failover times with real processes.
+//! - `bench failover|gitjob|fanout|agent`: numbers;
+//! - `demo`, `e2e`: the whole stack on local control planes.
 
 mod bench;
 mod controlplane;
+mod demo;
+mod stack;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +39,12 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// The whole stack on local control planes, a GitRepo deployed to a registered cluster,
+    /// and a leader failover, narrated.
+    Demo(demo::DemoArgs),
+    /// End-to-end scenarios: two downstream clusters, plain/Helm/kustomize bundles, failover
+    /// drills with a git change in flight.
+    E2e(demo::E2eArgs),
     /// Benchmarks that print numbers.
     Bench {
         #[command(subcommand)]
@@ -51,6 +60,8 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::run(args),
         Command::Crds { check } => crds(check),
         Command::Bench { bench } => bench::run(bench),
+        Command::Demo(args) => demo::demo(&args),
+        Command::E2e(args) => demo::e2e(&args),
     }
 }
 

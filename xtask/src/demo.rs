@@ -1,0 +1,282 @@
+//! `cargo xtask demo` and `cargo xtask e2e --provider local`: the stack on local control
+//! planes, a GitRepo pointing at an example repository (plain manifests, a Helm chart with
+//! per-cluster values, kustomize) deployed to every downstream cluster, and leader failovers
+//! while a git change is in flight. The demo narrates; e2e runs the same scenario on two
+//! downstream clusters, with every check, and fails loudly.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use fleet_api::{Bundle, GitRepo};
+use fleet_testkit::git::GitRepoFixture;
+use fleet_testkit::wait_for;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+
+use crate::stack::{NS, Stack};
+
+/// Where the scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provider {
+    /// Local control planes started as processes (no Docker).
+    Local,
+    /// kind clusters with the images and the umbrella chart (needs Docker).
+    Kind,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Leave everything running and print the kubeconfigs (Ctrl-C stops it).
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct E2eArgs {
+    #[arg(long, value_enum, default_value = "local")]
+    provider: Provider,
+}
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn say(line: &str) {
+    println!("==> {line}");
+}
+
+pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+    crate::bench::block_on(run(1, 2, args.keep, false))
+}
+
+pub fn e2e(args: &E2eArgs) -> anyhow::Result<()> {
+    if args.provider == Provider::Kind {
+        bail!(
+            "--provider kind is not built yet (it needs Docker, which this machine kind does not have): use --provider local"
+        );
+    }
+    let started = Instant::now();
+    crate::bench::block_on(run(2, 2, false, true))?;
+    say(&format!(
+        "e2e passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// The example repository: plain manifests, a Helm chart with per-cluster values, kustomize.
+fn example_repo() -> anyhow::Result<GitRepoFixture> {
+    let repo = GitRepoFixture::new()?;
+    repo.commit_files(
+        "example apps",
+        &[
+            ("hello/fleet.yaml", "defaultNamespace: demo\n"),
+            ("hello/configmap.yaml", &hello("v1")),
+            ("chart/fleet.yaml", "defaultNamespace: demo\nhelm:\n  releaseName: web\n  values:\n    cluster: ${ .ClusterName }\n"),
+            ("chart/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"),
+            ("chart/values.yaml", "cluster: unknown\n"),
+            (
+                "chart/templates/configmap.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  cluster: {{ .Values.cluster | quote }}\n",
+            ),
+            ("kustomize/fleet.yaml", "defaultNamespace: demo\n"),
+            ("kustomize/kustomization.yaml", "resources:\n  - cm.yaml\nnamePrefix: kustomized-\n"),
+            ("kustomize/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  from: kustomize\n"),
+        ],
+    )?;
+    Ok(repo)
+}
+
+fn hello(version: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\ndata:\n  version: {version}\n"
+    )
+}
+
+async fn run(downstreams: usize, replicas: usize, keep: bool, strict: bool) -> anyhow::Result<()> {
+    let work = tempfile::Builder::new()
+        .prefix("fleet-rs-demo-")
+        .tempdir()?;
+    let work_path = work.path().to_owned();
+    let mut stack = Stack::start(&work_path, downstreams, replicas, say).await?;
+    for (identity, component, role) in stack.roles().await {
+        say(&format!("{component} {identity}: {role}"));
+    }
+    for (lease, holder) in stack.leaders().await? {
+        say(&format!("lease {lease}: held by {holder}"));
+    }
+
+    let repo = example_repo()?;
+    let up = stack.upstream.client();
+    let gitrepo: GitRepo = serde_saphyr::from_str(&format!(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: demo\n  namespace: {NS}\nspec:\n  repo: {}\n  pollingInterval: 2s\n  paths: [hello, chart, kustomize]\n  targets:\n  - clusterGroup: default\n",
+        repo.file_url()
+    ))?;
+    let started = Instant::now();
+    Api::<GitRepo>::namespaced(up.clone(), NS)
+        .create(&PostParams::default(), &gitrepo)
+        .await?;
+    say("GitRepo demo created (plain manifests, a Helm chart, kustomize)");
+    let gitrepos: Api<GitRepo> = Api::namespaced(up.clone(), NS);
+    let synced = wait_for(&gitrepos, "demo", WAIT, |g| {
+        g.status.as_ref().is_some_and(|s| s.commit.is_some())
+    })
+    .await?;
+    let commit = synced.status.and_then(|s| s.commit).unwrap_or_default();
+    say(&format!(
+        "GitRepo demo at commit {} ({:.1}s)",
+        &commit[..commit.len().min(8)],
+        started.elapsed().as_secs_f64()
+    ));
+    let bundles: Api<Bundle> = Api::namespaced(up.clone(), NS);
+    let mut names: Vec<String> = bundles
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .map(|b| b.name_any())
+        .collect();
+    names.sort();
+    ensure!(
+        names == ["demo-chart", "demo-hello", "demo-kustomize"],
+        "unexpected Bundles {names:?}"
+    );
+    for name in &names {
+        let bundle = wait_for(&bundles, name, WAIT, |b| {
+            b.status.as_ref().is_some_and(|s| {
+                s.summary.ready == downstreams as i64
+                    && s.summary.desired_ready == downstreams as i64
+            })
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "Bundle {name} ready on every cluster; logs in {}",
+                work_path.display()
+            )
+        })?;
+        let ready = bundle
+            .status
+            .and_then(|s| s.display.ready_clusters)
+            .unwrap_or_default();
+        say(&format!("Bundle {name}: ready clusters {ready}"));
+    }
+    let gitrepo = wait_for(&gitrepos, "demo", WAIT, |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.base.display.ready_bundle_deployments.as_deref()
+                == Some(&format!("{0}/{0}", 3 * downstreams))
+        })
+    })
+    .await?;
+    say(&format!(
+        "GitRepo demo: {} BundleDeployments ready ({:.1}s from creation)",
+        gitrepo
+            .status
+            .and_then(|s| s.base.display.ready_bundle_deployments)
+            .unwrap_or_default(),
+        started.elapsed().as_secs_f64()
+    ));
+    for (i, plane) in stack.downstreams.iter().enumerate() {
+        let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
+        for (name, key, want) in [
+            ("hello", "version", "v1".to_owned()),
+            ("web-settings", "cluster", String::new()),
+            ("kustomized-settings", "from", "kustomize".to_owned()),
+        ] {
+            let cm = wait_for(&configmaps, name, WAIT, |_| true)
+                .await
+                .with_context(|| format!("{name} in downstream-{}", i + 1))?;
+            let value = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .cloned()
+                .unwrap_or_default();
+            if !want.is_empty() {
+                ensure!(
+                    value == want,
+                    "downstream-{}: {name}.{key} = {value:?}, want {want:?}",
+                    i + 1
+                );
+            } else if strict {
+                ensure!(
+                    value.starts_with("cluster-"),
+                    "per-cluster Helm value, got {value:?}"
+                );
+            }
+            say(&format!(
+                "downstream-{}: ConfigMap demo/{name} {key}={value}",
+                i + 1
+            ));
+        }
+    }
+
+    // Failovers while a change is in flight: the change must still land everywhere.
+    let drills: &[(&str, bool)] = if strict {
+        &[
+            ("fleet-gitops-leader-election-shard", true),
+            ("fleet-controller-leader-election-shard", true),
+            ("fleet-gitops-leader-election-shard", false),
+            ("fleet-controller-leader-election-shard", false),
+        ]
+    } else {
+        &[
+            ("fleet-gitops-leader-election-shard", true),
+            ("fleet-controller-leader-election-shard", false),
+        ]
+    };
+    for (round, (lease, kill)) in drills.iter().enumerate() {
+        let version = format!("v{}", round + 2);
+        repo.commit_files("change", &[("hello/configmap.yaml", &hello(&version))])?;
+        let started = Instant::now();
+        let (old, new, took) = stack.failover(lease, *kill).await?;
+        say(&format!(
+            "failover {lease} ({}): {old} -> {new} in {:.2}s",
+            if *kill { "SIGKILL" } else { "SIGTERM" },
+            took.as_secs_f64()
+        ));
+        for (i, plane) in stack.downstreams.iter().enumerate() {
+            let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
+            wait_for(&configmaps, "hello", WAIT, |c| {
+                c.data.as_ref().and_then(|d| d.get("version")) == Some(&version)
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "the change in flight reached downstream-{}; logs in {}",
+                    i + 1,
+                    work_path.display()
+                )
+            })?;
+        }
+        say(&format!(
+            "change {version} landed on every cluster {:.2}s after the commit",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    for (lease, holder) in stack.leaders().await? {
+        ensure!(!holder.is_empty(), "lease {lease} has no holder");
+        say(&format!("lease {lease}: held by {holder}"));
+    }
+    say("HelmOp scenario: skipped (the helmops binary is not built yet)");
+
+    if keep {
+        say(&format!(
+            "upstream kubeconfig: {}",
+            stack.upstream.kubeconfig_path().display()
+        ));
+        for (i, plane) in stack.downstreams.iter().enumerate() {
+            say(&format!(
+                "downstream-{} kubeconfig: {}",
+                i + 1,
+                plane.kubeconfig_path().display()
+            ));
+        }
+        say(&format!(
+            "logs: {}; Ctrl-C stops everything",
+            work_path.display()
+        ));
+        tokio::signal::ctrl_c().await?;
+    }
+    drop(stack);
+    Ok(())
+}

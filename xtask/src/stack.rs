@@ -1,0 +1,327 @@
+//! The whole stack on local control planes, as `cargo xtask demo` and `cargo xtask e2e` run
+//! it: an upstream plane with fleet-controller and gitjob (N replicas each, leader-elected),
+//! downstream planes each with a registered fleet-agent, all real processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fleet_api::{Cluster, ClusterGroup, ClusterRegistrationToken};
+use fleet_testkit::binaries::{Tool, ensure};
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+
+/// The workspace GitRepos and Clusters live in.
+pub const NS: &str = "fleet-default";
+/// Lease timings of the stack: short, so that failovers are quick to watch.
+pub const LEASE: [&str; 3] = [
+    "--election-lease-duration=4s",
+    "--election-renew-deadline=3s",
+    "--election-retry-period=500ms",
+];
+
+/// Builds the binaries (dev profile, as the tests do) and returns their directory.
+pub fn build_binaries() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "fleet-controller",
+            "-p",
+            "gitjob",
+            "-p",
+            "fleet-agent",
+            "--bins",
+        ])
+        .status()
+        .context("cargo build")?;
+    if !status.success() {
+        bail!("building the binaries failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    Ok(target.join("debug"))
+}
+
+/// One running replica of a component.
+pub struct Replica {
+    pub component: &'static str,
+    pub identity: String,
+    pub process: ManagedProcess,
+    pub admin_port: u16,
+}
+
+/// The running stack; everything stops on drop.
+pub struct Stack {
+    pub upstream: ControlPlane,
+    pub downstreams: Vec<ControlPlane>,
+    pub replicas: Vec<Replica>,
+    pub work: PathBuf,
+    bin: PathBuf,
+}
+
+impl Stack {
+    /// Starts planes and components; returns once every downstream cluster has registered.
+    pub async fn start(
+        work: &Path,
+        downstreams: usize,
+        replicas: usize,
+        say: impl Fn(&str),
+    ) -> anyhow::Result<Self> {
+        let bin = build_binaries()?;
+        for tool in [Tool::Helm, Tool::Kustomize] {
+            ensure(tool)?;
+        }
+        let started = Instant::now();
+        let upstream = ControlPlane::builder().name("upstream").start().await?;
+        let mut planes = Vec::new();
+        for i in 0..downstreams {
+            planes.push(
+                ControlPlane::builder()
+                    .name(format!("downstream-{}", i + 1))
+                    .start()
+                    .await?,
+            );
+        }
+        say(&format!(
+            "control planes up: upstream + {downstreams} downstream ({:.1}s)",
+            started.elapsed().as_secs_f64()
+        ));
+        let up = upstream.client();
+        apply_crds(&up, &fleet_api::crds()).await?;
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
+        Api::<Namespace>::all(up.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        let mut stack = Self {
+            upstream,
+            downstreams: planes,
+            replicas: Vec::new(),
+            work: work.to_owned(),
+            bin,
+        };
+        for i in 0..replicas {
+            let server = stack.upstream.server().to_owned();
+            let ca = stack.upstream.ca_cert_path();
+            stack.spawn(
+                "fleet-controller",
+                &format!("controller-{i}"),
+                0,
+                vec![
+                    format!("--api-server-url={server}"),
+                    format!("--api-server-ca-file={}", ca.display()),
+                ],
+            )?;
+            stack.spawn(
+                "gitjob",
+                &format!("gitjob-{i}"),
+                0,
+                vec![
+                    format!("--webhook-bind-address=127.0.0.1:{}", ports::free_port()?),
+                    format!("--cache-dir={}", work.join(format!("gitjob-{i}")).display()),
+                    "--git-client-timeout=10s".to_owned(),
+                ],
+            )?;
+        }
+        let token: ClusterRegistrationToken = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "demo-token"}, "spec": {"ttl": "2h"}}),
+        )?;
+        Api::<ClusterRegistrationToken>::namespaced(up.clone(), NS)
+            .create(&PostParams::default(), &token)
+            .await?;
+        let values = wait_for(
+            &Api::<Secret>::namespaced(up.clone(), NS),
+            "demo-token",
+            Duration::from_secs(120),
+            |_| true,
+        )
+        .await?;
+        let values_path = work.join("token-values.json");
+        std::fs::write(
+            &values_path,
+            &values
+                .data
+                .as_ref()
+                .and_then(|d| d.get("values"))
+                .context("token values")?
+                .0,
+        )?;
+        for plane in 0..downstreams {
+            for i in 0..replicas.min(2) {
+                stack.spawn(
+                    "fleet-agent",
+                    &format!("agent-{}-{i}", plane + 1),
+                    plane + 1,
+                    vec![
+                        format!("--registration-values={}", values_path.display()),
+                        "--heartbeat-interval=5s".to_owned(),
+                        format!("--helm={}", ensure(Tool::Helm)?.display()),
+                        format!("--kustomize={}", ensure(Tool::Kustomize)?.display()),
+                    ],
+                )?;
+            }
+        }
+        let group: ClusterGroup = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "default"}, "spec": {"selector": {}}}),
+        )?;
+        Api::<ClusterGroup>::namespaced(up.clone(), NS)
+            .create(&PostParams::default(), &group)
+            .await?;
+        let clusters: Api<Cluster> = Api::namespaced(up.clone(), NS);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let registered = clusters
+                .list(&Default::default())
+                .await?
+                .items
+                .iter()
+                .filter(|c| {
+                    c.status
+                        .as_ref()
+                        .is_some_and(|s| s.agent.last_seen.is_some())
+                })
+                .count();
+            if registered == downstreams {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "only {registered}/{downstreams} clusters registered; logs in {}",
+                    work.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        say(&format!(
+            "stack up: {} processes, {downstreams} clusters registered ({:.1}s)",
+            stack.replicas.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(stack)
+    }
+
+    /// Starts a replica of `component` against `plane` (0 upstream, i the i-th downstream).
+    fn spawn(
+        &mut self,
+        component: &'static str,
+        identity: &str,
+        plane: usize,
+        extra: Vec<String>,
+    ) -> anyhow::Result<()> {
+        let kubeconfig = match plane {
+            0 => self.upstream.kubeconfig_path().to_owned(),
+            i => self.downstreams[i - 1].kubeconfig_path().to_owned(),
+        };
+        let admin_port = ports::free_port()?;
+        let mut cmd = Command::new(self.bin.join(component));
+        cmd.args([
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--namespace=default".to_owned(),
+            format!("--metrics-bind-address=127.0.0.1:{admin_port}"),
+            format!("--health-bind-address=127.0.0.1:{admin_port}"),
+            format!("--election-identity={identity}"),
+        ])
+        .args(LEASE)
+        .args(extra)
+        .env("RUST_LOG", "info");
+        let process = ManagedProcess::spawn(
+            identity,
+            cmd,
+            &self.work.join(format!("{identity}.log")),
+            Lifetime::Owned,
+        )?;
+        self.replicas.push(Replica {
+            component,
+            identity: identity.to_owned(),
+            process,
+            admin_port,
+        });
+        Ok(())
+    }
+
+    /// The current holder of each upstream component's Lease (`default` namespace).
+    pub async fn leaders(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let leases: Api<Lease> = Api::namespaced(self.upstream.client(), "default");
+        let mut out = Vec::new();
+        for lease in leases.list(&Default::default()).await?.items {
+            let holder = lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default();
+            out.push((lease.name_any(), holder));
+        }
+        for (i, plane) in self.downstreams.iter().enumerate() {
+            let leases: Api<Lease> = Api::namespaced(plane.client(), "default");
+            for lease in leases.list(&Default::default()).await?.items {
+                let holder = lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.clone())
+                    .unwrap_or_default();
+                out.push((format!("downstream-{}/{}", i + 1, lease.name_any()), holder));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each replica with its component and the role its `/readyz` reports.
+    pub async fn roles(&self) -> Vec<(String, &'static str, String)> {
+        let mut out = Vec::new();
+        for replica in &self.replicas {
+            let body = fleet_testkit::http_get(replica.admin_port, "/readyz")
+                .await
+                .unwrap_or_default();
+            let role = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["role"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unreachable".to_owned());
+            out.push((replica.identity.clone(), replica.component, role));
+        }
+        out
+    }
+
+    /// The replica holding `identity`.
+    pub fn replica_mut(&mut self, identity: &str) -> Option<&mut Replica> {
+        self.replicas.iter_mut().find(|r| r.identity == identity)
+    }
+
+    /// Stops the leader of `lease` (SIGKILL or SIGTERM) and returns the time until another
+    /// replica holds the Lease.
+    pub async fn failover(
+        &mut self,
+        lease: &str,
+        kill: bool,
+    ) -> anyhow::Result<(String, String, Duration)> {
+        let leases: Api<Lease> = Api::namespaced(self.upstream.client(), "default");
+        let holder = |l: &Lease| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default()
+        };
+        let old = holder(&leases.get(lease).await?);
+        let replica = self
+            .replica_mut(&old)
+            .with_context(|| format!("no replica {old}"))?;
+        let started = Instant::now();
+        if kill {
+            replica.process.kill();
+        } else {
+            replica.process.signal(fleet_testkit::process::SIGTERM)?;
+        }
+        let new = wait_for(&leases, lease, Duration::from_secs(60), |l| {
+            let h = holder(l);
+            !h.is_empty() && h != old
+        })
+        .await?;
+        Ok((old, holder(&new), started.elapsed()))
+    }
+}
