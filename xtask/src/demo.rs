@@ -252,6 +252,8 @@ async fn run(downstreams: usize, replicas: usize, keep: bool, strict: bool) -> a
             "change {version} landed on every cluster {:.2}s after the commit",
             started.elapsed().as_secs_f64()
         ));
+        // Back to full strength for the next drill.
+        stack.restart(&old)?;
     }
     for (lease, holder) in stack.leaders().await? {
         ensure!(!holder.is_empty(), "lease {lease} has no holder");

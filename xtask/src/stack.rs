@@ -56,6 +56,8 @@ pub struct Replica {
     pub identity: String,
     pub process: ManagedProcess,
     pub admin_port: u16,
+    plane: usize,
+    extra: Vec<String>,
 }
 
 /// The running stack; everything stops on drop.
@@ -229,7 +231,7 @@ impl Stack {
             format!("--election-identity={identity}"),
         ])
         .args(LEASE)
-        .args(extra)
+        .args(&extra)
         .env("RUST_LOG", "info");
         let process = ManagedProcess::spawn(
             identity,
@@ -242,8 +244,29 @@ impl Stack {
             identity: identity.to_owned(),
             process,
             admin_port,
+            plane,
+            extra,
         });
         Ok(())
+    }
+
+    /// Starts a stopped replica again, as it was started.
+    pub fn restart(&mut self, identity: &str) -> anyhow::Result<()> {
+        let index = self
+            .replicas
+            .iter()
+            .position(|r| r.identity == identity)
+            .with_context(|| format!("no replica {identity}"))?;
+        let old = self.replicas.remove(index);
+        let Replica {
+            component,
+            plane,
+            extra,
+            mut process,
+            ..
+        } = old;
+        process.kill();
+        self.spawn(component, identity, plane, extra)
     }
 
     /// The current holder of each upstream component's Lease (`default` namespace).
