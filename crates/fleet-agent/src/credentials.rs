@@ -110,22 +110,12 @@ pub async fn direct(
         token: String::new(),
         cluster_name: cluster_name.to_owned(),
         cluster_namespace: cluster_namespace.to_owned(),
-        deployment_namespace: fleet_bundle_namespace(cluster_namespace, cluster_name),
+        deployment_namespace: fleet_bundle::naming::cluster_namespace(
+            cluster_namespace,
+            cluster_name,
+        ),
     };
     Ok((client, identity))
-}
-
-fn fleet_bundle_namespace(namespace: &str, name: &str) -> String {
-    let cluster = fleet_api::Cluster {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectMeta::default()
-        },
-        spec: Default::default(),
-        status: None,
-    };
-    fleet_render::deployments::deployment_namespace(&cluster)
 }
 
 /// Saved credentials, or a registration with the token values at `values_path`.

@@ -7,7 +7,8 @@ use std::process::Command;
 use fleet_api::BundleDeploymentOptions;
 use fleet_bundle::files::Files;
 use fleet_render::render::{
-    Input, RenderError, Style, Tools, namespace, release_name, render, style, values, write_files,
+    Input, RenderError, Style, Tools, merged_values, namespace, release_name, render, style,
+    write_files,
 };
 use fleet_render::target::ClusterInfo;
 
@@ -114,7 +115,8 @@ impl Deployer {
         let values_path = work.path().join("values.json");
         let values = match style {
             Style::Kustomize(_) | Style::Raw => serde_json::Map::new(),
-            _ => values(&input)?,
+            // Templated for this cluster by the controller already.
+            _ => merged_values(&input)?,
         };
         std::fs::write(&values_path, serde_json::Value::Object(values).to_string())?;
         cmd.arg("--values").arg(&values_path);

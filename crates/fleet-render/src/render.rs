@@ -236,8 +236,14 @@ fn helm_template(
 
 /// `helm.values` for the cluster, with each of `helm.valuesFiles` merged over them in order
 /// (Fleet's precedence: values, then valuesFiles, then valuesFrom, which only exists
-/// downstream).
+/// downstream), then templated for the cluster (`fleet test`; the controller templates
+/// `helm.values` itself, so the agent uses [`merged_values`]).
 pub fn values(input: &Input<'_>) -> Result<Map<String, Value>, RenderError> {
+    Ok(cluster_values(&merged_values(input)?, input.cluster)?)
+}
+
+/// `helm.values` with each of `helm.valuesFiles` merged over them in order, untemplated.
+pub fn merged_values(input: &Input<'_>) -> Result<Map<String, Value>, RenderError> {
     let helm = input.options.helm.clone().unwrap_or_default();
     let mut merged = Value::Object(helm.values.unwrap_or_default());
     for file in &helm.values_files {
@@ -255,10 +261,10 @@ pub fn values(input: &Input<'_>) -> Result<Map<String, Value>, RenderError> {
             merge_json(&mut merged, parsed);
         }
     }
-    let Value::Object(map) = merged else {
-        return Ok(Map::new());
-    };
-    Ok(cluster_values(&map, input.cluster)?)
+    Ok(match merged {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    })
 }
 
 /// The YAML documents of the plain manifests, by path.
