@@ -21,9 +21,14 @@ use tokio_util::sync::CancellationToken;
 /// What the reconciler needs.
 pub struct Context {
     pub upstream: Client,
+    /// The cluster the agent deploys to, where drift is looked for.
+    pub downstream: Client,
     pub deployer: Deployer,
     pub cluster: ClusterInfo,
     pub leadership: CancellationToken,
+    /// How often deployed releases are checked for drift.
+    pub drift_interval: Duration,
+    pub kinds: crate::monitor::Kinds,
 }
 
 impl std::fmt::Debug for Context {
@@ -69,31 +74,14 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
     let status = bd.status.clone().unwrap_or_default();
-    if bd.spec.paused || status.applied_deployment_id.as_deref() == Some(id.as_str()) {
+    if bd.spec.paused {
         return Ok(Action::await_change());
     }
-    let manifest = id.split(':').next().unwrap_or_default().to_owned();
+    if status.applied_deployment_id.as_deref() == Some(id.as_str()) {
+        return monitor(bd, ctx).await;
+    }
     let name = bd.name_any();
-    let result = match Api::<Content>::all(ctx.upstream.clone())
-        .get(&manifest)
-        .await
-    {
-        Ok(content) => {
-            let deployer = ctx.deployer.clone();
-            let options = bd.spec.options.clone();
-            let cluster = ctx.cluster.clone();
-            let name = name.clone();
-            tokio::task::spawn_blocking(move || {
-                let files = fleet_deployer::content::files(&content).map_err(|e| e.to_string())?;
-                deployer
-                    .deploy(&name, &options, &files, &cluster)
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| Error::Deploy(e.to_string()))?
-        }
-        Err(e) => Err(format!("reading content {manifest}: {e}")),
-    };
+    let result = deploy(bd, &id, ctx).await?;
     if ctx.leadership.is_cancelled() {
         return Err(Error::NotLeading);
     }
@@ -138,10 +126,96 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
             source,
         })?;
     Ok(match result {
-        Ok(_) => Action::await_change(),
+        // Checked for drift from now on.
+        Ok(_) => Action::requeue(ctx.drift_interval),
         // A failed deploy is retried: the chart or the cluster may get fixed.
         Err(_) => Action::requeue(Duration::from_secs(30)),
     })
+}
+
+/// Installs the Content of `id` with the BundleDeployment's options; the inner error is
+/// helm's message (or why the content could not be read), for the status.
+async fn deploy(
+    bd: &BundleDeployment,
+    id: &str,
+    ctx: &Context,
+) -> Result<Result<fleet_deployer::Deployed, String>, Error> {
+    let manifest = id.split(':').next().unwrap_or_default().to_owned();
+    let content = match Api::<Content>::all(ctx.upstream.clone())
+        .get(&manifest)
+        .await
+    {
+        Ok(content) => content,
+        Err(e) => return Ok(Err(format!("reading content {manifest}: {e}"))),
+    };
+    let deployer = ctx.deployer.clone();
+    let options = bd.spec.options.clone();
+    let cluster = ctx.cluster.clone();
+    let name = bd.name_any();
+    tokio::task::spawn_blocking(move || {
+        let files = fleet_deployer::content::files(&content).map_err(|e| e.to_string())?;
+        deployer
+            .deploy(&name, &options, &files, &cluster)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| Error::Deploy(e.to_string()))
+}
+
+/// Looks for drift in a deployed BundleDeployment, corrects it when asked, and reports
+/// `nonModified`/`modifiedStatus` when they change.
+async fn monitor(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
+    let name = bd.name_any();
+    let options = &bd.spec.options;
+    let release = Release {
+        name: release_name(&name, options),
+        namespace: namespace(options),
+    };
+    let mut modified = match check(&release, ctx).await {
+        Ok(modified) => modified,
+        Err(message) => {
+            tracing::warn!(bundle_deployment = %name, error = %message, "cannot check for drift; retrying");
+            return Ok(Action::requeue(ctx.drift_interval));
+        }
+    };
+    let correct = bd.spec.correct_drift.as_ref().is_some_and(|c| c.enabled);
+    if !modified.is_empty() && correct {
+        let id = bd.spec.deployment_id.clone().unwrap_or_default();
+        tracing::info!(bundle_deployment = %name, objects = modified.len(), "correcting drift");
+        if let Err(message) = deploy(bd, &id, ctx).await? {
+            tracing::warn!(bundle_deployment = %name, error = %message, "drift correction failed");
+        }
+        modified = check(&release, ctx).await.unwrap_or(modified);
+    }
+    let status = bd.status.clone().unwrap_or_default();
+    if status.non_modified != modified.is_empty() || status.modified_status != modified {
+        if ctx.leadership.is_cancelled() {
+            return Err(Error::NotLeading);
+        }
+        let patch = serde_json::json!({"status": {"nonModified": modified.is_empty(), "modifiedStatus": modified}});
+        Api::<BundleDeployment>::namespaced(
+            ctx.upstream.clone(),
+            &bd.namespace().unwrap_or_default(),
+        )
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|source| Error::Api {
+            action: format!("reporting drift of {name}"),
+            source,
+        })?;
+    }
+    Ok(Action::requeue(ctx.drift_interval))
+}
+
+/// The release's objects that are missing or changed downstream.
+async fn check(release: &Release, ctx: &Context) -> Result<Vec<fleet_api::ModifiedStatus>, String> {
+    let deployer = ctx.deployer.clone();
+    let target = release.clone();
+    let manifest = tokio::task::spawn_blocking(move || deployer.manifest(&target))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    crate::monitor::modified(&ctx.downstream, &ctx.kinds, &manifest, &release.namespace).await
 }
 
 async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {

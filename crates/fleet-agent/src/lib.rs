@@ -4,8 +4,10 @@
 //!
 //! - [`credentials`]: the upstream identity (saved, given, or obtained by registration);
 //! - [`deploy`]: the BundleDeployment reconciler;
-//! - [`heartbeat`]: `status.agent.lastSeen` of its Cluster.
+//! - [`heartbeat`]: `status.agent.lastSeen` of its Cluster;
+//! - [`monitor`]: drift of deployed objects (`modifiedStatus`), corrected with `correctDrift`.
 
 pub mod credentials;
 pub mod deploy;
 pub mod heartbeat;
+pub mod monitor;

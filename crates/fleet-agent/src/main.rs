@@ -46,6 +46,9 @@ struct Args {
     /// How often the agent reports that it is alive.
     #[arg(long, env = "FLEET_HEARTBEAT_INTERVAL", default_value = "1m", value_parser = parse_go_duration)]
     heartbeat_interval: Duration,
+    /// How often deployed bundles are checked for drift (and corrected with correctDrift).
+    #[arg(long, env = "FLEET_DRIFT_INTERVAL", default_value = "1m", value_parser = parse_go_duration)]
+    drift_interval: Duration,
     /// BundleDeployments deployed at once.
     #[arg(long, env = "BUNDLEDEPLOYMENT_RECONCILER_WORKERS", default_value_t = 4)]
     workers: u16,
@@ -106,6 +109,9 @@ async fn main() -> anyhow::Result<()> {
                 );
                 let ctx = Arc::new(Context {
                     upstream: upstream.clone(),
+                    downstream: downstream.clone(),
+                    drift_interval: args.drift_interval,
+                    kinds: fleet_agent::monitor::Kinds::default(),
                     deployer,
                     cluster: ClusterInfo {
                         name: identity.cluster_name.clone(),

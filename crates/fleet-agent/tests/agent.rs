@@ -150,6 +150,7 @@ impl Setup {
                 "--election-renew-deadline=2s".to_owned(),
                 "--election-retry-period=500ms".to_owned(),
                 "--heartbeat-interval=2s".to_owned(),
+                "--drift-interval=1s".to_owned(),
                 format!("--helm={}", ensure(Tool::Helm).expect("helm").display()),
                 format!(
                     "--kustomize={}",
@@ -246,6 +247,47 @@ async fn bundles_reach_a_registered_downstream_cluster_as_helm_releases() {
     })
     .await
     .expect("cluster ready: agent alive, bundles ready");
+
+    // Drift: an object edited by hand shows as Modified; with correctDrift it is put back.
+    let edit = |value: &'static str| Patch::Merge(serde_json::json!({"data": {"greeting": value}}));
+    configmaps
+        .patch("hello", &PatchParams::default(), &edit("edited by hand"))
+        .await
+        .expect("edit");
+    wait_for(&bundles, "plain", WAIT, |b| {
+        b.status.as_ref().is_some_and(|s| s.summary.modified == 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_tail(40)));
+    let mut corrected = configmap_bundle("corrected", "guarded", "original");
+    corrected.push_str("  correctDrift:\n    enabled: true\n");
+    create::<Bundle>(&up, &corrected).await;
+    let original = |c: &ConfigMap| {
+        c.data
+            .as_ref()
+            .and_then(|d| d.get("greeting"))
+            .map(String::as_str)
+            == Some("original")
+    };
+    wait_for(&configmaps, "guarded", WAIT, original)
+        .await
+        .expect("deployed");
+    configmaps
+        .patch("guarded", &PatchParams::default(), &edit("edited by hand"))
+        .await
+        .expect("edit");
+    wait_for(&configmaps, "guarded", WAIT, |c| {
+        c.data
+            .as_ref()
+            .and_then(|d| d.get("greeting"))
+            .map(String::as_str)
+            == Some("edited by hand")
+    })
+    .await
+    .expect("edit seen");
+    wait_for(&configmaps, "guarded", WAIT, original)
+        .await
+        .unwrap_or_else(|e| panic!("drift corrected: {e}\n{}", agent.log_tail(40)));
 
     // A change is applied.
     bundles

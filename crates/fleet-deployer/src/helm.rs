@@ -57,7 +57,9 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    /// Installs or upgrades the release of bundle deployment `name` with `options`.
+    /// Installs or upgrades the release of bundle deployment `name` with `options`. Every
+    /// object is server-side applied with forced conflicts, so running it again puts back
+    /// fields someone changed by hand (drift correction).
     pub fn deploy(
         &self,
         name: &str,
@@ -132,6 +134,9 @@ impl Deployer {
         }
         // Fleet always takes ownership on upgrade, so that existing objects can be adopted.
         cmd.arg("--take-ownership");
+        // Server-side apply, forcing conflicts: what git says wins over hand edits, on an
+        // upgrade as when correcting drift.
+        cmd.args(["--server-side=true", "--force-conflicts"]);
         if helm.max_history > 0 {
             cmd.arg(format!("--history-max={}", helm.max_history));
         } else {
@@ -139,6 +144,36 @@ impl Deployer {
         }
         run(cmd, "upgrade --install", &release)?;
         Ok(Deployed { release })
+    }
+
+    /// The objects of a deployed release (`helm get manifest`).
+    pub fn manifest(&self, release: &Release) -> Result<Vec<serde_json::Value>, DeployError> {
+        let work = tempfile::Builder::new().prefix("fleet-deploy-").tempdir()?;
+        let mut cmd = self.helm(work.path());
+        cmd.args([
+            "get",
+            "manifest",
+            &release.name,
+            "--namespace",
+            &release.namespace,
+        ]);
+        let output = cmd.output()?;
+        if !output.status.success() {
+            return Err(DeployError::Helm {
+                action: "get manifest",
+                release: release.to_string(),
+                message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&String::from_utf8_lossy(&output.stdout)).map_err(|e| {
+                DeployError::Helm {
+                    action: "get manifest",
+                    release: release.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+        Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
     }
 
     /// Removes a release and its objects (the agent skips this for `keepResources`).

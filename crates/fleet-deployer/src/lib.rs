@@ -8,6 +8,7 @@
 
 pub mod chart;
 pub mod content;
+pub mod drift;
 pub mod helm;
 
 pub use helm::{DeployError, Deployed, Deployer, Release};
