@@ -2,7 +2,8 @@
 //!
 //! 1. credentials saved earlier in the downstream Secret `fleet-agent-credentials` (so a
 //!    restarted or newly elected replica does not register again);
-//! 2. an upstream kubeconfig given on the command line (development: any pair of clusters);
+//! 2. a Cluster named on the command line, with an upstream kubeconfig (development: any pair
+//!    of clusters) or without one (the management cluster's own agent);
 //! 3. registration with a ClusterRegistrationToken's `values`: create a ClusterRegistration
 //!    with the import token, wait for the controller to grant it, read the agent's own
 //!    credentials from the registration namespace, and save them downstream.
@@ -95,15 +96,23 @@ async fn client_from(kubeconfig: Kubeconfig) -> Result<Client, CredentialsError>
     Client::try_from(config).map_err(|e| CredentialsError::Config(format!("upstream client: {e}")))
 }
 
-/// The upstream client and where this agent works, from a kubeconfig given directly.
+/// The upstream client and where this agent works, without registration: a kubeconfig of
+/// the management cluster, or none when the agent runs in the management cluster itself (the
+/// `local` cluster: upstream is downstream).
 pub async fn direct(
-    path: &Path,
+    path: Option<&Path>,
+    downstream: &Client,
     cluster_namespace: &str,
     cluster_name: &str,
 ) -> Result<(Client, Identity), CredentialsError> {
-    let kubeconfig = Kubeconfig::read_from(path)
-        .map_err(|e| CredentialsError::Config(format!("{}: {e}", path.display())))?;
-    let client = client_from(kubeconfig).await?;
+    let client = match path {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(|e| CredentialsError::Config(format!("{}: {e}", path.display())))?;
+            client_from(kubeconfig).await?
+        }
+        None => downstream.clone(),
+    };
     let identity = Identity {
         api_server_url: String::new(),
         api_server_ca: String::new(),

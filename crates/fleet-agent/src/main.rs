@@ -35,14 +35,15 @@ struct Args {
     /// This cluster's stable ID (default: the UID of its kube-system namespace).
     #[arg(long, env = "CLIENT_ID")]
     client_id: Option<String>,
-    /// Instead of registering: a kubeconfig of the management cluster...
+    /// Instead of registering: the Cluster this agent is (its namespace and name upstream)...
+    #[arg(long, env = "FLEET_CLUSTER_NAMESPACE", requires = "cluster_name")]
+    cluster_namespace: Option<String>,
+    #[arg(long, env = "FLEET_CLUSTER_NAME", requires = "cluster_namespace")]
+    cluster_name: Option<String>,
+    /// ...and a kubeconfig of the management cluster (without it: this cluster is the
+    /// management cluster).
     #[arg(long, env = "FLEET_UPSTREAM_KUBECONFIG", requires_all = ["cluster_namespace", "cluster_name"])]
     upstream_kubeconfig: Option<PathBuf>,
-    /// ...and the Cluster this agent is (its namespace and name there).
-    #[arg(long, env = "FLEET_CLUSTER_NAMESPACE")]
-    cluster_namespace: Option<String>,
-    #[arg(long, env = "FLEET_CLUSTER_NAME")]
-    cluster_name: Option<String>,
     /// How often the agent reports that it is alive.
     #[arg(long, env = "FLEET_HEARTBEAT_INTERVAL", default_value = "1m", value_parser = parse_go_duration)]
     heartbeat_interval: Duration,
@@ -81,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
             async move {
                 // Registration happens while leading, as in Fleet: one replica registers.
                 let connected = match (&args.upstream_kubeconfig, &args.cluster_namespace, &args.cluster_name) {
-                    (Some(path), Some(ns), Some(name)) => credentials::direct(path, ns, name).await,
+                    (path, Some(ns), Some(name)) => credentials::direct(path.as_deref(), &downstream, ns, name).await,
                     _ => match credentials::obtain(&downstream, &args.runtime.namespace, args.registration_values.as_deref(), args.client_id.as_deref()).await {
                         Ok(identity) => identity.client().await.map(|client| (client, identity)),
                         Err(e) => Err(e),

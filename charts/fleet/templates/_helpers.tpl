@@ -1,0 +1,128 @@
+{{/* The image of every component. */}}
+{{- define "fleet.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* Labels of a component: pass (dict "root" $ "component" "gitjob"). */}}
+{{- define "fleet.labels" -}}
+app.kubernetes.io/name: {{ .component }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/part-of: fleet-rs
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{- end -}}
+
+{{- define "fleet.selector" -}}
+app.kubernetes.io/name: {{ .component }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{/* Flags every binary shares. */}}
+{{- define "fleet.commonArgs" -}}
+- --namespace={{ .root.Release.Namespace }}
+- --metrics-bind-address=0.0.0.0:{{ .root.Values.metrics.port }}
+- --health-bind-address=0.0.0.0:{{ .root.Values.health.port }}
+- --log-format={{ .root.Values.logFormat }}
+- --election-lease-duration={{ .root.Values.leaderElection.leaseDuration }}
+- --election-renew-deadline={{ .root.Values.leaderElection.renewDeadline }}
+- --election-retry-period={{ .root.Values.leaderElection.retryPeriod }}
+{{- end -}}
+
+{{/* Pod settings every component shares: identity from the downward API, probes, ports. */}}
+{{- define "fleet.podCommon" -}}
+env:
+  - name: FLEET_ELECTION_IDENTITY
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.name
+ports:
+  - {name: metrics, containerPort: {{ .root.Values.metrics.port }}}
+  - {name: health, containerPort: {{ .root.Values.health.port }}}
+livenessProbe:
+  httpGet: {path: /healthz, port: health}
+  periodSeconds: 10
+readinessProbe:
+  httpGet: {path: /readyz, port: health}
+  periodSeconds: 5
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{/* Scheduling every component shares, with spreading of its replicas. */}}
+{{- define "fleet.scheduling" -}}
+{{- with .root.Values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if .root.Values.topologySpread }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "fleet.selector" . | nindent 8 }}
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "fleet.selector" . | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget when a component runs more than one replica. */}}
+{{- define "fleet.pdb" -}}
+{{- if gt (int .replicas) 1 }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .component }}
+  namespace: {{ .root.Release.Namespace }}
+  labels: {{- include "fleet.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {{- include "fleet.selector" . | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* Leases in the release namespace: every leader-elected component. */}}
+{{- define "fleet.leaseRole" -}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ .component }}-leader-election
+  namespace: {{ .root.Release.Namespace }}
+  labels: {{- include "fleet.labels" . | nindent 4 }}
+rules:
+  - apiGroups: [coordination.k8s.io]
+    resources: [leases]
+    verbs: [get, list, watch, create, update, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ .component }}-leader-election
+  namespace: {{ .root.Release.Namespace }}
+  labels: {{- include "fleet.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ .component }}-leader-election
+subjects:
+  - kind: ServiceAccount
+    name: {{ .component }}
+    namespace: {{ .root.Release.Namespace }}
+{{- end -}}

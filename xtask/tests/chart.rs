@@ -1,0 +1,135 @@
+//! The umbrella chart with the pinned helm: lint, the objects for 1 and 3 replicas, and an
+//! install into a real control plane (every object accepted by the API server).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fleet_testkit::ControlPlane;
+use fleet_testkit::binaries::{Tool, ensure};
+use serde_json::Value;
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/fleet")
+}
+
+fn helm(args: &[&str]) -> String {
+    let work = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(ensure(Tool::Helm).expect("helm"))
+        .args(args)
+        .env("HELM_CACHE_HOME", work.path().join("cache"))
+        .env("HELM_CONFIG_HOME", work.path().join("config"))
+        .env("HELM_DATA_HOME", work.path().join("data"))
+        .output()
+        .expect("helm runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "helm {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn objects(replicas: &str) -> Vec<Value> {
+    let chart = chart();
+    let text = helm(&[
+        "template",
+        "fleet",
+        &chart.display().to_string(),
+        "--namespace",
+        "cattle-fleet-system",
+        "--set",
+        &format!(
+            "controller.replicas={replicas},gitjob.replicas={replicas},agent.replicas={replicas}"
+        ),
+    ]);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("yaml");
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+#[test]
+fn the_chart_lints_and_scales_with_replicas() {
+    let chart = chart().display().to_string();
+    let lint = helm(&["lint", &chart]);
+    assert!(lint.contains("0 chart(s) failed"), "{lint}");
+
+    let one = objects("1");
+    assert_eq!(of_kind(&one, "Deployment").len(), 3);
+    assert!(
+        of_kind(&one, "PodDisruptionBudget").is_empty(),
+        "no PDB for a single replica"
+    );
+    assert_eq!(
+        of_kind(&one, "CustomResourceDefinition").len(),
+        fleet_api::crds().len()
+    );
+
+    let three = objects("3");
+    for deployment in of_kind(&three, "Deployment") {
+        assert_eq!(deployment["spec"]["replicas"], 3);
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert!(
+            pod["topologySpreadConstraints"].is_array(),
+            "replicas are spread"
+        );
+        let container = &pod["containers"][0];
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert!(
+            container["args"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "--election-lease-duration=15s"))
+        );
+    }
+    assert_eq!(of_kind(&three, "PodDisruptionBudget").len(), 3);
+    let leases = of_kind(&three, "Role");
+    assert!(
+        leases
+            .iter()
+            .all(|r| r["rules"][0]["resources"][0] == "leases"),
+        "Roles grant only Leases"
+    );
+
+    // Fleet's HA defaults: two replicas of the upstream components.
+    let defaults: Vec<Value> =
+        serde_saphyr::from_multiple(&helm(&["template", "fleet", &chart])).expect("yaml");
+    let replicas: Vec<(String, i64)> = defaults
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .map(|d| {
+            (
+                d["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                d["spec"]["replicas"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        replicas.contains(&("fleet-controller".to_owned(), 2))
+            && replicas.contains(&("gitjob".to_owned(), 2)),
+        "{replicas:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_installs_into_a_real_control_plane() {
+    let plane = ControlPlane::start().await.expect("control plane");
+    let chart = chart().display().to_string();
+    let kubeconfig = plane.kubeconfig_path().display().to_string();
+    let out = helm(&[
+        "install",
+        "fleet",
+        &chart,
+        "--kubeconfig",
+        &kubeconfig,
+        "--namespace",
+        "cattle-fleet-system",
+        "--create-namespace",
+    ]);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+}
