@@ -133,3 +133,143 @@ async fn the_chart_installs_into_a_real_control_plane() {
     ]);
     assert!(out.contains("STATUS: deployed"), "{out}");
 }
+
+/// A binary of the workspace, built if missing (the test runs the real components).
+fn workspace_binary(name: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--locked", "-p", name, "--bin", name])
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building {name}");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug").join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_component_does_its_job_with_exactly_the_charts_rbac() {
+    use fleet_api::{Bundle, BundleDeployment, Cluster, GitRepo};
+    use fleet_testkit::git::GitRepoFixture;
+    use fleet_testkit::{Lifetime, ManagedProcess, ports, serialize_kubeconfig, wait_for};
+    use kube::Api;
+    use kube::api::PostParams;
+
+    const NS: &str = "cattle-fleet-system";
+    let plane = ControlPlane::start().await.expect("control plane");
+    let chart = chart().display().to_string();
+    let kubeconfig = plane.kubeconfig_path().display().to_string();
+    helm(&[
+        "install",
+        "fleet",
+        &chart,
+        "--kubeconfig",
+        &kubeconfig,
+        "--namespace",
+        NS,
+        "--create-namespace",
+        "--set",
+        "agent.enabled=false",
+    ]);
+    let work = tempfile::tempdir().expect("tempdir");
+
+    // Each component runs as its chart ServiceAccount (impersonated), nothing more.
+    let mut processes = Vec::new();
+    for (component, sa) in [
+        ("fleet-controller", "fleet-controller"),
+        ("gitjob", "gitjob"),
+    ] {
+        let user = format!("system:serviceaccount:{NS}:{sa}");
+        let groups = [
+            "system:serviceaccounts",
+            &format!("system:serviceaccounts:{NS}"),
+            "system:authenticated",
+        ];
+        let path = work.path().join(format!("{sa}.kubeconfig"));
+        let text = serialize_kubeconfig(&plane.impersonating_kubeconfig(&user, &groups))
+            .expect("kubeconfig");
+        std::fs::write(&path, text).expect("write");
+        let port = ports::free_port().expect("port");
+        let mut cmd = Command::new(workspace_binary(component));
+        cmd.args([
+            format!("--kubeconfig={}", path.display()),
+            format!("--namespace={NS}"),
+            format!("--metrics-bind-address=127.0.0.1:{port}"),
+            format!("--health-bind-address=127.0.0.1:{port}"),
+        ]);
+        if component == "gitjob" {
+            cmd.arg(format!(
+                "--webhook-bind-address=127.0.0.1:{}",
+                ports::free_port().expect("port")
+            ));
+            cmd.arg(format!(
+                "--cache-dir={}",
+                work.path().join("cache").display()
+            ));
+        }
+        processes.push(
+            ManagedProcess::spawn(
+                component,
+                cmd,
+                &work.path().join(format!("{component}.log")),
+                Lifetime::Owned,
+            )
+            .expect("spawn"),
+        );
+    }
+    let logs = || {
+        processes
+            .iter()
+            .map(|p| p.log_tail(15))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    let client = plane.client();
+    let repo = GitRepoFixture::new().expect("repo");
+    repo.commit_files(
+        "app",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+        )],
+    )
+    .expect("commit");
+    // The controller bootstraps fleet-local with Cluster `local` and ClusterGroup `default`.
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), "fleet-local");
+    wait_for(
+        &clusters,
+        "local",
+        std::time::Duration::from_secs(60),
+        |_| true,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let gitrepo: GitRepo = serde_saphyr::from_str(&format!(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: app\n  namespace: fleet-local\nspec:\n  repo: {}\n",
+        repo.file_url()
+    ))
+    .expect("gitrepo");
+    Api::<GitRepo>::namespaced(client.clone(), "fleet-local")
+        .create(&PostParams::default(), &gitrepo)
+        .await
+        .expect("create");
+    wait_for(
+        &Api::<Bundle>::namespaced(client.clone(), "fleet-local"),
+        "app",
+        std::time::Duration::from_secs(60),
+        |_| true,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("gitjob wrote the Bundle: {e}\n{}", logs()));
+    let bd_namespace = fleet_bundle::naming::cluster_namespace("fleet-local", "local");
+    wait_for(
+        &Api::<BundleDeployment>::namespaced(client.clone(), &bd_namespace),
+        "app",
+        std::time::Duration::from_secs(60),
+        |_| true,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the controller wrote the BundleDeployment: {e}\n{}", logs()));
+}

@@ -402,8 +402,8 @@ impl ControlPlane {
         client_from(&kubeconfig).await
     }
 
-    /// A client that impersonates `user` with `groups`, as the admin.
-    pub async fn impersonating_client(&self, user: &str, groups: &[&str]) -> Result<Client, Error> {
+    /// The admin kubeconfig, impersonating `user` with `groups`.
+    pub fn impersonating_kubeconfig(&self, user: &str, groups: &[&str]) -> Kubeconfig {
         let mut kubeconfig = self.kubeconfig.clone();
         for named in &mut kubeconfig.auth_infos {
             if let Some(auth) = named.auth_info.as_mut() {
@@ -411,7 +411,12 @@ impl ControlPlane {
                 auth.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
             }
         }
-        client_from(&kubeconfig).await
+        kubeconfig
+    }
+
+    /// A client that impersonates `user` with `groups`, as the admin.
+    pub async fn impersonating_client(&self, user: &str, groups: &[&str]) -> Result<Client, Error> {
+        client_from(&self.impersonating_kubeconfig(user, groups)).await
     }
 
     /// A client that acts as the ServiceAccount `namespace/name`, with the groups the API
