@@ -75,6 +75,20 @@ impl BundleStore {
         owner: Option<OwnerReference>,
         desired: Vec<Bundle>,
     ) -> Result<SyncReport, StoreError> {
+        self.sync_labelled(namespace, REPO_NAME, repo, owner, desired)
+            .await
+    }
+
+    /// [`sync`](Self::sync) for Bundles of another source, labelled `label=value` (a HelmOp's
+    /// Bundle carries `fleet.cattle.io/fleet-helm-name`).
+    pub async fn sync_labelled(
+        &self,
+        namespace: &str,
+        label: &str,
+        value: &str,
+        owner: Option<OwnerReference>,
+        desired: Vec<Bundle>,
+    ) -> Result<SyncReport, StoreError> {
         let api: Api<Bundle> = Api::namespaced(self.client.clone(), namespace);
         let error = |action, name: &str| {
             let namespace = namespace.to_owned();
@@ -86,7 +100,7 @@ impl BundleStore {
                 source,
             }
         };
-        let selector = format!("{REPO_NAME}={repo}");
+        let selector = format!("{label}={value}");
         let existing: BTreeMap<String, Option<String>> = api
             .list_metadata(&ListParams::default().labels(&selector))
             .await
@@ -113,7 +127,7 @@ impl BundleStore {
                 .metadata
                 .labels
                 .get_or_insert_with(BTreeMap::new)
-                .insert(REPO_NAME.to_owned(), repo.to_owned());
+                .insert(label.to_owned(), value.to_owned());
             bundle.metadata.owner_references = owner.clone().map(|o| vec![o]);
             let hash = content_hash(&bundle);
             bundle

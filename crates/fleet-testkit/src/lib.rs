@@ -10,11 +10,13 @@
 //! - [`wait`]: watch-based waits for conditions (no fixed sleeps), CRD apply-and-establish.
 //! - [`process`]: child processes killed on drop; [`TcpProxy`]: cut one client off a server.
 //! - [`git`]: repositories made with the real `git`, served over smart HTTP by `git http-backend`;
-//!   [`tls::TlsProxy`] puts TLS with the test CA in front of it.
+//!   [`tls::TlsProxy`] puts TLS with the test CA in front of it; [`file_server::FileServer`]
+//!   serves a directory (a Helm chart repository).
 
 pub mod binaries;
 pub mod certs;
 mod control_plane;
+pub mod file_server;
 pub mod git;
 pub mod ports;
 pub mod process;

@@ -1,0 +1,67 @@
+//! `helmops`: HelmOps to Bundles, leader-elected (Lease `fleet-helmops-leader-election-shard`).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use fleet_api::HelmOp;
+use fleet_bundle::store::BundleStore;
+use fleet_election::WarmCache;
+use fleet_runtime::{Runtime, RuntimeArgs};
+use futures::StreamExt;
+use helmops::reconcile::{Context, MANAGER, error_policy, reconcile};
+use kube::Api;
+use kube::runtime::{controller, watcher};
+
+const LEASE: &str = "fleet-helmops-leader-election-shard";
+
+#[derive(Debug, Parser)]
+#[command(name = "helmops", version, about = "HelmOps to Bundles (fleet-rs)")]
+struct Args {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// HelmOps reconciled at once (Fleet's `HELMOPS_RECONCILER_WORKERS`).
+    #[arg(long, env = "HELMOPS_RECONCILER_WORKERS", default_value_t = 4)]
+    workers: u16,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // reqwest uses rustls with the ring provider, as kube does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Args::parse();
+    let runtime = Runtime::new("helmops", LEASE, &args.runtime)
+        .await
+        .context("starting helmops")?;
+    let client = runtime.client();
+    let helmops = Arc::new(WarmCache::spawn(
+        Api::<HelmOp>::all(client.clone()),
+        watcher::Config::default(),
+    ));
+    let workers = args.workers;
+    runtime
+        .run(move |leadership| {
+            let ctx = Arc::new(Context {
+                client: client.clone(),
+                store: BundleStore::new(client.clone(), MANAGER),
+                leadership: leadership.token(),
+            });
+            let helmops = helmops.clone();
+            async move {
+                helmops
+                    .controller()
+                    .await
+                    .with_config(controller::Config::default().concurrency(workers))
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(reconcile, error_policy, ctx)
+                    .for_each(|result| async move {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "controller event");
+                        }
+                    })
+                    .await;
+            }
+        })
+        .await?;
+    Ok(())
+}

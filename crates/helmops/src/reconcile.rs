@@ -1,0 +1,238 @@
+//! The HelmOp reconciler: fetch the Helm repository's `index.yaml` (basic auth from
+//! `helmSecretName`, `insecureSkipTLSVerify`), choose the chart version (exact, a semver
+//! constraint, or the newest), and write one Bundle with that chart reference (labelled
+//! `fleet.cattle.io/fleet-helm-name`, owned by the HelmOp; unchanged → no write). The
+//! chosen version goes to `status.version`; errors to the conditions, while the last Bundle
+//! stays. With `pollingInterval`, the repository is checked again for new versions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_api::labels::HELM_OP_NAME;
+use fleet_api::{Bundle, Condition, HelmOp, HelmOpStatus};
+use fleet_bundle::store::BundleStore;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::index::Index;
+
+/// The field manager of helmops' writes.
+pub const MANAGER: &str = "helmops";
+
+/// Shared by reconciles during one leadership term.
+pub struct Context {
+    pub client: Client,
+    pub store: BundleStore,
+    pub leadership: CancellationToken,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+/// A reconcile that could not finish (retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of HelmOp {name}: {source}")]
+    Status { name: String, source: kube::Error },
+    #[error("leadership lost: not writing")]
+    NotLeading,
+}
+
+pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = helmop.namespace().unwrap_or_default();
+    let name = helmop.name_any();
+    if helmop.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let outcome = sync(&helmop, &ctx).await;
+    if let Err(message) = &outcome {
+        tracing::warn!(helmop = %name, %namespace, error = %message, "sync failed");
+    }
+    let current = helmop.status.clone().unwrap_or_default();
+    let next = next_status(&current, &outcome, &jiff::Timestamp::now().to_string());
+    if next != current {
+        if ctx.leadership.is_cancelled() {
+            return Err(Error::NotLeading);
+        }
+        let patch = serde_json::json!({"status": {
+            "version": next.version,
+            "conditions": next.base.conditions,
+        }});
+        Api::<HelmOp>::namespaced(ctx.client.clone(), &namespace)
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|source| Error::Status {
+                name: name.clone(),
+                source,
+            })?;
+    }
+    let polling = helmop
+        .spec
+        .polling_interval
+        .as_deref()
+        .and_then(|p| fleet_election::parse_go_duration(p).ok())
+        .filter(|d| !d.is_zero());
+    Ok(match (&outcome, polling) {
+        (_, Some(interval)) => Action::requeue(interval),
+        (Err(_), None) => Action::requeue(Duration::from_secs(30)),
+        (Ok(_), None) => Action::await_change(),
+    })
+}
+
+/// Resolves the version and writes the Bundle; the version, or what went wrong.
+async fn sync(helmop: &HelmOp, ctx: &Context) -> Result<String, String> {
+    let namespace = helmop.namespace().unwrap_or_default();
+    let helm = helmop.spec.bundle.options.helm.clone().unwrap_or_default();
+    let chart = helm
+        .chart
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or("spec.helm.chart is empty")?;
+    let version = match helm.repo.as_deref().filter(|r| !r.is_empty()) {
+        // An OCI or URL chart: the version is what the spec says (helm resolves it).
+        None => helm.version.clone().unwrap_or_default(),
+        Some(repo) => {
+            let auth =
+                credentials(ctx, &namespace, helmop.spec.helm_secret_name.as_deref()).await?;
+            let index = fetch_index(repo, auth, helmop.spec.insecure_skip_tls_verify).await?;
+            index
+                .resolve(&chart, helm.version.as_deref())
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let mut bundle = Bundle::new(&helmop.name_any(), helmop.spec.bundle.clone());
+    let mut labels = helmop.spec.labels.clone();
+    labels.extend(helmop.labels().clone());
+    bundle.metadata.labels = Some(labels);
+    if let Some(options) = bundle.spec.options.helm.as_mut() {
+        options.version = Some(version.clone()).filter(|v| !v.is_empty());
+    }
+    if bundle.spec.targets.is_empty() {
+        bundle.spec.targets.push(fleet_api::BundleTarget {
+            name: Some("default".to_owned()),
+            clusters: fleet_api::ClusterSelection {
+                cluster_group: Some("default".to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+    }
+    if ctx.leadership.is_cancelled() {
+        return Err("leadership lost before writing the Bundle".to_owned());
+    }
+    ctx.store
+        .sync_labelled(
+            &namespace,
+            HELM_OP_NAME,
+            &helmop.name_any(),
+            helmop.controller_owner_ref(&()),
+            vec![bundle],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(version)
+}
+
+/// Basic-auth credentials from the HelmOp's `helmSecretName` (`username`, `password`).
+async fn credentials(
+    ctx: &Context,
+    namespace: &str,
+    secret: Option<&str>,
+) -> Result<Option<(String, String)>, String> {
+    let Some(name) = secret.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading secret {namespace}/{name}: {e}"))?
+        .ok_or_else(|| format!("secret {namespace}/{name} not found"))?;
+    let value = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    };
+    Ok(value("username").zip(value("password")))
+}
+
+/// The repository's `index.yaml`.
+async fn fetch_index(
+    repo: &str,
+    auth: Option<(String, String)>,
+    insecure: bool,
+) -> Result<Index, String> {
+    let url = format!("{}/index.yaml", repo.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(insecure)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    let mut request = client.get(&url);
+    if let Some((user, password)) = auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("fetching {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("fetching {url}: HTTP {}", response.status()));
+    }
+    let text = response
+        .text()
+        .await
+        .map_err(|e| format!("reading {url}: {e}"))?;
+    Index::parse(&text)
+}
+
+/// The status after an attempt; timestamps move only when a condition changes.
+fn next_status(
+    current: &HelmOpStatus,
+    outcome: &Result<String, String>,
+    now: &str,
+) -> HelmOpStatus {
+    let mut next = current.clone();
+    let (ok, message) = match outcome {
+        Ok(version) => {
+            next.version = Some(version.clone()).filter(|v| !v.is_empty());
+            (true, None)
+        }
+        Err(message) => (false, Some(message.clone())),
+    };
+    for type_ in ["Ready", "Accepted"] {
+        let status = if ok { "True" } else { "False" };
+        match next.base.conditions.iter_mut().find(|c| c.type_ == type_) {
+            Some(c) if c.status == status && c.message == message => {}
+            Some(c) => {
+                if c.status != status {
+                    c.last_transition_time = Some(now.to_owned());
+                }
+                c.status = status.to_owned();
+                c.message = message.clone();
+                c.last_update_time = Some(now.to_owned());
+            }
+            None => next.base.conditions.push(Condition {
+                type_: type_.to_owned(),
+                status: status.to_owned(),
+                last_update_time: Some(now.to_owned()),
+                last_transition_time: Some(now.to_owned()),
+                reason: (!ok).then(|| "Error".to_owned()),
+                message: message.clone(),
+            }),
+        }
+    }
+    next
+}
+
+pub fn error_policy(helmop: Arc<HelmOp>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(helmop = %helmop.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,178 @@
+//! helmops on a real control plane with a real Helm repository: charts packaged by the test
+//! with the pinned helm, indexed with `helm repo index`, served over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fleet_api::{Bundle, HelmOp};
+use fleet_testkit::binaries::{Tool, ensure};
+use fleet_testkit::file_server::FileServer;
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::PostParams;
+
+const NS: &str = "fleet-local";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn helm(args: &[&str], dir: &Path) {
+    let output = Command::new(ensure(Tool::Helm).expect("helm"))
+        .args(args)
+        .current_dir(dir)
+        .env("HELM_CACHE_HOME", dir.join(".helm/cache"))
+        .env("HELM_CONFIG_HOME", dir.join(".helm/config"))
+        .env("HELM_DATA_HOME", dir.join(".helm/data"))
+        .output()
+        .expect("helm runs");
+    assert!(
+        output.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Packages chart `web` at `version` into the repository and re-indexes it.
+fn publish(repo: &Path, url: &str, version: &str) {
+    let src = repo
+        .parent()
+        .expect("parent")
+        .join(format!("web-{version}"));
+    std::fs::create_dir_all(src.join("templates")).expect("mkdir");
+    std::fs::write(
+        src.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: web\nversion: {version}\n"),
+    )
+    .expect("chart");
+    std::fs::write(
+        src.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n",
+    )
+    .expect("template");
+    helm(
+        &[
+            "package",
+            &src.display().to_string(),
+            "--destination",
+            &repo.display().to_string(),
+        ],
+        repo,
+    );
+    helm(&["repo", "index", ".", "--url", url], repo);
+}
+
+fn helmop(name: &str, repo: &str, version: &str) -> HelmOp {
+    serde_saphyr::from_str(&format!(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\nmetadata:\n  name: {name}\nspec:\n  pollingInterval: 1s\n  helm:\n    repo: {repo}\n    chart: web\n    version: \"{version}\"\n"
+    ))
+    .expect("helmop")
+}
+
+fn chart_version(bundle: &Bundle) -> Option<&str> {
+    bundle
+        .spec
+        .options
+        .helm
+        .as_ref()
+        .and_then(|h| h.version.as_deref())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helmops_resolve_chart_versions_from_a_real_helm_repository() {
+    let plane = ControlPlane::start().await.expect("control plane");
+    let client = plane.client();
+    apply_crds(&client, &fleet_api::crds()).await.expect("crds");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("ns");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo: PathBuf = work.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    let server = FileServer::start(&repo).await.expect("server");
+    for version in ["0.1.0", "0.1.1", "1.0.0"] {
+        publish(&repo, &server.url(), version);
+    }
+
+    let port = ports::free_port().expect("port");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_helmops"));
+    cmd.args([
+        format!("--kubeconfig={}", plane.kubeconfig_path().display()),
+        "--namespace=default".to_owned(),
+        format!("--metrics-bind-address=127.0.0.1:{port}"),
+        format!("--health-bind-address=127.0.0.1:{port}"),
+    ]);
+    let helmops = ManagedProcess::spawn(
+        "helmops",
+        cmd,
+        &work.path().join("helmops.log"),
+        Lifetime::Owned,
+    )
+    .expect("spawn");
+
+    let api: Api<HelmOp> = Api::namespaced(client.clone(), NS);
+    for (name, constraint) in [
+        ("pinned", "0.1.0"),
+        ("minor", "~0.1"),
+        ("newest", ""),
+        ("missing", "^9"),
+    ] {
+        api.create(
+            &PostParams::default(),
+            &helmop(name, &server.url(), constraint),
+        )
+        .await
+        .expect("create");
+    }
+    let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
+    for (name, want) in [("pinned", "0.1.0"), ("minor", "0.1.1"), ("newest", "1.0.0")] {
+        let bundle = wait_for(&bundles, name, WAIT, |b| chart_version(b) == Some(want))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", helmops.log_tail(20)));
+        let labels = bundle.metadata.labels.unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("fleet.cattle.io/fleet-helm-name")
+                .map(String::as_str),
+            Some(name)
+        );
+        let status = api
+            .get(name)
+            .await
+            .expect("helmop")
+            .status
+            .unwrap_or_default();
+        assert_eq!(status.version.as_deref(), Some(want));
+    }
+    let missing = wait_for(&api, "missing", WAIT, |h| {
+        h.status.as_ref().is_some_and(|s| {
+            s.base
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "False")
+        })
+    })
+    .await
+    .expect("error condition");
+    let message = missing
+        .status
+        .and_then(|s| s.base.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.message);
+    assert!(
+        message
+            .unwrap_or_default()
+            .contains("no version of chart \"web\" matches"),
+        "says why"
+    );
+
+    // A new release in the repository is picked up by polling.
+    publish(&repo, &server.url(), "1.1.0");
+    wait_for(&bundles, "newest", WAIT, |b| {
+        chart_version(b) == Some("1.1.0")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", helmops.log_tail(20)));
+}
