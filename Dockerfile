@@ -23,9 +23,9 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p fleet-controller -p gitjob -p fleet-agent -p fleet-cli --bins \
+    cargo build --release --locked -p fleet-controller -p gitjob -p helmops -p fleet-agent -p fleet-cli --bins \
  && mkdir -p /out \
- && cp target/release/fleet-controller target/release/gitjob target/release/fleet-agent target/release/fleet /out/
+ && cp target/release/fleet-controller target/release/gitjob target/release/helmops target/release/fleet-agent target/release/fleet /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -40,7 +40,7 @@ fn objects(replicas: &str) -> Vec<Value> {
         "cattle-fleet-system",
         "--set",
         &format!(
-            "controller.replicas={replicas},gitjob.replicas={replicas},agent.replicas={replicas}"
+            "controller.replicas={replicas},gitjob.replicas={replicas},helmops.replicas={replicas},agent.replicas={replicas}"
         ),
     ]);
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("yaml");
@@ -58,7 +58,7 @@ fn the_chart_lints_and_scales_with_replicas() {
     assert!(lint.contains("0 chart(s) failed"), "{lint}");
 
     let one = objects("1");
-    assert_eq!(of_kind(&one, "Deployment").len(), 3);
+    assert_eq!(of_kind(&one, "Deployment").len(), 4);
     assert!(
         of_kind(&one, "PodDisruptionBudget").is_empty(),
         "no PDB for a single replica"
@@ -84,7 +84,7 @@ fn the_chart_lints_and_scales_with_replicas() {
                 .is_some_and(|a| a.iter().any(|x| x == "--election-lease-duration=15s"))
         );
     }
-    assert_eq!(of_kind(&three, "PodDisruptionBudget").len(), 3);
+    assert_eq!(of_kind(&three, "PodDisruptionBudget").len(), 4);
     let leases = of_kind(&three, "Role");
     assert!(
         leases
