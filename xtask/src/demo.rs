@@ -96,7 +96,23 @@ async fn run(downstreams: usize, replicas: usize, keep: bool, strict: bool) -> a
     let work = tempfile::Builder::new()
         .prefix("fleet-rs-demo-")
         .tempdir()?;
-    let work_path = work.path().to_owned();
+    let result = scenario(work.path(), downstreams, replicas, keep, strict).await;
+    if result.is_err() {
+        // The components' logs explain a failure: keep them.
+        let kept = work.keep();
+        eprintln!("logs kept in {}", kept.display());
+    }
+    result
+}
+
+async fn scenario(
+    work: &std::path::Path,
+    downstreams: usize,
+    replicas: usize,
+    keep: bool,
+    strict: bool,
+) -> anyhow::Result<()> {
+    let work_path = work.to_owned();
     let mut stack = Stack::start(&work_path, downstreams, replicas, say).await?;
     for (identity, component, role) in stack.roles().await {
         say(&format!("{component} {identity}: {role}"));
@@ -217,6 +233,8 @@ async fn run(downstreams: usize, replicas: usize, keep: bool, strict: bool) -> a
             ("fleet-controller-leader-election-shard", true),
             ("fleet-gitops-leader-election-shard", false),
             ("fleet-controller-leader-election-shard", false),
+            ("fleet-helmops-leader-election-shard", true),
+            ("fleet-helmops-leader-election-shard", false),
         ]
     } else {
         &[
@@ -259,7 +277,7 @@ async fn run(downstreams: usize, replicas: usize, keep: bool, strict: bool) -> a
         ensure!(!holder.is_empty(), "lease {lease} has no holder");
         say(&format!("lease {lease}: held by {holder}"));
     }
-    say("HelmOp scenario: skipped (the helmops binary is not built yet)");
+    helmop_scenario(&stack).await?;
 
     if keep {
         say(&format!(
@@ -280,5 +298,79 @@ async fn run(downstreams: usize, replicas: usize, keep: bool, strict: bool) -> a
         tokio::signal::ctrl_c().await?;
     }
     drop(stack);
+    Ok(())
+}
+
+/// A HelmOp deploys a chart from a Helm repository (packaged and indexed with the pinned
+/// helm, served over HTTP) to every cluster.
+async fn helmop_scenario(stack: &Stack) -> anyhow::Result<()> {
+    let helm = fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm)?;
+    let repo = stack.work.join("helm-repo");
+    let src = stack.work.join("helm-chart");
+    std::fs::create_dir_all(src.join("templates"))?;
+    std::fs::create_dir_all(&repo)?;
+    std::fs::write(
+        src.join("Chart.yaml"),
+        "apiVersion: v2\nname: web\nversion: 1.2.3\n",
+    )?;
+    std::fs::write(
+        src.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: helmop-web\ndata:\n  chart: {{ .Chart.Version | quote }}\n",
+    )?;
+    let server = fleet_testkit::file_server::FileServer::start(&repo).await?;
+    for args in [
+        vec![
+            "package".to_owned(),
+            src.display().to_string(),
+            "--destination".to_owned(),
+            repo.display().to_string(),
+        ],
+        vec![
+            "repo".to_owned(),
+            "index".to_owned(),
+            repo.display().to_string(),
+            "--url".to_owned(),
+            server.url(),
+        ],
+    ] {
+        let output = std::process::Command::new(&helm)
+            .args(&args)
+            .env("HELM_CACHE_HOME", stack.work.join("helm-home/cache"))
+            .env("HELM_CONFIG_HOME", stack.work.join("helm-home/config"))
+            .env("HELM_DATA_HOME", stack.work.join("helm-home/data"))
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let helmop: fleet_api::HelmOp = serde_saphyr::from_str(&format!(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\nmetadata:\n  name: web\n  namespace: {NS}\nspec:\n  defaultNamespace: demo\n  helm:\n    repo: {}\n    chart: web\n    version: ^1.0\n  targets:\n  - clusterGroup: default\n",
+        server.url()
+    ))?;
+    let started = Instant::now();
+    Api::<fleet_api::HelmOp>::namespaced(stack.upstream.client(), NS)
+        .create(&PostParams::default(), &helmop)
+        .await?;
+    for (i, plane) in stack.downstreams.iter().enumerate() {
+        let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
+        let cm = wait_for(&configmaps, "helmop-web", WAIT, |_| true)
+            .await
+            .with_context(|| format!("the HelmOp's chart on downstream-{}", i + 1))?;
+        let chart = cm
+            .data
+            .and_then(|d| d.get("chart").cloned())
+            .unwrap_or_default();
+        ensure!(chart == "1.2.3", "chart version {chart}");
+        say(&format!(
+            "downstream-{}: HelmOp web deployed chart web {chart} from the Helm repository",
+            i + 1
+        ));
+    }
+    say(&format!(
+        "HelmOp web deployed everywhere in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }

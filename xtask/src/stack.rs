@@ -1,5 +1,6 @@
 //! The whole stack on local control planes, as `cargo xtask demo` and `cargo xtask e2e` run
-//! it: an upstream plane with fleet-controller and gitjob (N replicas each, leader-elected),
+//! it: an upstream plane with fleet-controller, gitjob and helmops (N replicas each,
+//! leader-elected),
 //! downstream planes each with a registered fleet-agent, all real processes.
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub fn build_binaries() -> anyhow::Result<PathBuf> {
             "fleet-controller",
             "-p",
             "gitjob",
+            "-p",
+            "helmops",
             "-p",
             "fleet-agent",
             "--bins",
@@ -121,6 +124,7 @@ impl Stack {
                     format!("--api-server-ca-file={}", ca.display()),
                 ],
             )?;
+            stack.spawn("helmops", &format!("helmops-{i}"), 0, Vec::new())?;
             stack.spawn(
                 "gitjob",
                 &format!("gitjob-{i}"),
