@@ -7,8 +7,8 @@ use std::process::Command;
 use fleet_api::BundleDeploymentOptions;
 use fleet_bundle::files::Files;
 use fleet_render::render::{
-    Input, RenderError, Style, Tools, merged_values, namespace, release_name, render, style,
-    write_files,
+    Input, RenderError, Style, Tools, chart_args, helm_command, merged_values, namespace,
+    release_name, render, style, write_files,
 };
 use fleet_render::target::ClusterInfo;
 
@@ -85,33 +85,20 @@ impl Deployer {
             &release.namespace,
             "--create-namespace",
         ]);
+        let bundle_dir = work.path().join("bundle");
         match &style {
-            Style::LocalChart(dir) => {
-                let bundle_dir = work.path().join("bundle");
-                write_files(&bundle_dir, files)?;
-                cmd.arg(bundle_dir.join(dir));
-            }
-            Style::RepoChart {
-                repo,
-                chart,
-                version,
-            } => {
-                cmd.arg(chart).args(["--repo", repo]);
-                if let Some(version) = version {
-                    cmd.args(["--version", version]);
-                }
-            }
-            Style::RemoteChart { url, version } => {
-                cmd.arg(url);
-                if let Some(version) = version {
-                    cmd.args(["--version", version]);
-                }
-            }
             Style::Kustomize(_) | Style::Raw => {
                 let documents = render(input, &self.tools)?;
                 let chart = work.path().join("chart");
                 write_generated_chart(&chart, &release.name, &documents)?;
                 cmd.arg(&chart);
+            }
+            Style::LocalChart(_) => {
+                write_files(&bundle_dir, files)?;
+                chart_args(&mut cmd, &style, &bundle_dir);
+            }
+            Style::RepoChart { .. } | Style::RemoteChart { .. } => {
+                chart_args(&mut cmd, &style, &bundle_dir)
             }
         }
         let values_path = work.path().join("values.json");
@@ -191,14 +178,7 @@ impl Deployer {
     }
 
     fn helm(&self, work: &Path) -> Command {
-        let mut cmd = Command::new(&self.tools.helm);
-        for (name, dir) in [
-            ("HELM_CACHE_HOME", "cache"),
-            ("HELM_CONFIG_HOME", "config"),
-            ("HELM_DATA_HOME", "data"),
-        ] {
-            cmd.env(name, work.join("helm").join(dir));
-        }
+        let mut cmd = helm_command(&self.tools.helm, work);
         if let Some(kubeconfig) = &self.kubeconfig {
             cmd.arg("--kubeconfig").arg(kubeconfig);
         }

@@ -195,13 +195,21 @@ fn helm_template(
             source,
         }
     })?;
-    let mut cmd = Command::new(&tools.helm);
+    let mut cmd = helm_command(&tools.helm, work);
     cmd.arg("template")
         .arg(release_name(input.bundle, input.options))
         .args(["--namespace", &namespace(input.options)])
         .arg("--include-crds")
         .arg("--values")
         .arg(&values_path);
+    chart_args(&mut cmd, style, bundle_dir);
+    run("helm template", cmd)
+}
+
+/// `helm` with private `HELM_CACHE_HOME`, `HELM_CONFIG_HOME` and `HELM_DATA_HOME` below
+/// `work` (no user configuration, no shared caches between calls).
+pub fn helm_command(helm: &Path, work: &Path) -> Command {
+    let mut cmd = Command::new(helm);
     for (name, dir) in [
         ("HELM_CACHE_HOME", "cache"),
         ("HELM_CONFIG_HOME", "config"),
@@ -209,6 +217,12 @@ fn helm_template(
     ] {
         cmd.env(name, work.join("helm").join(dir));
     }
+    cmd
+}
+
+/// The chart arguments of a helm command for a chart `style` (the bundle's files written to
+/// `bundle_dir` for a local chart); nothing for kustomize and raw YAML.
+pub fn chart_args(cmd: &mut Command, style: &Style, bundle_dir: &Path) {
     match style {
         Style::LocalChart(dir) => {
             cmd.arg(bundle_dir.join(dir));
@@ -231,7 +245,6 @@ fn helm_template(
         }
         Style::Kustomize(_) | Style::Raw => {}
     }
-    run("helm template", cmd)
 }
 
 /// `helm.values` for the cluster, with each of `helm.valuesFiles` merged over them in order
