@@ -242,6 +242,7 @@ async fn scenario(
             ("fleet-controller-leader-election-shard", false),
         ]
     };
+    let mut failovers = Vec::new();
     for (round, (lease, kill)) in drills.iter().enumerate() {
         let version = format!("v{}", round + 2);
         repo.commit_files("change", &[("hello/configmap.yaml", &hello(&version))])?;
@@ -270,6 +271,12 @@ async fn scenario(
             "change {version} landed on every cluster {:.2}s after the commit",
             started.elapsed().as_secs_f64()
         ));
+        failovers.push(format!(
+            "{lease} {}: new leader in {:.2}s, change landed in {:.2}s",
+            if *kill { "SIGKILL" } else { "SIGTERM" },
+            took.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        ));
         // Back to full strength for the next drill.
         stack.restart(&old)?;
     }
@@ -278,6 +285,28 @@ async fn scenario(
         say(&format!("lease {lease}: held by {holder}"));
     }
     helmop_scenario(&stack).await?;
+
+    // What a user came to see: the objects deployed downstream, and the failovers measured.
+    for (i, plane) in stack.downstreams.iter().enumerate() {
+        let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
+        let mut names: Vec<String> = configmaps
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .map(|c| c.name_any())
+            .filter(|n| n != "kube-root-ca.crt")
+            .collect();
+        names.sort();
+        say(&format!(
+            "deployed on downstream-{}: ConfigMaps demo/{{{}}}",
+            i + 1,
+            names.join(", ")
+        ));
+    }
+    for failover in &failovers {
+        say(&format!("failover {failover}"));
+    }
 
     if keep {
         say(&format!(
