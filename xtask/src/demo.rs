@@ -298,6 +298,11 @@ async fn scenario(
             .filter(|n| n != "kube-root-ca.crt")
             .collect();
         names.sort();
+        ensure!(
+            names == ["hello", "helmop-web", "kustomized-settings", "web-settings"],
+            "downstream-{}: unexpected ConfigMaps {names:?}",
+            i + 1
+        );
         say(&format!(
             "deployed on downstream-{}: ConfigMaps demo/{{{}}}",
             i + 1,
@@ -375,7 +380,7 @@ async fn helmop_scenario(stack: &Stack) -> anyhow::Result<()> {
         );
     }
     let helmop: fleet_api::HelmOp = serde_saphyr::from_str(&format!(
-        "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\nmetadata:\n  name: web\n  namespace: {NS}\nspec:\n  defaultNamespace: demo\n  helm:\n    repo: {}\n    chart: web\n    version: ^1.0\n  targets:\n  - clusterGroup: default\n",
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\nmetadata:\n  name: greeter\n  namespace: {NS}\nspec:\n  defaultNamespace: demo\n  helm:\n    repo: {}\n    chart: web\n    version: ^1.0\n  targets:\n  - clusterGroup: default\n",
         server.url()
     ))?;
     let started = Instant::now();
@@ -393,12 +398,12 @@ async fn helmop_scenario(stack: &Stack) -> anyhow::Result<()> {
             .unwrap_or_default();
         ensure!(chart == "1.2.3", "chart version {chart}");
         say(&format!(
-            "downstream-{}: HelmOp web deployed chart web {chart} from the Helm repository",
+            "downstream-{}: HelmOp greeter deployed chart web {chart} from the Helm repository",
             i + 1
         ));
     }
     say(&format!(
-        "HelmOp web deployed everywhere in {:.1}s",
+        "HelmOp greeter deployed everywhere in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
     Ok(())
