@@ -16,7 +16,6 @@ use fleet_election::parse_go_duration;
 use fleet_render::render::Tools;
 use fleet_render::target::ClusterInfo;
 use fleet_runtime::{Runtime, RuntimeArgs};
-use futures::StreamExt;
 use kube::Api;
 use kube::runtime::{Controller, controller, watcher};
 
@@ -127,13 +126,8 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .with_config(controller::Config::default().concurrency(args.workers))
                 .graceful_shutdown_on(leadership.stopped())
-                .run(deploy::reconcile, deploy::error_policy, ctx)
-                .for_each(|result| async move {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "controller event");
-                    }
-                });
-                futures::join!(heartbeat, deployments);
+                .run(deploy::reconcile, deploy::error_policy, ctx);
+                futures::join!(heartbeat, fleet_runtime::drain_controller(deployments));
             }
         })
         .await?;

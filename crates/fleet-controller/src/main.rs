@@ -17,7 +17,6 @@ use fleet_controller::metrics::Metrics;
 use fleet_controller::{bundles, clusters, gitrepos, registration};
 use fleet_election::{WarmCache, parse_go_duration};
 use fleet_runtime::{Runtime, RuntimeArgs};
-use futures::StreamExt;
 use kube::runtime::controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -132,22 +131,6 @@ fn label_ref<K: Resource<DynamicType = ()>>(
 ) -> Option<ObjectRef<K>> {
     let labels = object.meta().labels.as_ref()?;
     Some(ObjectRef::new(labels.get(name)?).within(labels.get(namespace)?))
-}
-
-async fn drain<K: Resource, E: std::fmt::Display + std::error::Error + 'static>(
-    results: impl futures::Stream<
-        Item = Result<(ObjectRef<K>, controller::Action), controller::Error<E, watcher::Error>>,
-    >,
-) where
-    K::DynamicType: std::fmt::Debug,
-{
-    results
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "controller event");
-            }
-        })
-        .await;
 }
 
 #[tokio::main]
@@ -299,13 +282,13 @@ async fn main() -> anyhow::Result<()> {
                     .graceful_shutdown_on(leadership.stopped())
                     .run(registration::reconcile_registration, retry, ctx);
                 futures::join!(
-                    drain(bundles),
-                    drain(bundle_status),
-                    drain(clusters),
-                    drain(groups),
-                    drain(gitrepos),
-                    drain(tokens),
-                    drain(registrations)
+                    fleet_runtime::drain_controller(bundles),
+                    fleet_runtime::drain_controller(bundle_status),
+                    fleet_runtime::drain_controller(clusters),
+                    fleet_runtime::drain_controller(groups),
+                    fleet_runtime::drain_controller(gitrepos),
+                    fleet_runtime::drain_controller(tokens),
+                    fleet_runtime::drain_controller(registrations)
                 );
             }
         })

@@ -114,19 +114,27 @@ async fn grant(
     create(ctx, Some(namespace), &role).await?;
     let binding = RoleBinding {
         metadata: meta(name, namespace),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".to_owned()),
-            kind: "Role".to_owned(),
-            name: name.to_owned(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: sa.to_owned(),
-            namespace: Some(sa_namespace.to_owned()),
-            ..Subject::default()
-        }]),
+        role_ref: role_ref("Role", name),
+        subjects: Some(service_account(sa_namespace, sa)),
     };
     create(ctx, Some(namespace), &binding).await
+}
+
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+fn service_account(namespace: &str, name: &str) -> Vec<Subject> {
+    vec![Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: name.to_owned(),
+        namespace: Some(namespace.to_owned()),
+        ..Subject::default()
+    }]
 }
 
 /// Agents read Contents (cluster-scoped; named by content hash) by name.
@@ -146,17 +154,8 @@ async fn grant_contents(ctx: &Context, sa_namespace: &str, sa: &str) -> Result<(
             name: Some(safe_concat_name(&[sa_namespace, sa, "contents"])),
             ..ObjectMeta::default()
         },
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".to_owned()),
-            kind: "ClusterRole".to_owned(),
-            name: READER.to_owned(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: sa.to_owned(),
-            namespace: Some(sa_namespace.to_owned()),
-            ..Subject::default()
-        }]),
+        role_ref: role_ref("ClusterRole", READER),
+        subjects: Some(service_account(sa_namespace, sa)),
     };
     for result in [
         Api::<ClusterRole>::all(ctx.client.clone())

@@ -51,3 +51,30 @@ pub enum Error {
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
+
+/// Drives a kube-runtime controller's result stream to its end, logging failed reconciles at
+/// debug level (the reconcilers log their own errors with context).
+pub async fn drain_controller<K, E>(
+    results: impl futures::Stream<
+        Item = Result<
+            (
+                kube::runtime::reflector::ObjectRef<K>,
+                kube::runtime::controller::Action,
+            ),
+            kube::runtime::controller::Error<E, kube::runtime::watcher::Error>,
+        >,
+    >,
+) where
+    K: kube::Resource,
+    K::DynamicType: std::fmt::Debug,
+    E: std::error::Error + 'static,
+{
+    use futures::StreamExt as _;
+    results
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+}

@@ -11,7 +11,6 @@ use clap::Parser;
 use fleet_api::GitRepo;
 use fleet_election::{WarmCache, parse_go_duration};
 use fleet_runtime::{Runtime, RuntimeArgs};
-use futures::StreamExt;
 use gitjob::metrics::Metrics;
 use gitjob::reconcile::{Context, Settings, error_policy, reconcile};
 use gitjob::webhook::{self, Receiver};
@@ -102,18 +101,13 @@ async fn main() -> anyhow::Result<()> {
             ));
             let gitrepos = gitrepos.clone();
             async move {
-                gitrepos
+                let results = gitrepos
                     .controller()
                     .await
                     .with_config(controller::Config::default().concurrency(workers))
                     .graceful_shutdown_on(leadership.stopped())
-                    .run(reconcile, error_policy, ctx)
-                    .for_each(|result| async move {
-                        if let Err(error) = result {
-                            tracing::debug!(%error, "controller event");
-                        }
-                    })
-                    .await;
+                    .run(reconcile, error_policy, ctx);
+                fleet_runtime::drain_controller(results).await;
             }
         })
         .await?;

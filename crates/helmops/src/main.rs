@@ -8,7 +8,6 @@ use fleet_api::HelmOp;
 use fleet_bundle::store::BundleStore;
 use fleet_election::WarmCache;
 use fleet_runtime::{Runtime, RuntimeArgs};
-use futures::StreamExt;
 use helmops::reconcile::{Context, MANAGER, error_policy, reconcile};
 use kube::Api;
 use kube::runtime::{controller, watcher};
@@ -48,18 +47,13 @@ async fn main() -> anyhow::Result<()> {
             });
             let helmops = helmops.clone();
             async move {
-                helmops
+                let results = helmops
                     .controller()
                     .await
                     .with_config(controller::Config::default().concurrency(workers))
                     .graceful_shutdown_on(leadership.stopped())
-                    .run(reconcile, error_policy, ctx)
-                    .for_each(|result| async move {
-                        if let Err(error) = result {
-                            tracing::debug!(%error, "controller event");
-                        }
-                    })
-                    .await;
+                    .run(reconcile, error_policy, ctx);
+                fleet_runtime::drain_controller(results).await;
             }
         })
         .await?;
