@@ -319,7 +319,8 @@ async fn only_the_leader_writes_and_a_killed_leader_hands_over() {
     wait_for(&bundles, "ha", WAIT, bundle_at_commit(first.clone()))
         .await
         .expect("bundle");
-    assert!(a.metric("gitjob_bundle_writes_total").await >= 1.0);
+    // The metric counts after the write returns: the Bundle's watch event can come first.
+    wait_writes(&a).await;
     assert_eq!(
         b.metric("gitjob_bundle_writes_total").await,
         0.0,
@@ -336,7 +337,7 @@ async fn only_the_leader_writes_and_a_killed_leader_hands_over() {
     wait_for(&bundles, "ha", WAIT, bundle_at_commit(second.clone()))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", b.process.log_tail(30)));
-    assert!(b.metric("gitjob_bundle_writes_total").await >= 1.0);
+    wait_writes(&b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,4 +389,23 @@ async fn https_repositories_are_trusted_through_the_gitrepo_ca_bundle() {
     wait_for(&api, "untrusted", WAIT, not_ready_with("certificate"))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+}
+
+/// Waits until a replica's metrics count a Bundle write.
+async fn wait_writes(replica: &Gitjob) {
+    eventually(
+        "a Bundle write counted",
+        WAIT,
+        Duration::from_millis(50),
+        || async {
+            let writes = replica.metric("gitjob_bundle_writes_total").await;
+            if writes >= 1.0 {
+                Ok(())
+            } else {
+                Err(writes.to_string())
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", replica.process.log_tail(20)));
 }
