@@ -78,32 +78,38 @@ async fn a_file_repository_becomes_bundles_that_follow_its_commits() {
         .await
         .expect("status.commit");
 
-    // Unchanged polls write nothing.
-    let writes = gitjob.metric("gitjob_bundle_writes_total").await
-        + gitjob.metric("gitjob_status_writes_total").await;
-    let unchanged = gitjob
-        .metric("gitjob_reconciles_total{result=\"unchanged\"}")
-        .await;
-    eventually(
-        "three unchanged polls",
-        WAIT,
-        Duration::from_millis(200),
-        || async {
-            let now = gitjob
-                .metric("gitjob_reconciles_total{result=\"unchanged\"}")
-                .await;
-            if now >= unchanged + 3.0 {
-                Ok(())
-            } else {
-                Err(format!("{now}"))
-            }
-        },
-    )
-    .await
-    .expect("polls");
-    let after = gitjob.metric("gitjob_bundle_writes_total").await
-        + gitjob.metric("gitjob_status_writes_total").await;
-    assert_eq!(after, writes, "an unchanged poll costs no API write");
+    // Unchanged polls write nothing. Counted from the first unchanged poll on: it starts only
+    // after the sync that wrote (and counted) the status has finished.
+    let unchanged_polls = || gitjob.metric("gitjob_reconciles_total{result=\"unchanged\"}");
+    let writes = || async {
+        gitjob.metric("gitjob_bundle_writes_total").await
+            + gitjob.metric("gitjob_status_writes_total").await
+    };
+    let polls_reach = |target: f64| {
+        eventually(
+            "unchanged polls",
+            WAIT,
+            Duration::from_millis(200),
+            move || async move {
+                let now = unchanged_polls().await;
+                if now >= target {
+                    Ok(())
+                } else {
+                    Err(format!("{now}"))
+                }
+            },
+        )
+    };
+    polls_reach(1.0).await.expect("a first unchanged poll");
+    let (before, polls) = (writes().await, unchanged_polls().await);
+    polls_reach(polls + 3.0)
+        .await
+        .expect("three more unchanged polls");
+    assert_eq!(
+        writes().await,
+        before,
+        "an unchanged poll costs no API write"
+    );
 
     // A push updates the Bundle; a removed path prunes its Bundle.
     repo.remove("apps/b").expect("rm");
