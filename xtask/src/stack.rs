@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use fleet_api::{Cluster, ClusterGroup, ClusterRegistrationToken};
 use fleet_testkit::binaries::{Tool, ensure};
-use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for};
+use fleet_testkit::{
+    ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for, wait_for_count,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::PostParams;
@@ -181,30 +183,19 @@ impl Stack {
             .create(&PostParams::default(), &group)
             .await?;
         let clusters: Api<Cluster> = Api::namespaced(up.clone(), NS);
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let registered = clusters
-                .list(&Default::default())
-                .await?
-                .items
-                .iter()
-                .filter(|c| {
-                    c.status
-                        .as_ref()
-                        .is_some_and(|s| s.agent.last_seen.is_some())
-                })
-                .count();
-            if registered == downstreams {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "only {registered}/{downstreams} clusters registered; logs in {}",
-                    work.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        wait_for_count(
+            &clusters,
+            "every downstream cluster registered",
+            downstreams,
+            Duration::from_secs(180),
+            |c: &Cluster| {
+                c.status
+                    .as_ref()
+                    .is_some_and(|s| s.agent.last_seen.is_some())
+            },
+        )
+        .await
+        .with_context(|| format!("logs in {}", work.display()))?;
         say(&format!(
             "stack up: {} processes, {downstreams} clusters registered ({:.1}s)",
             stack.replicas.len(),

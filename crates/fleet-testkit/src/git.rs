@@ -46,6 +46,19 @@ impl GitRepoFixture {
         self.dir.path()
     }
 
+    /// The directory holding the work tree (what a [`GitHttpServer`] serving it is started on).
+    pub fn parent_dir(&self) -> &Path {
+        self.path().parent().unwrap_or(self.path())
+    }
+
+    /// The work tree's directory name (its path on a [`GitHttpServer`] of [`parent_dir`](Self::parent_dir)).
+    pub fn dir_name(&self) -> String {
+        self.path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// `file://` URL of the repository.
     pub fn file_url(&self) -> String {
         format!("file://{}", self.path().display())
@@ -159,6 +172,11 @@ impl GitHttpServer {
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The URL of `repo` on this server (started on its [`GitRepoFixture::parent_dir`]).
+    pub fn url_of(&self, repo: &GitRepoFixture) -> String {
+        self.url(&repo.dir_name())
     }
 
     /// The URL of the repository in directory `name` below the root.

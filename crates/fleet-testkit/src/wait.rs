@@ -93,6 +93,35 @@ where
     }
 }
 
+/// Lists `api` until at least `count` objects satisfy `condition`, and returns those (for
+/// "every cluster registered" and the like, where no single object says it).
+pub async fn wait_for_count<K>(
+    api: &Api<K>,
+    what: &str,
+    count: usize,
+    timeout: Duration,
+    condition: impl Fn(&K) -> bool,
+) -> Result<Vec<K>, Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let condition = &condition;
+    eventually(what, timeout, Duration::from_millis(200), || async move {
+        let items = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        let matching: Vec<K> = items.into_iter().filter(|k| condition(k)).collect();
+        if matching.len() >= count {
+            Ok(matching)
+        } else {
+            Err(format!("{}/{count} so far", matching.len()))
+        }
+    })
+    .await
+}
+
 /// Applies CRDs (server-side) and waits until each is established.
 pub async fn apply_crds(client: &Client, crds: &[CustomResourceDefinition]) -> Result<(), Error> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());

@@ -175,17 +175,10 @@ async fn http_repositories_with_credentials_webhooks_and_clear_errors() {
     let work = tempfile::tempdir().expect("tempdir");
     let repo = GitRepoFixture::new().expect("git repo");
     let first = commit_configmap(&repo, "app", "c");
-    let root = repo.path().parent().expect("parent");
-    let name = repo
-        .path()
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    let server = GitHttpServer::start(root, Some(("fleet", "s3cret")))
+    let server = GitHttpServer::start(repo.parent_dir(), Some(("fleet", "s3cret")))
         .await
         .expect("git server");
-    let url = server.url(&name);
+    let url = server.url_of(&repo);
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     for (secret, password) in [("good", "s3cret"), ("bad", "wrong")] {
@@ -354,20 +347,15 @@ async fn https_repositories_are_trusted_through_the_gitrepo_ca_bundle() {
     let work = tempfile::tempdir().expect("tempdir");
     let repo = GitRepoFixture::new().expect("git repo");
     let commit = commit_configmap(&repo, "app", "c");
-    let root = repo.path().parent().expect("parent");
-    let name = repo
-        .path()
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
-    let server = GitHttpServer::start(root, None).await.expect("git server");
+    let server = GitHttpServer::start(repo.parent_dir(), None)
+        .await
+        .expect("git server");
     let ca = fleet_testkit::certs::CertAuthority::new("private git CA").expect("ca");
     let tls =
         fleet_testkit::tls::TlsProxy::start(server.address(), &ca.serving_cert().expect("cert"))
             .await
             .expect("tls");
-    let url = format!("https://{}/{name}", tls.address());
+    let url = format!("https://{}/{}", tls.address(), repo.dir_name());
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
 
     let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());

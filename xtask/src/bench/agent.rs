@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use fleet_api::{Bundle, BundleDeployment, Cluster};
 use fleet_testkit::binaries::{Tool, ensure};
-use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for};
+use fleet_testkit::{
+    ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for, wait_for_count,
+};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -223,24 +225,12 @@ async fn bench(args: &AgentArgs, controller_bin: &Path, agent_bin: &Path) -> any
 /// The Cluster the agent registered, once it has checked in.
 async fn registered(up: &Client) -> anyhow::Result<Cluster> {
     let clusters: Api<Cluster> = Api::namespaced(up.clone(), NS);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(cluster) = clusters
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .find(|c| {
-                c.status
-                    .as_ref()
-                    .is_some_and(|s| s.agent.last_seen.is_some() && s.namespace.is_some())
-            })
-        {
-            return Ok(cluster);
-        }
-        if Instant::now() > deadline {
-            bail!("the agent did not register");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut registered =
+        wait_for_count(&clusters, "the agent registered", 1, WAIT, |c: &Cluster| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.agent.last_seen.is_some() && s.namespace.is_some())
+        })
+        .await?;
+    registered.pop().context("a registered cluster")
 }

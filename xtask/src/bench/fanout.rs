@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fleet_api::{Bundle, BundleDeployment, BundleDeploymentSpec, Cluster, ClusterGroup};
-use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports};
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for_count};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ObjectMeta, PostParams};
@@ -137,27 +137,15 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
 
     // Wait until the controller has given every cluster its namespace.
     let cluster_api: Api<Cluster> = Api::namespaced(client.clone(), NS);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let ready = cluster_api
-            .list(&Default::default())
-            .await?
-            .items
-            .iter()
-            .filter(|c| c.status.as_ref().is_some_and(|s| s.namespace.is_some()))
-            .count();
-        if ready == args.clusters {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "only {ready}/{} clusters got their namespace\n{}",
-                args.clusters,
-                controller.log_tail(20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_count(
+        &cluster_api,
+        "every cluster with its namespace",
+        args.clusters,
+        Duration::from_secs(600),
+        |c: &Cluster| c.status.as_ref().is_some_and(|s| s.namespace.is_some()),
+    )
+    .await
+    .with_context(|| controller.log_tail(20))?;
 
     // Count BundleDeployments as they appear (a watch, from now).
     let all_bds: Api<BundleDeployment> = Api::all(client.clone());

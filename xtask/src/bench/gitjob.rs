@@ -71,9 +71,9 @@ async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()
 
     let setup = start(binary, root.path(), &webhook_repo).await?;
     let (webhook_name, polling_name, large_name) = (
-        dir_name(&webhook_repo),
-        dir_name(&polling_repo),
-        dir_name(&large_repo),
+        webhook_repo.dir_name(),
+        polling_repo.dir_name(),
+        large_repo.dir_name(),
     );
 
     create_gitrepo(
@@ -197,8 +197,7 @@ async fn start(
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
         .await?;
-    let root = any_repo.path().parent().context("repository parent")?;
-    let server = GitHttpServer::start(root, None).await?;
+    let server = GitHttpServer::start(any_repo.parent_dir(), None).await?;
     let [admin_port, webhook_port] = ports::free_ports::<2>()?;
     let mut cmd = std::process::Command::new(binary);
     cmd.args([
@@ -273,11 +272,4 @@ fn report(what: &str, samples: &[Duration]) {
 
 fn configmap(name: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n")
-}
-
-fn dir_name(repo: &GitRepoFixture) -> String {
-    repo.path()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
