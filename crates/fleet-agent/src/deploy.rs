@@ -1,14 +1,15 @@
 //! The BundleDeployment reconciler: a new `deploymentID` is installed as a Helm release
-//! (`fleet-deployer`) and reported upstream (`appliedDeploymentID`, `ready`, the `Deployed`
-//! condition with helm's message on failure, when the previous release keeps running); an
-//! unchanged one is not re-installed; a deleted one is uninstalled first (the agent's
-//! finalizer), unless `keepResources`.
+//! (`fleet-deployer`) and reported upstream (`appliedDeploymentID`, readiness and drift of
+//! its objects, the `Deployed` condition with helm's message on failure, when the previous
+//! release keeps running); an unchanged one is not re-installed but watched (readiness,
+//! drift, `correctDrift`); a deleted one is uninstalled first (the agent's finalizer),
+//! honouring `keepResources` and `deleteNamespace`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_api::labels::BUNDLE_DEPLOYMENT_FINALIZER;
-use fleet_api::{BundleDeployment, Condition, Content};
+use fleet_api::{BundleDeployment, Content};
 use fleet_deployer::{Deployer, Release};
 use fleet_render::render::{namespace, release_name};
 use fleet_render::target::ClusterInfo;
@@ -17,6 +18,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
+
+use crate::monitor::Inspection;
 
 /// What the reconciler needs.
 pub struct Context {
@@ -81,43 +84,61 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
         return monitor(bd, ctx).await;
     }
     let name = bd.name_any();
-    let result = deploy(bd, &id, ctx).await?;
+    let now = jiff::Timestamp::now().to_string();
+    let deployed = match deploy(bd, &id, ctx).await? {
+        Ok(deployed) => deployed,
+        Err(message) => {
+            tracing::warn!(bundle_deployment = %name, error = %message, "deploy failed");
+            if let Some(patch) = crate::status::failed(&status, &message, &now) {
+                report(bd, ctx, patch).await?;
+            }
+            // Retried: the chart or the cluster may get fixed.
+            return Ok(Action::requeue(FAILED_RETRY));
+        }
+    };
+    tracing::info!(bundle_deployment = %name, release = %deployed.release, "deployed");
+    let inspection = match inspect(bd, ctx).await {
+        Ok(inspection) => inspection,
+        Err(message) => {
+            // Installed, but the objects could not be read back: report it applied and let
+            // the monitor fill in readiness.
+            tracing::warn!(bundle_deployment = %name, error = %message, "cannot inspect the release");
+            Inspection::default()
+        }
+    };
+    let release = deployed.release.to_string();
+    if let Some(patch) = crate::status::observed(&status, &inspection, Some((&id, &release)), &now)
+    {
+        report(bd, ctx, patch).await?;
+    }
+    Ok(Action::requeue(next_check(&inspection, ctx)))
+}
+
+/// A failed deploy is tried again after this long.
+const FAILED_RETRY: Duration = Duration::from_secs(30);
+
+/// Objects that are not ready yet are looked at again at least this often, so that readiness
+/// shows soon after it changes.
+const NOT_READY_RECHECK: Duration = Duration::from_secs(5);
+
+fn next_check(inspection: &Inspection, ctx: &Context) -> Duration {
+    if inspection.non_ready.is_empty() {
+        ctx.drift_interval
+    } else {
+        ctx.drift_interval.min(NOT_READY_RECHECK)
+    }
+}
+
+/// Writes a status patch upstream (only while leading).
+async fn report(
+    bd: &BundleDeployment,
+    ctx: &Context,
+    patch: serde_json::Value,
+) -> Result<(), Error> {
     if ctx.leadership.is_cancelled() {
         return Err(Error::NotLeading);
     }
-    let now = jiff::Timestamp::now().to_string();
-    let previous = &status.conditions;
-    let patch = match &result {
-        Ok(deployed) => {
-            tracing::info!(bundle_deployment = %name, release = %deployed.release, "deployed");
-            serde_json::json!({"status": {
-                "appliedDeploymentID": id,
-                "release": deployed.release.to_string(),
-                "ready": true,
-                "nonModified": true,
-                "conditions": [
-                    condition(previous, "Deployed", true, None, &now),
-                    condition(previous, "Ready", true, None, &now),
-                ],
-                "display": {"deployed": "Yes", "state": "Ready"},
-            }})
-        }
-        Err(message) => {
-            tracing::warn!(bundle_deployment = %name, error = %message, "deploy failed");
-            let conditions = vec![
-                condition(previous, "Deployed", false, Some(message), &now),
-                condition(previous, "Ready", false, Some(message), &now),
-            ];
-            if conditions.iter().all(|c| previous.contains(c)) {
-                // Reported already: writing it again would only wake this reconciler.
-                return Ok(Action::requeue(Duration::from_secs(30)));
-            }
-            serde_json::json!({"status": {
-                "conditions": conditions,
-                "display": {"deployed": format!("Error: {message}"), "state": "ErrApplied"},
-            }})
-        }
-    };
+    let name = bd.name_any();
     Api::<BundleDeployment>::namespaced(ctx.upstream.clone(), &bd.namespace().unwrap_or_default())
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await
@@ -125,16 +146,11 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
             action: format!("reporting the status of {name}"),
             source,
         })?;
-    Ok(match result {
-        // Checked for drift from now on.
-        Ok(_) => Action::requeue(ctx.drift_interval),
-        // A failed deploy is retried: the chart or the cluster may get fixed.
-        Err(_) => Action::requeue(Duration::from_secs(30)),
-    })
+    Ok(())
 }
 
 /// Installs the Content of `id` with the BundleDeployment's options; the inner error is
-/// helm's message (or why the content could not be read), for the status.
+/// helm's message (or why the content or `valuesFrom` could not be read), for the status.
 async fn deploy(
     bd: &BundleDeployment,
     id: &str,
@@ -148,117 +164,113 @@ async fn deploy(
         Ok(content) => content,
         Err(e) => return Ok(Err(format!("reading content {manifest}: {e}"))),
     };
-    let deployer = ctx.deployer.clone();
     let options = bd.spec.options.clone();
+    let values_from =
+        match crate::values_from::resolve(&ctx.downstream, &options, &namespace(&options)).await {
+            Ok(values) => values,
+            Err(message) => return Ok(Err(message)),
+        };
+    let deployer = ctx.deployer.clone();
     let cluster = ctx.cluster.clone();
     let name = bd.name_any();
     tokio::task::spawn_blocking(move || {
         let files = fleet_deployer::content::files(&content).map_err(|e| e.to_string())?;
         deployer
-            .deploy(&name, &options, &files, &cluster)
+            .deploy(&name, &options, &files, &cluster, &values_from)
             .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| Error::Deploy(e.to_string()))
 }
 
-/// Looks for drift in a deployed BundleDeployment, corrects it when asked, and reports
-/// `nonModified`/`modifiedStatus` when they change.
+/// Looks at a deployed BundleDeployment's objects: readiness, drift (corrected when asked);
+/// reports what changed.
 async fn monitor(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
     let name = bd.name_any();
-    let options = &bd.spec.options;
-    let release = Release {
-        name: release_name(&name, options),
-        namespace: namespace(options),
-    };
-    let mut modified = match check(&release, ctx).await {
-        Ok(modified) => modified,
+    let mut inspection = match inspect(bd, ctx).await {
+        Ok(inspection) => inspection,
         Err(message) => {
-            tracing::warn!(bundle_deployment = %name, error = %message, "cannot check for drift; retrying");
+            tracing::warn!(bundle_deployment = %name, error = %message, "cannot inspect the release; retrying");
             return Ok(Action::requeue(ctx.drift_interval));
         }
     };
     let correct = bd.spec.correct_drift.as_ref().is_some_and(|c| c.enabled);
-    if !modified.is_empty() && correct {
+    if !inspection.modified.is_empty() && correct {
         let id = bd.spec.deployment_id.clone().unwrap_or_default();
-        tracing::info!(bundle_deployment = %name, objects = modified.len(), "correcting drift");
+        tracing::info!(bundle_deployment = %name, objects = inspection.modified.len(), "correcting drift");
         if let Err(message) = deploy(bd, &id, ctx).await? {
             tracing::warn!(bundle_deployment = %name, error = %message, "drift correction failed");
         }
-        modified = check(&release, ctx).await.unwrap_or(modified);
+        if let Ok(after) = inspect(bd, ctx).await {
+            inspection = after;
+        }
     }
     let status = bd.status.clone().unwrap_or_default();
-    if status.non_modified != modified.is_empty() || status.modified_status != modified {
-        if ctx.leadership.is_cancelled() {
-            return Err(Error::NotLeading);
-        }
-        let patch = serde_json::json!({"status": {"nonModified": modified.is_empty(), "modifiedStatus": modified}});
-        Api::<BundleDeployment>::namespaced(
-            ctx.upstream.clone(),
-            &bd.namespace().unwrap_or_default(),
-        )
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(|source| Error::Api {
-            action: format!("reporting drift of {name}"),
-            source,
-        })?;
+    let now = jiff::Timestamp::now().to_string();
+    if let Some(patch) = crate::status::observed(&status, &inspection, None, &now) {
+        tracing::debug!(bundle_deployment = %name, ready = inspection.non_ready.is_empty(), modified = inspection.modified.len(), "status changed");
+        report(bd, ctx, patch).await?;
     }
-    Ok(Action::requeue(ctx.drift_interval))
+    Ok(Action::requeue(next_check(&inspection, ctx)))
 }
 
-/// The release's objects that are missing or changed downstream.
-async fn check(release: &Release, ctx: &Context) -> Result<Vec<fleet_api::ModifiedStatus>, String> {
+/// The release's objects next to what it wants.
+async fn inspect(bd: &BundleDeployment, ctx: &Context) -> Result<Inspection, String> {
+    let options = &bd.spec.options;
+    let release = Release {
+        name: release_name(&bd.name_any(), options),
+        namespace: namespace(options),
+    };
     let deployer = ctx.deployer.clone();
     let target = release.clone();
     let manifest = tokio::task::spawn_blocking(move || deployer.manifest(&target))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    crate::monitor::modified(&ctx.downstream, &ctx.kinds, &manifest, &release.namespace).await
+    crate::monitor::inspect(
+        &ctx.downstream,
+        &ctx.kinds,
+        &manifest,
+        &release.namespace,
+        options,
+    )
+    .await
 }
 
+/// A deleted BundleDeployment: its release is uninstalled; with `keepResources` Helm only
+/// forgets it (its history Secrets go, its objects stay); with `deleteNamespace` its
+/// namespace goes too.
 async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
     let options = &bd.spec.options;
-    if options.keep_resources {
-        tracing::info!(bundle_deployment = %bd.name_any(), "keepResources: leaving the release in place");
-        return Ok(Action::await_change());
-    }
     let release = Release {
         name: release_name(&bd.name_any(), options),
         namespace: namespace(options),
     };
+    if options.keep_resources {
+        tracing::info!(bundle_deployment = %bd.name_any(), %release, "keepResources: forgetting the release, keeping its objects");
+        return crate::cleanup::forget_release(&ctx.downstream, &release)
+            .await
+            .map(|()| Action::await_change())
+            .map_err(|source| Error::Api {
+                action: format!("forgetting release {release}"),
+                source,
+            });
+    }
     let deployer = ctx.deployer.clone();
-    tokio::task::spawn_blocking(move || deployer.uninstall(&release))
+    let target = release.clone();
+    tokio::task::spawn_blocking(move || deployer.uninstall(&target))
         .await
         .map_err(|e| Error::Deploy(e.to_string()))?
         .map_err(|e| Error::Deploy(e.to_string()))?;
+    if options.delete_namespace {
+        crate::cleanup::delete_namespace(&ctx.downstream, &release.namespace)
+            .await
+            .map_err(|source| Error::Api {
+                action: format!("deleting namespace {}", release.namespace),
+                source,
+            })?;
+    }
     Ok(Action::await_change())
-}
-
-/// A condition; an unchanged one keeps its timestamps.
-fn condition(
-    previous: &[Condition],
-    type_: &str,
-    ok: bool,
-    message: Option<&String>,
-    now: &str,
-) -> Condition {
-    let status = if ok { "True" } else { "False" }.to_owned();
-    if let Some(same) = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status && c.message.as_ref() == message)
-    {
-        return same.clone();
-    }
-    Condition {
-        type_: type_.to_owned(),
-        status,
-        last_update_time: Some(now.to_owned()),
-        last_transition_time: Some(now.to_owned()),
-        reason: (!ok).then(|| "Error".to_owned()),
-        message: message.cloned(),
-    }
 }
 
 pub fn error_policy(bd: Arc<BundleDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {

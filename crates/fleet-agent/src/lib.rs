@@ -4,10 +4,15 @@
 //!
 //! - [`credentials`]: the upstream identity (saved, given, or obtained by registration);
 //! - [`deploy`]: the BundleDeployment reconciler;
-//! - [`heartbeat`]: `status.agent.lastSeen` of its Cluster;
-//! - [`monitor`]: drift of deployed objects (`modifiedStatus`), corrected with `correctDrift`.
+//! - [`values_from`]: `helm.valuesFrom` read from the downstream cluster;
+//! - [`monitor`]: readiness and drift of deployed objects, [`status`]: what is reported;
+//! - [`cleanup`]: `keepResources` and `deleteNamespace` on removal;
+//! - [`heartbeat`]: `status.agent.lastSeen` of its Cluster.
 
+pub mod cleanup;
 pub mod credentials;
 pub mod deploy;
 pub mod heartbeat;
 pub mod monitor;
+pub mod status;
+pub mod values_from;

@@ -1,11 +1,15 @@
-//! Drift detection for a deployed BundleDeployment: each object of its release (`helm get
-//! manifest`) is read from the downstream cluster and compared with what the release wants
-//! ([`fleet_deployer::drift`]); missing objects and changed fields become `modifiedStatus`.
+//! Watching a deployed BundleDeployment: each object of its release (`helm get manifest`) is
+//! read from the downstream cluster, compared with what the release wants
+//! ([`fleet_deployer::drift`], minus `diff.comparePatches`; missing objects and changed fields
+//! become `modifiedStatus`) and judged for readiness ([`fleet_deployer::readiness`], minus
+//! `ignore.conditions`; `nonReadyStatus`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use fleet_api::{ModifiedStatus, ResourceRef};
+use fleet_api::{
+    BundleDeploymentOptions, BundleDeploymentResource, ModifiedStatus, NonReadyStatus, ResourceRef,
+};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Api, Client};
@@ -39,14 +43,34 @@ impl Kinds {
     }
 }
 
-/// How the live objects differ from `manifest` (objects of a release in `namespace`).
-pub async fn modified(
+/// What the live objects of a release look like next to what it wants.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Inspection {
+    pub modified: Vec<ModifiedStatus>,
+    pub non_ready: Vec<NonReadyStatus>,
+    /// The release's objects that exist.
+    pub resources: Vec<BundleDeploymentResource>,
+}
+
+/// Reads the objects of `manifest` (a release in `namespace`) and inspects them.
+pub async fn inspect(
     client: &Client,
     kinds: &Kinds,
     manifest: &[Value],
     namespace: &str,
-) -> Result<Vec<ModifiedStatus>, String> {
-    let mut out = Vec::new();
+    options: &BundleDeploymentOptions,
+) -> Result<Inspection, String> {
+    let compare_patches = options
+        .diff
+        .as_ref()
+        .map(|d| d.compare_patches.as_slice())
+        .unwrap_or_default();
+    let ignore_conditions = options
+        .ignore
+        .as_ref()
+        .map(|i| i.conditions.as_slice())
+        .unwrap_or_default();
+    let mut out = Inspection::default();
     for desired in manifest {
         let text = |pointer: &str| {
             desired
@@ -81,27 +105,71 @@ pub async fn modified(
             namespace: object_namespace.clone(),
             name: Some(name.clone()),
         };
-        match api
+        let Some(live) = api
             .get_opt(&name)
             .await
             .map_err(|e| format!("{kind} {name}: {e}"))?
-        {
-            None => out.push(ModifiedStatus {
+        else {
+            out.modified.push(ModifiedStatus {
                 resource: reference,
                 missing: true,
                 ..ModifiedStatus::default()
-            }),
-            Some(live) => {
-                let live = serde_json::to_value(live).unwrap_or_default();
-                if let Some(patch) = fleet_deployer::drift::drift(desired, &live) {
-                    out.push(ModifiedStatus {
-                        resource: reference,
-                        patch: Some(patch.to_string()),
-                        ..ModifiedStatus::default()
-                    });
-                }
-            }
+            });
+            continue;
+        };
+        let uid = live.metadata.uid.clone();
+        out.resources.push(BundleDeploymentResource {
+            resource: reference.clone(),
+            created_at: live
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string()),
+        });
+        let live = serde_json::to_value(live).unwrap_or_default();
+        let ignored = fleet_deployer::drift::ignored_pointers(compare_patches, &reference);
+        if let Some(patch) = fleet_deployer::drift::drift_ignoring(desired, &live, &ignored) {
+            out.modified.push(ModifiedStatus {
+                resource: reference.clone(),
+                patch: Some(patch.to_string()),
+                ..ModifiedStatus::default()
+            });
+        }
+        if let Some(summary) = fleet_deployer::readiness::not_ready(&live, ignore_conditions) {
+            out.non_ready.push(NonReadyStatus {
+                uid,
+                resource: reference,
+                summary,
+            });
         }
     }
     Ok(out)
+}
+
+/// The `Ready` condition's message for non-ready objects, as Fleet words it:
+/// `deployment.apps apps/web [in-progress] 1 of 3 replicas available; ...`.
+pub fn non_ready_message(non_ready: &[NonReadyStatus]) -> Option<String> {
+    let parts: Vec<String> = non_ready
+        .iter()
+        .map(|n| {
+            let r = &n.resource;
+            let group = r
+                .api_version
+                .as_deref()
+                .and_then(|v| v.rsplit_once('/'))
+                .map(|(group, _)| format!(".{group}"))
+                .unwrap_or_default();
+            let kind = r.kind.as_deref().unwrap_or_default().to_lowercase();
+            let name = match &r.namespace {
+                Some(ns) => format!("{ns}/{}", r.name.as_deref().unwrap_or_default()),
+                None => r.name.clone().unwrap_or_default(),
+            };
+            let state = n.summary.state.as_deref().unwrap_or("not-ready");
+            format!(
+                "{kind}{group} {name} [{state}] {}",
+                n.summary.message.join(", ")
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

@@ -2,205 +2,20 @@
 //! the agent registers with a token, a Bundle reaches the downstream cluster as a Helm
 //! release through the controller and the agent, its status rolls up, a change is applied,
 //! a chart that fails keeps the old release and reports ErrApplied, and a deleted Bundle is
-//! uninstalled.
+//! uninstalled; readiness per kind, valuesFrom, comparePatches, keepResources and
+//! deleteNamespace; two agent replicas.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
+
 use std::time::Duration;
 
-use fleet_api::{Bundle, Cluster, ClusterRegistrationToken};
-use fleet_testkit::binaries::{Tool, ensure};
-use fleet_testkit::{
-    ControlPlane, Lifetime, ManagedProcess, apply_crds, eventually, ports, wait_deleted, wait_for,
-};
+use fleet_api::{Bundle, Cluster};
+use fleet_testkit::{wait_deleted, wait_for};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
-
-const NS: &str = "fleet-default";
-const WAIT: Duration = Duration::from_secs(90);
-
-/// A binary of another package of the workspace, built next to this test's.
-fn workspace_binary(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().expect("test exe");
-    let dir = deps.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", name, "--bin", name])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building {name}");
-    }
-    path
-}
-
-fn yaml<K: serde::de::DeserializeOwned>(text: &str) -> K {
-    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-async fn create<K>(client: &Client, text: &str)
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned,
-{
-    Api::<K>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &yaml(text))
-        .await
-        .unwrap_or_else(|e| panic!("create: {e}\n{text}"));
-}
-
-fn spawn(name: &str, binary: &Path, args: Vec<String>, dir: &Path) -> ManagedProcess {
-    let mut cmd = Command::new(binary);
-    cmd.args(args)
-        .env("RUST_LOG", "info,fleet_agent=debug,fleet_controller=debug");
-    ManagedProcess::spawn(name, cmd, &dir.join(format!("{name}.log")), Lifetime::Owned)
-        .expect("spawn")
-}
-
-/// An upstream plane with the controller and a registration token, and a downstream plane.
-struct Setup {
-    upstream: ControlPlane,
-    downstream: ControlPlane,
-    controller: ManagedProcess,
-    values_path: PathBuf,
-    work: tempfile::TempDir,
-}
-
-impl Setup {
-    async fn start() -> Self {
-        let upstream = ControlPlane::start().await.expect("upstream");
-        let downstream = ControlPlane::builder()
-            .name("downstream")
-            .start()
-            .await
-            .expect("downstream");
-        let up = upstream.client();
-        apply_crds(&up, &fleet_api::crds()).await.expect("crds");
-        let ns: Namespace = yaml(&format!("metadata:\n  name: {NS}\n"));
-        Api::<Namespace>::all(up.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("ns");
-        let work = tempfile::tempdir().expect("tempdir");
-        let controller_port = ports::free_port().expect("port");
-        let controller = spawn(
-            "controller",
-            &workspace_binary("fleet-controller"),
-            vec![
-                format!("--kubeconfig={}", upstream.kubeconfig_path().display()),
-                "--namespace=default".to_owned(),
-                format!("--metrics-bind-address=127.0.0.1:{controller_port}"),
-                format!("--health-bind-address=127.0.0.1:{controller_port}"),
-                format!("--api-server-url={}", upstream.server()),
-                format!("--api-server-ca-file={}", upstream.ca_cert_path().display()),
-            ],
-            work.path(),
-        );
-        // Registration: the token's values are all an agent gets.
-        create::<ClusterRegistrationToken>(&up, "metadata:\n  name: token\nspec:\n  ttl: 1h\n")
-            .await;
-        let values = wait_for(
-            &Api::<Secret>::namespaced(up.clone(), NS),
-            "token",
-            WAIT,
-            |_| true,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", controller.log_tail(30)));
-        let values_path = work.path().join("values.json");
-        let raw = values
-            .data
-            .as_ref()
-            .and_then(|d| d.get("values"))
-            .expect("values")
-            .0
-            .clone();
-        std::fs::write(&values_path, raw).expect("write values");
-        Self {
-            upstream,
-            downstream,
-            controller,
-            values_path,
-            work,
-        }
-    }
-
-    /// An agent replica in the downstream cluster; returns it and its admin port.
-    fn agent(&self, name: &str) -> (ManagedProcess, u16) {
-        let port = ports::free_port().expect("port");
-        let agent = spawn(
-            name,
-            &workspace_binary("fleet-agent"),
-            vec![
-                format!(
-                    "--kubeconfig={}",
-                    self.downstream.kubeconfig_path().display()
-                ),
-                "--namespace=default".to_owned(),
-                format!("--metrics-bind-address=127.0.0.1:{port}"),
-                format!("--health-bind-address=127.0.0.1:{port}"),
-                format!("--registration-values={}", self.values_path.display()),
-                format!("--election-identity={name}"),
-                "--election-lease-duration=3s".to_owned(),
-                "--election-renew-deadline=2s".to_owned(),
-                "--election-retry-period=500ms".to_owned(),
-                "--heartbeat-interval=2s".to_owned(),
-                "--drift-interval=1s".to_owned(),
-                format!("--helm={}", ensure(Tool::Helm).expect("helm").display()),
-                format!(
-                    "--kustomize={}",
-                    ensure(Tool::Kustomize).expect("kustomize").display()
-                ),
-            ],
-            self.work.path(),
-        );
-        (agent, port)
-    }
-
-    /// The Cluster the agent registered, once it has checked in.
-    async fn registered(&self, agent: &ManagedProcess) -> Cluster {
-        let clusters: Api<Cluster> = Api::namespaced(self.upstream.client(), NS);
-        eventually(
-            "the agent registered and checks in",
-            WAIT,
-            Duration::from_millis(200),
-            || async {
-                let list = clusters
-                    .list(&Default::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                list.items
-                    .into_iter()
-                    .find(|c| {
-                        c.status
-                            .as_ref()
-                            .is_some_and(|s| s.agent.last_seen.is_some())
-                    })
-                    .ok_or_else(|| "no cluster has checked in".to_owned())
-            },
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "{e}\n{}\n{}",
-                agent.log_tail(30),
-                self.controller.log_tail(20)
-            )
-        })
-    }
-}
-
-/// A Bundle with one ConfigMap `name` (data `greeting`) in namespace `apps`, for every cluster.
-fn configmap_bundle(bundle: &str, name: &str, greeting: &str) -> String {
-    format!(
-        "metadata:\n  name: {bundle}\nspec:\n  defaultNamespace: apps\n  resources:\n  - name: cm.yaml\n    content: |\n      apiVersion: v1\n      kind: ConfigMap\n      metadata:\n        name: {name}\n      data:\n        greeting: {greeting}\n  targets:\n  - clusterGroup: default\n"
-    )
-}
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use support::{NS, Setup, WAIT, configmap_bundle, create};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundles_reach_a_registered_downstream_cluster_as_helm_releases() {
@@ -390,4 +205,220 @@ async fn only_the_leading_agent_deploys_and_a_standby_takes_over_with_the_saved_
         1,
         "the standby reused the saved credentials: one registration"
     );
+}
+
+/// A Helm chart bundle with a Deployment and a ConfigMap, `valuesFrom` a downstream
+/// ConfigMap, `diff.comparePatches` on a ConfigMap field and `deleteNamespace`.
+const WEB_BUNDLE: &str = r#"metadata:
+  name: web
+spec:
+  defaultNamespace: web
+  deleteNamespace: true
+  helm:
+    values:
+      greeting: from-values
+    valuesFrom:
+    - configMapKeyRef:
+        name: web-values
+        namespace: config
+  diff:
+    comparePatches:
+    - apiVersion: v1
+      kind: ConfigMap
+      name: web-settings
+      jsonPointers: [/data/tuning]
+  resources:
+  - name: Chart.yaml
+    content: "apiVersion: v2\nname: web\nversion: 0.1.0\n"
+  - name: templates/settings.yaml
+    content: |
+      apiVersion: v1
+      kind: ConfigMap
+      metadata:
+        name: web-settings
+      data:
+        greeting: {{ .Values.greeting | quote }}
+        tuning: "1"
+        other: "1"
+  - name: templates/deployment.yaml
+    content: |
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: web
+      spec:
+        replicas: 1
+        selector:
+          matchLabels: {app: web}
+        template:
+          metadata:
+            labels: {app: web}
+          spec:
+            containers:
+            - name: web
+              image: nginx:1.27
+  targets:
+  - clusterGroup: default
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_values_from_compare_patches_and_removal_options() {
+    let setup = Setup::start().await;
+    let (up, down) = (setup.upstream.client(), setup.downstream.client());
+    let (agent, _) = setup.agent("agent");
+    setup.registered(&agent).await;
+    let logs = || format!("{}\n{}", agent.log_tail(40), setup.controller.log_tail(20));
+    create::<fleet_api::ClusterGroup>(&up, "metadata:\n  name: default\nspec:\n  selector: {}\n")
+        .await;
+    let namespaces: Api<Namespace> = Api::all(down.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &support::yaml("metadata:\n  name: config\n"),
+        )
+        .await
+        .expect("namespace");
+    Api::<ConfigMap>::namespaced(down.clone(), "config")
+        .create(
+            &PostParams::default(),
+            &support::yaml("metadata:\n  name: web-values\ndata:\n  values.yaml: |\n    greeting: from-values-from\n"),
+        )
+        .await
+        .expect("values ConfigMap");
+    create::<Bundle>(&up, WEB_BUNDLE).await;
+
+    // valuesFrom wins over values.
+    let settings: Api<ConfigMap> = Api::namespaced(down.clone(), "web");
+    let greeting = |c: &ConfigMap, key: &str| {
+        c.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for(&settings, "web-settings", WAIT, |c| {
+        greeting(c, "greeting") == "from-values-from"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+
+    // Nothing runs Deployments here (no kubelet, no deployment controller): the Deployment is
+    // not ready, and the Bundle says which object and why.
+    let bundles: Api<Bundle> = Api::namespaced(up.clone(), NS);
+    let bundle = wait_for(&bundles, "web", WAIT, |b| {
+        b.status.as_ref().is_some_and(|s| s.summary.not_ready == 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let summary = bundle.status.expect("status").summary;
+    let listed = &summary.non_ready_resources[0];
+    let object = &listed.non_ready_status[0];
+    assert_eq!(
+        (
+            object.resource.kind.as_deref(),
+            object.resource.name.as_deref()
+        ),
+        (Some("Deployment"), Some("web"))
+    );
+    assert_eq!(
+        object.summary.message,
+        ["waiting for generation 1 to be observed"]
+    );
+    assert!(
+        listed
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("deployment.apps web/web [in-progress]")),
+        "{listed:?}"
+    );
+
+    // What the deployment controller and kubelet would report: the Bundle becomes ready.
+    let deployments: Api<Deployment> = Api::namespaced(down.clone(), "web");
+    let generation = deployments
+        .get("web")
+        .await
+        .expect("deployment")
+        .metadata
+        .generation;
+    deployments
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"status": {"observedGeneration": generation,
+                "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}}),
+            ),
+        )
+        .await
+        .expect("deployment status");
+    wait_for(&bundles, "web", WAIT, |b| {
+        b.status.as_ref().is_some_and(|s| s.summary.ready == 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+
+    // comparePatches: an edit of /data/tuning is not drift; one of /data/other is.
+    settings
+        .patch(
+            "web-settings",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"tuning": "9", "other": "9"}})),
+        )
+        .await
+        .expect("edit");
+    let bundle = wait_for(&bundles, "web", WAIT, |b| {
+        b.status.as_ref().is_some_and(|s| s.summary.modified == 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let modified = &bundle.status.expect("status").summary.non_ready_resources[0].modified_status;
+    let patch = modified[0].patch.clone().unwrap_or_default();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&patch).expect("patch"),
+        serde_json::json!({"data": {"other": "1"}}),
+        "only the compared field is drift"
+    );
+
+    // keepResources: the release is forgotten, its objects stay.
+    let mut kept = configmap_bundle("kept", "kept", "stays");
+    kept.push_str("  keepResources: true\n");
+    create::<Bundle>(&up, &kept).await;
+    let apps: Api<ConfigMap> = Api::namespaced(down.clone(), "apps");
+    wait_for(&apps, "kept", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    bundles
+        .delete("kept", &Default::default())
+        .await
+        .expect("delete");
+    let releases: Api<Secret> = Api::namespaced(down.clone(), "apps");
+    fleet_testkit::eventually(
+        "Helm forgot the release",
+        WAIT,
+        Duration::from_millis(200),
+        || async {
+            let list = releases
+                .list(&ListParams::default().labels("owner=helm,name=kept"))
+                .await
+                .map_err(|e| e.to_string())?;
+            match list.items.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} release secrets left")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    apps.get("kept")
+        .await
+        .expect("keepResources keeps the objects");
+
+    // deleteNamespace: removing the bundle removes its namespace.
+    bundles
+        .delete("web", &Default::default())
+        .await
+        .expect("delete");
+    wait_deleted(&namespaces, "web", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
 }

@@ -20,7 +20,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
 
 use crate::context::{Context, NotLeading};
-use crate::summary::{self, deployment_message, deployment_state};
+use crate::summary;
 use fleet_render::deployments::{self, sha256_hex};
 
 /// The field manager of the controller's writes.
@@ -284,12 +284,7 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
             labels.get(CLUSTER_NAMESPACE).cloned().unwrap_or_default(),
             labels.get(CLUSTER).cloned().unwrap_or_default()
         );
-        summary::add(
-            &mut summary,
-            &cluster,
-            deployment_state(bd),
-            deployment_message(bd),
-        );
+        summary::add_deployment(&mut summary, &cluster, bd);
     }
     let now = jiff::Timestamp::now().to_string();
     let previous = current.conditions.iter().find(|c| c.type_ == "Ready");

@@ -21,7 +21,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::bundles::Error;
 use crate::context::{Context, deployment_namespace};
-use crate::summary::{self, deployment_message, deployment_state};
+use crate::summary;
 
 fn api_error(action: &'static str, what: String) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Api {
@@ -114,12 +114,7 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
         .iter()
         .filter(|bd| bd.namespace().as_deref() == Some(bd_namespace.as_str()))
     {
-        summary::add(
-            &mut summary,
-            &bd.name_any(),
-            deployment_state(bd),
-            deployment_message(bd),
-        );
+        summary::add_deployment(&mut summary, &bd.name_any(), bd);
     }
     let now = jiff::Timestamp::now();
     let previous = current.conditions.iter().find(|c| c.type_ == "Ready");

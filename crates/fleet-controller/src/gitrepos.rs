@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 
 use crate::bundles::Error;
 use crate::context::Context;
-use crate::summary::{self, deployment_message, deployment_state};
+use crate::summary::{self, deployment_state};
 
 /// Reconciles one GitRepo's roll-up.
 pub async fn reconcile_gitrepo(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -40,12 +40,7 @@ async fn apply(gitrepo: &GitRepo, ctx: &Context) -> Result<Action, Error> {
             labels.get(CLUSTER).cloned().unwrap_or_default()
         );
         let state = deployment_state(&bd);
-        summary::add(
-            &mut summary,
-            &format!("{cluster} {}", bd.name_any()),
-            state,
-            deployment_message(&bd),
-        );
+        summary::add_deployment(&mut summary, &format!("{cluster} {}", bd.name_any()), &bd);
         let ready = clusters.entry(cluster).or_insert(true);
         *ready &= state == BundleState::Ready;
     }

@@ -42,8 +42,20 @@ pub fn deployment_message(bd: &BundleDeployment) -> Option<String> {
         .and_then(|c| c.message.clone())
 }
 
-/// Adds one BundleDeployment (`name`, e.g. `cluster-ns/cluster` or the bundle's name) to a
-/// summary.
+/// Adds one BundleDeployment (listed as `name`, e.g. `cluster-ns/cluster` or the bundle's
+/// name) to a summary: its state, and when it is not ready, its message and the agent's
+/// `nonReadyStatus` and `modifiedStatus` (as Fleet lists them).
+pub fn add_deployment(summary: &mut BundleSummary, name: &str, bd: &BundleDeployment) {
+    let state = deployment_state(bd);
+    let listed = summary.non_ready_resources.len();
+    add(summary, name, state, deployment_message(bd));
+    if let (Some(entry), Some(status)) = (summary.non_ready_resources.get_mut(listed), &bd.status) {
+        entry.non_ready_status.clone_from(&status.non_ready_status);
+        entry.modified_status.clone_from(&status.modified_status);
+    }
+}
+
+/// Adds one BundleDeployment's state (see [`add_deployment`]) to a summary.
 pub fn add(summary: &mut BundleSummary, name: &str, state: BundleState, message: Option<String>) {
     summary.desired_ready += 1;
     match state {

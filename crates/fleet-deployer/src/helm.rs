@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fleet_api::BundleDeploymentOptions;
+use fleet_api::{BundleDeploymentOptions, Values};
 use fleet_bundle::files::Files;
 use fleet_render::render::{
     Input, RenderError, Style, Tools, chart_args, helm_command, merged_values, namespace,
     release_name, render, style, write_files,
 };
-use fleet_render::target::ClusterInfo;
+use fleet_render::target::{ClusterInfo, merge_json};
 
 use crate::chart::write_generated_chart;
 
@@ -57,7 +57,8 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    /// Installs or upgrades the release of bundle deployment `name` with `options`. Every
+    /// Installs or upgrades the release of bundle deployment `name` with `options`;
+    /// `values_from` (the resolved `helm.valuesFrom`) is merged over the bundle's values. Every
     /// object is server-side applied with forced conflicts, so running it again puts back
     /// fields someone changed by hand (drift correction).
     pub fn deploy(
@@ -66,6 +67,7 @@ impl Deployer {
         options: &BundleDeploymentOptions,
         files: &Files,
         cluster: &ClusterInfo,
+        values_from: &Values,
     ) -> Result<Deployed, DeployError> {
         let release = Release {
             name: release_name(name, options),
@@ -102,12 +104,13 @@ impl Deployer {
             }
         }
         let values_path = work.path().join("values.json");
-        let values = match style {
+        let mut values = serde_json::Value::Object(match style {
             Style::Kustomize(_) | Style::Raw => serde_json::Map::new(),
             // Templated for this cluster by the controller already.
             _ => merged_values(&input)?,
-        };
-        std::fs::write(&values_path, serde_json::Value::Object(values).to_string())?;
+        });
+        merge_json(&mut values, serde_json::Value::Object(values_from.clone()));
+        std::fs::write(&values_path, values.to_string())?;
         cmd.arg("--values").arg(&values_path);
         let helm = options.helm.clone().unwrap_or_default();
         if helm.timeout_seconds > 0 {

@@ -10,5 +10,6 @@ pub mod chart;
 pub mod content;
 pub mod drift;
 pub mod helm;
+pub mod readiness;
 
 pub use helm::{DeployError, Deployed, Deployer, Release};
