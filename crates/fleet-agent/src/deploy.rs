@@ -165,6 +165,21 @@ async fn deploy(
         Err(e) => return Ok(Err(format!("reading content {manifest}: {e}"))),
     };
     let options = bd.spec.options.clone();
+    let name = bd.name_any();
+    let release = Release {
+        name: release_name(&name, &options),
+        namespace: namespace(&options),
+    };
+    match crate::releases::conflict(&ctx.downstream, &release, &name).await {
+        Ok(None) => {}
+        Ok(Some(conflict)) => return Ok(Err(conflict)),
+        Err(source) => {
+            return Err(Error::Api {
+                action: format!("reading release {release}"),
+                source,
+            });
+        }
+    }
     let values_from =
         match crate::values_from::resolve(&ctx.downstream, &options, &namespace(&options)).await {
             Ok(values) => values,
@@ -172,7 +187,6 @@ async fn deploy(
         };
     let deployer = ctx.deployer.clone();
     let cluster = ctx.cluster.clone();
-    let name = bd.name_any();
     tokio::task::spawn_blocking(move || {
         let files = fleet_deployer::content::files(&content).map_err(|e| e.to_string())?;
         deployer
@@ -246,9 +260,23 @@ async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
         name: release_name(&bd.name_any(), options),
         namespace: namespace(options),
     };
+    let name = bd.name_any();
+    match crate::releases::conflict(&ctx.downstream, &release, &name).await {
+        Ok(None) => {}
+        Ok(Some(conflict)) => {
+            tracing::warn!(bundle_deployment = %name, %conflict, "not removing a release another bundle deployment owns");
+            return Ok(Action::await_change());
+        }
+        Err(source) => {
+            return Err(Error::Api {
+                action: format!("reading release {release}"),
+                source,
+            });
+        }
+    }
     if options.keep_resources {
         tracing::info!(bundle_deployment = %bd.name_any(), %release, "keepResources: forgetting the release, keeping its objects");
-        return crate::cleanup::forget_release(&ctx.downstream, &release)
+        return crate::releases::forget_release(&ctx.downstream, &release)
             .await
             .map(|()| Action::await_change())
             .map_err(|source| Error::Api {
@@ -263,7 +291,7 @@ async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
         .map_err(|e| Error::Deploy(e.to_string()))?
         .map_err(|e| Error::Deploy(e.to_string()))?;
     if options.delete_namespace {
-        crate::cleanup::delete_namespace(&ctx.downstream, &release.namespace)
+        crate::releases::delete_namespace(&ctx.downstream, &release.namespace)
             .await
             .map_err(|source| Error::Api {
                 action: format!("deleting namespace {}", release.namespace),

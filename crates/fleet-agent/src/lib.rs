@@ -6,13 +6,13 @@
 //! - [`deploy`]: the BundleDeployment reconciler;
 //! - [`values_from`]: `helm.valuesFrom` read from the downstream cluster;
 //! - [`monitor`]: readiness and drift of deployed objects, [`status`]: what is reported;
-//! - [`cleanup`]: `keepResources` and `deleteNamespace` on removal;
+//! - [`releases`]: who owns a release name, `keepResources` and `deleteNamespace`;
 //! - [`heartbeat`]: `status.agent.lastSeen` of its Cluster.
 
-pub mod cleanup;
 pub mod credentials;
 pub mod deploy;
 pub mod heartbeat;
 pub mod monitor;
+pub mod releases;
 pub mod status;
 pub mod values_from;

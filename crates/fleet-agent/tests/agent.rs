@@ -413,6 +413,52 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
         .await
         .expect("keepResources keeps the objects");
 
+    // A second bundle asking for the same release: an error, and the first one untouched,
+    // also when the second is removed.
+    create::<Bundle>(
+        &up,
+        "metadata:\n  name: twin\nspec:\n  defaultNamespace: web\n  helm:\n    releaseName: web\n  resources:\n  - name: cm.yaml\n    content: \"apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: twin\\n\"\n  targets:\n  - clusterGroup: default\n",
+    )
+    .await;
+    let twin = wait_for(&bundles, "twin", WAIT, |b| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| s.summary.err_applied == 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let message = twin.status.expect("status").summary.non_ready_resources[0]
+        .message
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        message.contains("release web/web is deployed by bundle deployment web"),
+        "{message}"
+    );
+    bundles
+        .delete("twin", &Default::default())
+        .await
+        .expect("delete");
+    let deployments_of_twin: Api<fleet_api::BundleDeployment> = Api::all(up.clone());
+    fleet_testkit::wait_for_count(
+        &deployments_of_twin,
+        "BundleDeployments of twin",
+        0,
+        WAIT,
+        |bd| {
+            bd.labels()
+                .get(fleet_api::labels::BUNDLE_NAME)
+                .map(String::as_str)
+                == Some("twin")
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    settings
+        .get("web-settings")
+        .await
+        .expect("the first bundle's release is untouched");
+
     // deleteNamespace: removing the bundle removes its namespace.
     bundles
         .delete("web", &Default::default())

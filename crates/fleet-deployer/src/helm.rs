@@ -14,6 +14,10 @@ use fleet_render::target::{ClusterInfo, merge_json};
 
 use crate::chart::write_generated_chart;
 
+/// The release label (Helm's `--labels`, on its history Secrets) naming the BundleDeployment
+/// that deploys the release.
+pub const OWNER_LABEL: &str = "fleet.cattle.io/bundle-deployment";
+
 /// A Helm release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Release {
@@ -122,6 +126,7 @@ impl Deployer {
         if helm.force {
             cmd.arg("--force-replace");
         }
+        cmd.arg(format!("--labels={OWNER_LABEL}={name}"));
         // Fleet always takes ownership on upgrade, so that existing objects can be adopted.
         cmd.arg("--take-ownership");
         // Server-side apply, forcing conflicts: what git says wins over hand edits, on an

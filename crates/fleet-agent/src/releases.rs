@@ -1,9 +1,13 @@
-//! What removing a BundleDeployment does downstream besides `helm uninstall`: with
+//! Helm release records in the downstream cluster (Secrets driver) and what removing a
+//! BundleDeployment does besides `helm uninstall`. Each release is labelled with the
+//! BundleDeployment that deploys it ([`OWNER_LABEL`], set by `fleet-deployer`), so that two bundles asking for the
+//! same release name get an error instead of replacing each other's objects. With
 //! `keepResources` Helm forgets the release (its history Secrets are deleted, as Fleet does)
 //! and the objects stay; with `deleteNamespace` the release namespace goes, unless it is one
 //! a cluster cannot do without.
 
 use fleet_deployer::Release;
+use fleet_deployer::helm::OWNER_LABEL;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
@@ -11,6 +15,36 @@ use kube::{Api, Client};
 /// Namespaces never deleted for `deleteNamespace`.
 pub const PROTECTED_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The BundleDeployment that deployed `release`, if the release exists and says so.
+pub async fn owner(client: &Client, release: &Release) -> Result<Option<String>, kube::Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &release.namespace);
+    let selector = format!("owner=helm,name={}", release.name);
+    let list = secrets
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .find_map(|s| s.metadata.labels.as_ref()?.get(OWNER_LABEL).cloned()))
+}
+
+/// Why `bundle_deployment` may not deploy `release`: another one deploys it.
+pub async fn conflict(
+    client: &Client,
+    release: &Release,
+    bundle_deployment: &str,
+) -> Result<Option<String>, kube::Error> {
+    Ok(owner(client, release)
+        .await?
+        .filter(|owner| owner != bundle_deployment)
+        .map(|owner| {
+            format!(
+                "release {release} is deployed by bundle deployment {owner}; \
+                 two bundles cannot share a Helm release name (set helm.releaseName or namespace)"
+            )
+        }))
+}
 
 /// Deletes the release's Helm history (Secrets driver: `owner=helm,name=<release>`), leaving
 /// every object the release created in place.
