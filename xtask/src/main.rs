@@ -10,6 +10,7 @@
 mod bench;
 mod controlplane;
 mod demo;
+mod packages;
 mod stack;
 mod test;
 

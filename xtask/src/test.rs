@@ -18,6 +18,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     step("pinned binaries", || crate::tools().map(|_| ()))?;
+    step("system packages", crate::packages::ensure_sshd)?;
     if !args.no_lint {
         step("cargo fmt --check", || {
             cargo(&["fmt", "--all", "--", "--check"])

@@ -11,7 +11,8 @@
 //! - [`process`]: child processes killed on drop; [`TcpProxy`]: cut one client off a server.
 //! - [`git`]: repositories made with the real `git`, served over smart HTTP by `git http-backend`;
 //!   [`tls::TlsProxy`] puts TLS with the test CA in front of it; [`file_server::FileServer`]
-//!   serves a directory (a Helm chart repository).
+//!   serves a directory (a Helm chart repository); [`ssh::SshServer`] serves them over ssh
+//!   with a real `sshd`.
 
 pub mod binaries;
 pub mod certs;
@@ -21,6 +22,7 @@ pub mod git;
 pub mod ports;
 pub mod process;
 mod proxy;
+pub mod ssh;
 pub mod tls;
 pub mod wait;
 

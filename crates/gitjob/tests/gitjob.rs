@@ -1,5 +1,6 @@
 //! gitjob on a real control plane with real git: repositories made by the tests, read over
-//! file:// and over smart HTTP (`git http-backend`), with the gitjob binary as users run it.
+//! file://, over smart HTTP (`git http-backend`, also behind TLS) and over ssh (a real
+//! `sshd`), with the gitjob binary as users run it.
 
 mod support;
 
@@ -383,6 +384,114 @@ async fn https_repositories_are_trusted_through_the_gitrepo_ca_bundle() {
     wait_for(&api, "untrusted", WAIT, not_ready_with("certificate"))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_repositories_with_keys_and_strict_known_hosts() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let commit = commit_configmap(&repo, "app", "c");
+    let sshd = fleet_testkit::ssh::SshServer::start().await.expect("sshd");
+    let url = sshd.url_of(repo.path());
+    // A key sshd does not know, and a known_hosts entry with another host's key.
+    let stranger = work.path().join("stranger");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .expect("ssh-keygen");
+    assert!(keygen.success());
+    let stranger_key = std::fs::read_to_string(&stranger).expect("key");
+    let stranger_public = std::fs::read_to_string(stranger.with_extension("pub")).expect("pub");
+    let other_host = format!(
+        "{} {}",
+        sshd.known_hosts()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default(),
+        stranger_public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    for (name, key, known_hosts) in [
+        ("ssh-good", sshd.private_key(), sshd.known_hosts()),
+        ("ssh-unknown-host", sshd.private_key(), other_host),
+        ("ssh-wrong-key", stranger_key.as_str(), sshd.known_hosts()),
+    ] {
+        let mut secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/ssh-auth".to_owned()),
+            ..Default::default()
+        };
+        secret.string_data = Some(
+            [
+                ("ssh-privatekey".to_owned(), key.to_owned()),
+                ("known_hosts".to_owned(), known_hosts),
+            ]
+            .into(),
+        );
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("secret");
+    }
+    let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());
+    let api = gitrepos(&client);
+    for (gr, secret) in [
+        ("ssh", "ssh-good"),
+        ("unknown-host", "ssh-unknown-host"),
+        ("wrong-key", "ssh-wrong-key"),
+    ] {
+        api.create(
+            &PostParams::default(),
+            &gitrepo(&format!(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: {gr}\nspec:\n  repo: {url}\n  clientSecretName: {secret}\n"
+            )),
+        )
+        .await
+        .expect("gitrepo");
+    }
+    let logs = || format!("{}\n{}", gitjob.process.log_tail(30), sshd.log_tail(20));
+    wait_for(
+        &bundles(&client),
+        "ssh",
+        WAIT,
+        bundle_at_commit(commit.clone()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    wait_for(
+        &api,
+        "unknown-host",
+        WAIT,
+        not_ready_with("is not in known_hosts"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    wait_for(&api, "wrong-key", WAIT, |g| not_ready_message(g).is_some())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let message =
+        not_ready_message(&api.get("wrong-key").await.expect("gitrepo")).unwrap_or_default();
+    assert!(
+        message.contains("auth"),
+        "says authentication failed: {message}"
+    );
+
+    // A push reaches the Bundle over ssh too.
+    let next = commit_configmap(&repo, "app", "d");
+    wait_for(&bundles(&client), "ssh", WAIT, bundle_at_commit(next))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
 }
 
 /// Waits until a replica's metrics count a Bundle write.
