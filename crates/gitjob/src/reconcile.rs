@@ -204,7 +204,7 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
 
 /// When to look again.
 fn requeue(spec: &GitRepoSpec, status: &GitRepoStatus, outcome: &Outcome, name: &str) -> Action {
-    let polling = polling_interval(spec);
+    let polling = polling_interval(spec, status);
     if awaiting_webhook_commit(status) {
         return Action::requeue(WEBHOOK_RETRY);
     }
@@ -230,14 +230,23 @@ fn awaiting_webhook_commit(status: &GitRepoStatus) -> bool {
     })
 }
 
-/// The GitRepo's `pollingInterval`, Fleet's default when unset, zero or invalid.
-pub fn polling_interval(spec: &GitRepoSpec) -> Duration {
+/// The GitRepo's `pollingInterval`; when unset, zero or invalid: Fleet's default, or
+/// [`WEBHOOK_POLLING`] once webhooks deliver for the repository (Fleet writes `1h` into the
+/// spec then; here the spec stays the user's and only the effective interval changes).
+pub fn polling_interval(spec: &GitRepoSpec, status: &GitRepoStatus) -> Duration {
     spec.polling_interval
         .as_deref()
         .and_then(|text| fleet_election::parse_go_duration(text).ok())
         .filter(|d| !d.is_zero())
-        .unwrap_or(DEFAULT_POLLING)
+        .unwrap_or(if status.last_webhook_time.is_some() {
+            WEBHOOK_POLLING
+        } else {
+            DEFAULT_POLLING
+        })
 }
+
+/// Polling once webhooks deliver and no `pollingInterval` is set (Fleet's 1 h).
+pub const WEBHOOK_POLLING: Duration = Duration::from_secs(3600);
 
 /// `interval` plus up to 10 %, spread by GitRepo so that repositories do not poll in step.
 fn with_jitter(interval: Duration, name: &str) -> Duration {
@@ -450,11 +459,18 @@ mod tests {
     #[test]
     fn polling_defaults_like_fleet() {
         let mut spec = spec();
-        assert_eq!(polling_interval(&spec), DEFAULT_POLLING);
+        let mut status = GitRepoStatus::default();
+        assert_eq!(polling_interval(&spec, &status), DEFAULT_POLLING);
         spec.polling_interval = Some("0s".to_owned());
-        assert_eq!(polling_interval(&spec), DEFAULT_POLLING);
+        assert_eq!(polling_interval(&spec, &status), DEFAULT_POLLING);
+        status.last_webhook_time = Some("2026-11-23T00:00:00Z".to_owned());
+        assert_eq!(
+            polling_interval(&spec, &status),
+            WEBHOOK_POLLING,
+            "webhooks deliver"
+        );
         spec.polling_interval = Some("1m30s".to_owned());
-        assert_eq!(polling_interval(&spec), Duration::from_secs(90));
+        assert_eq!(polling_interval(&spec, &status), Duration::from_secs(90));
     }
 
     #[test]
