@@ -38,7 +38,7 @@ pub fn target(args: &TargetArgs) -> anyhow::Result<()> {
     for bundle in &bundles {
         let desired =
             desired(bundle, &clusters).with_context(|| format!("bundle {}", bundle.name_any()))?;
-        deployments.extend(desired.deployments);
+        deployments.extend(desired.targets.into_iter().map(|t| t.deployment));
     }
     let text = match args.format {
         Format::Json => {

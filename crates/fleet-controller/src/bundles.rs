@@ -12,7 +12,10 @@ use std::time::Duration;
 use fleet_api::labels::{
     BUNDLE_FINALIZER, BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, CONTENT_HASH,
 };
-use fleet_api::{Bundle, BundleDeployment, BundleDisplay, BundleStatus, BundleSummary, Content};
+use fleet_api::{
+    Bundle, BundleDeployment, BundleDisplay, BundleStatus, BundleSummary, Content, PartitionStatus,
+};
+use fleet_render::target::ClusterInfo;
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -22,6 +25,7 @@ use kube::{Api, ResourceExt};
 use crate::context::{Context, NotLeading};
 use crate::summary;
 use fleet_render::deployments::{self, sha256_hex};
+use fleet_render::rollout;
 
 /// The field manager of the controller's writes.
 pub const MANAGER: &str = "fleet-controller";
@@ -77,14 +81,21 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     let namespace = bundle.namespace().unwrap_or_default();
     let name = bundle.name_any();
     let candidates = ctx.candidates(&namespace);
-    let desired = match deployments::desired(bundle, &candidates) {
-        Ok(desired) => desired,
-        Err(e) => {
-            tracing::warn!(bundle = %name, %namespace, error = %e, "cannot target bundle");
+    let existing = owned_deployments(ctx, &namespace, &name);
+    let planned = deployments::desired(bundle, &candidates)
+        .map_err(|e| e.to_string())
+        .and_then(|desired| {
+            let plan = plan_rollout(bundle, &desired.targets, &existing)?;
+            Ok((desired, plan))
+        });
+    let (desired, plan) = match planned {
+        Ok(planned) => planned,
+        Err(message) => {
+            tracing::warn!(bundle = %name, %namespace, error = %message, "cannot target bundle");
             ctx.targeting_errors
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert((namespace.clone(), name.clone()), e.to_string());
+                .insert((namespace.clone(), name.clone()), message);
             write_status(bundle, ctx).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
@@ -95,19 +106,25 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         .remove(&(namespace.clone(), name.clone()));
     ensure_content(ctx, &desired.content).await?;
 
-    let existing = owned_deployments(ctx, &namespace, &name);
     let mut wanted = HashSet::new();
     let mut writes = Vec::new();
-    for mut bd in desired.deployments {
+    for (index, target) in desired.targets.into_iter().enumerate() {
+        let mut bd = target.deployment;
         let bd_namespace = bd.metadata.namespace.clone().unwrap_or_default();
         wanted.insert((bd_namespace.clone(), bd.name_any()));
         let current = existing.get(&(bd_namespace, bd.name_any()));
-        if bundle.spec.paused
-            && let Some(current) = current
-        {
-            // Paused: stage the new options, keep deploying the old ones.
-            bd.spec.options = current.spec.options.clone();
-            bd.spec.deployment_id = current.spec.deployment_id.clone();
+        let promote = plan.as_ref().is_none_or(|p| p.promote[index]);
+        match current {
+            // Paused, or held back by the rollout: the new deployment is staged only.
+            Some(current) if bundle.spec.paused || !promote => {
+                bd.spec.options = current.spec.options.clone();
+                bd.spec.deployment_id = current.spec.deployment_id.clone();
+            }
+            None if !promote => {
+                bd.spec.options = Default::default();
+                bd.spec.deployment_id = None;
+            }
+            _ => {}
         }
         let hash = content_hash(&bd);
         if current.and_then(|c| c.annotations().get(CONTENT_HASH)) == Some(&hash) {
@@ -118,6 +135,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             deployment = %bd.name_any(),
             namespace = ?bd.namespace(),
             cached = current.is_some(),
+            promote,
             "bundle deployment changed"
         );
         bd.annotations_mut().insert(CONTENT_HASH.to_owned(), hash);
@@ -134,7 +152,48 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         delete_deployment(ctx, &key.0, &key.1).await?;
     }
     // The status follows from the BundleDeployments' events (`reconcile_status`).
-    Ok(Action::await_change())
+    match plan.map(|p| p.held_back()) {
+        Some(held) if held > 0 => {
+            tracing::info!(bundle = %name, %namespace, held_back = held, "rollout: waiting for clusters to become available");
+            Ok(Action::requeue(ROLLOUT_RECHECK))
+        }
+        _ => Ok(Action::await_change()),
+    }
+}
+
+/// While a rollout holds clusters back, it is looked at again this often.
+const ROLLOUT_RECHECK: Duration = Duration::from_secs(5);
+
+/// The rollout of a Bundle change over its targets (`None` while paused: nothing moves).
+fn plan_rollout(
+    bundle: &Bundle,
+    targets: &[deployments::Target],
+    existing: &BTreeMap<(String, String), Arc<BundleDeployment>>,
+) -> Result<Option<rollout::Plan>, String> {
+    if bundle.spec.paused {
+        return Ok(None);
+    }
+    let slots: Vec<rollout::Slot<'_>> = targets
+        .iter()
+        .map(|t| rollout::Slot {
+            cluster: &t.cluster,
+            current: existing
+                .get(&(
+                    t.deployment.namespace().unwrap_or_default(),
+                    t.deployment.name_any(),
+                ))
+                .map(AsRef::as_ref),
+            wanted: t
+                .deployment
+                .spec
+                .deployment_id
+                .as_deref()
+                .unwrap_or_default(),
+        })
+        .collect();
+    rollout::plan(bundle.spec.rollout_strategy.as_ref(), &slots)
+        .map(Some)
+        .map_err(|e| format!("rolloutStrategy: {e}"))
 }
 
 /// Reconciles one Bundle's status: the roll-up of its BundleDeployments. A controller of its
@@ -277,15 +336,11 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
         .cloned();
     let current = bundle.status.clone().unwrap_or_default();
     let mut summary = BundleSummary::default();
-    for bd in owned_deployments(ctx, &namespace, &name).values() {
-        let labels = bd.labels();
-        let cluster = format!(
-            "{}/{}",
-            labels.get(CLUSTER_NAMESPACE).cloned().unwrap_or_default(),
-            labels.get(CLUSTER).cloned().unwrap_or_default()
-        );
-        summary::add_deployment(&mut summary, &cluster, bd);
+    let owned = owned_deployments(ctx, &namespace, &name);
+    for bd in owned.values() {
+        summary::add_deployment(&mut summary, &cluster_of(bd), bd);
     }
+    let rollout = rollout_status(bundle, ctx, &owned);
     let now = jiff::Timestamp::now().to_string();
     let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
     let ready = match &error {
@@ -300,6 +355,11 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
         summary,
         conditions: vec![ready],
         observed_generation: bundle.metadata.generation.unwrap_or_default(),
+        unavailable: rollout.unavailable,
+        unavailable_partitions: rollout.unavailable_partitions,
+        max_unavailable: rollout.max_unavailable,
+        max_unavailable_partitions: rollout.max_unavailable_partitions,
+        partition_status: rollout.partitions,
         ..current.clone()
     };
     if next == current {
@@ -312,6 +372,11 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
         "display": next.display,
         "conditions": next.conditions,
         "observedGeneration": next.observed_generation,
+        "unavailable": next.unavailable,
+        "unavailablePartitions": next.unavailable_partitions,
+        "maxUnavailable": next.max_unavailable,
+        "maxUnavailablePartitions": next.max_unavailable_partitions,
+        "partitions": next.partition_status,
     });
     crate::context::apply_status::<Bundle>(ctx, &namespace, &name, status)
         .await
@@ -320,6 +385,89 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
             format!("{namespace}/{name}"),
         ))?;
     Ok(())
+}
+
+/// `cluster-namespace/cluster` of a BundleDeployment, from its labels.
+fn cluster_of(bd: &BundleDeployment) -> String {
+    let labels = bd.labels();
+    format!(
+        "{}/{}",
+        labels.get(CLUSTER_NAMESPACE).cloned().unwrap_or_default(),
+        labels.get(CLUSTER).cloned().unwrap_or_default()
+    )
+}
+
+/// The rollout fields of a Bundle's status.
+#[derive(Debug, Default)]
+struct RolloutStatus {
+    unavailable: i64,
+    unavailable_partitions: i64,
+    max_unavailable: i64,
+    max_unavailable_partitions: i64,
+    partitions: Vec<PartitionStatus>,
+}
+
+/// The Bundle's rollout as it stands: its partitions (of the clusters its BundleDeployments
+/// are on), their limits, and how many of their clusters are unavailable now.
+fn rollout_status(
+    bundle: &Bundle,
+    ctx: &Context,
+    owned: &BTreeMap<(String, String), Arc<BundleDeployment>>,
+) -> RolloutStatus {
+    let namespace = bundle.namespace().unwrap_or_default();
+    let clusters: BTreeMap<String, ClusterInfo> = ctx
+        .candidates(&namespace)
+        .into_iter()
+        .map(|c| (format!("{}/{}", c.info.namespace, c.info.name), c.info))
+        .collect();
+    let placed: Vec<(&ClusterInfo, &BundleDeployment)> = owned
+        .values()
+        .filter_map(|bd| Some((clusters.get(&cluster_of(bd))?, bd.as_ref())))
+        .collect();
+    let slots: Vec<rollout::Slot<'_>> = placed
+        .iter()
+        .map(|(cluster, bd)| rollout::Slot {
+            cluster,
+            current: Some(bd),
+            wanted: bd.spec.staged_deployment_id.as_deref().unwrap_or_default(),
+        })
+        .collect();
+    let Ok(plan) = rollout::plan(bundle.spec.rollout_strategy.as_ref(), &slots) else {
+        // Reported as the Bundle's targeting error.
+        return RolloutStatus::default();
+    };
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut partitions = plan.partitions.clone();
+    let mut unavailable_partitions = 0;
+    for (number, partition) in partitions.iter_mut().enumerate() {
+        partition.summary = BundleSummary::default();
+        let members = placed
+            .iter()
+            .zip(&plan.partition_of)
+            .filter(|(_, p)| **p == number)
+            .map(|((_, bd), _)| *bd);
+        let mut unavailable = 0;
+        for bd in members {
+            summary::add_deployment(&mut partition.summary, &cluster_of(bd), bd);
+            unavailable += usize::from(rollout::unavailable(bd));
+        }
+        partition.unavailable = count(unavailable);
+        if partition.unavailable > partition.max_unavailable {
+            unavailable_partitions += 1;
+        }
+    }
+    RolloutStatus {
+        unavailable: count(
+            placed
+                .iter()
+                .filter(|(_, bd)| rollout::unavailable(bd))
+                .count(),
+        ),
+        unavailable_partitions,
+        max_unavailable: count(plan.max_unavailable),
+        max_unavailable_partitions: count(plan.max_unavailable_partitions),
+        partitions,
+    }
 }
 
 /// How the controller retries a failed Bundle reconcile.

@@ -1,6 +1,7 @@
 //! fleet-controller on a real control plane: targeting creates and removes
-//! BundleDeployments, status rolls up, registration issues credentials limited to the
-//! cluster's own namespace, and a killed leader hands over.
+//! BundleDeployments, status rolls up, a rollout waits for its canary partition,
+//! registration issues credentials limited to the cluster's own namespace, and a killed
+//! leader hands over.
 
 mod support;
 
@@ -459,4 +460,104 @@ async fn a_killed_leader_hands_the_work_over() {
     wait_for(&bds(&client, "c1"), "two", WAIT, |_| true)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", b.process.log_tail(30)));
+}
+
+/// A canary partition first: the other clusters get a change only once the canary runs it
+/// and is ready; until then they keep their deployment and have the new one staged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_waits_for_its_canary_partition() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let controller = Controller::start(&plane, "controller-0", work.path());
+    let logs = || controller.process.log_tail(40);
+    for (name, env) in [("canary", "canary"), ("p1", "prod"), ("p2", "prod")] {
+        create::<Cluster>(
+            &client,
+            &format!("metadata:\n  name: {name}\n  labels:\n    env: {env}\nspec: {{}}\n"),
+        )
+        .await;
+    }
+    let bundle = |version: &str| {
+        format!(
+            "metadata:\n  name: app\nspec:\n  rolloutStrategy:\n    partitions:\n    - name: canary\n      maxUnavailable: 0\n      clusterSelector:\n        matchLabels:\n          env: canary\n  resources:\n  - name: cm.yaml\n    content: 'kind: ConfigMap\\nversion: {version}'\n  targets:\n  - clusterSelector: {{}}\n"
+        )
+    };
+    create::<Bundle>(&client, &bundle("1")).await;
+    let deployed = |bd: &BundleDeployment| bd.spec.deployment_id.clone();
+
+    // First the canary alone; the others wait with the deployment staged.
+    let canary = wait_for(&bds(&client, "canary"), "app", WAIT, |bd| {
+        deployed(bd).is_some()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let v1 = deployed(&canary);
+    let p1 = wait_for(&bds(&client, "p1"), "app", WAIT, |_| true)
+        .await
+        .expect("p1 staged");
+    assert_eq!(deployed(&p1), None, "held back");
+    assert_eq!(p1.spec.staged_deployment_id, v1);
+    let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
+    let status = wait_for(&bundles, "app", WAIT, |b| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| s.partition_status.len() == 2)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let partitions = status.status.expect("status").partition_status;
+    assert_eq!(partitions[0].name.as_deref(), Some("canary"));
+    assert_eq!(
+        (partitions[1].name.as_deref(), partitions[1].count),
+        (Some("All"), 2)
+    );
+
+    // The canary's agent reports it applied and ready: the others follow.
+    report_deployed(&client, &canary).await;
+    for cluster in ["p1", "p2"] {
+        let bd = wait_for(&bds(&client, cluster), "app", WAIT, |bd| deployed(bd) == v1)
+            .await
+            .unwrap_or_else(|e| panic!("{cluster}: {e}\n{}", logs()));
+        report_deployed(&client, &bd).await;
+    }
+
+    // A change: again the canary first, the others stay on v1 (OutOfSync) until it is ready.
+    bundles
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": yaml::<Bundle>(&bundle("2")).spec})),
+        )
+        .await
+        .expect("update bundle");
+    let canary = wait_for(&bds(&client, "canary"), "app", WAIT, |bd| {
+        deployed(bd).is_some() && deployed(bd) != v1
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let v2 = deployed(&canary);
+    let p2 = wait_for(&bds(&client, "p2"), "app", WAIT, |bd| {
+        bd.spec.staged_deployment_id == v2
+    })
+    .await
+    .expect("p2 staged");
+    assert_eq!(
+        deployed(&p2),
+        v1,
+        "keeps running v1 while the canary is not ready"
+    );
+    wait_for(&bundles, "app", WAIT, |b| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| s.summary.out_of_sync == 2)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    report_deployed(&client, &canary).await;
+    for cluster in ["p1", "p2"] {
+        wait_for(&bds(&client, cluster), "app", WAIT, |bd| deployed(bd) == v2)
+            .await
+            .unwrap_or_else(|e| panic!("{cluster}: {e}\n{}", logs()));
+    }
 }

@@ -97,7 +97,14 @@ pub enum TargetError {
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub content: Content,
-    pub deployments: Vec<BundleDeployment>,
+    pub targets: Vec<Target>,
+}
+
+/// A targeted cluster and the BundleDeployment it should get.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub cluster: ClusterInfo,
+    pub deployment: BundleDeployment,
 }
 
 /// `s-<sha256 of the resources' JSON>`.
@@ -126,7 +133,7 @@ pub fn content(bundle: &Bundle) -> Content {
 /// The BundleDeployments for `bundle` on the `candidates` that its targets select.
 pub fn desired(bundle: &Bundle, candidates: &[Candidate]) -> Result<Desired, TargetError> {
     let manifest = manifest_id(bundle);
-    let mut deployments = Vec::new();
+    let mut targets = Vec::new();
     for candidate in candidates {
         let Some(found) = match_cluster(&bundle.spec, &candidate.info)? else {
             continue;
@@ -161,11 +168,14 @@ pub fn desired(bundle: &Bundle, candidates: &[Candidate]) -> Result<Desired, Tar
         );
         bd.metadata.namespace = Some(candidate.deployment_namespace.clone());
         bd.metadata.labels = Some(labels(bundle, &candidate.info));
-        deployments.push(bd);
+        targets.push(Target {
+            cluster: candidate.info.clone(),
+            deployment: bd,
+        });
     }
     Ok(Desired {
         content: content(bundle),
-        deployments,
+        targets,
     })
 }
 
@@ -261,8 +271,8 @@ mod tests {
             candidate("p2", "prod"),
         ];
         let desired = desired(&bundle(), &candidates).expect("desired");
-        assert_eq!(desired.deployments.len(), 2);
-        let bd = &desired.deployments[0];
+        assert_eq!(desired.targets.len(), 2);
+        let bd = &desired.targets[0].deployment;
         assert_eq!(
             bd.metadata.namespace.as_deref(),
             Some(candidates[0].deployment_namespace.as_str())
@@ -294,8 +304,8 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(values["cluster"], "p1", "values are templated per cluster");
         assert_ne!(
-            desired.deployments[0].spec.deployment_id,
-            desired.deployments[1].spec.deployment_id
+            desired.targets[0].deployment.spec.deployment_id,
+            desired.targets[1].deployment.spec.deployment_id
         );
     }
 

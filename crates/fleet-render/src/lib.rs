@@ -5,11 +5,13 @@
 //! - [`values`]: Helm values per cluster (`${ .ClusterName }` and friends);
 //! - [`overlay`]: raw-YAML overlays (`overlays/<name>/`, `_patch` files);
 //! - [`render`]: the manifests, with the real `helm template` and `kustomize build`;
-//! - [`deployments`]: a Bundle and its candidate Clusters to BundleDeployments and a Content.
+//! - [`deployments`]: a Bundle and its candidate Clusters to BundleDeployments and a Content;
+//! - [`rollout`]: which clusters get a change now under the Bundle's `rolloutStrategy`.
 
 pub mod deployments;
 pub mod overlay;
 pub mod render;
+pub mod rollout;
 pub mod target;
 pub mod values;
 
