@@ -80,7 +80,7 @@ pub async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action,
 async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     let namespace = bundle.namespace().unwrap_or_default();
     let name = bundle.name_any();
-    let candidates = ctx.candidates(&namespace);
+    let candidates = ctx.candidates(bundle);
     let existing = owned_deployments(ctx, &namespace, &name);
     let planned = deployments::desired(bundle, &candidates)
         .map_err(|e| e.to_string())
@@ -414,9 +414,8 @@ fn rollout_status(
     ctx: &Context,
     owned: &BTreeMap<(String, String), Arc<BundleDeployment>>,
 ) -> RolloutStatus {
-    let namespace = bundle.namespace().unwrap_or_default();
     let clusters: BTreeMap<String, ClusterInfo> = ctx
-        .candidates(&namespace)
+        .candidates(bundle)
         .into_iter()
         .map(|c| (format!("{}/{}", c.info.namespace, c.info.name), c.info))
         .collect();

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_api::{Bundle, BundleDeployment, Cluster, ClusterGroup, GitRepo};
+use std::collections::BTreeMap;
+
+use fleet_api::{Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, GitRepo};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +37,9 @@ pub struct Caches {
     pub groups: Store<ClusterGroup>,
     pub deployments: Store<BundleDeployment>,
     pub gitrepos: Store<GitRepo>,
+    pub mappings: Store<BundleNamespaceMapping>,
+    /// Namespaces (their labels, for BundleNamespaceMappings).
+    pub namespaces: Store<Namespace>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -147,24 +153,54 @@ impl Context {
         }
     }
 
-    /// The clusters of `namespace` with their groups, as targeting sees them.
-    pub fn candidates(&self, namespace: &str) -> Vec<Candidate> {
-        let groups: Vec<Arc<ClusterGroup>> = self
-            .caches
-            .groups
-            .state()
-            .into_iter()
-            .filter(|g| g.namespace().as_deref() == Some(namespace))
-            .collect();
+    /// The clusters `bundle` may target, with their groups, as targeting sees them: those of
+    /// its namespace and of the namespaces BundleNamespaceMappings open to it.
+    pub fn candidates(&self, bundle: &Bundle) -> Vec<Candidate> {
+        let own = bundle.namespace().unwrap_or_default();
+        let mappings = self.caches.mappings.state();
+        let mut namespaces = vec![own.clone()];
+        if mappings
+            .iter()
+            .any(|m| m.metadata.namespace.as_deref() == Some(own.as_str()))
+        {
+            let all: Vec<(String, BTreeMap<String, String>)> = self
+                .caches
+                .namespaces
+                .state()
+                .iter()
+                .map(|n| (n.name_any(), n.labels().clone()))
+                .collect();
+            namespaces.extend(crate::mappings::mapped_namespaces(
+                &own,
+                bundle.labels(),
+                mappings.iter().map(AsRef::as_ref),
+                &all,
+            ));
+        }
+        let groups = self.caches.groups.state();
         self.caches
             .clusters
             .state()
             .into_iter()
             .filter(|c| {
-                c.namespace().as_deref() == Some(namespace)
+                c.namespace().is_some_and(|ns| namespaces.contains(&ns))
                     && c.metadata.deletion_timestamp.is_none()
             })
-            .map(|cluster| candidate(&cluster, groups.iter().map(AsRef::as_ref)))
+            .map(|cluster| {
+                let namespace = cluster.namespace();
+                let own_groups = groups.iter().filter(|g| g.namespace() == namespace);
+                candidate(&cluster, own_groups.map(AsRef::as_ref))
+            })
             .collect()
+    }
+
+    /// Whether BundleNamespaceMappings exist in `namespace` (its bundles may then target
+    /// clusters elsewhere).
+    pub fn has_mappings(&self, namespace: &str) -> bool {
+        self.caches
+            .mappings
+            .state()
+            .iter()
+            .any(|m| m.metadata.namespace.as_deref() == Some(namespace))
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`summary`]: BundleDeployment states and summaries (pure);
 //! - [`bundles`]: the Bundle reconciler (writes BundleDeployments, Content, Bundle status);
+//! - [`mappings`]: BundleNamespaceMappings (which other namespaces' Clusters a bundle targets);
 //! - [`clusters`]: Cluster namespaces and status (agent last seen), ClusterGroup status;
 //! - [`gitrepos`]: GitRepo status roll-up from BundleDeployments;
 //! - [`registration`]: registration tokens and agent registrations;
@@ -14,6 +15,7 @@ pub mod bundles;
 pub mod clusters;
 pub mod context;
 pub mod gitrepos;
+pub mod mappings;
 pub mod metrics;
 pub mod registration;
 pub mod summary;

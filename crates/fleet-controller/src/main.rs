@@ -9,14 +9,15 @@ use anyhow::Context as _;
 use clap::Parser;
 use fleet_api::labels::{BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, REPO_NAME};
 use fleet_api::{
-    Bundle, BundleDeployment, Cluster, ClusterGroup, ClusterRegistration, ClusterRegistrationToken,
-    GitRepo,
+    Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, ClusterRegistration,
+    ClusterRegistrationToken, GitRepo,
 };
 use fleet_controller::context::{Caches, Context, Settings, retry};
 use fleet_controller::metrics::Metrics;
 use fleet_controller::{bundles, clusters, gitrepos, registration};
 use fleet_election::{WarmCache, parse_go_duration};
 use fleet_runtime::{Runtime, RuntimeArgs};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -124,6 +125,11 @@ fn when_changed<K: Resource<DynamicType = ()>>(
     }
 }
 
+/// The namespaces holding BundleNamespaceMappings.
+fn mapping_namespaces(store: &Store<BundleNamespaceMapping>) -> std::collections::BTreeSet<String> {
+    store.state().iter().filter_map(|m| m.namespace()).collect()
+}
+
 fn label_ref<K: Resource<DynamicType = ()>>(
     object: &impl Resource,
     name: &str,
@@ -160,6 +166,8 @@ async fn main() -> anyhow::Result<()> {
     let gitrepo_cache = warm::<GitRepo>(&client);
     let token_cache = warm::<ClusterRegistrationToken>(&client);
     let registration_cache = warm::<ClusterRegistration>(&client);
+    let mapping_cache = warm::<BundleNamespaceMapping>(&client);
+    let namespace_cache = warm::<Namespace>(&client);
     let (bundle_workers, cluster_workers) = (args.bundle_workers, args.cluster_workers);
     let args_bootstrap_local = args.bootstrap_local;
 
@@ -173,6 +181,8 @@ async fn main() -> anyhow::Result<()> {
                     groups: group_cache.reader(),
                     deployments: bd_cache.reader(),
                     gitrepos: gitrepo_cache.reader(),
+                    mappings: mapping_cache.reader(),
+                    namespaces: namespace_cache.reader(),
                 },
                 settings: settings.clone(),
                 metrics: metrics.clone(),
@@ -189,6 +199,8 @@ async fn main() -> anyhow::Result<()> {
                 gitrepo_cache.clone(),
                 token_cache.clone(),
                 registration_cache.clone(),
+                mapping_cache.clone(),
+                namespace_cache.clone(),
             );
             let bootstrap = args_bootstrap_local.then(|| client.clone());
             async move {
@@ -205,22 +217,50 @@ async fn main() -> anyhow::Result<()> {
                     gitrepo_cache,
                     token_cache,
                     registration_cache,
+                    mapping_cache,
+                    namespace_cache,
                 ) = caches;
                 let config = |workers| controller::Config::default().concurrency(workers);
                 // Roll-ups wait for a burst of changes to end (and write once).
                 let rollup = |workers| config(workers).debounce(ROLLUP_DEBOUNCE);
-                let (b1, b2) = (bundle_cache.reader(), bundle_cache.reader());
+                let (b1, b2, b3, b4) = (
+                    bundle_cache.reader(),
+                    bundle_cache.reader(),
+                    bundle_cache.reader(),
+                    bundle_cache.reader(),
+                );
+                let (m1, m2) = (mapping_cache.reader(), mapping_cache.reader());
                 let cluster_changed = when_changed::<Cluster>(targeting_fingerprint);
                 let group_changed = when_changed::<ClusterGroup>(group_fingerprint);
+                let namespace_changed =
+                    when_changed::<Namespace>(|n| serde_json::json!(n.labels()).to_string());
                 let bundles = bundle_cache
                     .controller()
                     .await
                     .watches_shared_stream(cluster_cache.changes().await, move |c| {
-                        if cluster_changed(&c) {
-                            in_namespace(&b1, c.namespace())
-                        } else {
-                            Vec::new()
+                        if !cluster_changed(&c) {
+                            return Vec::new();
                         }
+                        // Bundles of its namespace, and of namespaces that map others.
+                        let mut refs = in_namespace(&b1, c.namespace());
+                        for namespace in mapping_namespaces(&m1) {
+                            if Some(&namespace) != c.namespace().as_ref() {
+                                refs.extend(in_namespace(&b1, Some(namespace)));
+                            }
+                        }
+                        refs
+                    })
+                    .watches_shared_stream(mapping_cache.changes().await, move |m| {
+                        in_namespace(&b3, m.namespace())
+                    })
+                    .watches_shared_stream(namespace_cache.changes().await, move |n| {
+                        if !namespace_changed(&n) {
+                            return Vec::new();
+                        }
+                        mapping_namespaces(&m2)
+                            .into_iter()
+                            .flat_map(|namespace| in_namespace(&b4, Some(namespace)))
+                            .collect()
                     })
                     .watches_shared_stream(group_cache.changes().await, move |g| {
                         if group_changed(&g) {

@@ -561,3 +561,61 @@ async fn a_rollout_waits_for_its_canary_partition() {
             .unwrap_or_else(|e| panic!("{cluster}: {e}\n{}", logs()));
     }
 }
+
+/// A BundleNamespaceMapping lets the bundles it selects target Clusters of the namespaces it
+/// selects; deleting it takes them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_namespace_mappings_open_other_namespaces_to_selected_bundles() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let controller = Controller::start(&plane, "controller-0", work.path());
+    let logs = || controller.process.log_tail(40);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &yaml("metadata:\n  name: team-a\n  labels:\n    fleet: shared\n"),
+        )
+        .await
+        .expect("namespace");
+    Api::<Cluster>::namespaced(client.clone(), "team-a")
+        .create(
+            &PostParams::default(),
+            &yaml("metadata:\n  name: remote\nspec: {}\n"),
+        )
+        .await
+        .expect("cluster");
+    create::<Cluster>(&client, "metadata:\n  name: local\nspec: {}\n").await;
+    for name in ["shared", "private"] {
+        create::<Bundle>(
+            &client,
+            &format!("metadata:\n  name: {name}\n  labels:\n    share: {name}\nspec:\n  resources:\n  - name: cm.yaml\n    content: 'kind: ConfigMap'\n  targets:\n  - clusterSelector: {{}}\n"),
+        )
+        .await;
+    }
+    wait_for(&bds(&client, "local"), "private", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    create::<fleet_api::BundleNamespaceMapping>(
+        &client,
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: BundleNamespaceMapping\nmetadata:\n  name: share\nbundleSelector:\n  matchLabels:\n    share: shared\nnamespaceSelector:\n  matchLabels:\n    fleet: shared\n",
+    )
+    .await;
+    let remote: Api<BundleDeployment> =
+        Api::namespaced(client.clone(), &cluster_namespace("team-a", "remote"));
+    wait_for(&remote, "shared", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    assert!(
+        remote.get_opt("private").await.expect("get").is_none(),
+        "a bundle the mapping does not select stays in its namespace"
+    );
+    Api::<fleet_api::BundleNamespaceMapping>::namespaced(client.clone(), NS)
+        .delete("share", &Default::default())
+        .await
+        .expect("delete mapping");
+    wait_deleted(&remote, "shared", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+}
