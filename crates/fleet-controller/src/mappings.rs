@@ -58,7 +58,9 @@ mod tests {
     use super::*;
 
     fn mapping(namespace: &str, yaml: &str) -> BundleNamespaceMapping {
-        let mut mapping: BundleNamespaceMapping = serde_saphyr::from_str(yaml).expect("mapping");
+        let text =
+            format!("apiVersion: fleet.cattle.io/v1alpha1\nkind: BundleNamespaceMapping\n{yaml}");
+        let mut mapping: BundleNamespaceMapping = serde_saphyr::from_str(&text).expect("mapping");
         mapping.metadata.namespace = Some(namespace.to_owned());
         mapping
     }
