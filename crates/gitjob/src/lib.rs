@@ -12,6 +12,7 @@ pub mod git;
 pub mod known_hosts;
 pub mod metrics;
 pub mod reconcile;
+pub mod restrictions;
 pub mod status;
 pub mod tls;
 pub mod webhook;

@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use fleet_api::GitRepo;
+use fleet_api::{GitRepo, GitRepoRestriction};
 use fleet_election::{WarmCache, parse_go_duration};
 use fleet_runtime::{Runtime, RuntimeArgs};
 use gitjob::metrics::Metrics;
 use gitjob::reconcile::{Context, Settings, error_policy, reconcile};
 use gitjob::webhook::{self, Receiver};
-use kube::Api;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{controller, watcher};
+use kube::{Api, ResourceExt};
 
 /// Fleet's Lease name for the (unsharded) gitops controller.
 const LEASE: &str = "fleet-gitops-leader-election-shard";
@@ -90,6 +91,10 @@ async fn main() -> anyhow::Result<()> {
         )
     })?;
 
+    let restrictions = Arc::new(WarmCache::spawn(
+        Api::<GitRepoRestriction>::all(client.clone()),
+        watcher::Config::default(),
+    ));
     let workers = args.workers;
     runtime
         .run(move |leadership| {
@@ -98,12 +103,23 @@ async fn main() -> anyhow::Result<()> {
                 settings.clone(),
                 metrics.clone(),
                 leadership.token(),
+                restrictions.reader(),
             ));
-            let gitrepos = gitrepos.clone();
+            let (gitrepos, restrictions) = (gitrepos.clone(), restrictions.clone());
             async move {
+                let store = gitrepos.reader();
                 let results = gitrepos
                     .controller()
                     .await
+                    // A restriction changed: the GitRepos of its namespace are checked again.
+                    .watches_shared_stream(restrictions.changes().await, move |r| {
+                        store
+                            .state()
+                            .iter()
+                            .filter(|g| g.namespace() == r.namespace())
+                            .map(|g| ObjectRef::from_obj(g.as_ref()))
+                            .collect::<Vec<_>>()
+                    })
                     .with_config(controller::Config::default().concurrency(workers))
                     .graceful_shutdown_on(leadership.stopped())
                     .run(reconcile, error_policy, ctx);

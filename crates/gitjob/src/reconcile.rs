@@ -15,13 +15,16 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use fleet_api::labels::{COMMIT, REPO_NAME};
-use fleet_api::{BundleTarget, BundleTargetRestriction, GitRepo, GitRepoSpec, GitRepoStatus};
+use fleet_api::{
+    BundleTarget, BundleTargetRestriction, GitRepo, GitRepoRestriction, GitRepoSpec, GitRepoStatus,
+};
 use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 use fleet_bundle::store::BundleStore;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +64,8 @@ pub struct Context {
     repo_locks: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     metrics: Metrics,
     leadership: CancellationToken,
+    /// GitRepoRestrictions (warm cache).
+    restrictions: Store<GitRepoRestriction>,
 }
 
 impl std::fmt::Debug for Context {
@@ -91,6 +96,7 @@ impl Context {
         settings: Settings,
         metrics: Metrics,
         leadership: CancellationToken,
+        restrictions: Store<GitRepoRestriction>,
     ) -> Self {
         Self {
             store: BundleStore::new(client.clone(), MANAGER),
@@ -100,6 +106,7 @@ impl Context {
             repo_locks: std::sync::Mutex::new(HashMap::new()),
             metrics,
             leadership,
+            restrictions,
         }
     }
 
@@ -164,6 +171,7 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
         (Outcome::Synced { .. }, false) => "unchanged",
         (Outcome::PollFailed { .. }, _) => "poll_failed",
         (Outcome::SyncFailed { .. }, _) => "sync_failed",
+        (Outcome::Rejected { .. }, _) => "rejected",
     };
     ctx.metrics.reconciled(result);
     match &outcome {
@@ -174,7 +182,9 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
             tracing::info!(gitrepo = %name, %namespace, %commit, elapsed_ms = started.elapsed().as_millis() as u64, "synced");
         }
         Outcome::Synced { .. } => {}
-        Outcome::PollFailed { message } | Outcome::SyncFailed { message, .. } => {
+        Outcome::PollFailed { message }
+        | Outcome::SyncFailed { message, .. }
+        | Outcome::Rejected { message } => {
             tracing::warn!(gitrepo = %name, %namespace, error = %message, "sync failed");
         }
     }
@@ -266,6 +276,20 @@ async fn attempt(
     ctx: &Context,
 ) -> (Outcome, bool) {
     let namespace = gitrepo.namespace().unwrap_or_default();
+    let restrictions = ctx.restrictions.state();
+    let in_namespace: Vec<&GitRepoRestriction> = restrictions
+        .iter()
+        .filter(|r| r.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .map(AsRef::as_ref)
+        .collect();
+    // With the restrictions' defaults (serviceAccount, clientSecretName) filled in.
+    let gitrepo = &match crate::restrictions::authorize(&in_namespace, &gitrepo.spec) {
+        Ok(spec) => GitRepo {
+            spec,
+            ..gitrepo.clone()
+        },
+        Err(message) => return (Outcome::Rejected { message }, false),
+    };
     let spec = &gitrepo.spec;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let auth =

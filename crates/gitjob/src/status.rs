@@ -20,6 +20,9 @@ pub enum Outcome {
     /// The commit is known, but its Bundles could not be built or written; the Bundles of
     /// the last good commit stay in place.
     SyncFailed { commit: String, message: String },
+    /// A GitRepoRestriction refuses the GitRepo: nothing is fetched; the Bundles written
+    /// before stay in place.
+    Rejected { message: String },
 }
 
 /// The status after `outcome`, from the current one. Timestamps move only when a condition
@@ -49,6 +52,14 @@ pub fn next_status(
         Outcome::PollFailed { message } => {
             status.git_job_status = Some("Failed".to_owned());
             set(conditions, GIT_POLLING, false, Some(message), now);
+            set(conditions, STALLED, true, Some(message), now);
+            set(conditions, READY, false, Some(message), now);
+            status.base.display.error = true;
+            status.base.display.message = Some(message.clone());
+        }
+        Outcome::Rejected { message } => {
+            status.git_job_status = Some("Failed".to_owned());
+            set(conditions, ACCEPTED, false, Some(message), now);
             set(conditions, STALLED, true, Some(message), now);
             set(conditions, READY, false, Some(message), now);
             status.base.display.error = true;

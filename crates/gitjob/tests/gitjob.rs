@@ -494,6 +494,69 @@ async fn ssh_repositories_with_keys_and_strict_known_hosts() {
         .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitrepo_restrictions_refuse_and_default() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let commit = commit_configmap(&repo, "app", "c");
+    let restrictions: Api<fleet_api::GitRepoRestriction> = Api::namespaced(client.clone(), NS);
+    let restriction: fleet_api::GitRepoRestriction = serde_saphyr::from_str(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepoRestriction\nmetadata:\n  name: only-example\ndefaultServiceAccount: deployer\nallowedRepoPatterns: ['^https://git\\.example\\.com/']\n",
+    )
+    .expect("restriction");
+    restrictions
+        .create(&PostParams::default(), &restriction)
+        .await
+        .expect("restriction");
+    let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());
+    let api = gitrepos(&client);
+    api.create(
+        &PostParams::default(),
+        &gitrepo(&format!(
+            "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: restricted\nspec:\n  repo: {}\n",
+            repo.file_url()
+        )),
+    )
+    .await
+    .expect("gitrepo");
+    wait_for(&api, "restricted", WAIT, not_ready_with("disallowed repo"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    assert!(
+        bundles(&client)
+            .get_opt("restricted")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing fetched, nothing written"
+    );
+
+    // The restriction now allows file:// repositories: the GitRepo syncs, with its default
+    // service account.
+    restrictions
+        .patch(
+            "only-example",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"allowedRepoPatterns": ["^file://"]})),
+        )
+        .await
+        .expect("relax");
+    let bundle = wait_for(
+        &bundles(&client),
+        "restricted",
+        WAIT,
+        bundle_at_commit(commit),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    assert_eq!(
+        bundle.spec.options.service_account.as_deref(),
+        Some("deployer")
+    );
+}
+
 /// Waits until a replica's metrics count a Bundle write.
 async fn wait_writes(replica: &Gitjob) {
     eventually(
