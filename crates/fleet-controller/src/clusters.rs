@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_api::labels::{CLUSTER, CLUSTER_NAMESPACE, MANAGED};
+use fleet_api::labels::{
+    BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, MANAGED, REPO_NAME,
+};
 use fleet_api::{
-    BundleSummary, Cluster, ClusterDisplay, ClusterGroup, ClusterGroupDisplay, ClusterGroupStatus,
-    ClusterStatus,
+    BundleState, BundleSummary, Cluster, ClusterDisplay, ClusterGroup, ClusterGroupDisplay,
+    ClusterGroupStatus, ClusterStatus,
 };
 use fleet_render::target::selector_matches;
 use k8s_openapi::api::core::v1::Namespace;
@@ -107,6 +109,10 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
     }
 
     let mut summary = BundleSummary::default();
+    // GitRepo / HelmOp (namespace, name) → any of its BundleDeployments here is Ready
+    // (Fleet's OR: a repo counts as ready on a cluster when one of its bundles is).
+    let mut git_repos: BTreeMap<(String, String), bool> = BTreeMap::new();
+    let mut helm_ops: BTreeMap<(String, String), bool> = BTreeMap::new();
     for bd in ctx
         .caches
         .deployments
@@ -115,7 +121,21 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
         .filter(|bd| bd.namespace().as_deref() == Some(bd_namespace.as_str()))
     {
         summary::add_deployment(&mut summary, &bd.name_any(), bd);
+        let ready = summary::deployment_state(bd) == BundleState::Ready;
+        let labels = bd.labels();
+        let bundle_namespace = labels.get(BUNDLE_NAMESPACE).cloned().unwrap_or_default();
+        for (label, owners) in [(REPO_NAME, &mut git_repos), (HELM_OP_NAME, &mut helm_ops)] {
+            if let Some(owner) = labels.get(label) {
+                *owners
+                    .entry((bundle_namespace.clone(), owner.clone()))
+                    .or_insert(false) |= ready;
+            }
+        }
     }
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let ready_count = |owners: &BTreeMap<(String, String), bool>| {
+        count(owners.values().filter(|ready| **ready).count())
+    };
     let now = jiff::Timestamp::now();
     let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
     let (agent_ok, agent_message, recheck) =
@@ -132,6 +152,10 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
         },
         summary,
         conditions: vec![ready],
+        ready_git_repos: ready_count(&git_repos),
+        desired_ready_git_repos: count(git_repos.len()),
+        ready_helm_ops: ready_count(&helm_ops),
+        desired_ready_helm_ops: count(helm_ops.len()),
         ..current.clone()
     };
     if next != current {
@@ -141,6 +165,10 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
             "display": next.display,
             "summary": next.summary,
             "conditions": next.conditions,
+            "readyGitRepos": next.ready_git_repos,
+            "desiredReadyGitRepos": next.desired_ready_git_repos,
+            "readyHelmOps": next.ready_helm_ops,
+            "desiredReadyHelmOps": next.desired_ready_helm_ops,
         });
         crate::context::apply_status::<Cluster>(ctx, &namespace, &name, status)
             .await

@@ -6,7 +6,7 @@
 //! - [`bundles`]: the Bundle reconciler (writes BundleDeployments, Content, Bundle status);
 //! - [`mappings`]: BundleNamespaceMappings (which other namespaces' Clusters a bundle targets);
 //! - [`clusters`]: Cluster namespaces and status (agent last seen), ClusterGroup status;
-//! - [`gitrepos`]: GitRepo status roll-up from BundleDeployments;
+//! - [`rollups`]: GitRepo and HelmOp status roll-ups from BundleDeployments;
 //! - [`registration`]: registration tokens and agent registrations;
 //! - [`bootstrap`]: the `fleet-local` workspace with the management cluster.
 
@@ -14,8 +14,8 @@ pub mod bootstrap;
 pub mod bundles;
 pub mod clusters;
 pub mod context;
-pub mod gitrepos;
 pub mod mappings;
 pub mod metrics;
 pub mod registration;
+pub mod rollups;
 pub mod summary;

@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use fleet_api::labels::{BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, REPO_NAME};
+use fleet_api::labels::{
+    BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, REPO_NAME,
+};
 use fleet_api::{
     Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, ClusterRegistration,
-    ClusterRegistrationToken, GitRepo,
+    ClusterRegistrationToken, GitRepo, HelmOp,
 };
 use fleet_controller::context::{Caches, Context, Settings, retry};
 use fleet_controller::metrics::Metrics;
-use fleet_controller::{bundles, clusters, gitrepos, registration};
+use fleet_controller::{bundles, clusters, registration, rollups};
 use fleet_election::{WarmCache, parse_go_duration};
 use fleet_runtime::{Runtime, RuntimeArgs};
 use k8s_openapi::api::core::v1::Namespace;
@@ -164,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
     let group_cache = warm::<ClusterGroup>(&client);
     let bd_cache = warm::<BundleDeployment>(&client);
     let gitrepo_cache = warm::<GitRepo>(&client);
+    let helmop_cache = warm::<HelmOp>(&client);
     let token_cache = warm::<ClusterRegistrationToken>(&client);
     let registration_cache = warm::<ClusterRegistration>(&client);
     let mapping_cache = warm::<BundleNamespaceMapping>(&client);
@@ -201,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
                 registration_cache.clone(),
                 mapping_cache.clone(),
                 namespace_cache.clone(),
+                helmop_cache.clone(),
             );
             let bootstrap = args_bootstrap_local.then(|| client.clone());
             async move {
@@ -219,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
                     registration_cache,
                     mapping_cache,
                     namespace_cache,
+                    helmop_cache,
                 ) = caches;
                 let config = |workers| controller::Config::default().concurrency(workers);
                 // Roll-ups wait for a burst of changes to end (and write once).
@@ -310,7 +315,16 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .with_config(rollup(cluster_workers))
                     .graceful_shutdown_on(leadership.stopped())
-                    .run(gitrepos::reconcile_gitrepo, retry, ctx.clone());
+                    .run(rollups::reconcile_gitrepo, retry, ctx.clone());
+                let helmops = helmop_cache
+                    .controller()
+                    .await
+                    .watches_shared_stream(bd_cache.changes().await, |bd| {
+                        label_ref::<HelmOp>(bd.as_ref(), HELM_OP_NAME, BUNDLE_NAMESPACE)
+                    })
+                    .with_config(rollup(cluster_workers))
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(rollups::reconcile_helmop, retry, ctx.clone());
                 let tokens = token_cache
                     .controller()
                     .await
@@ -327,6 +341,7 @@ async fn main() -> anyhow::Result<()> {
                     fleet_runtime::drain_controller(clusters),
                     fleet_runtime::drain_controller(groups),
                     fleet_runtime::drain_controller(gitrepos),
+                    fleet_runtime::drain_controller(helmops),
                     fleet_runtime::drain_controller(tokens),
                     fleet_runtime::drain_controller(registrations)
                 );

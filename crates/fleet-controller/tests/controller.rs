@@ -182,6 +182,39 @@ async fn targeting_changes_create_and_remove_bundle_deployments_and_status_rolls
     .await
     .expect("gitrepo roll-up");
 
+    // A HelmOp's Bundle: the HelmOp rolls up too; the Cluster counts ready repos and ops.
+    create::<fleet_api::HelmOp>(&client, "metadata:\n  name: chart\nspec: {}\n").await;
+    create::<Bundle>(
+        &client,
+        "metadata:\n  name: chart\n  labels:\n    fleet.cattle.io/fleet-helm-name: chart\nspec:\n  resources:\n  - name: cm.yaml\n    content: 'kind: ConfigMap'\n  targets:\n  - clusterGroup: prod\n",
+    )
+    .await;
+    let bd = wait_for(&bds(&client, "c1"), "chart", WAIT, |_| true)
+        .await
+        .expect("helmop bundle deployed");
+    report_deployed(&client, &bd).await;
+    let helmops: Api<fleet_api::HelmOp> = Api::namespaced(client.clone(), NS);
+    wait_for(&helmops, "chart", WAIT, |h| {
+        h.status.as_ref().is_some_and(|s| {
+            s.base.display.ready_bundle_deployments.as_deref() == Some("1/1")
+                && s.base.ready_clusters == 1
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("helmop roll-up: {e}\n{}", controller.process.log_tail(20)));
+    wait_for(&clusters, "c1", WAIT, |c| {
+        c.status.as_ref().is_some_and(|s| {
+            (
+                s.ready_git_repos,
+                s.desired_ready_git_repos,
+                s.ready_helm_ops,
+                s.desired_ready_helm_ops,
+            ) == (1, 1, 1, 1)
+        })
+    })
+    .await
+    .expect("cluster counts ready git repos and helm ops");
+
     // Idle: once the roll-ups have settled (no write for a polling interval), a resync
     // writes nothing.
     let last = std::sync::Mutex::new(-1.0);
