@@ -85,6 +85,21 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
     }
     let name = bd.name_any();
     let now = jiff::Timestamp::now().to_string();
+    let upstream: Api<BundleDeployment> =
+        Api::namespaced(ctx.upstream.clone(), &bd.namespace().unwrap_or_default());
+    let unmet = crate::dependencies::unmet(&upstream, bd)
+        .await
+        .map_err(|source| Error::Api {
+            action: format!("reading the dependencies of {name}"),
+            source,
+        })?;
+    if let Some(message) = unmet {
+        tracing::debug!(bundle_deployment = %name, %message, "waiting");
+        if let Some(patch) = crate::status::waiting(&status, &message, &now) {
+            report(bd, ctx, patch).await?;
+        }
+        return Ok(Action::requeue(DEPENDENCY_RECHECK));
+    }
     let deployed = match deploy(bd, &id, ctx).await? {
         Ok(deployed) => deployed,
         Err(message) => {
@@ -113,6 +128,9 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
     }
     Ok(Action::requeue(next_check(&inspection, ctx)))
 }
+
+/// A deployment waiting for its dependencies looks again this often.
+const DEPENDENCY_RECHECK: Duration = Duration::from_secs(5);
 
 /// A failed deploy is tried again after this long.
 const FAILED_RETRY: Duration = Duration::from_secs(30);

@@ -105,6 +105,28 @@ pub fn failed(previous: &BundleDeploymentStatus, message: &str, now: &str) -> Op
     }}))
 }
 
+/// The status of a deployment that waits (for its dependencies): `Ready` False with why;
+/// `None` when that is reported already.
+pub fn waiting(previous: &BundleDeploymentStatus, message: &str, now: &str) -> Option<Value> {
+    let message = message.to_owned();
+    let ready = condition(&previous.conditions, "Ready", false, Some(&message), now);
+    if previous.conditions.contains(&ready) {
+        return None;
+    }
+    let mut merged: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != "Ready")
+        .cloned()
+        .chain([ready])
+        .collect();
+    merged.sort_by(|a, b| a.type_.cmp(&b.type_));
+    Some(json!({"status": {
+        "conditions": merged,
+        "display": {"state": "WaitApplied"},
+    }}))
+}
+
 fn sorted(conditions: &[Condition]) -> Vec<Condition> {
     let mut sorted = conditions.to_vec();
     sorted.sort_by(|a, b| a.type_.cmp(&b.type_));

@@ -2,8 +2,8 @@
 //! the agent registers with a token, a Bundle reaches the downstream cluster as a Helm
 //! release through the controller and the agent, its status rolls up, a change is applied,
 //! a chart that fails keeps the old release and reports ErrApplied, and a deleted Bundle is
-//! uninstalled; readiness per kind, valuesFrom, comparePatches, keepResources and
-//! deleteNamespace; two agent replicas.
+//! uninstalled; readiness per kind, dependsOn, valuesFrom, comparePatches, keepResources,
+//! deleteNamespace and release-name conflicts; two agent replicas.
 
 mod support;
 
@@ -332,6 +332,28 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
         "{listed:?}"
     );
 
+    // dependsOn: a bundle that needs web waits while web is not ready.
+    let mut after = configmap_bundle("after", "after", "web-first");
+    after.push_str("  dependsOn:\n  - name: web\n");
+    create::<Bundle>(&up, &after).await;
+    let waiting = wait_for(&bundles, "after", WAIT, |b| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| s.summary.wait_applied == 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let message = waiting.status.expect("status").summary.non_ready_resources[0]
+        .message
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(message, "waiting for dependencies: web is NotReady");
+    let apps: Api<ConfigMap> = Api::namespaced(down.clone(), "apps");
+    assert!(
+        apps.get_opt("after").await.expect("get").is_none(),
+        "not deployed yet"
+    );
+
     // What the deployment controller and kubelet would report: the Bundle becomes ready.
     let deployments: Api<Deployment> = Api::namespaced(down.clone(), "web");
     let generation = deployments
@@ -356,6 +378,9 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    wait_for(&apps, "after", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("the dependent bundle follows: {e}\n{}", logs()));
 
     // comparePatches: an edit of /data/tuning is not drift; one of /data/other is.
     settings
@@ -383,7 +408,6 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
     let mut kept = configmap_bundle("kept", "kept", "stays");
     kept.push_str("  keepResources: true\n");
     create::<Bundle>(&up, &kept).await;
-    let apps: Api<ConfigMap> = Api::namespaced(down.clone(), "apps");
     wait_for(&apps, "kept", WAIT, |_| true)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs()));

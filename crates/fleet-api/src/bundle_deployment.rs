@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::{BundleRef, HelmOpOptions};
 use crate::common::{
-    Condition, ModifiedStatus, NonReadyStatus, ResourceCounts, ResourceRef, is_false, is_zero,
+    BundleState, Condition, ModifiedStatus, NonReadyStatus, ResourceCounts, ResourceRef, is_false,
+    is_zero,
 };
 use crate::options::{BundleDeploymentOptions, CorrectDrift};
 
@@ -122,4 +123,34 @@ pub struct BundleDeploymentResource {
     pub resource: ResourceRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+}
+
+impl BundleDeployment {
+    /// Fleet's `GetDeploymentState`, checked in this order: not applied yet (`ErrApplied`
+    /// when the agent's `Deployed` condition is False, else `WaitApplied`), not ready,
+    /// staged but not promoted (`OutOfSync`), modified, else `Ready`.
+    pub fn state(&self) -> BundleState {
+        let status = self.status.clone().unwrap_or_default();
+        if status.applied_deployment_id != self.spec.deployment_id {
+            let deploy_failed = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Deployed" && c.status == "False");
+            return if deploy_failed {
+                BundleState::ErrApplied
+            } else {
+                BundleState::WaitApplied
+            };
+        }
+        if !status.ready {
+            return BundleState::NotReady;
+        }
+        if self.spec.deployment_id != self.spec.staged_deployment_id {
+            return BundleState::OutOfSync;
+        }
+        if !status.non_modified {
+            return BundleState::Modified;
+        }
+        BundleState::Ready
+    }
 }

@@ -121,7 +121,7 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
         .filter(|bd| bd.namespace().as_deref() == Some(bd_namespace.as_str()))
     {
         summary::add_deployment(&mut summary, &bd.name_any(), bd);
-        let ready = summary::deployment_state(bd) == BundleState::Ready;
+        let ready = bd.state() == BundleState::Ready;
         let labels = bd.labels();
         let bundle_namespace = labels.get(BUNDLE_NAMESPACE).cloned().unwrap_or_default();
         for (label, owners) in [(REPO_NAME, &mut git_repos), (HELM_OP_NAME, &mut helm_ops)] {

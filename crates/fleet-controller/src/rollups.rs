@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 
 use crate::bundles::Error;
 use crate::context::Context;
-use crate::summary::{self, deployment_state};
+use crate::summary;
 
 /// Reconciles one GitRepo's roll-up (its Bundles carry `fleet.cattle.io/repo-name`).
 pub async fn reconcile_gitrepo(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -61,7 +61,7 @@ where
             labels.get(CLUSTER_NAMESPACE).cloned().unwrap_or_default(),
             labels.get(CLUSTER).cloned().unwrap_or_default()
         );
-        let state = deployment_state(&bd);
+        let state = bd.state();
         summary::add_deployment(&mut summary, &format!("{cluster} {}", bd.name_any()), &bd);
         let ready = clusters.entry(cluster).or_insert(true);
         *ready &= state == BundleState::Ready;

@@ -6,32 +6,6 @@ use fleet_api::{BundleDeployment, BundleState, BundleSummary, Condition, NonRead
 /// At most this many non-ready BundleDeployments are listed in a summary (Fleet's limit).
 pub const MAX_NON_READY: usize = 10;
 
-/// The state of a BundleDeployment (Fleet's `GetDeploymentState`, checked in this order).
-pub fn deployment_state(bd: &BundleDeployment) -> BundleState {
-    let status = bd.status.clone().unwrap_or_default();
-    if status.applied_deployment_id != bd.spec.deployment_id {
-        let deploy_failed = status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Deployed" && c.status == "False");
-        return if deploy_failed {
-            BundleState::ErrApplied
-        } else {
-            BundleState::WaitApplied
-        };
-    }
-    if !status.ready {
-        return BundleState::NotReady;
-    }
-    if bd.spec.deployment_id != bd.spec.staged_deployment_id {
-        return BundleState::OutOfSync;
-    }
-    if !status.non_modified {
-        return BundleState::Modified;
-    }
-    BundleState::Ready
-}
-
 /// The message Fleet shows for a BundleDeployment that is not ready.
 pub fn deployment_message(bd: &BundleDeployment) -> Option<String> {
     let status = bd.status.as_ref()?;
@@ -46,7 +20,7 @@ pub fn deployment_message(bd: &BundleDeployment) -> Option<String> {
 /// name) to a summary: its state, and when it is not ready, its message and the agent's
 /// `nonReadyStatus` and `modifiedStatus` (as Fleet lists them).
 pub fn add_deployment(summary: &mut BundleSummary, name: &str, bd: &BundleDeployment) {
-    let state = deployment_state(bd);
+    let state = bd.state();
     let listed = summary.non_ready_resources.len();
     add(summary, name, state, deployment_message(bd));
     if let (Some(entry), Some(status)) = (summary.non_ready_resources.get_mut(listed), &bd.status) {
@@ -202,6 +176,10 @@ mod tests {
             ..BundleDeploymentStatus::default()
         });
         bd
+    }
+
+    fn deployment_state(bd: &BundleDeployment) -> BundleState {
+        bd.state()
     }
 
     #[test]
