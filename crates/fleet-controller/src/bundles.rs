@@ -414,11 +414,37 @@ fn rollout_status(
     ctx: &Context,
     owned: &BTreeMap<(String, String), Arc<BundleDeployment>>,
 ) -> RolloutStatus {
-    let clusters: BTreeMap<String, ClusterInfo> = ctx
-        .candidates(bundle)
-        .into_iter()
-        .map(|c| (format!("{}/{}", c.info.namespace, c.info.name), c.info))
-        .collect();
+    // Explicit partitions select clusters by labels and groups: only then are the Clusters
+    // looked up; otherwise their names (from the BundleDeployments' labels) are enough.
+    let explicit = bundle
+        .spec
+        .rollout_strategy
+        .as_ref()
+        .is_some_and(|s| !s.partitions.is_empty());
+    let mut clusters: BTreeMap<String, ClusterInfo> = if explicit {
+        ctx.candidates(bundle)
+            .into_iter()
+            .map(|c| (format!("{}/{}", c.info.namespace, c.info.name), c.info))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    if !explicit {
+        for bd in owned.values() {
+            let labels = bd.labels();
+            let (Some(namespace), Some(name)) =
+                (labels.get(CLUSTER_NAMESPACE), labels.get(CLUSTER))
+            else {
+                continue;
+            };
+            let info = ClusterInfo {
+                name: name.clone(),
+                namespace: namespace.clone(),
+                ..ClusterInfo::default()
+            };
+            clusters.insert(cluster_of(bd), info);
+        }
+    }
     let placed: Vec<(&ClusterInfo, &BundleDeployment)> = owned
         .values()
         .filter_map(|bd| Some((clusters.get(&cluster_of(bd))?, bd.as_ref())))

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use fleet_api::labels::{
-    BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, REPO_NAME,
+    BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, MANAGED, REPO_NAME,
 };
 use fleet_api::{
     Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, ClusterRegistration,
@@ -170,7 +170,12 @@ async fn main() -> anyhow::Result<()> {
     let token_cache = warm::<ClusterRegistrationToken>(&client);
     let registration_cache = warm::<ClusterRegistration>(&client);
     let mapping_cache = warm::<BundleNamespaceMapping>(&client);
-    let namespace_cache = warm::<Namespace>(&client);
+    // Namespaces for BundleNamespaceMappings: workspaces, not the per-cluster namespaces the
+    // controller creates (labelled managed), which never hold Clusters and are most of them.
+    let namespace_cache = Arc::new(WarmCache::spawn(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{MANAGED}!=true")),
+    ));
     let (bundle_workers, cluster_workers) = (args.bundle_workers, args.cluster_workers);
     let args_bootstrap_local = args.bootstrap_local;
 
