@@ -338,47 +338,17 @@ async fn scenario(
 /// A HelmOp deploys a chart from a Helm repository (packaged and indexed with the pinned
 /// helm, served over HTTP) to every cluster.
 async fn helmop_scenario(stack: &Stack) -> anyhow::Result<()> {
-    let helm = fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm)?;
-    let repo = stack.work.join("helm-repo");
-    let src = stack.work.join("helm-chart");
-    std::fs::create_dir_all(src.join("templates"))?;
-    std::fs::create_dir_all(&repo)?;
-    std::fs::write(
-        src.join("Chart.yaml"),
-        "apiVersion: v2\nname: web\nversion: 1.2.3\n",
+    let repo = fleet_testkit::helm_repo::HelmRepoDir::new()?;
+    let server = fleet_testkit::file_server::FileServer::start(&repo.root()).await?;
+    repo.publish(
+        "web",
+        "1.2.3",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: helmop-web\ndata:\n  chart: {{ .Chart.Version | quote }}\n",
+        )],
+        &server.url(),
     )?;
-    std::fs::write(
-        src.join("templates/cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: helmop-web\ndata:\n  chart: {{ .Chart.Version | quote }}\n",
-    )?;
-    let server = fleet_testkit::file_server::FileServer::start(&repo).await?;
-    for args in [
-        vec![
-            "package".to_owned(),
-            src.display().to_string(),
-            "--destination".to_owned(),
-            repo.display().to_string(),
-        ],
-        vec![
-            "repo".to_owned(),
-            "index".to_owned(),
-            repo.display().to_string(),
-            "--url".to_owned(),
-            server.url(),
-        ],
-    ] {
-        let output = std::process::Command::new(&helm)
-            .args(&args)
-            .env("HELM_CACHE_HOME", stack.work.join("helm-home/cache"))
-            .env("HELM_CONFIG_HOME", stack.work.join("helm-home/config"))
-            .env("HELM_DATA_HOME", stack.work.join("helm-home/data"))
-            .output()?;
-        ensure!(
-            output.status.success(),
-            "helm {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
     let helmop: fleet_api::HelmOp = serde_saphyr::from_str(&format!(
         "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\nmetadata:\n  name: greeter\n  namespace: {NS}\nspec:\n  defaultNamespace: demo\n  helm:\n    repo: {}\n    chart: web\n    version: ^1.0\n  targets:\n  - clusterGroup: default\n",
         server.url()

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_api::labels::BUNDLE_DEPLOYMENT_FINALIZER;
-use fleet_api::{BundleDeployment, Content};
+use fleet_api::{BundleDeployment, Content, HelmRepoAccess, helm_repo_secret_name};
 use fleet_deployer::{Deployer, Release};
 use fleet_render::render::{namespace, release_name};
 use fleet_render::target::ClusterInfo;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -203,16 +204,53 @@ async fn deploy(
             Ok(values) => values,
             Err(message) => return Ok(Err(message)),
         };
+    let repo = match repo_access(bd, ctx).await {
+        Ok(repo) => repo,
+        Err(message) => return Ok(Err(message)),
+    };
+    let resolved = fleet_deployer::Resolved { values_from, repo };
     let deployer = ctx.deployer.clone();
     let cluster = ctx.cluster.clone();
     tokio::task::spawn_blocking(move || {
         let files = fleet_deployer::content::files(&content).map_err(|e| e.to_string())?;
         deployer
-            .deploy(&name, &options, &files, &cluster, &values_from)
+            .deploy(&name, &options, &files, &cluster, &resolved)
             .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| Error::Deploy(e.to_string()))
+}
+
+/// Credentials and TLS for the chart's Helm repository: the Secret the controller copied
+/// into the cluster namespace from the bundle's `helmOpSecretName`.
+async fn repo_access(bd: &BundleDeployment, ctx: &Context) -> Result<HelmRepoAccess, String> {
+    let Some(options) = &bd.spec.helm_chart_options else {
+        return Ok(HelmRepoAccess::default());
+    };
+    let insecure = options.helm_op_insecure_skip_tls_verify;
+    if options
+        .helm_op_secret_name
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        return Ok(HelmRepoAccess {
+            insecure_skip_tls_verify: insecure,
+            ..HelmRepoAccess::default()
+        });
+    }
+    let namespace = bd.namespace().unwrap_or_default();
+    let name = helm_repo_secret_name(&bd.name_any());
+    let secret = Api::<Secret>::namespaced(ctx.upstream.clone(), &namespace)
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("reading the Helm repository credentials {namespace}/{name}: {e}"))?
+        .ok_or_else(|| {
+            format!("the Helm repository credentials {namespace}/{name} are not there yet")
+        })?;
+    Ok(HelmRepoAccess::from_secret_data(
+        &secret.data.unwrap_or_default(),
+        insecure,
+    ))
 }
 
 /// Looks at a deployed BundleDeployment's objects: readiness, drift (corrected when asked);

@@ -58,3 +58,55 @@ pub struct HelmOpStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_polling_triggered: Option<String>,
 }
+
+/// How to reach a private Helm repository, from a `helmSecretName` Secret (Fleet's keys:
+/// `username`, `password`, `cacerts`) and `insecureSkipTLSVerify`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HelmRepoAccess {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM certificates trusted for the repository's TLS, besides the system's.
+    pub ca_bundle: Option<Vec<u8>>,
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl std::fmt::Debug for HelmRepoAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelmRepoAccess")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_bundle", &self.ca_bundle.as_ref().map(Vec::len))
+            .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
+            .finish()
+    }
+}
+
+impl HelmRepoAccess {
+    /// From a Secret's `data`.
+    pub fn from_secret_data(
+        data: &BTreeMap<String, k8s_openapi::ByteString>,
+        insecure_skip_tls_verify: bool,
+    ) -> Self {
+        let text = |key: &str| {
+            data.get(key)
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Self {
+            username: text("username"),
+            password: text("password"),
+            ca_bundle: data
+                .get("cacerts")
+                .map(|v| v.0.clone())
+                .filter(|v| !v.is_empty()),
+            insecure_skip_tls_verify,
+        }
+    }
+}
+
+/// The Secret in a cluster namespace holding the Helm repository credentials of one
+/// BundleDeployment (copied there by the controller from the bundle's `helmOpSecretName`,
+/// read by the agent).
+pub fn helm_repo_secret_name(bundle_deployment: &str) -> String {
+    format!("{bundle_deployment}-helm-repo")
+}

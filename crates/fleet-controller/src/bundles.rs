@@ -105,6 +105,29 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&(namespace.clone(), name.clone()));
     ensure_content(ctx, &desired.content).await?;
+    let placed: Vec<(String, String)> = desired
+        .targets
+        .iter()
+        .map(|t| {
+            (
+                t.deployment.namespace().unwrap_or_default(),
+                t.deployment.name_any(),
+            )
+        })
+        .collect();
+    match crate::helm_secrets::distribute(ctx, bundle, &placed).await {
+        Ok(()) => {}
+        Err(crate::helm_secrets::Error::NotLeading(e)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(bundle = %name, %namespace, error = %e, "cannot copy the Helm repository credentials");
+            ctx.targeting_errors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert((namespace.clone(), name.clone()), e.to_string());
+            write_status(bundle, ctx).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    }
 
     let mut wanted = HashSet::new();
     let mut writes = Vec::new();
@@ -148,8 +171,8 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         .collect()
         .await;
     results.into_iter().collect::<Result<Vec<()>, Error>>()?;
-    for (key, _) in existing.iter().filter(|(key, _)| !wanted.contains(*key)) {
-        delete_deployment(ctx, &key.0, &key.1).await?;
+    for (_, bd) in existing.iter().filter(|(key, _)| !wanted.contains(*key)) {
+        delete_deployment(ctx, bd).await?;
     }
     // The status follows from the BundleDeployments' events (`reconcile_status`).
     match plan.map(|p| p.held_back()) {
@@ -211,8 +234,8 @@ pub async fn reconcile_status(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<
 /// Deletes the Bundle's BundleDeployments before the Bundle goes.
 async fn cleanup(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     let namespace = bundle.namespace().unwrap_or_default();
-    for (ns, name) in owned_deployments(ctx, &namespace, &bundle.name_any()).keys() {
-        delete_deployment(ctx, ns, name).await?;
+    for bd in owned_deployments(ctx, &namespace, &bundle.name_any()).values() {
+        delete_deployment(ctx, bd).await?;
     }
     Ok(Action::await_change())
 }
@@ -277,14 +300,25 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
     Ok(())
 }
 
-async fn delete_deployment(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+/// Deletes a BundleDeployment (and the Helm repository credentials copied next to it).
+async fn delete_deployment(ctx: &Context, bd: &BundleDeployment) -> Result<(), Error> {
     ctx.check_leading()?;
-    crate::context::delete::<BundleDeployment>(ctx, namespace, name)
+    let (namespace, name) = (bd.namespace().unwrap_or_default(), bd.name_any());
+    crate::context::delete::<BundleDeployment>(ctx, &namespace, &name)
         .await
         .map_err(api_error(
             "deleting BundleDeployment",
             format!("{namespace}/{name}"),
-        ))
+        ))?;
+    if bd.spec.helm_chart_options.is_some() {
+        crate::helm_secrets::remove(ctx, &namespace, &name)
+            .await
+            .map_err(api_error(
+                "deleting the Helm repository credentials of",
+                format!("{namespace}/{name}"),
+            ))?;
+    }
+    Ok(())
 }
 
 /// Creates the Content once; its name is its hash, so an existing one is the same.

@@ -124,6 +124,8 @@ pub struct Context {
     pub leadership: CancellationToken,
     /// Contents known to exist.
     pub contents: crate::bundles::KnownContents,
+    /// Helm repository credentials copied into cluster namespaces.
+    pub helm_secrets: crate::helm_secrets::Written,
     /// Limits BundleDeployment writes in flight across all Bundles.
     pub write_slots: tokio::sync::Semaphore,
     /// Bundles whose targets cannot be evaluated, by (namespace, name), for their status.

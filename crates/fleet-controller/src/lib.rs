@@ -4,6 +4,7 @@
 //!
 //! - [`summary`]: BundleDeployment states and summaries (pure);
 //! - [`bundles`]: the Bundle reconciler (writes BundleDeployments, Content, Bundle status);
+//! - [`helm_secrets`]: Helm repository credentials copied next to HelmOp BundleDeployments;
 //! - [`mappings`]: BundleNamespaceMappings (which other namespaces' Clusters a bundle targets);
 //! - [`clusters`]: Cluster namespaces and status (agent last seen), ClusterGroup status;
 //! - [`rollups`]: GitRepo and HelmOp status roll-ups from BundleDeployments;
@@ -14,6 +15,7 @@ pub mod bootstrap;
 pub mod bundles;
 pub mod clusters;
 pub mod context;
+pub mod helm_secrets;
 pub mod mappings;
 pub mod metrics;
 pub mod registration;

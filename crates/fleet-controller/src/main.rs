@@ -196,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
                 metrics: metrics.clone(),
                 leadership: leadership.token(),
                 contents: bundles::KnownContents::default(),
+                helm_secrets: Default::default(),
                 targeting_errors: Default::default(),
                 write_slots: tokio::sync::Semaphore::new(settings.write_concurrency.max(1)),
             });

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fleet_api::{BundleDeploymentOptions, Values};
+use fleet_api::{BundleDeploymentOptions, HelmRepoAccess, Values};
 use fleet_bundle::files::Files;
 use fleet_render::render::{
     Input, RenderError, Style, Tools, chart_args, helm_command, merged_values, namespace,
@@ -17,6 +17,35 @@ use crate::chart::write_generated_chart;
 /// The release label (Helm's `--labels`, on its history Secrets) naming the BundleDeployment
 /// that deploys the release.
 pub const OWNER_LABEL: &str = "fleet.cattle.io/bundle-deployment";
+
+/// What the agent resolves for a deploy in the downstream cluster and upstream.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// `helm.valuesFrom`, merged over the bundle's values.
+    pub values_from: Values,
+    /// Credentials and TLS for the chart's Helm repository.
+    pub repo: HelmRepoAccess,
+}
+
+/// helm's flags for a private repository (credentials, CA file written into `work`).
+fn repo_access_args(
+    cmd: &mut Command,
+    access: &HelmRepoAccess,
+    work: &Path,
+) -> Result<(), std::io::Error> {
+    if let (Some(username), Some(password)) = (&access.username, &access.password) {
+        cmd.args(["--username", username, "--password", password]);
+    }
+    if let Some(pem) = &access.ca_bundle {
+        let path = work.join("repo-ca.pem");
+        std::fs::write(&path, pem)?;
+        cmd.arg("--ca-file").arg(path);
+    }
+    if access.insecure_skip_tls_verify {
+        cmd.arg("--insecure-skip-tls-verify");
+    }
+    Ok(())
+}
 
 /// A Helm release.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,17 +90,17 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    /// Installs or upgrades the release of bundle deployment `name` with `options`;
-    /// `values_from` (the resolved `helm.valuesFrom`) is merged over the bundle's values. Every
-    /// object is server-side applied with forced conflicts, so running it again puts back
-    /// fields someone changed by hand (drift correction).
+    /// Installs or upgrades the release of bundle deployment `name` with `options`, and what
+    /// the agent resolved for it (`valuesFrom`, Helm repository access). Every object is
+    /// server-side applied with forced conflicts, so running it again puts back fields
+    /// someone changed by hand (drift correction).
     pub fn deploy(
         &self,
         name: &str,
         options: &BundleDeploymentOptions,
         files: &Files,
         cluster: &ClusterInfo,
-        values_from: &Values,
+        resolved: &Resolved,
     ) -> Result<Deployed, DeployError> {
         let release = Release {
             name: release_name(name, options),
@@ -104,7 +133,8 @@ impl Deployer {
                 chart_args(&mut cmd, &style, &bundle_dir);
             }
             Style::RepoChart { .. } | Style::RemoteChart { .. } => {
-                chart_args(&mut cmd, &style, &bundle_dir)
+                chart_args(&mut cmd, &style, &bundle_dir);
+                repo_access_args(&mut cmd, &resolved.repo, work.path())?;
             }
         }
         let values_path = work.path().join("values.json");
@@ -113,7 +143,10 @@ impl Deployer {
             // Templated for this cluster by the controller already.
             _ => merged_values(&input)?,
         });
-        merge_json(&mut values, serde_json::Value::Object(values_from.clone()));
+        merge_json(
+            &mut values,
+            serde_json::Value::Object(resolved.values_from.clone()),
+        );
         std::fs::write(&values_path, values.to_string())?;
         cmd.arg("--values").arg(&values_path);
         let helm = options.helm.clone().unwrap_or_default();

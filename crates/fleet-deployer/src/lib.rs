@@ -12,4 +12,4 @@ pub mod drift;
 pub mod helm;
 pub mod readiness;
 
-pub use helm::{DeployError, Deployed, Deployer, Release};
+pub use helm::{DeployError, Deployed, Deployer, Release, Resolved};

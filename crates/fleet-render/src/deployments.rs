@@ -163,6 +163,7 @@ pub fn desired(bundle: &Bundle, candidates: &[Candidate]) -> Result<Desired, Tar
                 options,
                 deployment_id: Some(id),
                 depends_on: bundle.spec.depends_on.clone(),
+                helm_chart_options: bundle.spec.helm_op_options.clone(),
                 ..BundleDeploymentSpec::default()
             },
         );

@@ -1,5 +1,6 @@
 //! A static HTTP file server for tests (e.g. a Helm chart repository: `index.yaml` and chart
-//! archives made with the real `helm package` and `helm repo index`); stops on drop.
+//! archives made with the real `helm package` and `helm repo index`), optionally behind basic
+//! auth; stops on drop.
 
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
@@ -7,7 +8,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use base64::Engine as _;
 use tokio::sync::oneshot;
 
 use crate::Error;
@@ -19,17 +21,34 @@ pub struct FileServer {
     stop: Option<oneshot::Sender<()>>,
 }
 
+/// What the server serves, and to whom.
+#[derive(Debug)]
+struct Served {
+    root: PathBuf,
+    basic_auth: Option<(String, String)>,
+}
+
 impl FileServer {
+    /// Serves `root` to anyone.
     pub async fn start(root: &Path) -> Result<Self, Error> {
+        Self::start_with_basic_auth(root, None).await
+    }
+
+    /// Serves `root`; with `basic_auth`, every request must carry those credentials.
+    pub async fn start_with_basic_auth(
+        root: &Path,
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<Self, Error> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
         let address = listener
             .local_addr()
             .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
-        let app = Router::new()
-            .fallback(serve)
-            .with_state(Arc::new(root.to_owned()));
+        let app = Router::new().fallback(serve).with_state(Arc::new(Served {
+            root: root.to_owned(),
+            basic_auth: basic_auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
+        }));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -48,6 +67,10 @@ impl FileServer {
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
     }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
 }
 
 impl Drop for FileServer {
@@ -58,7 +81,33 @@ impl Drop for FileServer {
     }
 }
 
-async fn serve(State(root): State<Arc<PathBuf>>, uri: Uri) -> (StatusCode, Vec<u8>) {
+/// Whether `headers` carry basic-auth `credentials` (user, password).
+pub(crate) fn basic_auth_ok(credentials: &(String, String), headers: &HeaderMap) -> bool {
+    let (name, password) = credentials;
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        == Some(expected.as_str())
+}
+
+async fn serve(
+    State(served): State<Arc<Served>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> (StatusCode, [(&'static str, &'static str); 1], Vec<u8>) {
+    let challenge = [("www-authenticate", "Basic realm=\"files\"")];
+    if let Some(credentials) = &served.basic_auth
+        && !basic_auth_ok(credentials, &headers)
+    {
+        return (StatusCode::UNAUTHORIZED, challenge, Vec::new());
+    }
+    let (status, body) = read(&served.root, &uri).await;
+    (status, challenge, body)
+}
+
+async fn read(root: &Path, uri: &Uri) -> (StatusCode, Vec<u8>) {
     let relative = Path::new(uri.path().trim_start_matches('/'));
     // Only plain path segments: no way out of the root.
     if relative

@@ -13,7 +13,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
-use base64::Engine as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::oneshot;
 
@@ -224,21 +223,15 @@ async fn cgi(
 ) -> Response {
     served.requests.fetch_add(1, Ordering::SeqCst);
     let mut user = None;
-    if let Some((name, password)) = &served.basic_auth {
-        let expected =
-            base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
-        let given = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "));
-        if given != Some(expected.as_str()) {
+    if let Some(credentials) = &served.basic_auth {
+        if !crate::file_server::basic_auth_ok(credentials, &headers) {
             return reply(
                 StatusCode::UNAUTHORIZED,
                 &[("www-authenticate", "Basic realm=\"git\"")],
                 Vec::new(),
             );
         }
-        user = Some(name.clone());
+        user = Some(credentials.0.clone());
     }
     let header = |name: &str| {
         headers

@@ -11,7 +11,7 @@
 //! - [`process`]: child processes killed on drop; [`TcpProxy`]: cut one client off a server.
 //! - [`git`]: repositories made with the real `git`, served over smart HTTP by `git http-backend`;
 //!   [`tls::TlsProxy`] puts TLS with the test CA in front of it; [`file_server::FileServer`]
-//!   serves a directory (a Helm chart repository); [`ssh::SshServer`] serves them over ssh
+//!   serves a directory (a Helm chart repository made with [`helm_repo`]); [`ssh::SshServer`] serves them over ssh
 //!   with a real `sshd`.
 
 pub mod binaries;
@@ -19,6 +19,7 @@ pub mod certs;
 mod control_plane;
 pub mod file_server;
 pub mod git;
+pub mod helm_repo;
 pub mod ports;
 pub mod process;
 mod proxy;

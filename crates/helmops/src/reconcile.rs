@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_api::labels::HELM_OP_NAME;
-use fleet_api::{Bundle, Condition, HelmOp, HelmOpStatus};
+use fleet_api::{Bundle, Condition, HelmOp, HelmOpStatus, HelmRepoAccess};
 use fleet_bundle::store::BundleStore;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -98,9 +98,8 @@ async fn sync(helmop: &HelmOp, ctx: &Context) -> Result<String, String> {
         // An OCI or URL chart: the version is what the spec says (helm resolves it).
         None => helm.version.clone().unwrap_or_default(),
         Some(repo) => {
-            let auth =
-                credentials(ctx, &namespace, helmop.spec.helm_secret_name.as_deref()).await?;
-            let index = fetch_index(repo, auth, helmop.spec.insecure_skip_tls_verify).await?;
+            let access = access(ctx, &namespace, helmop).await?;
+            let index = fetch_index(repo, &access).await?;
             index
                 .resolve(&chart, helm.version.as_deref())
                 .map_err(|e| e.to_string())?
@@ -112,6 +111,20 @@ async fn sync(helmop: &HelmOp, ctx: &Context) -> Result<String, String> {
     bundle.metadata.labels = Some(labels);
     if let Some(options) = bundle.spec.options.helm.as_mut() {
         options.version = Some(version.clone()).filter(|v| !v.is_empty());
+    }
+    // The agents download the chart with the same access (the controller copies the Secret
+    // next to each BundleDeployment).
+    let secret = helmop
+        .spec
+        .helm_secret_name
+        .clone()
+        .filter(|s| !s.is_empty());
+    if secret.is_some() || helmop.spec.insecure_skip_tls_verify {
+        bundle.spec.helm_op_options = Some(fleet_api::HelmOpOptions {
+            helm_op_secret_name: secret,
+            helm_op_insecure_skip_tls_verify: helmop.spec.insecure_skip_tls_verify,
+            helm_op_ca_bundle: None,
+        });
     }
     if bundle.spec.targets.is_empty() {
         bundle.spec.targets.push(fleet_api::BundleTarget {
@@ -139,50 +152,54 @@ async fn sync(helmop: &HelmOp, ctx: &Context) -> Result<String, String> {
     Ok(version)
 }
 
-/// Basic-auth credentials from the HelmOp's `helmSecretName` (`username`, `password`).
-async fn credentials(
-    ctx: &Context,
-    namespace: &str,
-    secret: Option<&str>,
-) -> Result<Option<(String, String)>, String> {
-    let Some(name) = secret.filter(|s| !s.is_empty()) else {
-        return Ok(None);
+/// How to reach the HelmOp's repository: `helmSecretName` (`username`, `password`,
+/// `cacerts`) and `insecureSkipTLSVerify`.
+async fn access(ctx: &Context, namespace: &str, helmop: &HelmOp) -> Result<HelmRepoAccess, String> {
+    let insecure = helmop.spec.insecure_skip_tls_verify;
+    let Some(name) = helmop
+        .spec
+        .helm_secret_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(HelmRepoAccess {
+            insecure_skip_tls_verify: insecure,
+            ..HelmRepoAccess::default()
+        });
     };
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
         .get_opt(name)
         .await
         .map_err(|e| format!("reading secret {namespace}/{name}: {e}"))?
         .ok_or_else(|| format!("secret {namespace}/{name} not found"))?;
-    let value = |key: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-    };
-    Ok(value("username").zip(value("password")))
+    Ok(HelmRepoAccess::from_secret_data(
+        &secret.data.unwrap_or_default(),
+        insecure,
+    ))
 }
 
 /// The repository's `index.yaml`.
-async fn fetch_index(
-    repo: &str,
-    auth: Option<(String, String)>,
-    insecure: bool,
-) -> Result<Index, String> {
+async fn fetch_index(repo: &str, access: &HelmRepoAccess) -> Result<Index, String> {
     let url = format!("{}/index.yaml", repo.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(insecure)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| format!("http client: {e}"))?;
+    let mut builder = reqwest::Client::builder()
+        .danger_accept_invalid_certs(access.insecure_skip_tls_verify)
+        .timeout(Duration::from_secs(30));
+    if let Some(pem) = &access.ca_bundle {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("cacerts of the Helm repository secret: {e}"))?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    let client = builder.build().map_err(|e| format!("http client: {e}"))?;
     let mut request = client.get(&url);
-    if let Some((user, password)) = auth {
+    if let (Some(user), Some(password)) = (&access.username, &access.password) {
         request = request.basic_auth(user, Some(password));
     }
     let response = request
         .send()
         .await
-        .map_err(|e| format!("fetching {url}: {e}"))?;
+        .map_err(|e| format!("fetching {url}: {}", error_chain(&e)))?;
     if !response.status().is_success() {
         return Err(format!("fetching {url}: HTTP {}", response.status()));
     }
@@ -191,6 +208,18 @@ async fn fetch_index(
         .await
         .map_err(|e| format!("reading {url}: {e}"))?;
     Index::parse(&text)
+}
+
+/// An error with its causes (reqwest's own message hides the TLS reason).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The status after an attempt; timestamps move only when a condition changes.

@@ -1,13 +1,12 @@
 //! helmops on a real control plane with a real Helm repository: charts packaged by the test
 //! with the pinned helm, indexed with `helm repo index`, served over HTTP.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use fleet_api::{Bundle, HelmOp};
-use fleet_testkit::binaries::{Tool, ensure};
 use fleet_testkit::file_server::FileServer;
+use fleet_testkit::helm_repo::HelmRepoDir;
 use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
@@ -16,49 +15,18 @@ use kube::api::PostParams;
 const NS: &str = "fleet-local";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn helm(args: &[&str], dir: &Path) {
-    let output = Command::new(ensure(Tool::Helm).expect("helm"))
-        .args(args)
-        .current_dir(dir)
-        .env("HELM_CACHE_HOME", dir.join(".helm/cache"))
-        .env("HELM_CONFIG_HOME", dir.join(".helm/config"))
-        .env("HELM_DATA_HOME", dir.join(".helm/data"))
-        .output()
-        .expect("helm runs");
-    assert!(
-        output.status.success(),
-        "helm {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Packages chart `web` at `version` into the repository and re-indexes it.
-fn publish(repo: &Path, url: &str, version: &str) {
-    let src = repo
-        .parent()
-        .expect("parent")
-        .join(format!("web-{version}"));
-    std::fs::create_dir_all(src.join("templates")).expect("mkdir");
-    std::fs::write(
-        src.join("Chart.yaml"),
-        format!("apiVersion: v2\nname: web\nversion: {version}\n"),
+fn publish(repo: &HelmRepoDir, url: &str, version: &str) {
+    repo.publish(
+        "web",
+        version,
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n",
+        )],
+        url,
     )
-    .expect("chart");
-    std::fs::write(
-        src.join("templates/cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n",
-    )
-    .expect("template");
-    helm(
-        &[
-            "package",
-            &src.display().to_string(),
-            "--destination",
-            &repo.display().to_string(),
-        ],
-        repo,
-    );
-    helm(&["repo", "index", ".", "--url", url], repo);
+    .expect("publish");
 }
 
 fn helmop(name: &str, repo: &str, version: &str) -> HelmOp {
@@ -90,9 +58,8 @@ async fn helmops_resolve_chart_versions_from_a_real_helm_repository() {
         .expect("ns");
 
     let work = tempfile::tempdir().expect("tempdir");
-    let repo: PathBuf = work.path().join("repo");
-    std::fs::create_dir_all(&repo).expect("repo dir");
-    let server = FileServer::start(&repo).await.expect("server");
+    let repo = HelmRepoDir::new().expect("repo dir");
+    let server = FileServer::start(&repo.root()).await.expect("server");
     for version in ["0.1.0", "0.1.1", "1.0.0"] {
         publish(&repo, &server.url(), version);
     }
@@ -167,6 +134,71 @@ async fn helmops_resolve_chart_versions_from_a_real_helm_repository() {
             .contains("no version of chart \"web\" matches"),
         "says why"
     );
+
+    // A private repository: HTTPS with a private CA and basic auth, reached with the
+    // HelmOp's helmSecretName (username, password, cacerts); without it: a clear error.
+    use base64::Engine as _;
+    let private = HelmRepoDir::new().expect("repo dir");
+    let files = FileServer::start_with_basic_auth(&private.root(), Some(("fleet", "s3cret")))
+        .await
+        .expect("server");
+    let ca = fleet_testkit::certs::CertAuthority::new("private helm CA").expect("ca");
+    let tls =
+        fleet_testkit::tls::TlsProxy::start(files.address(), &ca.serving_cert().expect("cert"))
+            .await
+            .expect("tls");
+    let private_url = format!("https://{}", tls.address());
+    publish(&private, &private_url, "2.0.0");
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let secret: k8s_openapi::api::core::v1::Secret = serde_saphyr::from_str(&format!(
+        "metadata:\n  name: repo-creds\ndata:\n  username: {}\n  password: {}\n  cacerts: {}\n",
+        b64("fleet"),
+        b64("s3cret"),
+        b64(&ca.cert_pem())
+    ))
+    .expect("secret");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let mut with_secret = helmop("private", &private_url, "");
+    with_secret.spec.helm_secret_name = Some("repo-creds".to_owned());
+    api.create(&PostParams::default(), &with_secret)
+        .await
+        .expect("create");
+    api.create(
+        &PostParams::default(),
+        &helmop("untrusted", &private_url, ""),
+    )
+    .await
+    .expect("create");
+    let bundle = wait_for(&bundles, "private", WAIT, |b| {
+        chart_version(b) == Some("2.0.0")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", helmops.log_tail(20)));
+    assert_eq!(
+        bundle
+            .spec
+            .helm_op_options
+            .and_then(|o| o.helm_op_secret_name)
+            .as_deref(),
+        Some("repo-creds"),
+        "the agents download the chart with the same secret"
+    );
+    let untrusted = wait_for(&api, "untrusted", WAIT, |h| {
+        h.status
+            .as_ref()
+            .is_some_and(|s| s.base.conditions.iter().any(|c| c.status == "False"))
+    })
+    .await
+    .expect("error condition");
+    let message = untrusted
+        .status
+        .and_then(|s| s.base.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("certificate"), "says why: {message}");
 
     // A new release in the repository is picked up by polling.
     publish(&repo, &server.url(), "1.1.0");

@@ -1,0 +1,139 @@
+//! Helm repository credentials for HelmOp bundles: the Secret a bundle's `helmOpOptions`
+//! names (in the bundle's namespace) is copied into the namespace of each of its
+//! BundleDeployments, where the agent may read it (`helm_repo_secret_name`). Only Fleet's
+//! keys are copied (`username`, `password`, `cacerts`); a copy is written only when it
+//! changed, and deleted with its BundleDeployment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use fleet_api::labels::MANAGED;
+use fleet_api::{Bundle, helm_repo_secret_name};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+
+use crate::context::Context;
+
+/// The keys copied.
+const KEYS: [&str; 3] = ["username", "password", "cacerts"];
+
+/// Copies written this term, by (namespace, name), with the hash of their data.
+#[derive(Debug, Default)]
+pub struct Written(Mutex<HashMap<(String, String), String>>);
+
+/// Why the credentials could not be copied (reported in the Bundle's status).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("helmOpSecretName {namespace}/{name} not found")]
+    Missing { namespace: String, name: String },
+    #[error(transparent)]
+    NotLeading(#[from] crate::context::NotLeading),
+    #[error("{action} {what}: {source}")]
+    Api {
+        action: &'static str,
+        what: String,
+        source: kube::Error,
+    },
+}
+
+/// Copies the bundle's Helm repository Secret next to each of its BundleDeployments
+/// (`deployments`: namespace and name).
+pub async fn distribute(
+    ctx: &Context,
+    bundle: &Bundle,
+    deployments: &[(String, String)],
+) -> Result<(), Error> {
+    let Some(source) = bundle
+        .spec
+        .helm_op_options
+        .as_ref()
+        .and_then(|o| o.helm_op_secret_name.clone())
+        .filter(|n| !n.is_empty())
+    else {
+        return Ok(());
+    };
+    let namespace = bundle.namespace().unwrap_or_default();
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&source)
+        .await
+        .map_err(|source_error| Error::Api {
+            action: "reading",
+            what: format!("Secret {namespace}/{source}"),
+            source: source_error,
+        })?
+        .ok_or_else(|| Error::Missing {
+            namespace: namespace.clone(),
+            name: source.clone(),
+        })?;
+    let data: BTreeMap<String, ByteString> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| KEYS.contains(&k.as_str()))
+        .collect();
+    let hash =
+        fleet_render::deployments::sha256_hex(&serde_json::to_vec(&data).unwrap_or_default());
+    for (bd_namespace, bd_name) in deployments {
+        let name = helm_repo_secret_name(bd_name);
+        let key = (bd_namespace.clone(), name.clone());
+        if ctx
+            .helm_secrets
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            == Some(&hash)
+        {
+            continue;
+        }
+        let copy = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(bd_namespace.clone()),
+                labels: Some(BTreeMap::from([(MANAGED.to_owned(), "true".to_owned())])),
+                ..ObjectMeta::default()
+            },
+            data: Some(data.clone()),
+            ..Secret::default()
+        };
+        ctx.check_leading()?;
+        Api::<Secret>::namespaced(ctx.client.clone(), bd_namespace)
+            .patch(
+                &name,
+                &PatchParams::apply(crate::bundles::MANAGER).force(),
+                &Patch::Apply(serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": copy.metadata,
+                    "data": copy.data,
+                })),
+            )
+            .await
+            .map_err(|source| Error::Api {
+                action: "writing",
+                what: format!("Secret {bd_namespace}/{name}"),
+                source,
+            })?;
+        ctx.metrics.writes.inc();
+        ctx.helm_secrets
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, hash.clone());
+    }
+    Ok(())
+}
+
+/// Deletes the copy next to a BundleDeployment that goes.
+pub async fn remove(ctx: &Context, namespace: &str, bd_name: &str) -> Result<(), kube::Error> {
+    let name = helm_repo_secret_name(bd_name);
+    crate::context::delete::<Secret>(ctx, namespace, &name).await?;
+    ctx.helm_secrets
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&(namespace.to_owned(), name));
+    Ok(())
+}
