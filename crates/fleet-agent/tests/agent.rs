@@ -493,9 +493,9 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
         .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
 }
 
-/// A chart from a private Helm repository (HTTPS with a private CA, basic auth): the
-/// credentials Secret the bundle names is copied next to its BundleDeployment by the
-/// controller and used by the agent's helm.
+/// A chart from a private Helm repository (HTTPS with a private CA, basic auth) and from an
+/// OCI registry behind the same CA: the credentials Secret the bundle names is copied next to
+/// its BundleDeployment by the controller and used by the agent's helm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charts_from_a_private_helm_repository() {
     use base64::Engine as _;
@@ -551,4 +551,34 @@ async fn charts_from_a_private_helm_repository() {
     wait_for(&configmaps, "from-private-repo", WAIT, |_| true)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+
+    // The same chart as an OCI artifact in a registry behind the same private CA.
+    let registry = fleet_testkit::oci::OciRegistry::start()
+        .await
+        .expect("registry");
+    let oci_tls =
+        fleet_testkit::tls::TlsProxy::start(registry.address(), &ca.serving_cert().expect("cert"))
+            .await
+            .expect("tls");
+    let ca_file = setup.work.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).expect("ca file");
+    repo.push_oci(
+        "private",
+        "1.0.0",
+        &format!("oci://{}/charts", oci_tls.address()),
+        &ca_file,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", registry.log_tail(20)));
+    create::<Bundle>(
+        &up,
+        &format!(
+            "metadata:\n  name: private-oci\nspec:\n  defaultNamespace: private-oci\n  helm:\n    chart: oci://{}/charts/private\n    version: 1.0.0\n  helmOpOptions:\n    helmOpSecretName: repo-creds\n  targets:\n  - clusterGroup: default\n",
+            oci_tls.address()
+        ),
+    )
+    .await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(down.clone(), "private-oci");
+    wait_for(&configmaps, "from-private-repo", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", logs(), registry.log_tail(20)));
 }

@@ -28,6 +28,8 @@ pub enum ToolModule {
     /// `client-go-elector`: a small program of ours on client-go's leader election, to test
     /// that fleet-election and client-go respect each other on one Lease.
     ClientGoElector,
+    /// `registry`, the CNCF distribution OCI registry (Helm charts as OCI artifacts).
+    Registry,
 }
 
 /// A binary the tests and the demo need.
@@ -39,6 +41,7 @@ pub enum Tool {
     Helm,
     Kustomize,
     ClientGoElector,
+    OciRegistry,
 }
 
 /// The minimum etcd that Kubernetes >= 1.31 works with (consistent watches need
@@ -46,13 +49,14 @@ pub enum Tool {
 pub const MIN_ETCD: (u64, u64, u64) = (3, 5, 13);
 
 impl Tool {
-    pub const ALL: [Tool; 6] = [
+    pub const ALL: [Tool; 7] = [
         Tool::Etcd,
         Tool::KubeApiserver,
         Tool::KubeControllerManager,
         Tool::Helm,
         Tool::Kustomize,
         Tool::ClientGoElector,
+        Tool::OciRegistry,
     ];
 
     /// The file name of the binary.
@@ -64,6 +68,7 @@ impl Tool {
             Tool::Helm => "helm",
             Tool::Kustomize => "kustomize",
             Tool::ClientGoElector => "client-go-elector",
+            Tool::OciRegistry => "registry",
         }
     }
 
@@ -75,6 +80,7 @@ impl Tool {
             Tool::Helm => ToolModule::Helm,
             Tool::Kustomize => ToolModule::Kustomize,
             Tool::ClientGoElector => ToolModule::ClientGoElector,
+            Tool::OciRegistry => ToolModule::Registry,
         }
     }
 
@@ -87,6 +93,7 @@ impl Tool {
             Tool::Helm => "helm.sh/helm/v4/cmd/helm",
             Tool::Kustomize => "sigs.k8s.io/kustomize/kustomize/v5",
             Tool::ClientGoElector => "fleet-rs/tools/client-go-elector",
+            Tool::OciRegistry => "github.com/distribution/distribution/v3/cmd/registry",
         }
     }
 
@@ -105,6 +112,7 @@ impl ToolModule {
             ToolModule::Helm => "helm",
             ToolModule::Kustomize => "kustomize",
             ToolModule::ClientGoElector => "client-go-elector",
+            ToolModule::Registry => "registry",
         }
     }
 
@@ -115,6 +123,7 @@ impl ToolModule {
             ToolModule::Helm => "helm.sh/helm/v4",
             ToolModule::Kustomize => "sigs.k8s.io/kustomize/kustomize/v5",
             ToolModule::ClientGoElector => "k8s.io/client-go",
+            ToolModule::Registry => "github.com/distribution/distribution/v3",
         }
     }
 
@@ -127,6 +136,7 @@ impl ToolModule {
             ToolModule::ClientGoElector => {
                 include_str!("../../../e2e/tools/client-go-elector/go.mod")
             }
+            ToolModule::Registry => include_str!("../../../e2e/tools/registry/go.mod"),
         }
     }
 
@@ -178,7 +188,10 @@ impl ToolModule {
                     " -X helm.sh/helm/v4/internal/version.version={version}"
                 ));
             }
-            ToolModule::Etcd | ToolModule::Kustomize | ToolModule::ClientGoElector => {}
+            ToolModule::Etcd
+            | ToolModule::Kustomize
+            | ToolModule::ClientGoElector
+            | ToolModule::Registry => {}
         }
         flags
     }
@@ -445,6 +458,7 @@ mod tests {
             ToolModule::Helm,
             ToolModule::Kustomize,
             ToolModule::ClientGoElector,
+            ToolModule::Registry,
         ] {
             let version = module.version().expect("pinned");
             assert!(version.starts_with('v'), "{module:?}: {version}");

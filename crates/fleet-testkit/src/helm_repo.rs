@@ -69,6 +69,25 @@ impl HelmRepoDir {
         ])
     }
 
+    /// Pushes the packaged chart `name` at `version` (see [`publish`](Self::publish)) to an
+    /// OCI registry: `oci://<registry>/<path>` (HTTPS, trusting `ca_file`).
+    pub fn push_oci(
+        &self,
+        name: &str,
+        version: &str,
+        reference: &str,
+        ca_file: &Path,
+    ) -> Result<(), Error> {
+        let archive = self.root().join(format!("{name}-{version}.tgz"));
+        self.helm(&[
+            "push".as_ref(),
+            archive.as_os_str(),
+            reference.as_ref(),
+            "--ca-file".as_ref(),
+            ca_file.as_os_str(),
+        ])
+    }
+
     fn helm(&self, args: &[&std::ffi::OsStr]) -> Result<(), Error> {
         let home = self.dir.path().join("helm-home");
         let output = Command::new(ensure(Tool::Helm)?)

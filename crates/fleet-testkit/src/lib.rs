@@ -12,7 +12,7 @@
 //! - [`git`]: repositories made with the real `git`, served over smart HTTP by `git http-backend`;
 //!   [`tls::TlsProxy`] puts TLS with the test CA in front of it; [`file_server::FileServer`]
 //!   serves a directory (a Helm chart repository made with [`helm_repo`]); [`ssh::SshServer`] serves them over ssh
-//!   with a real `sshd`.
+//!   with a real `sshd`; [`oci::OciRegistry`] is a real OCI registry for charts.
 
 pub mod binaries;
 pub mod certs;
@@ -20,6 +20,7 @@ mod control_plane;
 pub mod file_server;
 pub mod git;
 pub mod helm_repo;
+pub mod oci;
 pub mod ports;
 pub mod process;
 mod proxy;
