@@ -90,24 +90,13 @@ impl HelmRepoDir {
 
     fn helm(&self, args: &[&std::ffi::OsStr]) -> Result<(), Error> {
         let home = self.dir.path().join("helm-home");
-        let output = Command::new(ensure(Tool::Helm)?)
-            .args(args)
-            .env("HELM_CACHE_HOME", home.join("cache"))
-            .env("HELM_CONFIG_HOME", home.join("config"))
-            .env("HELM_DATA_HOME", home.join("data"))
-            .output()
-            .map_err(|source| Error::Spawn {
-                name: "helm".to_owned(),
-                source,
-            })?;
-        if output.status.success() {
-            return Ok(());
-        }
-        Err(Error::Config {
-            message: format!(
-                "helm {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        })
+        crate::process::run(
+            "helm",
+            Command::new(ensure(Tool::Helm)?)
+                .args(args)
+                .env("HELM_CACHE_HOME", home.join("cache"))
+                .env("HELM_CONFIG_HOME", home.join("config"))
+                .env("HELM_DATA_HOME", home.join("data")),
+        )
     }
 }

@@ -42,22 +42,18 @@ impl OciRegistry {
             &dir.path().join("registry.log"),
             Lifetime::Owned,
         )?;
-        crate::eventually(
-            "the OCI registry to answer /v2/",
-            Duration::from_secs(20),
-            Duration::from_millis(50),
-            || {
-                let running = process.check_running();
-                async move {
-                    running.map_err(|e| e.to_string())?;
+        process
+            .wait_serving(
+                "the OCI registry to answer /v2/",
+                Duration::from_secs(20),
+                || async move {
                     crate::http_get(port, "/v2/")
                         .await
                         .map(drop)
                         .map_err(|e| e.to_string())
-                }
-            },
-        )
-        .await?;
+                },
+            )
+            .await?;
         Ok(Self {
             process,
             address: SocketAddr::from(([127, 0, 0, 1], port)),

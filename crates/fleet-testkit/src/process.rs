@@ -102,6 +102,29 @@ impl ManagedProcess {
         })
     }
 
+    /// Waits until `probe` succeeds (a server accepts connections, say), failing at once if
+    /// the process exits first.
+    pub async fn wait_serving<F, Fut>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        probe: F,
+    ) -> Result<(), Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        crate::eventually(what, timeout, Duration::from_millis(50), || {
+            let running = self.check_running();
+            let probed = probe();
+            async move {
+                running.map_err(|e| e.to_string())?;
+                probed.await
+            }
+        })
+        .await
+    }
+
     /// Sends a signal (e.g. `libc::SIGSTOP`) to the process.
     pub fn signal(&self, signal: i32) -> Result<(), Error> {
         match self.pid() {
@@ -212,4 +235,22 @@ fn set_parent_death_signal(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// Runs a command to completion; an error carries `name` and what it printed on stderr.
+pub fn run(name: &str, cmd: &mut Command) -> Result<(), Error> {
+    let output = cmd.output().map_err(|source| Error::Spawn {
+        name: name.to_owned(),
+        source,
+    })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Config {
+        message: format!(
+            "{name} ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+    })
 }

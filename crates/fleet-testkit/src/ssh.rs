@@ -77,22 +77,18 @@ impl SshServer {
         let mut cmd = Command::new(&sshd);
         cmd.arg("-D").arg("-e").arg("-f").arg(path("sshd_config"));
         let mut process = ManagedProcess::spawn("sshd", cmd, &path("sshd.log"), Lifetime::Owned)?;
-        crate::eventually(
-            "sshd to accept connections",
-            Duration::from_secs(20),
-            Duration::from_millis(50),
-            || {
-                let running = process.check_running();
-                async move {
-                    running.map_err(|e| e.to_string())?;
+        process
+            .wait_serving(
+                "sshd to accept connections",
+                Duration::from_secs(20),
+                || async move {
                     tokio::net::TcpStream::connect(("127.0.0.1", port))
                         .await
                         .map(drop)
                         .map_err(|e| e.to_string())
-                }
-            },
-        )
-        .await?;
+                },
+            )
+            .await?;
         let host_public = read(path("host_key.pub"))?;
         let mut fields = host_public.split_whitespace();
         let host_key = format!(
@@ -138,23 +134,12 @@ impl SshServer {
 
 /// An ed25519 key pair without a passphrase at `path` and `path.pub`.
 fn keygen(path: &Path) -> Result<(), Error> {
-    let output = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "fleet-rs-test", "-f"])
-        .arg(path)
-        .output()
-        .map_err(|source| Error::Spawn {
-            name: "ssh-keygen".to_owned(),
-            source,
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(Error::Config {
-        message: format!(
-            "ssh-keygen: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
-    })
+    crate::process::run(
+        "ssh-keygen",
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "fleet-rs-test", "-f"])
+            .arg(path),
+    )
 }
 
 #[allow(unsafe_code)]
