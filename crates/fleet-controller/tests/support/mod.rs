@@ -1,14 +1,19 @@
 //! What the controller tests share: a control plane with Fleet's CRDs and the workspace
 //! namespace, controller processes, objects from YAML.
 
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use fleet_api::BundleDeployment;
+use fleet_bundle::naming::cluster_namespace;
 use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
 use serde::de::DeserializeOwned;
 
 pub const NS: &str = "fleet-default";
@@ -87,4 +92,27 @@ impl Controller {
     pub async fn metric(&self, series: &str) -> f64 {
         fleet_testkit::metric(self.admin_port, series).await
     }
+}
+
+/// The BundleDeployments in the namespace of Cluster `cluster` of `NS`.
+pub fn bds(client: &Client, cluster: &str) -> Api<BundleDeployment> {
+    Api::namespaced(client.clone(), &cluster_namespace(NS, cluster))
+}
+
+/// What an agent reports once it deployed a BundleDeployment.
+pub async fn report_deployed(client: &Client, bd: &BundleDeployment) {
+    let api: Api<BundleDeployment> =
+        Api::namespaced(client.clone(), &bd.namespace().unwrap_or_default());
+    let status = serde_json::json!({"status": {
+        "appliedDeploymentID": bd.spec.deployment_id,
+        "ready": true,
+        "nonModified": true,
+    }});
+    api.patch_status(
+        &bd.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await
+    .expect("bd status");
 }
