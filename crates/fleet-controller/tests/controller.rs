@@ -1,7 +1,7 @@
 //! fleet-controller on a real control plane: targeting creates and removes
-//! BundleDeployments, status rolls up, a rollout waits for its canary partition,
+//! BundleDeployments, status rolls up (Bundles, Clusters, ClusterGroups, GitRepos, HelmOps),
 //! registration issues credentials limited to the cluster's own namespace, and a killed
-//! leader hands over.
+//! leader hands over. Rollouts and BundleNamespaceMappings: `tests/rollout.rs`.
 
 mod support;
 
