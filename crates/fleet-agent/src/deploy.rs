@@ -33,6 +33,7 @@ pub struct Context {
     /// How often deployed releases are checked for drift.
     pub drift_interval: Duration,
     pub kinds: crate::monitor::Kinds,
+    pub manifests: crate::monitor::Manifests,
 }
 
 impl std::fmt::Debug for Context {
@@ -209,6 +210,8 @@ async fn deploy(
         Err(message) => return Ok(Err(message)),
     };
     let resolved = fleet_deployer::Resolved { values_from, repo };
+    // Whatever happens now, the release's objects may change.
+    ctx.manifests.forget(&release.to_string());
     let deployer = ctx.deployer.clone();
     let cluster = ctx.cluster.clone();
     tokio::task::spawn_blocking(move || {
@@ -291,12 +294,21 @@ async fn inspect(bd: &BundleDeployment, ctx: &Context) -> Result<Inspection, Str
         name: release_name(&bd.name_any(), options),
         namespace: namespace(options),
     };
-    let deployer = ctx.deployer.clone();
-    let target = release.clone();
-    let manifest = tokio::task::spawn_blocking(move || deployer.manifest(&target))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let key = release.to_string();
+    let manifest = match ctx.manifests.get(&key) {
+        Some(manifest) => manifest,
+        None => {
+            let deployer = ctx.deployer.clone();
+            let target = release.clone();
+            let manifest = tokio::task::spawn_blocking(move || deployer.manifest(&target))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let manifest = Arc::new(manifest);
+            ctx.manifests.insert(key, manifest.clone());
+            manifest
+        }
+    };
     crate::monitor::inspect(
         &ctx.downstream,
         &ctx.kinds,
@@ -340,6 +352,7 @@ async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
                 source,
             });
     }
+    ctx.manifests.forget(&release.to_string());
     let deployer = ctx.deployer.clone();
     let target = release.clone();
     tokio::task::spawn_blocking(move || deployer.uninstall(&target))

@@ -112,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
                     downstream: downstream.clone(),
                     drift_interval: args.drift_interval,
                     kinds: fleet_agent::monitor::Kinds::default(),
+                    manifests: fleet_agent::monitor::Manifests::default(),
                     deployer,
                     cluster: ClusterInfo {
                         name: identity.cluster_name.clone(),

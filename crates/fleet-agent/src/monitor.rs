@@ -5,7 +5,7 @@
 //! `ignore.conditions`; `nonReadyStatus`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fleet_api::{
     BundleDeploymentOptions, BundleDeploymentResource, ModifiedStatus, NonReadyStatus, ResourceRef,
@@ -40,6 +40,36 @@ impl Kinds {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(gvk.clone(), found.clone());
         Ok(found)
+    }
+}
+
+/// The objects of each deployed release (`helm get manifest`), by `namespace/name`: read
+/// once, dropped when the release is installed again or removed, so that looking at a
+/// release often (objects not ready yet) does not run helm each time.
+#[derive(Debug, Default)]
+pub struct Manifests(Mutex<HashMap<String, Arc<Vec<Value>>>>);
+
+impl Manifests {
+    pub fn get(&self, release: &str) -> Option<Arc<Vec<Value>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(release)
+            .cloned()
+    }
+
+    pub fn insert(&self, release: String, manifest: Arc<Vec<Value>>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(release, manifest);
+    }
+
+    pub fn forget(&self, release: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(release);
     }
 }
 
