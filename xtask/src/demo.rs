@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use fleet_api::{Bundle, GitRepo};
 use fleet_testkit::git::GitRepoFixture;
-use fleet_testkit::wait_for;
+use fleet_testkit::{wait_deleted, wait_for};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
@@ -309,6 +309,9 @@ async fn scenario(
             names.join(", ")
         ));
     }
+    if strict {
+        prune_scenario(&stack, &repo).await?;
+    }
     for failover in &failovers {
         say(&format!("failover {failover}"));
     }
@@ -332,6 +335,29 @@ async fn scenario(
         tokio::signal::ctrl_c().await?;
     }
     drop(stack);
+    Ok(())
+}
+
+/// A path removed from the repository: its Bundle is pruned, and its objects are removed
+/// from every cluster (BundleDeployments deleted, releases uninstalled by the agents).
+async fn prune_scenario(stack: &Stack, repo: &GitRepoFixture) -> anyhow::Result<()> {
+    repo.remove("kustomize")?;
+    repo.commit("remove the kustomize app")?;
+    let started = Instant::now();
+    let bundles: Api<Bundle> = Api::namespaced(stack.upstream.client(), NS);
+    wait_deleted(&bundles, "demo-kustomize", WAIT)
+        .await
+        .context("Bundle demo-kustomize pruned")?;
+    for (i, plane) in stack.downstreams.iter().enumerate() {
+        let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
+        wait_deleted(&configmaps, "kustomized-settings", WAIT)
+            .await
+            .with_context(|| format!("kustomized-settings removed from downstream-{}", i + 1))?;
+    }
+    say(&format!(
+        "path kustomize removed from git: Bundle pruned and its objects gone from every cluster in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
