@@ -214,14 +214,28 @@ async fn deploy(
     ctx.manifests.forget(&release.to_string());
     let deployer = ctx.deployer.clone();
     let cluster = ctx.cluster.clone();
-    tokio::task::spawn_blocking(move || {
+    let labels = (
+        options.namespace_labels.clone(),
+        options.namespace_annotations.clone(),
+    );
+    let deployed = tokio::task::spawn_blocking(move || {
         let files = fleet_deployer::content::files(&content).map_err(|e| e.to_string())?;
         deployer
             .deploy(&name, &options, &files, &cluster, &resolved)
             .map_err(|e| e.to_string())
     })
     .await
-    .map_err(|e| Error::Deploy(e.to_string()))
+    .map_err(|e| Error::Deploy(e.to_string()))?;
+    if deployed.is_ok()
+        && let Err(e) =
+            crate::releases::label_namespace(&ctx.downstream, &release.namespace, labels).await
+    {
+        return Ok(Err(format!(
+            "namespaceLabels/namespaceAnnotations on {}: {e}",
+            release.namespace
+        )));
+    }
+    Ok(deployed)
 }
 
 /// Credentials and TLS for the chart's Helm repository: the Secret the controller copied
@@ -271,7 +285,12 @@ async fn monitor(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
     if !inspection.modified.is_empty() && correct {
         let id = bd.spec.deployment_id.clone().unwrap_or_default();
         tracing::info!(bundle_deployment = %name, objects = inspection.modified.len(), "correcting drift");
-        if let Err(message) = deploy(bd, &id, ctx).await? {
+        // `correctDrift.force`: replace what cannot be patched back.
+        let mut correcting = bd.clone();
+        if bd.spec.correct_drift.as_ref().is_some_and(|c| c.force) {
+            correcting.spec.options.helm.get_or_insert_default().force = true;
+        }
+        if let Err(message) = deploy(&correcting, &id, ctx).await? {
             tracing::warn!(bundle_deployment = %name, error = %message, "drift correction failed");
         }
         if let Ok(after) = inspect(bd, ctx).await {

@@ -4,12 +4,15 @@
 //! same release name get an error instead of replacing each other's objects. With
 //! `keepResources` Helm forgets the release (its history Secrets are deleted, as Fleet does)
 //! and the objects stay; with `deleteNamespace` the release namespace goes, unless it is one
-//! a cluster cannot do without.
+//! a cluster cannot do without. `namespaceLabels`/`namespaceAnnotations` are set on the
+//! release namespace.
 
 use fleet_deployer::Release;
 use fleet_deployer::helm::OWNER_LABEL;
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
 /// Namespaces never deleted for `deleteNamespace`.
@@ -77,4 +80,32 @@ pub async fn delete_namespace(client: &Client, namespace: &str) -> Result<(), ku
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Sets a bundle's `namespaceLabels` and `namespaceAnnotations` on its release namespace
+/// (merged with what the namespace has; nothing to do when neither is set).
+pub async fn label_namespace(
+    client: &Client,
+    namespace: &str,
+    (labels, annotations): (
+        Option<BTreeMap<String, String>>,
+        Option<BTreeMap<String, String>>,
+    ),
+) -> Result<(), kube::Error> {
+    if labels.is_none() && annotations.is_none() {
+        return Ok(());
+    }
+    // Only the maps that are set: `null` in a merge patch would remove the namespace's own.
+    let mut metadata = serde_json::Map::new();
+    if let Some(labels) = labels {
+        metadata.insert("labels".to_owned(), serde_json::json!(labels));
+    }
+    if let Some(annotations) = annotations {
+        metadata.insert("annotations".to_owned(), serde_json::json!(annotations));
+    }
+    let patch = serde_json::json!({ "metadata": metadata });
+    Api::<Namespace>::all(client.clone())
+        .patch(namespace, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(drop)
 }

@@ -208,12 +208,15 @@ async fn only_the_leading_agent_deploys_and_a_standby_takes_over_with_the_saved_
 }
 
 /// A Helm chart bundle with a Deployment and a ConfigMap, `valuesFrom` a downstream
-/// ConfigMap, `diff.comparePatches` on a ConfigMap field and `deleteNamespace`.
+/// ConfigMap, `diff.comparePatches` on a ConfigMap field, `namespaceLabels` and
+/// `deleteNamespace`.
 const WEB_BUNDLE: &str = r#"metadata:
   name: web
 spec:
   defaultNamespace: web
   deleteNamespace: true
+  namespaceLabels:
+    team: web
   helm:
     values:
       greeting: from-values
@@ -301,6 +304,18 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+
+    let labels = namespaces
+        .get("web")
+        .await
+        .expect("namespace")
+        .metadata
+        .labels;
+    assert_eq!(
+        labels.unwrap_or_default().get("team").map(String::as_str),
+        Some("web"),
+        "namespaceLabels on the release namespace"
+    );
 
     // Nothing runs Deployments here (no kubelet, no deployment controller): the Deployment is
     // not ready, and the Bundle says which object and why.
