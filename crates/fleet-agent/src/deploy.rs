@@ -214,7 +214,7 @@ async fn deploy(
     ctx.manifests.forget(&release.to_string());
     let deployer = ctx.deployer.clone();
     let cluster = ctx.cluster.clone();
-    let labels = (
+    let (labels, annotations) = (
         options.namespace_labels.clone(),
         options.namespace_annotations.clone(),
     );
@@ -227,8 +227,13 @@ async fn deploy(
     .await
     .map_err(|e| Error::Deploy(e.to_string()))?;
     if deployed.is_ok()
-        && let Err(e) =
-            crate::releases::label_namespace(&ctx.downstream, &release.namespace, labels).await
+        && let Err(e) = crate::releases::label_namespace(
+            &ctx.downstream,
+            &release.namespace,
+            labels.as_ref(),
+            annotations.as_ref(),
+        )
+        .await
     {
         return Ok(Err(format!(
             "namespaceLabels/namespaceAnnotations on {}: {e}",

@@ -87,10 +87,8 @@ pub async fn delete_namespace(client: &Client, namespace: &str) -> Result<(), ku
 pub async fn label_namespace(
     client: &Client,
     namespace: &str,
-    (labels, annotations): (
-        Option<BTreeMap<String, String>>,
-        Option<BTreeMap<String, String>>,
-    ),
+    labels: Option<&BTreeMap<String, String>>,
+    annotations: Option<&BTreeMap<String, String>>,
 ) -> Result<(), kube::Error> {
     if labels.is_none() && annotations.is_none() {
         return Ok(());
