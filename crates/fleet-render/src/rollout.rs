@@ -112,11 +112,10 @@ pub fn plan(strategy: Option<&RolloutStrategy>, slots: &[Slot<'_>]) -> Result<Pl
                     unavailable_now += 1;
                 }
             }
-            let unavailable_after = if promote[index] && !slot.up_to_date() {
-                true
-            } else {
-                slot.unavailable() || slot.current.is_none()
-            };
+            // Unavailable once promoted (until it applies), if it was already, or if new.
+            let unavailable_after = (promote[index] && !slot.up_to_date())
+                || slot.unavailable()
+                || slot.current.is_none();
             unavailable_here += usize::from(unavailable_after);
         }
         if unavailable_here > partition.max_unavailable {
