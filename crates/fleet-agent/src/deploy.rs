@@ -34,6 +34,8 @@ pub struct Context {
     pub drift_interval: Duration,
     pub kinds: crate::monitor::Kinds,
     pub manifests: crate::monitor::Manifests,
+    /// The agent's namespace downstream (where bundles' service accounts live).
+    pub agent_namespace: String,
 }
 
 impl std::fmt::Debug for Context {
@@ -209,7 +211,21 @@ async fn deploy(
         Ok(repo) => repo,
         Err(message) => return Ok(Err(message)),
     };
-    let resolved = fleet_deployer::Resolved { values_from, repo };
+    let impersonate = match crate::releases::service_account(
+        &ctx.downstream,
+        &ctx.agent_namespace,
+        options.service_account.as_deref(),
+    )
+    .await
+    {
+        Ok(user) => user,
+        Err(message) => return Ok(Err(message)),
+    };
+    let resolved = fleet_deployer::Resolved {
+        values_from,
+        repo,
+        impersonate,
+    };
     // Whatever happens now, the release's objects may change.
     ctx.manifests.forget(&release.to_string());
     let deployer = ctx.deployer.clone();

@@ -113,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
                     drift_interval: args.drift_interval,
                     kinds: fleet_agent::monitor::Kinds::default(),
                     manifests: fleet_agent::monitor::Manifests::default(),
+                    agent_namespace: args.runtime.namespace.clone(),
                     deployer,
                     cluster: ClusterInfo {
                         name: identity.cluster_name.clone(),

@@ -11,7 +11,7 @@ use fleet_deployer::Release;
 use fleet_deployer::helm::OWNER_LABEL;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
@@ -107,3 +107,32 @@ pub async fn label_namespace(
         .await
         .map(drop)
 }
+
+/// The ServiceAccount a bundle deploys as, Fleet's way: its `serviceAccount`, else
+/// `fleet-default` if that exists, looked up in the agent's namespace; helm then impersonates
+/// it (`system:serviceaccount:<ns>:<name>`). `None`: the agent's own identity. A named
+/// ServiceAccount that does not exist is an error.
+pub async fn service_account(
+    client: &Client,
+    agent_namespace: &str,
+    name: Option<&str>,
+) -> Result<Option<String>, String> {
+    let named = name.filter(|n| !n.is_empty());
+    let wanted = named.unwrap_or(DEFAULT_SERVICE_ACCOUNT);
+    let found = Api::<ServiceAccount>::namespaced(client.clone(), agent_namespace)
+        .get_opt(wanted)
+        .await
+        .map_err(|e| format!("reading ServiceAccount {agent_namespace}/{wanted}: {e}"))?;
+    match (found, named) {
+        (Some(_), _) => Ok(Some(format!(
+            "system:serviceaccount:{agent_namespace}:{wanted}"
+        ))),
+        (None, None) => Ok(None),
+        (None, Some(name)) => Err(format!(
+            "serviceAccount {name} not found in the agent's namespace {agent_namespace}"
+        )),
+    }
+}
+
+/// The ServiceAccount bundles without `serviceAccount` deploy as, when it exists (Fleet's).
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "fleet-default";

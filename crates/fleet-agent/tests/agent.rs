@@ -498,6 +498,34 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
         .await
         .expect("the first bundle's release is untouched");
 
+    // serviceAccount: helm acts as that ServiceAccount of the agent's namespace; one without
+    // any RBAC may deploy nothing.
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(down.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &support::yaml("metadata:\n  name: nobody\n"),
+        )
+        .await
+        .expect("service account");
+    let mut restricted = configmap_bundle("restricted", "restricted", "no");
+    restricted.push_str("  serviceAccount: nobody\n");
+    create::<Bundle>(&up, &restricted).await;
+    let refused = wait_for(&bundles, "restricted", WAIT, |b| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| s.summary.err_applied == 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let message = refused.status.expect("status").summary.non_ready_resources[0]
+        .message
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        message.contains("system:serviceaccount:default:nobody") && message.contains("forbidden"),
+        "{message}"
+    );
+
     // deleteNamespace: removing the bundle removes its namespace.
     bundles
         .delete("web", &Default::default())

@@ -25,6 +25,9 @@ pub struct Resolved {
     pub values_from: Values,
     /// Credentials and TLS for the chart's Helm repository.
     pub repo: HelmRepoAccess,
+    /// The user helm acts as (`system:serviceaccount:<ns>:<name>` for the bundle's
+    /// `serviceAccount`); none: the agent's own identity.
+    pub impersonate: Option<String>,
 }
 
 /// helm's flags for a private repository (credentials, CA file written into `work`).
@@ -115,6 +118,9 @@ impl Deployer {
         let work = tempfile::Builder::new().prefix("fleet-deploy-").tempdir()?;
         let style = style(files, options)?;
         let mut cmd = self.helm(work.path());
+        if let Some(user) = &resolved.impersonate {
+            cmd.args(["--kube-as-user", user]);
+        }
         cmd.args(["upgrade", "--install", &release.name]).args([
             "--namespace",
             &release.namespace,
