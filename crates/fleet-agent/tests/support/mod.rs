@@ -1,6 +1,9 @@
 //! What the agent tests share: an upstream plane with fleet-controller and a registration
 //! token, a downstream plane, agents started against them.
 
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
