@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fleet_api::{BundleDeploymentOptions, HelmRepoAccess, Values};
+use fleet_api::{BundleDeploymentOptions, HelmOptions, HelmRepoAccess, Values};
 use fleet_bundle::files::Files;
 use fleet_render::render::{
     Input, RenderError, Style, Tools, chart_args, helm_command, merged_values, namespace,
@@ -17,6 +17,50 @@ use crate::chart::write_generated_chart;
 /// The release label (Helm's `--labels`, on its history Secrets) naming the BundleDeployment
 /// that deploys the release.
 pub const OWNER_LABEL: &str = "fleet.cattle.io/bundle-deployment";
+
+/// `helm upgrade --install` flags for a bundle's `helm` options, as Fleet's agent sets them.
+fn upgrade_flags(helm: &HelmOptions, bundle_deployment: &str, local_chart: bool) -> Vec<String> {
+    let mut flags = Vec::new();
+    if helm.timeout_seconds > 0 {
+        flags.push(format!("--timeout={}s", helm.timeout_seconds));
+    }
+    if helm.atomic {
+        flags.push("--rollback-on-failure".to_owned());
+    }
+    if helm.wait_for_jobs {
+        flags.extend(["--wait=watcher".to_owned(), "--wait-for-jobs".to_owned()]);
+    }
+    if helm.force {
+        flags.push("--force-replace".to_owned());
+    }
+    if helm.skip_schema_validation {
+        flags.push("--skip-schema-validation".to_owned());
+    }
+    // Fleet renders with DNS lookups unless `disableDNS`.
+    if !helm.disable_dns {
+        flags.push("--enable-dns".to_owned());
+    }
+    // A chart of the bundle gets its missing dependencies, unless `disableDependencyUpdate`.
+    if local_chart && !helm.disable_dependency_update {
+        flags.push("--dependency-update".to_owned());
+    }
+    flags.push(format!("--labels={OWNER_LABEL}={bundle_deployment}"));
+    // Fleet always takes ownership on upgrade, so that existing objects can be adopted.
+    flags.push("--take-ownership".to_owned());
+    // Server-side apply, forcing conflicts: what git says wins over hand edits, on an
+    // upgrade as when correcting drift.
+    flags.extend([
+        "--server-side=true".to_owned(),
+        "--force-conflicts".to_owned(),
+    ]);
+    let history = if helm.max_history > 0 {
+        helm.max_history
+    } else {
+        2
+    };
+    flags.push(format!("--history-max={history}"));
+    flags
+}
 
 /// What the agent resolves for a deploy in the downstream cluster and upstream.
 #[derive(Debug, Clone, Default)]
@@ -156,26 +200,11 @@ impl Deployer {
         std::fs::write(&values_path, values.to_string())?;
         cmd.arg("--values").arg(&values_path);
         let helm = options.helm.clone().unwrap_or_default();
-        if helm.timeout_seconds > 0 {
-            cmd.arg(format!("--timeout={}s", helm.timeout_seconds));
-        }
-        if helm.atomic {
-            cmd.arg("--rollback-on-failure");
-        }
-        if helm.force {
-            cmd.arg("--force-replace");
-        }
-        cmd.arg(format!("--labels={OWNER_LABEL}={name}"));
-        // Fleet always takes ownership on upgrade, so that existing objects can be adopted.
-        cmd.arg("--take-ownership");
-        // Server-side apply, forcing conflicts: what git says wins over hand edits, on an
-        // upgrade as when correcting drift.
-        cmd.args(["--server-side=true", "--force-conflicts"]);
-        if helm.max_history > 0 {
-            cmd.arg(format!("--history-max={}", helm.max_history));
-        } else {
-            cmd.arg("--history-max=2");
-        }
+        cmd.args(upgrade_flags(
+            &helm,
+            name,
+            matches!(style, Style::LocalChart(_)),
+        ));
         run(cmd, "upgrade --install", &release)?;
         Ok(Deployed { release })
     }
@@ -243,4 +272,49 @@ fn run(mut cmd: Command, action: &'static str, release: &Release) -> Result<(), 
         release: release.to_string(),
         message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleets_helm_options_become_helm_flags() {
+        let defaults = upgrade_flags(&HelmOptions::default(), "bd", true);
+        assert_eq!(
+            defaults,
+            [
+                "--enable-dns",
+                "--dependency-update",
+                "--labels=fleet.cattle.io/bundle-deployment=bd",
+                "--take-ownership",
+                "--server-side=true",
+                "--force-conflicts",
+                "--history-max=2",
+            ]
+        );
+        let helm: HelmOptions = serde_json::from_value(serde_json::json!({
+            "timeoutSeconds": 30, "atomic": true, "waitForJobs": true, "force": true,
+            "skipSchemaValidation": true, "disableDNS": true, "disableDependencyUpdate": true,
+            "maxHistory": 5,
+        }))
+        .expect("options");
+        let flags = upgrade_flags(&helm, "bd", true);
+        for flag in [
+            "--timeout=30s",
+            "--rollback-on-failure",
+            "--wait=watcher",
+            "--wait-for-jobs",
+            "--force-replace",
+            "--skip-schema-validation",
+            "--history-max=5",
+        ] {
+            assert!(flags.iter().any(|f| f == flag), "{flag} in {flags:?}");
+        }
+        assert!(
+            !flags
+                .iter()
+                .any(|f| f == "--enable-dns" || f == "--dependency-update")
+        );
+    }
 }
