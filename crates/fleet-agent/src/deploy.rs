@@ -202,6 +202,17 @@ async fn deploy(
             });
         }
     }
+    let selector = options.allowed_target_namespace_selector.as_ref();
+    match crate::releases::namespace_allowed(&ctx.downstream, &release.namespace, selector).await {
+        Ok(None) => {}
+        Ok(Some(refused)) => return Ok(Err(refused)),
+        Err(source) => {
+            return Err(Error::Api {
+                action: format!("reading namespace {}", release.namespace),
+                source,
+            });
+        }
+    }
     let values_from =
         match crate::values_from::resolve(&ctx.downstream, &options, &namespace(&options)).await {
             Ok(values) => values,

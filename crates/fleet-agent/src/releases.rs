@@ -136,3 +136,33 @@ pub async fn service_account(
 
 /// The ServiceAccount bundles without `serviceAccount` deploy as, when it exists (Fleet's).
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "fleet-default";
+
+/// `allowedTargetNamespaceSelector` (from a GitRepoRestriction): the release namespace must
+/// exist and match it. Why not, or `None` when allowed.
+pub async fn namespace_allowed(
+    client: &Client,
+    namespace: &str,
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> Result<Option<String>, kube::Error> {
+    let Some(selector) = selector else {
+        return Ok(None);
+    };
+    let Some(found) = Api::<Namespace>::all(client.clone())
+        .get_opt(namespace)
+        .await?
+    else {
+        return Ok(Some(format!(
+            "namespace {namespace} does not exist, and allowedTargetNamespaceSelector allows only existing namespaces it matches"
+        )));
+    };
+    let labels = found.metadata.labels.unwrap_or_default();
+    Ok(
+        match fleet_render::target::selector_matches(selector, &labels) {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "namespace {namespace} does not match allowedTargetNamespaceSelector"
+            )),
+            Err(e) => Some(format!("allowedTargetNamespaceSelector: {e}")),
+        },
+    )
+}

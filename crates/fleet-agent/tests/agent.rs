@@ -526,6 +526,26 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
         "{message}"
     );
 
+    // allowedTargetNamespaceSelector (a GitRepoRestriction's): only matching namespaces.
+    let mut fenced = configmap_bundle("fenced", "fenced", "no");
+    fenced.push_str("  allowedTargetNamespaceSelector:\n    matchLabels:\n      team: web\n");
+    create::<Bundle>(&up, &fenced).await;
+    let refused = wait_for(&bundles, "fenced", WAIT, |b| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| s.summary.err_applied == 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let message = refused.status.expect("status").summary.non_ready_resources[0]
+        .message
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        "namespace apps does not match allowedTargetNamespaceSelector"
+    );
+
     // deleteNamespace: removing the bundle removes its namespace.
     bundles
         .delete("web", &Default::default())

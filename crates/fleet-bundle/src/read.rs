@@ -16,6 +16,7 @@ use fleet_api::{
     Bundle, BundleResource, BundleSpec, BundleTarget, BundleTargetRestriction, ClusterSelection,
     CorrectDrift, FleetYaml,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::files::{ReadError, read_dir_files};
 use crate::manifests::check_manifests;
@@ -39,6 +40,8 @@ pub struct ApplyOptions {
     pub correct_drift: Option<CorrectDrift>,
     /// Always compress resources (`base64+gz`), not only above 1 MB.
     pub compress: bool,
+    /// From GitRepoRestrictions: the namespaces the agent may deploy into.
+    pub allowed_target_namespace_selector: Option<LabelSelector>,
 }
 
 /// The GitRepo's targets as `fleet apply --targets-file` receives them.
@@ -180,6 +183,11 @@ pub fn assemble(name: &str, fleet_yaml: FleetYaml, opts: &ApplyOptions) -> Bundl
     spec.paused |= opts.paused;
     spec.options.keep_resources |= opts.keep_resources;
     spec.options.delete_namespace |= opts.delete_namespace;
+    if opts.allowed_target_namespace_selector.is_some() {
+        spec.options
+            .allowed_target_namespace_selector
+            .clone_from(&opts.allowed_target_namespace_selector);
+    }
     if let Some(drift) = opts.correct_drift.as_ref().filter(|d| d.enabled) {
         spec.options.correct_drift = Some(drift.clone());
     }

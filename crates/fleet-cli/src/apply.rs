@@ -119,6 +119,7 @@ pub fn options(args: &BundleArgs) -> anyhow::Result<ApplyOptions> {
             keep_fail_history: args.correct_drift_keep_fail_history,
         }),
         compress: args.compress,
+        allowed_target_namespace_selector: None,
     })
 }
 

@@ -22,6 +22,7 @@ use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 use fleet_bundle::store::BundleStore;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
@@ -283,11 +284,14 @@ async fn attempt(
         .map(AsRef::as_ref)
         .collect();
     // With the restrictions' defaults (serviceAccount, clientSecretName) filled in.
-    let gitrepo = &match crate::restrictions::authorize(&in_namespace, &gitrepo.spec) {
-        Ok(spec) => GitRepo {
-            spec,
-            ..gitrepo.clone()
-        },
+    let (gitrepo, selector) = match crate::restrictions::authorize(&in_namespace, &gitrepo.spec) {
+        Ok(allowed) => (
+            &GitRepo {
+                spec: allowed.spec,
+                ..gitrepo.clone()
+            },
+            allowed.allowed_target_namespace_selector,
+        ),
         Err(message) => return (Outcome::Rejected { message }, false),
     };
     let spec = &gitrepo.spec;
@@ -341,7 +345,7 @@ async fn attempt(
     if status::is_synced(current, generation, &commit) {
         return (Outcome::Synced { commit }, false);
     }
-    match sync(gitrepo, &source, &commit, ctx).await {
+    match sync(gitrepo, selector, &source, &commit, ctx).await {
         Ok(()) => (Outcome::Synced { commit }, true),
         Err(message) => (Outcome::SyncFailed { commit, message }, false),
     }
@@ -350,6 +354,7 @@ async fn attempt(
 /// Fetches `commit`, reads its Bundles and writes them.
 async fn sync(
     gitrepo: &GitRepo,
+    allowed_target_namespaces: Option<LabelSelector>,
     source: &Source,
     commit: &str,
     ctx: &Context,
@@ -370,7 +375,8 @@ async fn sync(
         .await
         .map_err(|e| e.to_string())?;
 
-    let opts = apply_options(gitrepo, commit);
+    let mut opts = apply_options(gitrepo, commit);
+    opts.allowed_target_namespace_selector = allowed_target_namespaces;
     let scan = scan(&gitrepo.spec);
     let wanted = commit.to_owned();
     let bundle_namespace = namespace.clone();
@@ -460,6 +466,7 @@ pub fn apply_options(gitrepo: &GitRepo, commit: &str) -> ApplyOptions {
         delete_namespace: spec.delete_namespace,
         correct_drift: spec.correct_drift.clone(),
         compress: false,
+        allowed_target_namespace_selector: None,
     }
 }
 

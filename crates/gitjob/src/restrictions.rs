@@ -7,20 +7,35 @@
 //! - `clientSecretName`: `defaultClientSecretName` when unset; must be in
 //!   `allowedClientSecretNames`.
 //! - `repo`: must equal or match (unanchored, as Fleet) one of `allowedRepoPatterns`.
-//! - `targetNamespace`: must be set and in `allowedTargetNamespaces` when that is given.
+//! - `targetNamespace`: must be set and in `allowedTargetNamespaces` when that is given;
+//! - `allowedTargetNamespaceSelector`: passed on to the bundles, checked by the agent.
 //!
 //! Pure.
 
 use fleet_api::{GitRepoRestriction, GitRepoSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-/// `spec` with the restrictions' defaults filled in, or why the restrictions refuse it.
+/// A GitRepo the restrictions allow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authorized {
+    /// Its spec with the restrictions' defaults filled in.
+    pub spec: GitRepoSpec,
+    /// `allowedTargetNamespaceSelector`: the namespaces its bundles may deploy into (checked
+    /// by the agent).
+    pub allowed_target_namespace_selector: Option<LabelSelector>,
+}
+
+/// The GitRepo as the restrictions allow it, or why they refuse it.
 pub fn authorize(
     restrictions: &[&GitRepoRestriction],
     spec: &GitRepoSpec,
-) -> Result<GitRepoSpec, String> {
+) -> Result<Authorized, String> {
     let mut spec = spec.clone();
     if restrictions.is_empty() {
-        return Ok(spec);
+        return Ok(Authorized {
+            spec,
+            allowed_target_namespace_selector: None,
+        });
     }
     let mut ordered = restrictions.to_vec();
     ordered.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -79,7 +94,13 @@ pub fn authorize(
             patterns.join(", ")
         ));
     }
-    Ok(spec)
+    let allowed_target_namespace_selector = ordered
+        .iter()
+        .find_map(|r| r.allowed_target_namespace_selector.clone());
+    Ok(Authorized {
+        spec,
+        allowed_target_namespace_selector,
+    })
 }
 
 /// A set value must be in a non-empty allow-list (an unset one is not checked, as in Fleet).
@@ -117,10 +138,9 @@ mod tests {
 
     #[test]
     fn without_restrictions_anything_goes() {
-        assert_eq!(
-            authorize(&[], &spec("https://x/y")),
-            Ok(spec("https://x/y"))
-        );
+        let allowed = authorize(&[], &spec("https://x/y")).expect("allowed");
+        assert_eq!(allowed.spec, spec("https://x/y"));
+        assert_eq!(allowed.allowed_target_namespace_selector, None);
     }
 
     #[test]
@@ -129,7 +149,9 @@ mod tests {
             "a",
             "defaultServiceAccount: deployer\nallowedServiceAccounts: [deployer]\ndefaultClientSecretName: git-creds\nallowedRepoPatterns: ['^https://git\\.example\\.com/']\n",
         );
-        let ok = authorize(&[&r], &spec("https://git.example.com/team/app")).expect("allowed");
+        let ok = authorize(&[&r], &spec("https://git.example.com/team/app"))
+            .expect("allowed")
+            .spec;
         assert_eq!(ok.service_account.as_deref(), Some("deployer"));
         assert_eq!(ok.client_secret_name.as_deref(), Some("git-creds"));
         let error = authorize(&[&r], &spec("https://github.com/evil/app")).expect_err("repo");

@@ -503,7 +503,7 @@ async fn gitrepo_restrictions_refuse_and_default() {
     let commit = commit_configmap(&repo, "app", "c");
     let restrictions: Api<fleet_api::GitRepoRestriction> = Api::namespaced(client.clone(), NS);
     let restriction: fleet_api::GitRepoRestriction = serde_saphyr::from_str(
-        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepoRestriction\nmetadata:\n  name: only-example\ndefaultServiceAccount: deployer\nallowedRepoPatterns: ['^https://git\\.example\\.com/']\n",
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepoRestriction\nmetadata:\n  name: only-example\ndefaultServiceAccount: deployer\nallowedRepoPatterns: ['^https://git\\.example\\.com/']\nallowedTargetNamespaceSelector:\n  matchLabels:\n    team: a\n",
     )
     .expect("restriction");
     restrictions
@@ -554,6 +554,14 @@ async fn gitrepo_restrictions_refuse_and_default() {
     assert_eq!(
         bundle.spec.options.service_account.as_deref(),
         Some("deployer")
+    );
+    assert!(
+        bundle
+            .spec
+            .options
+            .allowed_target_namespace_selector
+            .is_some(),
+        "the agents check the target namespace"
     );
 }
 
