@@ -360,14 +360,7 @@ async fn inspect(bd: &BundleDeployment, ctx: &Context) -> Result<Inspection, Str
             manifest
         }
     };
-    crate::monitor::inspect(
-        &ctx.downstream,
-        &ctx.kinds,
-        &manifest,
-        &release.namespace,
-        options,
-    )
-    .await
+    crate::monitor::inspect(&ctx.downstream, &ctx.kinds, &manifest, &release, options).await
 }
 
 /// A deleted BundleDeployment: its release is uninstalled; with `keepResources` Helm only

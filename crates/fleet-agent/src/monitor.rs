@@ -1,16 +1,17 @@
 //! Watching a deployed BundleDeployment: each object of its release (`helm get manifest`) is
 //! read from the downstream cluster, compared with what the release wants
-//! ([`fleet_deployer::drift`], minus `diff.comparePatches`; missing objects and changed fields
-//! become `modifiedStatus`) and judged for readiness ([`fleet_deployer::readiness`], minus
+//! ([`fleet_deployer::drift`], minus `diff.comparePatches`; missing objects, changed fields
+//! and objects left over from the release become `modifiedStatus`) and judged for readiness ([`fleet_deployer::readiness`], minus
 //! `ignore.conditions`; `nonReadyStatus`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use fleet_api::{
     BundleDeploymentOptions, BundleDeploymentResource, ModifiedStatus, NonReadyStatus, ResourceRef,
 };
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use fleet_deployer::Release;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -82,14 +83,19 @@ pub struct Inspection {
     pub resources: Vec<BundleDeploymentResource>,
 }
 
-/// Reads the objects of `manifest` (a release in `namespace`) and inspects them.
+/// Reads the objects of `manifest` (those of `release`) and inspects them; objects of the
+/// same kinds that helm marks as the release's but the manifest does not hold (left over)
+/// are reported with `delete`.
 pub async fn inspect(
     client: &Client,
     kinds: &Kinds,
     manifest: &[Value],
-    namespace: &str,
+    release: &Release,
     options: &BundleDeploymentOptions,
 ) -> Result<Inspection, String> {
+    let namespace = release.namespace.as_str();
+    let mut seen_kinds: Vec<(ApiResource, bool)> = Vec::new();
+    let mut wanted: HashSet<ResourceRef> = HashSet::new();
     let compare_patches = options
         .diff
         .as_ref()
@@ -125,6 +131,9 @@ pub async fn inspect(
                 own
             }
         });
+        if !seen_kinds.iter().any(|(r, _)| r == &resource) {
+            seen_kinds.push((resource.clone(), namespaced));
+        }
         let api: Api<DynamicObject> = match &object_namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
@@ -135,6 +144,7 @@ pub async fn inspect(
             namespace: object_namespace.clone(),
             name: Some(name.clone()),
         };
+        wanted.insert(reference.clone());
         let Some(live) = api
             .get_opt(&name)
             .await
@@ -173,8 +183,57 @@ pub async fn inspect(
             });
         }
     }
+    for (resource, namespaced) in &seen_kinds {
+        out.modified
+            .extend(left_over(client, resource, *namespaced, release, &wanted).await?);
+    }
     Ok(out)
 }
+
+/// Objects of one kind that carry helm's annotations for `release` but are not `wanted`.
+async fn left_over(
+    client: &Client,
+    resource: &ApiResource,
+    namespaced: bool,
+    release: &Release,
+    wanted: &HashSet<ResourceRef>,
+) -> Result<Vec<ModifiedStatus>, String> {
+    let api: Api<DynamicObject> = if namespaced {
+        Api::namespaced_with(client.clone(), &release.namespace, resource)
+    } else {
+        Api::all_with(client.clone(), resource)
+    };
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing {}: {e}", resource.plural))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|object| {
+            let annotations = object.metadata.annotations.as_ref();
+            let annotation = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
+            annotation(HELM_RELEASE_NAME) == Some(release.name.as_str())
+                && annotation(HELM_RELEASE_NAMESPACE) == Some(release.namespace.as_str())
+        })
+        .map(|object| ResourceRef {
+            kind: Some(resource.kind.clone()),
+            api_version: Some(resource.api_version.clone()),
+            namespace: namespaced.then(|| release.namespace.clone()),
+            name: object.metadata.name,
+        })
+        .filter(|reference| !wanted.contains(reference))
+        .map(|reference| ModifiedStatus {
+            resource: reference,
+            delete: true,
+            ..ModifiedStatus::default()
+        })
+        .collect())
+}
+
+/// The annotations helm puts on the objects of a release.
+const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
+const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
 
 /// The `Ready` condition's message for non-ready objects, as Fleet words it:
 /// `deployment.apps apps/web [in-progress] 1 of 3 replicas available; ...`.

@@ -419,6 +419,26 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
         "only the compared field is drift"
     );
 
+    // An object helm marks as the release's that the release no longer holds: `delete`.
+    let stray: ConfigMap = support::yaml(
+        "metadata:\n  name: stray\n  annotations:\n    meta.helm.sh/release-name: web\n    meta.helm.sh/release-namespace: web\n",
+    );
+    settings
+        .create(&PostParams::default(), &stray)
+        .await
+        .expect("stray");
+    wait_for(&bundles, "web", WAIT, |b| {
+        b.status.as_ref().is_some_and(|s| {
+            s.summary.non_ready_resources.iter().any(|r| {
+                r.modified_status
+                    .iter()
+                    .any(|m| m.delete && m.resource.name.as_deref() == Some("stray"))
+            })
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+
     // keepResources: the release is forgotten, its objects stay.
     let mut kept = configmap_bundle("kept", "kept", "stays");
     kept.push_str("  keepResources: true\n");
