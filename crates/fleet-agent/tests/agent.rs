@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use fleet_api::{Bundle, Cluster};
+use fleet_api::{Bundle, BundleState, Cluster};
 use fleet_testkit::{wait_deleted, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -207,6 +207,30 @@ async fn only_the_leading_agent_deploys_and_a_standby_takes_over_with_the_saved_
     );
 }
 
+/// Waits until Bundle `name` lists a BundleDeployment in `state`; its message.
+async fn listed_message(
+    bundles: &Api<Bundle>,
+    name: &str,
+    state: BundleState,
+    logs: &impl Fn() -> String,
+) -> String {
+    let bundle = wait_for(bundles, name, WAIT, |b| {
+        b.status.as_ref().is_some_and(|s| {
+            s.summary
+                .non_ready_resources
+                .first()
+                .is_some_and(|r| r.bundle_state == Some(state))
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    bundle
+        .status
+        .and_then(|s| s.summary.non_ready_resources.into_iter().next())
+        .and_then(|r| r.message)
+        .unwrap_or_default()
+}
+
 /// A Helm chart bundle with a Deployment and a ConfigMap, `valuesFrom` a downstream
 /// ConfigMap, `diff.comparePatches` on a ConfigMap field, `namespaceLabels` and
 /// `deleteNamespace`.
@@ -351,17 +375,7 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
     let mut after = configmap_bundle("after", "after", "web-first");
     after.push_str("  dependsOn:\n  - name: web\n");
     create::<Bundle>(&up, &after).await;
-    let waiting = wait_for(&bundles, "after", WAIT, |b| {
-        b.status
-            .as_ref()
-            .is_some_and(|s| s.summary.wait_applied == 1)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    let message = waiting.status.expect("status").summary.non_ready_resources[0]
-        .message
-        .clone()
-        .unwrap_or_default();
+    let message = listed_message(&bundles, "after", BundleState::WaitApplied, &logs).await;
     assert_eq!(message, "waiting for dependencies: web is NotReady");
     let apps: Api<ConfigMap> = Api::namespaced(down.clone(), "apps");
     assert!(
@@ -479,17 +493,7 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
         "metadata:\n  name: twin\nspec:\n  defaultNamespace: web\n  helm:\n    releaseName: web\n  resources:\n  - name: cm.yaml\n    content: \"apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: twin\\n\"\n  targets:\n  - clusterGroup: default\n",
     )
     .await;
-    let twin = wait_for(&bundles, "twin", WAIT, |b| {
-        b.status
-            .as_ref()
-            .is_some_and(|s| s.summary.err_applied == 1)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    let message = twin.status.expect("status").summary.non_ready_resources[0]
-        .message
-        .clone()
-        .unwrap_or_default();
+    let message = listed_message(&bundles, "twin", BundleState::ErrApplied, &logs).await;
     assert!(
         message.contains("release web/web is deployed by bundle deployment web"),
         "{message}"
@@ -530,17 +534,7 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
     let mut restricted = configmap_bundle("restricted", "restricted", "no");
     restricted.push_str("  serviceAccount: nobody\n");
     create::<Bundle>(&up, &restricted).await;
-    let refused = wait_for(&bundles, "restricted", WAIT, |b| {
-        b.status
-            .as_ref()
-            .is_some_and(|s| s.summary.err_applied == 1)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    let message = refused.status.expect("status").summary.non_ready_resources[0]
-        .message
-        .clone()
-        .unwrap_or_default();
+    let message = listed_message(&bundles, "restricted", BundleState::ErrApplied, &logs).await;
     assert!(
         message.contains("system:serviceaccount:default:nobody") && message.contains("forbidden"),
         "{message}"
@@ -550,17 +544,7 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
     let mut fenced = configmap_bundle("fenced", "fenced", "no");
     fenced.push_str("  allowedTargetNamespaceSelector:\n    matchLabels:\n      team: web\n");
     create::<Bundle>(&up, &fenced).await;
-    let refused = wait_for(&bundles, "fenced", WAIT, |b| {
-        b.status
-            .as_ref()
-            .is_some_and(|s| s.summary.err_applied == 1)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    let message = refused.status.expect("status").summary.non_ready_resources[0]
-        .message
-        .clone()
-        .unwrap_or_default();
+    let message = listed_message(&bundles, "fenced", BundleState::ErrApplied, &logs).await;
     assert_eq!(
         message,
         "namespace apps does not match allowedTargetNamespaceSelector"
