@@ -17,8 +17,46 @@ use crate::Error;
 /// Serves the files below a directory over plain HTTP on 127.0.0.1.
 #[derive(Debug)]
 pub struct FileServer {
-    address: SocketAddr,
+    server: LocalServer,
+}
+
+/// An axum app served on a free 127.0.0.1 port by a task of the current runtime; stops on
+/// drop. What the test HTTP servers share.
+#[derive(Debug)]
+pub(crate) struct LocalServer {
+    pub(crate) address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+}
+
+impl LocalServer {
+    pub(crate) async fn spawn(app: Router) -> Result<Self, Error> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            address,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// What the server serves, and to whom.
@@ -39,45 +77,22 @@ impl FileServer {
         root: &Path,
         basic_auth: Option<(&str, &str)>,
     ) -> Result<Self, Error> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
         let app = Router::new().fallback(serve).with_state(Arc::new(Served {
             root: root.to_owned(),
             basic_auth: basic_auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
         }));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Ok(Self {
-            address,
-            stop: Some(stop),
+            server: LocalServer::spawn(app).await?,
         })
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.server.address)
     }
 
     pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.server.address
     }
 }
 

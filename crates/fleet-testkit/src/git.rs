@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::oneshot;
 
 use crate::Error;
 
@@ -122,9 +121,8 @@ impl GitRepoFixture {
 /// real `git http-backend`; stops on drop.
 #[derive(Debug)]
 pub struct GitHttpServer {
-    address: SocketAddr,
+    server: crate::file_server::LocalServer,
     requests: Arc<AtomicUsize>,
-    stop: Option<oneshot::Sender<()>>,
 }
 
 #[derive(Debug)]
@@ -146,31 +144,16 @@ impl GitHttpServer {
             basic_auth: basic_auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
             requests: requests.clone(),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
         let app = Router::new().fallback(cgi).with_state(served);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
         Ok(Self {
-            address,
+            server: crate::file_server::LocalServer::spawn(app).await?,
             requests,
-            stop: Some(stop),
         })
     }
 
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.server.address
     }
 
     /// The URL of `repo` on this server (started on its [`GitRepoFixture::parent_dir`]).
@@ -180,20 +163,12 @@ impl GitHttpServer {
 
     /// The URL of the repository in directory `name` below the root.
     pub fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.address)
+        format!("http://{}/{name}", self.server.address)
     }
 
     /// Requests served so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for GitHttpServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
