@@ -115,8 +115,8 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             )
         })
         .collect();
-    match crate::helm_secrets::distribute(ctx, bundle, &placed).await {
-        Ok(()) => {}
+    let credentials_waiting = match crate::helm_secrets::distribute(ctx, bundle, &placed).await {
+        Ok(waiting) => waiting,
         Err(crate::helm_secrets::Error::NotLeading(e)) => return Err(e.into()),
         Err(e) => {
             tracing::warn!(bundle = %name, %namespace, error = %e, "cannot copy the Helm repository credentials");
@@ -127,7 +127,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             write_status(bundle, ctx).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
-    }
+    };
 
     let mut wanted = HashSet::new();
     let mut writes = Vec::new();
@@ -173,6 +173,10 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     results.into_iter().collect::<Result<Vec<()>, Error>>()?;
     for (_, bd) in existing.iter().filter(|(key, _)| !wanted.contains(*key)) {
         delete_deployment(ctx, bd).await?;
+    }
+    if credentials_waiting > 0 {
+        // Their namespaces exist now that the BundleDeployments are written.
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     // The status follows from the BundleDeployments' events (`reconcile_status`).
     match plan.map(|p| p.held_back()) {

@@ -39,12 +39,13 @@ pub enum Error {
 }
 
 /// Copies the bundle's Helm repository Secret next to each of its BundleDeployments
-/// (`deployments`: namespace and name).
+/// (`deployments`: namespace and name). Returns how many copies wait for their namespace
+/// (a cluster namespace not created yet: try again once the BundleDeployments are written).
 pub async fn distribute(
     ctx: &Context,
     bundle: &Bundle,
     deployments: &[(String, String)],
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     let Some(source) = bundle
         .spec
         .helm_op_options
@@ -52,7 +53,7 @@ pub async fn distribute(
         .and_then(|o| o.helm_op_secret_name.clone())
         .filter(|n| !n.is_empty())
     else {
-        return Ok(());
+        return Ok(0);
     };
     let namespace = bundle.namespace().unwrap_or_default();
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
@@ -75,6 +76,7 @@ pub async fn distribute(
         .collect();
     let hash =
         fleet_render::deployments::sha256_hex(&serde_json::to_vec(&data).unwrap_or_default());
+    let mut waiting = 0;
     for (bd_namespace, bd_name) in deployments {
         let name = helm_repo_secret_name(bd_name);
         let key = (bd_namespace.clone(), name.clone());
@@ -99,7 +101,7 @@ pub async fn distribute(
             ..Secret::default()
         };
         ctx.check_leading()?;
-        Api::<Secret>::namespaced(ctx.client.clone(), bd_namespace)
+        let written = Api::<Secret>::namespaced(ctx.client.clone(), bd_namespace)
             .patch(
                 &name,
                 &PatchParams::apply(crate::bundles::MANAGER).force(),
@@ -110,12 +112,21 @@ pub async fn distribute(
                     "data": copy.data,
                 })),
             )
-            .await
-            .map_err(|source| Error::Api {
-                action: "writing",
-                what: format!("Secret {bd_namespace}/{name}"),
-                source,
-            })?;
+            .await;
+        match written {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                waiting += 1;
+                continue;
+            }
+            Err(source) => {
+                return Err(Error::Api {
+                    action: "writing",
+                    what: format!("Secret {bd_namespace}/{name}"),
+                    source,
+                });
+            }
+        }
         ctx.metrics.writes.inc();
         ctx.helm_secrets
             .0
@@ -123,7 +134,7 @@ pub async fn distribute(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, hash.clone());
     }
-    Ok(())
+    Ok(waiting)
 }
 
 /// Deletes the copy next to a BundleDeployment that goes.
