@@ -264,27 +264,13 @@ impl Stack {
         self.spawn(component, identity, plane, extra)
     }
 
-    /// The current holder of each upstream component's Lease (`default` namespace).
+    /// The current holder of each upstream component's Lease (`default` namespace), then
+    /// of each downstream cluster's (named `downstream-<n>/<lease>`).
     pub async fn leaders(&self) -> anyhow::Result<Vec<(String, String)>> {
-        let leases: Api<Lease> = Api::namespaced(self.upstream.client(), "default");
-        let mut out = Vec::new();
-        for lease in leases.list(&Default::default()).await?.items {
-            let holder = lease
-                .spec
-                .as_ref()
-                .and_then(|s| s.holder_identity.clone())
-                .unwrap_or_default();
-            out.push((lease.name_any(), holder));
-        }
+        let mut out = lease_holders(&self.upstream.client()).await?;
         for (i, plane) in self.downstreams.iter().enumerate() {
-            let leases: Api<Lease> = Api::namespaced(plane.client(), "default");
-            for lease in leases.list(&Default::default()).await?.items {
-                let holder = lease
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.holder_identity.clone())
-                    .unwrap_or_default();
-                out.push((format!("downstream-{}/{}", i + 1, lease.name_any()), holder));
+            for (lease, holder) in lease_holders(&plane.client()).await? {
+                out.push((format!("downstream-{}/{lease}", i + 1), holder));
             }
         }
         Ok(out)
@@ -342,4 +328,23 @@ impl Stack {
         .await?;
         Ok((old, holder(&new), started.elapsed()))
     }
+}
+
+/// Each Lease of the `default` namespace with its holder (empty when none).
+async fn lease_holders(client: &kube::Client) -> anyhow::Result<Vec<(String, String)>> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    Ok(leases
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|lease| {
+            let holder = lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default();
+            (lease.name_any(), holder)
+        })
+        .collect())
 }

@@ -119,9 +119,15 @@ fn the_chart_lints_and_scales_with_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_installs_into_a_real_control_plane() {
     let plane = ControlPlane::start().await.expect("control plane");
+    let out = install(&plane, &[]);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+}
+
+/// `helm install fleet` of the chart into `cattle-fleet-system` of `plane`; helm's output.
+fn install(plane: &ControlPlane, extra: &[&str]) -> String {
     let chart = chart().display().to_string();
     let kubeconfig = plane.kubeconfig_path().display().to_string();
-    let out = helm(&[
+    let mut args = vec![
         "install",
         "fleet",
         &chart,
@@ -130,8 +136,9 @@ async fn the_chart_installs_into_a_real_control_plane() {
         "--namespace",
         "cattle-fleet-system",
         "--create-namespace",
-    ]);
-    assert!(out.contains("STATUS: deployed"), "{out}");
+    ];
+    args.extend_from_slice(extra);
+    helm(&args)
 }
 
 /// A binary of the workspace, built if missing (the test runs the real components).
@@ -158,20 +165,7 @@ async fn each_component_does_its_job_with_exactly_the_charts_rbac() {
 
     const NS: &str = "cattle-fleet-system";
     let plane = ControlPlane::start().await.expect("control plane");
-    let chart = chart().display().to_string();
-    let kubeconfig = plane.kubeconfig_path().display().to_string();
-    helm(&[
-        "install",
-        "fleet",
-        &chart,
-        "--kubeconfig",
-        &kubeconfig,
-        "--namespace",
-        NS,
-        "--create-namespace",
-        "--set",
-        "agent.enabled=false",
-    ]);
+    install(&plane, &["--set", "agent.enabled=false"]);
     let work = tempfile::tempdir().expect("tempdir");
 
     // Each component runs as its chart ServiceAccount (impersonated), nothing more.
