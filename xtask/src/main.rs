@@ -4,12 +4,14 @@
 //! - `controlplane up|down|list`: detached local control planes for manual work;
 //! - `test`: the README's test command (tools, fmt, clippy, all tests);
 //! - `crds [--check]`: the CRDs generated from the Rust types, into the chart;
+//! - `image`: the OCI image archive of every binary, without Docker;
 //! - `bench failover|gitjob|fanout|agent`: numbers;
 //! - `demo`, `e2e`: the whole stack on local control planes.
 
 mod bench;
 mod controlplane;
 mod demo;
+mod image;
 mod packages;
 mod stack;
 mod test;
@@ -46,6 +48,9 @@ enum Command {
     /// End-to-end scenarios: two downstream clusters, plain/Helm/kustomize bundles, failover
     /// drills with a git change in flight.
     E2e(demo::E2eArgs),
+    /// The OCI image of every binary (plus helm and kustomize) as an archive that containerd,
+    /// kind and `docker load` import; built without Docker.
+    Image(image::ImageArgs),
     /// Benchmarks that print numbers.
     Bench {
         #[command(subcommand)]
@@ -61,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test(args) => test::run(args),
         Command::Crds { check } => crds(check),
         Command::Bench { bench } => bench::run(bench),
+        Command::Image(args) => image::run(&args),
         Command::Demo(args) => demo::demo(&args),
         Command::E2e(args) => demo::e2e(&args),
     }

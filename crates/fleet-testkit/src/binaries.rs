@@ -17,7 +17,8 @@ use crate::Error;
 /// A pinned Go module that produces one or more binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolModule {
-    /// `kube-apiserver` and `kube-controller-manager` from `k8s.io/kubernetes`.
+    /// `kube-apiserver`, `kube-controller-manager` and the node binaries (`kubelet`,
+    /// `kube-scheduler`, `kube-proxy`) from `k8s.io/kubernetes`.
     Kubernetes,
     /// `etcd` from `go.etcd.io/etcd/server/v3`.
     Etcd,
@@ -30,6 +31,8 @@ pub enum ToolModule {
     ClientGoElector,
     /// `registry`, the CNCF distribution OCI registry (Helm charts as OCI artifacts).
     Registry,
+    /// `containerd`, its runc shim and `ctr`: the container runtime of the test nodes.
+    Containerd,
 }
 
 /// A binary the tests and the demo need.
@@ -42,6 +45,12 @@ pub enum Tool {
     Kustomize,
     ClientGoElector,
     OciRegistry,
+    Kubelet,
+    KubeScheduler,
+    KubeProxy,
+    Containerd,
+    ContainerdShim,
+    Ctr,
 }
 
 /// The minimum etcd that Kubernetes >= 1.31 works with (consistent watches need
@@ -49,7 +58,7 @@ pub enum Tool {
 pub const MIN_ETCD: (u64, u64, u64) = (3, 5, 13);
 
 impl Tool {
-    pub const ALL: [Tool; 7] = [
+    pub const ALL: [Tool; 13] = [
         Tool::Etcd,
         Tool::KubeApiserver,
         Tool::KubeControllerManager,
@@ -57,6 +66,33 @@ impl Tool {
         Tool::Kustomize,
         Tool::ClientGoElector,
         Tool::OciRegistry,
+        Tool::Kubelet,
+        Tool::KubeScheduler,
+        Tool::KubeProxy,
+        Tool::Containerd,
+        Tool::ContainerdShim,
+        Tool::Ctr,
+    ];
+
+    /// What the tests and the local e2e need; the rest ([`Tool::NODE`]) only nodes need.
+    pub const PLANE: [Tool; 7] = [
+        Tool::Etcd,
+        Tool::KubeApiserver,
+        Tool::KubeControllerManager,
+        Tool::Helm,
+        Tool::Kustomize,
+        Tool::ClientGoElector,
+        Tool::OciRegistry,
+    ];
+
+    /// The binaries of a node (kubelet, its runtime) and of the plane's node-facing services.
+    pub const NODE: [Tool; 6] = [
+        Tool::Kubelet,
+        Tool::KubeScheduler,
+        Tool::KubeProxy,
+        Tool::Containerd,
+        Tool::ContainerdShim,
+        Tool::Ctr,
     ];
 
     /// The file name of the binary.
@@ -69,6 +105,12 @@ impl Tool {
             Tool::Kustomize => "kustomize",
             Tool::ClientGoElector => "client-go-elector",
             Tool::OciRegistry => "registry",
+            Tool::Kubelet => "kubelet",
+            Tool::KubeScheduler => "kube-scheduler",
+            Tool::KubeProxy => "kube-proxy",
+            Tool::Containerd => "containerd",
+            Tool::ContainerdShim => "containerd-shim-runc-v2",
+            Tool::Ctr => "ctr",
         }
     }
 
@@ -76,7 +118,12 @@ impl Tool {
     pub fn module(self) -> ToolModule {
         match self {
             Tool::Etcd => ToolModule::Etcd,
-            Tool::KubeApiserver | Tool::KubeControllerManager => ToolModule::Kubernetes,
+            Tool::KubeApiserver
+            | Tool::KubeControllerManager
+            | Tool::Kubelet
+            | Tool::KubeScheduler
+            | Tool::KubeProxy => ToolModule::Kubernetes,
+            Tool::Containerd | Tool::ContainerdShim | Tool::Ctr => ToolModule::Containerd,
             Tool::Helm => ToolModule::Helm,
             Tool::Kustomize => ToolModule::Kustomize,
             Tool::ClientGoElector => ToolModule::ClientGoElector,
@@ -94,6 +141,12 @@ impl Tool {
             Tool::Kustomize => "sigs.k8s.io/kustomize/kustomize/v5",
             Tool::ClientGoElector => "fleet-rs/tools/client-go-elector",
             Tool::OciRegistry => "github.com/distribution/distribution/v3/cmd/registry",
+            Tool::Kubelet => "k8s.io/kubernetes/cmd/kubelet",
+            Tool::KubeScheduler => "k8s.io/kubernetes/cmd/kube-scheduler",
+            Tool::KubeProxy => "k8s.io/kubernetes/cmd/kube-proxy",
+            Tool::Containerd => "github.com/containerd/containerd/v2/cmd/containerd",
+            Tool::ContainerdShim => "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+            Tool::Ctr => "github.com/containerd/containerd/v2/cmd/ctr",
         }
     }
 
@@ -113,6 +166,7 @@ impl ToolModule {
             ToolModule::Kustomize => "kustomize",
             ToolModule::ClientGoElector => "client-go-elector",
             ToolModule::Registry => "registry",
+            ToolModule::Containerd => "containerd",
         }
     }
 
@@ -124,6 +178,7 @@ impl ToolModule {
             ToolModule::Kustomize => "sigs.k8s.io/kustomize/kustomize/v5",
             ToolModule::ClientGoElector => "k8s.io/client-go",
             ToolModule::Registry => "github.com/distribution/distribution/v3",
+            ToolModule::Containerd => "github.com/containerd/containerd/v2",
         }
     }
 
@@ -137,6 +192,7 @@ impl ToolModule {
                 include_str!("../../../e2e/tools/client-go-elector/go.mod")
             }
             ToolModule::Registry => include_str!("../../../e2e/tools/registry/go.mod"),
+            ToolModule::Containerd => include_str!("../../../e2e/tools/containerd/go.mod"),
         }
     }
 
@@ -188,12 +244,26 @@ impl ToolModule {
                     " -X helm.sh/helm/v4/internal/version.version={version}"
                 ));
             }
+            ToolModule::Containerd => {
+                flags.push_str(&format!(
+                    " -X github.com/containerd/containerd/v2/version.Version={version}"
+                ));
+            }
             ToolModule::Etcd
             | ToolModule::Kustomize
             | ToolModule::ClientGoElector
             | ToolModule::Registry => {}
         }
         flags
+    }
+
+    /// Go build tags: containerd without the snapshotters that need cgo or kernel features this
+    /// machine kind lacks (overlayfs and native remain).
+    fn build_tags(self) -> &'static str {
+        match self {
+            ToolModule::Containerd => "no_btrfs no_devmapper no_zfs no_aufs",
+            _ => "",
+        }
     }
 }
 
@@ -322,6 +392,17 @@ pub fn build_module(module: ToolModule) -> Result<PathBuf, Error> {
         std::process::id()
     ));
     fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    // Binaries of this version built before (say, the plane's, before the node's were added)
+    // are kept, not rebuilt.
+    let mut pending = Vec::new();
+    for tool in &tools {
+        let built = target.join(tool.binary_name());
+        if built.is_file() {
+            fs::copy(&built, staging.join(tool.binary_name())).map_err(|e| Error::io(&built, e))?;
+        } else {
+            pending.push(*tool);
+        }
+    }
 
     let started = std::time::Instant::now();
     tracing::info!(module = module.dir_name(), %version, "building pinned binaries with go (once per machine)");
@@ -330,12 +411,14 @@ pub fn build_module(module: ToolModule) -> Result<PathBuf, Error> {
         module.upstream_module(),
         target.display()
     );
-    for tool in &tools {
+    for tool in &pending {
         let mut cmd = Command::new(&go);
         cmd.current_dir(&source)
             .args([
                 "build",
                 "-trimpath",
+                "-tags",
+                module.build_tags(),
                 "-ldflags",
                 &module.ldflags(&version),
                 "-o",
@@ -417,6 +500,37 @@ fn parse_etcd_version(text: &str) -> Option<(u64, u64, u64)> {
     ))
 }
 
+/// A file of the pinned `k8s.io/kubernetes` module's source (e.g. `build/pause/linux/pause.c`),
+/// from Go's module cache, downloaded there first when missing.
+pub fn kubernetes_source_file(version: &str, relative: &str) -> Result<PathBuf, Error> {
+    let go = which("go").ok_or_else(|| Error::Config {
+        message: format!("`go` is not on PATH: needed for k8s.io/kubernetes' {relative}"),
+    })?;
+    let output = Command::new(&go)
+        .args(["env", "GOMODCACHE"])
+        .output()
+        .map_err(|e| Error::io(&go, e))?;
+    let cache = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let file = cache
+        .join(format!("k8s.io/kubernetes@{version}"))
+        .join(relative);
+    if !file.is_file() {
+        crate::process::run(
+            "go mod download k8s.io/kubernetes",
+            Command::new(&go)
+                .current_dir(tools_source_dir().join("kubernetes"))
+                .args(["mod", "download", "k8s.io/kubernetes"]),
+        )?;
+    }
+    if file.is_file() {
+        Ok(file)
+    } else {
+        Err(Error::Config {
+            message: format!("{} is not in the module cache", file.display()),
+        })
+    }
+}
+
 /// Looks a program up on `PATH`.
 pub fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -459,6 +573,7 @@ mod tests {
             ToolModule::Kustomize,
             ToolModule::ClientGoElector,
             ToolModule::Registry,
+            ToolModule::Containerd,
         ] {
             let version = module.version().expect("pinned");
             assert!(version.starts_with('v'), "{module:?}: {version}");

@@ -76,10 +76,25 @@ impl CertAuthority {
 
     /// A serving certificate for `localhost` and 127.0.0.1.
     pub fn serving_cert(&self) -> Result<CertPair, Error> {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
+        self.serving_cert_for(&[], &[])
+    }
+
+    /// A serving certificate for `localhost`, 127.0.0.1 and the given names and addresses
+    /// (an API server that pods reach through the `kubernetes` Service, a kubelet).
+    pub fn serving_cert_for(
+        &self,
+        names: &[&str],
+        addresses: &[std::net::IpAddr],
+    ) -> Result<CertPair, Error> {
+        let mut dns = vec!["localhost".to_owned()];
+        dns.extend(names.iter().map(|n| (*n).to_owned()));
+        let mut params = CertificateParams::new(dns)?;
         params
             .subject_alt_names
             .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        params
+            .subject_alt_names
+            .extend(addresses.iter().copied().map(SanType::IpAddress));
         params.distinguished_name = name("localhost", &[]);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.sign(params)

@@ -3,7 +3,10 @@
 //!
 //! What controller-runtime's envtest does, plus the controller manager, because fleet-rs relies
 //! on garbage collection, namespace deletion and ServiceAccount token Secrets
-//! (ARCHITECTURE.md section 3). No kubelet and no scheduler: no pod ever runs.
+//! (ARCHITECTURE.md section 3). By default no kubelet and no scheduler: no pod ever runs.
+//! [`ControlPlaneBuilder::with_nodes`] makes a plane that [`crate::node::Node`]s can join: it
+//! serves on [`crate::network::HOST_IP`] with the `kubernetes` Service routed to it, authorizes
+//! kubelets as nodes, and runs kube-scheduler and the controllers pods need.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use kube::{Api, Client, Config};
 
 use crate::binaries::{self, Tool};
 use crate::certs::{CertAuthority, ServiceAccountSigner};
+use crate::network::{ClusterNetwork, HOST_IP};
 use crate::process::{Lifetime, ManagedProcess};
 use crate::{Error, ports};
 
@@ -30,9 +34,16 @@ pub struct ControlPlaneBuilder {
     name: String,
     state_dir: Option<PathBuf>,
     controller_manager: bool,
+    nodes: bool,
     lifetime: Lifetime,
     ready_timeout: Duration,
 }
+
+/// The controllers of kube-controller-manager that every plane runs.
+const BASE_CONTROLLERS: &str = "serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller";
+/// The ones pods need besides (NODES.md, trap 4): workloads, endpoints, disruption budgets,
+/// node lifecycle and the `kube-root-ca.crt` ConfigMap every token volume mounts.
+const NODE_CONTROLLERS: &str = "deployment-controller,replicaset-controller,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,daemonset-controller,statefulset-controller,job-controller,disruption-controller,pod-garbage-collector-controller,node-lifecycle-controller,taint-eviction-controller,ttl-controller,root-ca-certificate-publisher-controller";
 
 impl Default for ControlPlaneBuilder {
     fn default() -> Self {
@@ -40,6 +51,7 @@ impl Default for ControlPlaneBuilder {
             name: "fleet-rs".to_owned(),
             state_dir: None,
             controller_manager: true,
+            nodes: false,
             lifetime: Lifetime::Owned,
             ready_timeout: Duration::from_secs(60),
         }
@@ -66,6 +78,14 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// Prepares the plane for [`crate::node::Node`]s (see the module doc); implies the
+    /// controller manager.
+    pub fn with_nodes(mut self) -> Self {
+        self.nodes = true;
+        self.controller_manager = true;
+        self
+    }
+
     /// [`Lifetime::Detached`] leaves the processes running after the value is dropped.
     pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
         self.lifetime = lifetime;
@@ -81,7 +101,7 @@ impl ControlPlaneBuilder {
     /// Starts the processes and waits until the API server is ready. A port taken between
     /// choosing it and binding it (another test picked the same one) is retried.
     pub async fn start(self) -> Result<ControlPlane, Error> {
-        let binaries = Binaries::locate(self.controller_manager)?;
+        let binaries = Binaries::locate(self.controller_manager, self.nodes)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -111,9 +131,14 @@ impl ControlPlaneBuilder {
                 (temp.path().to_owned(), Some(temp))
             }
         };
-        let pki = Pki::generate(&dir.join("pki"))?;
+        let mut network = self.nodes.then(ClusterNetwork::claim).transpose()?;
+        let pki = Pki::generate(&dir.join("pki"), network.as_ref())?;
         let [etcd_port, peer_port, api_port] = ports::free_ports()?;
-        let server = format!("https://127.0.0.1:{api_port}");
+        let host = match network {
+            Some(_) => HOST_IP.to_string(),
+            None => "127.0.0.1".to_owned(),
+        };
+        let server = format!("https://{host}:{api_port}");
         let admin = pki.ca.client_cert(ADMIN_USER, &[ADMIN_GROUP])?;
         let kubeconfig = kubeconfig(&self.name, &server, &pki.ca.cert_pem(), &admin)?;
         let kubeconfig_path = dir.join("kubeconfig");
@@ -146,8 +171,8 @@ impl ControlPlaneBuilder {
         let mut apiserver = Command::new(&binaries.apiserver);
         apiserver
             .arg(format!("--etcd-servers={etcd_url}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--bind-address={host}"))
+            .arg(format!("--advertise-address={host}"))
             .arg(format!("--secure-port={api_port}"))
             .arg(format!("--cert-dir={}", pki.dir.display()))
             .arg(format!(
@@ -168,11 +193,33 @@ impl ControlPlaneBuilder {
                 "--service-account-signing-key-file={}",
                 pki.path("sa.key").display()
             ))
-            .arg("--service-cluster-ip-range=10.0.0.0/24")
-            .arg("--allow-privileged=true")
-            .arg("--authorization-mode=RBAC")
-            // No kubelet serves the `kubernetes` Service endpoints on loopback.
-            .arg("--endpoint-reconciler-type=none");
+            .arg("--allow-privileged=true");
+        match &network {
+            Some(network) => {
+                apiserver
+                    .arg(format!("--service-cluster-ip-range={}", network.service_cidr()))
+                    // Kubelets are nodes (client certificates `system:node:<name>`), limited
+                    // to their own Node and pods; the API server reaches them for logs/exec.
+                    .arg("--authorization-mode=Node,RBAC")
+                    .arg("--enable-admission-plugins=NodeRestriction")
+                    .arg(format!(
+                        "--kubelet-client-certificate={}",
+                        pki.path("apiserver-kubelet-client.crt").display()
+                    ))
+                    .arg(format!(
+                        "--kubelet-client-key={}",
+                        pki.path("apiserver-kubelet-client.key").display()
+                    ))
+                    .arg("--kubelet-preferred-address-types=InternalIP");
+            }
+            None => {
+                apiserver
+                    .arg("--service-cluster-ip-range=10.0.0.0/24")
+                    .arg("--authorization-mode=RBAC")
+                    // On loopback the `kubernetes` Service cannot have endpoints.
+                    .arg("--endpoint-reconciler-type=none");
+            }
+        }
         if binaries.controller_manager.is_none() {
             // Without the ServiceAccount controller no `default` ServiceAccount appears, and
             // the admission plugin would refuse every pod-bearing object (envtest's choice).
@@ -198,7 +245,14 @@ impl ControlPlaneBuilder {
                     pki.path("sa.key").display()
                 ))
                 .arg(format!("--root-ca-file={}", pki.path("ca.crt").display()))
-                .arg("--controllers=serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller")
+                .arg(format!(
+                    "--controllers={BASE_CONTROLLERS}{}",
+                    if self.nodes {
+                        format!(",{NODE_CONTROLLERS}")
+                    } else {
+                        String::new()
+                    }
+                ))
                 .arg("--leader-elect=false")
                 .arg("--use-service-account-credentials=false")
                 .arg("--bind-address=127.0.0.1")
@@ -217,6 +271,21 @@ impl ControlPlaneBuilder {
             )
             .await?;
         }
+        if let (Some(network), Some(scheduler)) = (network.as_mut(), &binaries.scheduler) {
+            let mut command = Command::new(scheduler);
+            command
+                .arg(format!("--kubeconfig={}", kubeconfig_path.display()))
+                .arg("--leader-elect=false")
+                .arg("--bind-address=127.0.0.1")
+                .arg("--secure-port=0");
+            processes.push(ManagedProcess::spawn(
+                "kube-scheduler",
+                command,
+                &dir.join("kube-scheduler.log"),
+                self.lifetime,
+            )?);
+            network.route_kubernetes_service(api_port)?;
+        }
         tracing::info!(name = %self.name, %server, elapsed = ?started.elapsed(), "control plane ready");
         Ok(ControlPlane {
             name: self.name.clone(),
@@ -227,6 +296,7 @@ impl ControlPlaneBuilder {
             kubeconfig_path,
             server,
             ca: pki.ca,
+            network,
             client,
             startup: started.elapsed(),
         })
@@ -238,15 +308,19 @@ struct Binaries {
     etcd: PathBuf,
     apiserver: PathBuf,
     controller_manager: Option<PathBuf>,
+    scheduler: Option<PathBuf>,
 }
 
 impl Binaries {
-    fn locate(controller_manager: bool) -> Result<Self, Error> {
+    fn locate(controller_manager: bool, nodes: bool) -> Result<Self, Error> {
         Ok(Self {
             etcd: binaries::ensure(Tool::Etcd)?,
             apiserver: binaries::ensure(Tool::KubeApiserver)?,
             controller_manager: controller_manager
                 .then(|| binaries::ensure(Tool::KubeControllerManager))
+                .transpose()?,
+            scheduler: nodes
+                .then(|| binaries::ensure(Tool::KubeScheduler))
                 .transpose()?,
         })
     }
@@ -259,10 +333,27 @@ struct Pki {
 }
 
 impl Pki {
-    fn generate(dir: &Path) -> Result<Self, Error> {
+    fn generate(dir: &Path, network: Option<&ClusterNetwork>) -> Result<Self, Error> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let ca = CertAuthority::new("fleet-rs-testkit-ca")?;
-        let serving = ca.serving_cert()?;
+        let serving = match network {
+            Some(network) => {
+                // What in-cluster clients dial: the `kubernetes` Service by IP and by name.
+                let kubelet = ca.client_cert("kube-apiserver-kubelet-client", &[ADMIN_GROUP])?;
+                write(&dir.join("apiserver-kubelet-client.crt"), &kubelet.cert_pem)?;
+                write(&dir.join("apiserver-kubelet-client.key"), &kubelet.key_pem)?;
+                ca.serving_cert_for(
+                    &[
+                        "kubernetes",
+                        "kubernetes.default",
+                        "kubernetes.default.svc",
+                        "kubernetes.default.svc.cluster.local",
+                    ],
+                    &[HOST_IP.into(), network.kubernetes_service_ip().into()],
+                )?
+            }
+            None => ca.serving_cert()?,
+        };
         let signer = ServiceAccountSigner::new()?;
         let pki = Self {
             dir: dir.to_owned(),
@@ -291,6 +382,7 @@ pub struct ControlPlane {
     kubeconfig_path: PathBuf,
     server: String,
     ca: CertAuthority,
+    network: Option<ClusterNetwork>,
     client: Client,
     startup: Duration,
 }
@@ -367,6 +459,16 @@ impl ControlPlane {
     /// The PEM file of the plane's CA (what clients of its API server trust).
     pub fn ca_cert_path(&self) -> PathBuf {
         self.dir().join("pki").join("ca.crt")
+    }
+
+    /// The plane's CA (what signs node identities).
+    pub fn ca(&self) -> &CertAuthority {
+        &self.ca
+    }
+
+    /// The plane's share of the host network, when it was started [`ControlPlaneBuilder::with_nodes`].
+    pub fn network(&self) -> Option<&ClusterNetwork> {
+        self.network.as_ref()
     }
 
     /// A client with the admin identity (`system:masters`).
@@ -449,6 +551,9 @@ impl ControlPlane {
     /// Leaves the processes running and returns their pids (`cargo xtask controlplane up`).
     pub fn detach(mut self) -> Vec<(String, u32)> {
         self._temp.take().map(tempfile::TempDir::keep);
+        if let Some(network) = self.network.take() {
+            network.detach();
+        }
         std::mem::take(&mut self.processes)
             .into_iter()
             .filter_map(|p| {
