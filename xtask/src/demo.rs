@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use fleet_api::{Bundle, GitRepo};
 use fleet_testkit::git::GitRepoFixture;
 use fleet_testkit::{wait_deleted, wait_for};
@@ -19,9 +19,11 @@ use crate::stack::{NS, Stack};
 /// Where the scenario runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Provider {
-    /// Local control planes started as processes (no Docker).
+    /// Local control planes, components started as processes (quick, for development).
     Local,
-    /// kind clusters with the images and the umbrella chart (needs Docker).
+    /// Local control planes with real nodes (kubelet, containerd): the image and the chart.
+    Node,
+    /// kind clusters with the image and the umbrella chart (needs Docker and kind).
     Kind,
 }
 
@@ -49,18 +51,45 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
 }
 
 pub fn e2e(args: &E2eArgs) -> anyhow::Result<()> {
-    if args.provider == Provider::Kind {
-        bail!(
-            "--provider kind is not built yet (it needs Docker, which this machine kind does not have): use --provider local"
-        );
-    }
     let started = Instant::now();
-    crate::bench::block_on(run(2, 2, false, true))?;
+    match args.provider {
+        Provider::Local => crate::bench::block_on(run(2, 2, false, true))?,
+        Provider::Node | Provider::Kind => deployed(args.provider)?,
+    }
     say(&format!(
         "e2e passed in {:.0}s",
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// The scenario of the stack deployed with the chart, on nodes or kind.
+fn deployed(provider: Provider) -> anyhow::Result<()> {
+    use crate::deployed::{kind::KindClusters, nodes::LocalNodes, scenario};
+    if provider == Provider::Node {
+        crate::packages::ensure_node_packages()?;
+        for tool in fleet_testkit::binaries::Tool::NODE {
+            fleet_testkit::binaries::ensure(tool)?;
+        }
+    }
+    let archive = crate::image::build(None)?;
+    let work = tempfile::Builder::new().prefix("fleet-rs-e2e-").tempdir()?;
+    let result = crate::bench::block_on(async {
+        match provider {
+            Provider::Kind => {
+                let mut clusters = KindClusters::start(&archive.path, 2, work.path()).await?;
+                scenario::run(&mut clusters, work.path()).await
+            }
+            _ => {
+                let mut clusters = LocalNodes::start(&archive.path, 2, work.path()).await?;
+                scenario::run(&mut clusters, work.path()).await
+            }
+        }
+    });
+    if result.is_err() {
+        eprintln!("logs kept in {}", work.keep().display());
+    }
+    result
 }
 
 /// The example repository: plain manifests, a Helm chart with per-cluster values, kustomize.

@@ -14,7 +14,13 @@ use fleet_testkit::binaries::{self, Tool};
 use fleet_testkit::image::{ImageArchive, ImageBuilder};
 
 /// The binaries of the image, built by this workspace.
-pub const BINARIES: [&str; 5] = ["fleet-controller", "gitjob", "helmops", "fleet-agent", "fleet"];
+pub const BINARIES: [&str; 5] = [
+    "fleet-controller",
+    "gitjob",
+    "helmops",
+    "fleet-agent",
+    "fleet",
+];
 /// The image repository the chart uses by default (`image.repository`).
 pub const REPOSITORY: &str = "ghcr.io/fleet-rs/fleet-rs";
 const USER: &str = "65532:65532";
@@ -48,7 +54,13 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<ImageArchive> {
     cargo
         .current_dir(workspace_root())
         .args(["build", "--release", "--locked", "--bins"]);
-    for package in ["fleet-controller", "gitjob", "helmops", "fleet-agent", "fleet-cli"] {
+    for package in [
+        "fleet-controller",
+        "gitjob",
+        "helmops",
+        "fleet-agent",
+        "fleet-cli",
+    ] {
         cargo.args(["-p", package]);
     }
     let status = cargo.status().context("running cargo build --release")?;
@@ -92,9 +104,10 @@ pub fn build(out: Option<&Path>) -> anyhow::Result<ImageArchive> {
         .entrypoint(&["/usr/local/bin/fleet-controller"]);
     let out = out.map_or_else(
         || {
-            target
-                .join("image")
-                .join(format!("fleet-rs-{}.tar", chart_app_version().unwrap_or_default()))
+            target.join("image").join(format!(
+                "fleet-rs-{}.tar",
+                chart_app_version().unwrap_or_default()
+            ))
         },
         Path::to_owned,
     );

@@ -1,10 +1,13 @@
 //! System packages the tests need beyond the pinned Go-built binaries: `sshd` (Debian's
-//! `openssh-server`) for git over ssh. Installed with apt when missing (as root, or through
-//! sudo); elsewhere the error says what to install.
+//! `openssh-server`) for git over ssh; runc, the CNI plugins and iptables for the nodes of
+//! `--provider node`. Installed with apt when missing (as root, or through sudo); elsewhere the
+//! error says what to install.
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use fleet_testkit::binaries::which;
 
 /// Makes sure `sshd` is there; prints where it is.
 pub fn ensure_sshd() -> anyhow::Result<()> {
@@ -12,19 +15,55 @@ pub fn ensure_sshd() -> anyhow::Result<()> {
         eprintln!("{:<24} {}", "sshd", path.display());
         return Ok(());
     }
-    if which("apt-get").is_none() {
-        bail!(
-            "sshd is missing and there is no apt-get: install an OpenSSH server (or set FLEET_SSHD)"
-        );
-    }
-    eprintln!("sshd is missing: installing openssh-server with apt-get");
-    if apt(&["install", "-y", "--no-install-recommends", "openssh-server"]).is_err() {
-        // A fresh machine may have no package lists yet.
-        apt(&["update"])?;
-        apt(&["install", "-y", "--no-install-recommends", "openssh-server"])?;
-    }
+    install(&["openssh-server"], "an OpenSSH server (or set FLEET_SSHD)")?;
     let path = fleet_testkit::ssh::sshd_binary().context("sshd after installing openssh-server")?;
     eprintln!("{:<24} {}", "sshd", path.display());
+    Ok(())
+}
+
+/// What a node runs besides the pinned binaries, as Debian packages: runc (NODES.md: 1.1.5
+/// works), the CNI plugins (bridge, host-local, loopback, portmap) and iptables (the
+/// `kubernetes` Service route).
+const NODE_PACKAGES: [(&str, &str); 3] = [
+    ("/usr/sbin/runc", "runc"),
+    ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+    ("/usr/sbin/iptables", "iptables"),
+];
+
+/// Makes sure the node packages are there.
+pub fn ensure_node_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = NODE_PACKAGES
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        install(&missing, "runc, the CNI plugins and iptables")?;
+    }
+    for (path, package) in NODE_PACKAGES {
+        if !Path::new(path).exists() {
+            bail!("{path} is still missing after installing {package}");
+        }
+        eprintln!("{package:<24} {path}");
+    }
+    Ok(())
+}
+
+fn install(packages: &[&str], what: &str) -> anyhow::Result<()> {
+    if which("apt-get").is_none() {
+        bail!(
+            "{} missing and there is no apt-get: install {what}",
+            packages.join(", ")
+        );
+    }
+    eprintln!("installing {} with apt-get", packages.join(", "));
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend_from_slice(packages);
+    if apt(&args).is_err() {
+        // A fresh machine may have no package lists yet.
+        apt(&["update"])?;
+        apt(&args)?;
+    }
     Ok(())
 }
 
@@ -40,7 +79,7 @@ fn apt(args: &[&str]) -> anyhow::Result<()> {
         sudo.args(["-n", "apt-get"]);
         sudo
     } else {
-        bail!("installing openssh-server needs root or sudo");
+        bail!("installing system packages needs root or sudo");
     };
     let status = cmd
         .args(args)
@@ -51,12 +90,4 @@ fn apt(args: &[&str]) -> anyhow::Result<()> {
         bail!("apt-get {} failed ({status})", args.join(" "));
     }
     Ok(())
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|p| p.is_file())
-    })
 }

@@ -116,6 +116,114 @@ fn the_chart_lints_and_scales_with_replicas() {
     );
 }
 
+#[test]
+fn ha_defaults_keep_replicas_apart_and_budgeted() {
+    let three = objects("3");
+    for deployment in of_kind(&three, "Deployment") {
+        let pod = &deployment["spec"]["template"]["spec"];
+        let required = &pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(
+            required["topologyKey"], "kubernetes.io/hostname",
+            "{}",
+            deployment["metadata"]["name"]
+        );
+        assert_eq!(
+            pod["topologySpreadConstraints"][0]["topologyKey"],
+            "topology.kubernetes.io/zone"
+        );
+    }
+    for pdb in of_kind(&three, "PodDisruptionBudget") {
+        assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    }
+    // One replica: no anti-affinity to satisfy; a priority class when asked for.
+    let chart = chart().display().to_string();
+    let single: Vec<Value> = serde_saphyr::from_multiple(&helm(&[
+        "template",
+        "fleet",
+        &chart,
+        "--set",
+        "controller.replicas=1,priorityClassName=fleet-critical",
+    ]))
+    .expect("yaml");
+    let controller = single
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "fleet-controller")
+        .expect("controller");
+    let pod = &controller["spec"]["template"]["spec"];
+    assert!(pod["affinity"].is_null(), "{pod}");
+    assert_eq!(pod["priorityClassName"], "fleet-critical");
+}
+
+/// The PrometheusRule the chart renders where the CRD exists holds rules that the pinned
+/// promtool accepts, and the dashboard is valid JSON.
+#[test]
+fn the_rendered_alerts_pass_promtool() {
+    let chart = chart().display().to_string();
+    let rendered: Vec<Value> = serde_saphyr::from_multiple(&helm(&[
+        "template",
+        "fleet",
+        &chart,
+        "--api-versions",
+        "monitoring.coreos.com/v1/PrometheusRule",
+        "--api-versions",
+        "monitoring.coreos.com/v1/PodMonitor",
+    ]))
+    .expect("yaml");
+    let rule = rendered
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .expect("a PrometheusRule where the CRD exists");
+    let alerts: Vec<&str> = rule["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "FleetRsNoLeader",
+            "FleetRsFrequentLeaderChanges",
+            "FleetRsLeaseRenewFailures",
+            "FleetRsAgentHeartbeatStale"
+        ]
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, serde_json::to_string(&rule["spec"]).expect("json")).expect("write");
+    let output = Command::new(ensure(Tool::Promtool).expect("promtool"))
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "promtool: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("SUCCESS: 4 rules found"), "{text}");
+    assert!(rendered.iter().any(|o| o["kind"] == "PodMonitor"));
+
+    let dashboard = rendered
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "fleet-rs-dashboard")
+        .expect("dashboard");
+    let json: Value = serde_json::from_str(
+        dashboard["data"]["fleet-rs.json"]
+            .as_str()
+            .expect("dashboard json"),
+    )
+    .expect("valid JSON");
+    assert!(json["panels"].as_array().is_some_and(|p| p.len() >= 6));
+    // Without the CRDs, neither is rendered.
+    let plain = objects("1");
+    assert!(of_kind(&plain, "PrometheusRule").is_empty());
+    assert!(of_kind(&plain, "PodMonitor").is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_installs_into_a_real_control_plane() {
     let plane = ControlPlane::start().await.expect("control plane");

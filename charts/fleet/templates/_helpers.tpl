@@ -51,36 +51,56 @@ securityContext:
   capabilities: {drop: [ALL]}
 {{- end -}}
 
-{{/* Scheduling every component shares, with spreading of its replicas. */}}
+{{/* Scheduling every component shares (Karpenter's HA defaults): with more than one replica, no
+two replicas on one node (required; preferred when the cluster has a single node, found with
+`lookup` at install time), replicas spread over zones, and the priority class. */}}
 {{- define "fleet.scheduling" -}}
-{{- with .root.Values.nodeSelector }}
+{{- $v := .root.Values }}
+{{- with $v.nodeSelector }}
 nodeSelector: {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .root.Values.tolerations }}
+{{- with $v.tolerations }}
 tolerations: {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .root.Values.affinity }}
-affinity: {{- toYaml . | nindent 2 }}
+{{- if $v.affinity }}
+affinity: {{- toYaml $v.affinity | nindent 2 }}
+{{- else if and (gt (int .replicas) 1) (ne $v.antiAffinity "none") }}
+{{- $nodes := lookup "v1" "Node" "" "" }}
+{{- $singleNode := and $nodes $nodes.items (eq (len $nodes.items) 1) }}
+affinity:
+  podAntiAffinity:
+    {{- if and (eq $v.antiAffinity "required") (not $singleNode) }}
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels: {{- include "fleet.selector" . | nindent 12 }}
+    {{- else }}
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels: {{- include "fleet.selector" . | nindent 14 }}
+    {{- end }}
 {{- end }}
-{{- with .root.Values.priorityClassName }}
+{{- with $v.priorityClassName }}
 priorityClassName: {{ . }}
 {{- end }}
-{{- if .root.Values.topologySpread }}
+{{- if $v.topologySpread }}
 topologySpreadConstraints:
   - maxSkew: 1
-    topologyKey: kubernetes.io/hostname
-    whenUnsatisfiable: ScheduleAnyway
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: {{ $v.zoneSpread.whenUnsatisfiable }}
     labelSelector:
       matchLabels: {{- include "fleet.selector" . | nindent 8 }}
   - maxSkew: 1
-    topologyKey: topology.kubernetes.io/zone
+    topologyKey: kubernetes.io/hostname
     whenUnsatisfiable: ScheduleAnyway
     labelSelector:
       matchLabels: {{- include "fleet.selector" . | nindent 8 }}
 {{- end }}
 {{- end -}}
 
-{{/* A PodDisruptionBudget when a component runs more than one replica. */}}
 {{- define "fleet.pdb" -}}
 {{- if gt (int .replicas) 1 }}
 ---
@@ -91,7 +111,7 @@ metadata:
   namespace: {{ .root.Release.Namespace }}
   labels: {{- include "fleet.labels" . | nindent 4 }}
 spec:
-  maxUnavailable: 1
+  maxUnavailable: {{ .root.Values.podDisruptionBudget.maxUnavailable }}
   selector:
     matchLabels: {{- include "fleet.selector" . | nindent 6 }}
 {{- end }}

@@ -137,6 +137,16 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
         count(owners.values().filter(|ready| **ready).count())
     };
     let now = jiff::Timestamp::now();
+    ctx.metrics.cluster_observed(
+        &namespace,
+        &name,
+        current
+            .agent
+            .last_seen
+            .as_deref()
+            .and_then(|t| t.parse().ok()),
+        &summary,
+    );
     let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
     let (agent_ok, agent_message, recheck) =
         agent_freshness(cluster, ctx.settings.agent_timeout, now);

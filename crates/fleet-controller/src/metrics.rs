@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -13,6 +14,21 @@ pub struct ReconcileLabels {
     pub result: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterStateLabels {
+    pub namespace: String,
+    pub name: String,
+    /// Fleet's BundleDeployment states: `Ready`, `NotReady`, `WaitApplied`, `ErrApplied`,
+    /// `OutOfSync`, `Modified`, `Pending`.
+    pub state: String,
+}
+
 /// The controller's metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
@@ -20,6 +36,12 @@ pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     /// `fleet_controller_writes_total`: creates, updates, deletes and status patches.
     pub writes: Counter,
+    /// `fleet_cluster_agent_last_seen_timestamp_seconds{namespace,name}`: when each
+    /// Cluster's agent last checked in (the stale-heartbeat alert compares it with `time()`).
+    pub agent_last_seen: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// `fleet_cluster_bundle_deployments{namespace,name,state}`: each Cluster's
+    /// BundleDeployments by state, as its status summary counts them.
+    pub bundle_deployments: Family<ClusterStateLabels, Gauge>,
 }
 
 impl Metrics {
@@ -35,7 +57,53 @@ impl Metrics {
             "API writes: creates, updates, deletes and status patches",
             metrics.writes.clone(),
         );
+        registry.register(
+            "fleet_cluster_agent_last_seen_timestamp_seconds",
+            "When each Cluster's agent last checked in (Unix seconds)",
+            metrics.agent_last_seen.clone(),
+        );
+        registry.register(
+            "fleet_cluster_bundle_deployments",
+            "BundleDeployments of each Cluster by state",
+            metrics.bundle_deployments.clone(),
+        );
         metrics
+    }
+
+    /// Records a Cluster's agent check-in time and its BundleDeployment counts by state.
+    pub fn cluster_observed(
+        &self,
+        namespace: &str,
+        name: &str,
+        last_seen: Option<jiff::Timestamp>,
+        summary: &fleet_api::BundleSummary,
+    ) {
+        let cluster = ClusterLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        if let Some(seen) = last_seen {
+            self.agent_last_seen
+                .get_or_create(&cluster)
+                .set(seen.as_millisecond() as f64 / 1000.0);
+        }
+        for (state, count) in [
+            ("Ready", summary.ready),
+            ("NotReady", summary.not_ready),
+            ("WaitApplied", summary.wait_applied),
+            ("ErrApplied", summary.err_applied),
+            ("OutOfSync", summary.out_of_sync),
+            ("Modified", summary.modified),
+            ("Pending", summary.pending),
+        ] {
+            self.bundle_deployments
+                .get_or_create(&ClusterStateLabels {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    state: state.to_owned(),
+                })
+                .set(count);
+        }
     }
 
     pub fn reconciled(&self, controller: &str, ok: bool) {

@@ -33,6 +33,8 @@ pub enum ToolModule {
     Registry,
     /// `containerd`, its runc shim and `ctr`: the container runtime of the test nodes.
     Containerd,
+    /// `promtool`, to check the chart's alerting rules.
+    Promtool,
 }
 
 /// A binary the tests and the demo need.
@@ -51,6 +53,7 @@ pub enum Tool {
     Containerd,
     ContainerdShim,
     Ctr,
+    Promtool,
 }
 
 /// The minimum etcd that Kubernetes >= 1.31 works with (consistent watches need
@@ -58,7 +61,7 @@ pub enum Tool {
 pub const MIN_ETCD: (u64, u64, u64) = (3, 5, 13);
 
 impl Tool {
-    pub const ALL: [Tool; 13] = [
+    pub const ALL: [Tool; 14] = [
         Tool::Etcd,
         Tool::KubeApiserver,
         Tool::KubeControllerManager,
@@ -72,10 +75,11 @@ impl Tool {
         Tool::Containerd,
         Tool::ContainerdShim,
         Tool::Ctr,
+        Tool::Promtool,
     ];
 
     /// What the tests and the local e2e need; the rest ([`Tool::NODE`]) only nodes need.
-    pub const PLANE: [Tool; 7] = [
+    pub const TEST: [Tool; 8] = [
         Tool::Etcd,
         Tool::KubeApiserver,
         Tool::KubeControllerManager,
@@ -83,6 +87,7 @@ impl Tool {
         Tool::Kustomize,
         Tool::ClientGoElector,
         Tool::OciRegistry,
+        Tool::Promtool,
     ];
 
     /// The binaries of a node (kubelet, its runtime) and of the plane's node-facing services.
@@ -111,6 +116,7 @@ impl Tool {
             Tool::Containerd => "containerd",
             Tool::ContainerdShim => "containerd-shim-runc-v2",
             Tool::Ctr => "ctr",
+            Tool::Promtool => "promtool",
         }
     }
 
@@ -124,6 +130,7 @@ impl Tool {
             | Tool::KubeScheduler
             | Tool::KubeProxy => ToolModule::Kubernetes,
             Tool::Containerd | Tool::ContainerdShim | Tool::Ctr => ToolModule::Containerd,
+            Tool::Promtool => ToolModule::Promtool,
             Tool::Helm => ToolModule::Helm,
             Tool::Kustomize => ToolModule::Kustomize,
             Tool::ClientGoElector => ToolModule::ClientGoElector,
@@ -145,8 +152,11 @@ impl Tool {
             Tool::KubeScheduler => "k8s.io/kubernetes/cmd/kube-scheduler",
             Tool::KubeProxy => "k8s.io/kubernetes/cmd/kube-proxy",
             Tool::Containerd => "github.com/containerd/containerd/v2/cmd/containerd",
-            Tool::ContainerdShim => "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+            Tool::ContainerdShim => {
+                "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"
+            }
             Tool::Ctr => "github.com/containerd/containerd/v2/cmd/ctr",
+            Tool::Promtool => "github.com/prometheus/prometheus/cmd/promtool",
         }
     }
 
@@ -167,6 +177,7 @@ impl ToolModule {
             ToolModule::ClientGoElector => "client-go-elector",
             ToolModule::Registry => "registry",
             ToolModule::Containerd => "containerd",
+            ToolModule::Promtool => "promtool",
         }
     }
 
@@ -179,6 +190,7 @@ impl ToolModule {
             ToolModule::ClientGoElector => "k8s.io/client-go",
             ToolModule::Registry => "github.com/distribution/distribution/v3",
             ToolModule::Containerd => "github.com/containerd/containerd/v2",
+            ToolModule::Promtool => "github.com/prometheus/prometheus",
         }
     }
 
@@ -193,6 +205,7 @@ impl ToolModule {
             }
             ToolModule::Registry => include_str!("../../../e2e/tools/registry/go.mod"),
             ToolModule::Containerd => include_str!("../../../e2e/tools/containerd/go.mod"),
+            ToolModule::Promtool => include_str!("../../../e2e/tools/promtool/go.mod"),
         }
     }
 
@@ -252,7 +265,8 @@ impl ToolModule {
             ToolModule::Etcd
             | ToolModule::Kustomize
             | ToolModule::ClientGoElector
-            | ToolModule::Registry => {}
+            | ToolModule::Registry
+            | ToolModule::Promtool => {}
         }
         flags
     }
@@ -574,6 +588,7 @@ mod tests {
             ToolModule::ClientGoElector,
             ToolModule::Registry,
             ToolModule::Containerd,
+            ToolModule::Promtool,
         ] {
             let version = module.version().expect("pinned");
             assert!(version.starts_with('v'), "{module:?}: {version}");

@@ -197,7 +197,10 @@ impl ControlPlaneBuilder {
         match &network {
             Some(network) => {
                 apiserver
-                    .arg(format!("--service-cluster-ip-range={}", network.service_cidr()))
+                    .arg(format!(
+                        "--service-cluster-ip-range={}",
+                        network.service_cidr()
+                    ))
                     // Kubelets are nodes (client certificates `system:node:<name>`), limited
                     // to their own Node and pods; the API server reaches them for logs/exec.
                     .arg("--authorization-mode=Node,RBAC")

@@ -30,12 +30,18 @@ pub(crate) struct LocalServer {
 
 impl LocalServer {
     pub(crate) async fn spawn(app: Router) -> Result<Self, Error> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::spawn_on(app, std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// Serves on a free port of `ip` (e.g. [`crate::network::HOST_IP`], which pods reach).
+    pub(crate) async fn spawn_on(app: Router, ip: std::net::IpAddr) -> Result<Self, Error> {
+        let bind = SocketAddr::new(ip, 0);
+        let listener = tokio::net::TcpListener::bind(bind)
             .await
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
+            .map_err(|e| Error::io(Path::new(&bind.to_string()), e))?;
         let address = listener
             .local_addr()
-            .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
+            .map_err(|e| Error::io(Path::new(&bind.to_string()), e))?;
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)

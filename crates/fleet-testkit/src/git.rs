@@ -136,6 +136,16 @@ struct Served {
 impl GitHttpServer {
     /// Serves `root`; with `basic_auth`, every request must carry those credentials.
     pub async fn start(root: &Path, basic_auth: Option<(&str, &str)>) -> Result<Self, Error> {
+        Self::start_on(root, basic_auth, std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// [`GitHttpServer::start`] on a free port of `ip` (e.g. [`crate::network::HOST_IP`],
+    /// where pods reach it).
+    pub async fn start_on(
+        root: &Path,
+        basic_auth: Option<(&str, &str)>,
+        ip: std::net::IpAddr,
+    ) -> Result<Self, Error> {
         let backend = http_backend()?;
         let requests = Arc::new(AtomicUsize::new(0));
         let served = Arc::new(Served {
@@ -146,7 +156,7 @@ impl GitHttpServer {
         });
         let app = Router::new().fallback(cgi).with_state(served);
         Ok(Self {
-            server: crate::file_server::LocalServer::spawn(app).await?,
+            server: crate::file_server::LocalServer::spawn_on(app, ip).await?,
             requests,
         })
     }

@@ -321,14 +321,27 @@ mod tests {
         assert_eq!(first.manifest_digest, second.manifest_digest);
         assert_eq!(
             first.files,
-            ["bin", "tmp", "usr", "usr/local", "usr/local/bin", "usr/local/bin/tool"]
+            [
+                "bin",
+                "tmp",
+                "usr",
+                "usr/local",
+                "usr/local/bin",
+                "usr/local/bin/tool"
+            ]
         );
 
         let file = fs::File::open(&first.path).expect("open");
         let mut names: Vec<String> = tar::Archive::new(file)
             .entries()
             .expect("entries")
-            .map(|e| e.expect("entry").path().expect("path").display().to_string())
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
             .collect();
         names.retain(|n| !n.starts_with("blobs/"));
         assert_eq!(names, ["oci-layout", "index.json", "manifest.json"]);

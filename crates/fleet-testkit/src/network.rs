@@ -178,7 +178,9 @@ fn chain_exists(chain: &str) -> bool {
 fn iptables(args: &[&str]) -> Result<(), Error> {
     run(
         "iptables",
-        Command::new("iptables").args(["-w", "-t", "nat"]).args(args),
+        Command::new("iptables")
+            .args(["-w", "-t", "nat"])
+            .args(args),
     )
 }
 

@@ -51,6 +51,7 @@ pub struct Node {
     dir: PathBuf,
     cgroup: String,
     bridge: String,
+    healthz_port: u16,
     lifetime: Lifetime,
     processes: Vec<ManagedProcess>,
     client: Client,
@@ -98,12 +99,19 @@ impl Node {
         let cgroup = format!("fleetrs-s{}-{}", network.slot(), spec.name);
         let bridge = network.bridge(spec.index);
         let files = NodeFiles::new(&dir);
-        files.write(plane, &spec, &network.pod_subnet(spec.index), &bridge, &cgroup)?;
+        let healthz_port = files.write(
+            plane,
+            &spec,
+            &network.pod_subnet(spec.index),
+            &bridge,
+            &cgroup,
+        )?;
         let mut node = Self {
             spec,
             dir,
             cgroup,
             bridge,
+            healthz_port,
             lifetime,
             processes: Vec::new(),
             client: plane.client(),
@@ -169,6 +177,8 @@ impl Node {
             shim_dir.display(),
             std::env::var("PATH").unwrap_or_default()
         );
+        // A socket left by a killed containerd would look ready before the new one listens.
+        let _ = fs::remove_file(&files.socket);
         let mut command = Command::new(containerd);
         command.arg("--config").arg(&files.containerd_config);
         command.env("PATH", &path);
@@ -179,7 +189,10 @@ impl Node {
             self.lifetime,
         )?);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !files.socket.exists() {
+        while tokio::net::UnixStream::connect(&files.socket)
+            .await
+            .is_err()
+        {
             self.check_running()?;
             if Instant::now() > deadline {
                 return Err(self.timeout("containerd's socket"));
@@ -208,13 +221,18 @@ impl Node {
         Ok(())
     }
 
-    /// Waits until the Node object reports Ready.
+    /// Waits until this kubelet answers its health check and the Node object reports Ready
+    /// (after a restart the object may still show the old kubelet's Ready).
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), Error> {
         let nodes: Api<NodeObject> = Api::all(self.client.clone());
         let deadline = Instant::now() + timeout;
         loop {
             self.check_running()?;
-            if let Ok(Some(node)) = nodes.get_opt(&self.spec.name).await
+            let healthy = crate::http_get(self.healthz_port, "/healthz")
+                .await
+                .is_ok_and(|body| body.trim_end().ends_with("ok"));
+            if healthy
+                && let Ok(Some(node)) = nodes.get_opt(&self.spec.name).await
                 && is_ready(&node)
             {
                 return Ok(());
@@ -305,7 +323,7 @@ impl NodeFiles {
         subnet: &str,
         bridge: &str,
         cgroup: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<u16, Error> {
         let dir = &self.dir;
         let pki = dir.join("pki");
         let cni = dir.join("cni");
@@ -317,10 +335,7 @@ impl NodeFiles {
         write(&ca_file, &ca.cert_pem())?;
         let identity =
             plane.user_kubeconfig(&format!("system:node:{}", spec.name), &["system:nodes"])?;
-        write(
-            &self.kubeconfig,
-            &crate::serialize_kubeconfig(&identity)?,
-        )?;
+        write(&self.kubeconfig, &crate::serialize_kubeconfig(&identity)?)?;
         let serving = ca.serving_cert_for(&[&spec.name], &[IpAddr::V4(HOST_IP)])?;
         write(&pki.join("kubelet.crt"), &serving.cert_pem)?;
         write(&pki.join("kubelet.key"), &serving.key_pem)?;
@@ -349,7 +364,10 @@ impl NodeFiles {
             })
             .to_string(),
         )?;
-        write(&self.containerd_config, &containerd_config(dir, &self.socket))?;
+        write(
+            &self.containerd_config,
+            &containerd_config(dir, &self.socket),
+        )?;
 
         let [port, healthz] = ports::free_ports()?;
         write(
@@ -391,7 +409,8 @@ impl NodeFiles {
             })
             .to_string(),
         )?;
-        create_cgroup_root(cgroup)
+        create_cgroup_root(cgroup)?;
+        Ok(healthz)
     }
 }
 
@@ -520,7 +539,11 @@ fn kill_matching(needle: &str) {
         return;
     };
     for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {

@@ -32,7 +32,10 @@ fn running_on(pod: &Pod) -> Option<(String, String)> {
     if status.phase.as_deref() != Some("Running") {
         return None;
     }
-    Some((pod.spec.as_ref()?.node_name.clone()?, status.pod_ip.clone()?))
+    Some((
+        pod.spec.as_ref()?.node_name.clone()?,
+        status.pod_ip.clone()?,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,7 +62,12 @@ async fn zoned_nodes_run_pods_and_survive_a_node_loss() {
     let node_api: Api<NodeObject> = Api::all(plane.client());
     let labelled = node_api.get("node-b").await.expect("node-b");
     assert_eq!(
-        labelled.metadata.labels.unwrap_or_default().get(ZONE_LABEL).map(String::as_str),
+        labelled
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get(ZONE_LABEL)
+            .map(String::as_str),
         Some("b")
     );
 
@@ -83,9 +91,11 @@ async fn zoned_nodes_run_pods_and_survive_a_node_loss() {
     // Losing node-b: its kubelet stops reporting, then it comes back and runs its pod again.
     nodes[1].stop();
     nodes[1].restart().await.expect("restart");
-    wait_for(&pods, "p-node-b", Duration::from_secs(120), |p| running_on(p).is_some())
-        .await
-        .expect("pod running again");
+    wait_for(&pods, "p-node-b", Duration::from_secs(120), |p| {
+        running_on(p).is_some()
+    })
+    .await
+    .expect("pod running again");
     pods.delete("p-node-a", &DeleteParams::default())
         .await
         .expect("delete");
