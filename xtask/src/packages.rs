@@ -30,8 +30,12 @@ const NODE_PACKAGES: [(&str, &str); 3] = [
     ("/usr/sbin/iptables", "iptables"),
 ];
 
-/// Makes sure the node packages are there.
+/// Makes sure the node packages are there (nodes run as root: kubelets and containerd manage
+/// cgroups, mounts and iptables).
 pub fn ensure_node_packages() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("nodes (kubelet, containerd) need root: run as root");
+    }
     let missing: Vec<&str> = NODE_PACKAGES
         .iter()
         .filter(|(path, _)| !Path::new(path).exists())
@@ -67,12 +71,16 @@ fn install(packages: &[&str], what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apt(args: &[&str]) -> anyhow::Result<()> {
-    let root = Command::new("id")
+/// Whether this process runs as root (what nodes need).
+pub fn is_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let mut cmd = if root {
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn apt(args: &[&str]) -> anyhow::Result<()> {
+    let mut cmd = if is_root() {
         Command::new("apt-get")
     } else if which("sudo").is_some() {
         let mut sudo = Command::new("sudo");
