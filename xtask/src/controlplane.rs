@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use fleet_testkit::network::ClusterNetwork;
+use fleet_testkit::node::{Node, NodeSpec};
 use fleet_testkit::process::{pid_alive, terminate_pid};
 use fleet_testkit::{ControlPlane, Lifetime, binaries};
 use serde::{Deserialize, Serialize};
@@ -20,6 +22,10 @@ pub enum Command {
         /// Do not run kube-controller-manager.
         #[arg(long)]
         no_controller_manager: bool,
+        /// Join this many nodes (kubelet + containerd each; zones a, b, c, ... in turn) so that
+        /// pods run; needs root.
+        #[arg(long, default_value_t = 0)]
+        nodes: u8,
     },
     /// Stop a control plane and remove its state.
     Down {
@@ -37,6 +43,9 @@ struct PlaneState {
     server: String,
     kubeconfig: PathBuf,
     processes: Vec<(String, u32)>,
+    /// The network slot of a plane with nodes (its `kubernetes` Service route).
+    #[serde(default)]
+    network_slot: Option<u8>,
 }
 
 impl PlaneState {
@@ -63,7 +72,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Up {
             name,
             no_controller_manager,
-        } => up(&name, !no_controller_manager),
+            nodes,
+        } => up(&name, !no_controller_manager, nodes),
         Command::Down { name } => down(&name),
         Command::List => list(),
     }
@@ -82,7 +92,7 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn up(name: &str, controller_manager: bool) -> anyhow::Result<()> {
+fn up(name: &str, controller_manager: bool, nodes: u8) -> anyhow::Result<()> {
     validate_name(name)?;
     if let Some(state) = PlaneState::load(name) {
         if state.running() {
@@ -100,20 +110,47 @@ fn up(name: &str, controller_manager: bool) -> anyhow::Result<()> {
         fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    let plane = runtime.block_on(
-        ControlPlane::builder()
-            .name(name)
-            .state_dir(&dir)
-            .controller_manager(controller_manager)
-            .lifetime(Lifetime::Detached)
-            .start(),
-    )?;
+    let mut builder = ControlPlane::builder()
+        .name(name)
+        .state_dir(&dir)
+        .controller_manager(controller_manager)
+        .lifetime(Lifetime::Detached);
+    if nodes > 0 {
+        crate::packages::ensure_node_packages()?;
+        builder = builder.with_nodes();
+    }
+    let (plane, mut node_processes) = runtime.block_on(async {
+        let plane = builder.start().await?;
+        let mut processes = Vec::new();
+        for index in 0..nodes {
+            let zone = char::from(b'a' + index % 26).to_string();
+            let spec = NodeSpec {
+                name: format!("{name}-{zone}{}", index / 26),
+                zone: Some(zone),
+                index,
+            };
+            let node = Node::start_with(&plane, spec, Lifetime::Detached).await?;
+            eprintln!(
+                "node {} (zone {}) Ready",
+                node.name(),
+                node.zone().unwrap_or("-")
+            );
+            processes.extend(node.detach());
+        }
+        anyhow::Ok((plane, processes))
+    })?;
     let startup = plane.startup_time();
+    let network_slot = plane.network().map(ClusterNetwork::slot);
+    let server = plane.server().to_owned();
+    let kubeconfig = plane.kubeconfig_path().to_owned();
+    let mut processes = plane.detach();
+    processes.append(&mut node_processes);
     let state = PlaneState {
         name: name.to_owned(),
-        server: plane.server().to_owned(),
-        kubeconfig: plane.kubeconfig_path().to_owned(),
-        processes: plane.detach(),
+        server,
+        kubeconfig,
+        processes,
+        network_slot,
     };
     fs::write(
         dir.join("state.json"),
@@ -141,13 +178,23 @@ fn down(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops the processes one at a time in reverse start order (controller manager, API server,
-/// etcd): the API server shuts down cleanly in about a second while etcd still answers.
+/// Stops the processes one at a time in reverse start order (nodes, controller manager, API
+/// server, etcd): the API server shuts down cleanly in about a second while etcd still
+/// answers. Then what nodes leave behind (shims, containers, mounts, cgroups, bridges) and the
+/// plane's Service route go.
 fn stop_processes(state: &PlaneState) {
     for (process, pid) in state.processes.iter().rev() {
         if pid_alive(*pid) && !terminate_pid(*pid, Duration::from_secs(10)) {
             eprintln!("{process} (pid {pid}) did not stop within 10s of SIGTERM; killed it");
         }
+    }
+    if let Ok(nodes) = fs::read_dir(state_dir(&state.name).join("nodes")) {
+        for node in nodes.flatten() {
+            fleet_testkit::node::clean_up(&node.path());
+        }
+    }
+    if let Some(slot) = state.network_slot {
+        fleet_testkit::network::remove_slot(slot);
     }
 }
 

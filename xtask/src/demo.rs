@@ -32,6 +32,9 @@ pub struct DemoArgs {
     /// Leave everything running and print the kubeconfigs (Ctrl-C stops it).
     #[arg(long)]
     keep: bool,
+    /// `local`: components as processes; `node`: the image and the chart on real nodes.
+    #[arg(long, value_enum, default_value = "local")]
+    provider: Provider,
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,14 +50,17 @@ fn say(line: &str) {
 }
 
 pub fn demo(args: &DemoArgs) -> anyhow::Result<()> {
-    crate::bench::block_on(run(1, 2, args.keep, false))
+    match args.provider {
+        Provider::Local => crate::bench::block_on(run(1, 2, args.keep, false)),
+        provider => deployed(provider, args.keep),
+    }
 }
 
 pub fn e2e(args: &E2eArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     match args.provider {
         Provider::Local => crate::bench::block_on(run(2, 2, false, true))?,
-        Provider::Node | Provider::Kind => deployed(args.provider)?,
+        Provider::Node | Provider::Kind => deployed(args.provider, false)?,
     }
     say(&format!(
         "e2e passed in {:.0}s",
@@ -63,8 +69,9 @@ pub fn e2e(args: &E2eArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scenario of the stack deployed with the chart, on nodes or kind.
-fn deployed(provider: Provider) -> anyhow::Result<()> {
+/// The scenario of the stack deployed with the chart, on nodes or kind; with `keep`, left
+/// running until Ctrl-C.
+fn deployed(provider: Provider, keep: bool) -> anyhow::Result<()> {
     use crate::deployed::{kind::KindClusters, nodes::LocalNodes, scenario};
     if provider == Provider::Node {
         crate::packages::ensure_node_packages()?;
@@ -78,11 +85,13 @@ fn deployed(provider: Provider) -> anyhow::Result<()> {
         match provider {
             Provider::Kind => {
                 let mut clusters = KindClusters::start(&archive.path, 2, work.path()).await?;
-                scenario::run(&mut clusters, work.path()).await
+                scenario::run(&mut clusters, work.path()).await?;
+                scenario::keep_running(&clusters, keep).await
             }
             _ => {
                 let mut clusters = LocalNodes::start(&archive.path, 2, work.path()).await?;
-                scenario::run(&mut clusters, work.path()).await
+                scenario::run(&mut clusters, work.path()).await?;
+                scenario::keep_running(&clusters, keep).await
             }
         }
     });

@@ -50,7 +50,6 @@ pub struct Node {
     spec: NodeSpec,
     dir: PathBuf,
     cgroup: String,
-    bridge: String,
     healthz_port: u16,
     lifetime: Lifetime,
     processes: Vec<ManagedProcess>,
@@ -110,7 +109,6 @@ impl Node {
             spec,
             dir,
             cgroup,
-            bridge,
             healthz_port,
             lifetime,
             processes: Vec::new(),
@@ -154,6 +152,7 @@ impl Node {
         while let Some(mut process) = self.processes.pop() {
             process.kill();
         }
+        // The shims name the node's containerd socket on their command line.
         kill_matching(&self.containerd_socket().to_string_lossy());
         kill_cgroup_tree(&self.cgroup);
     }
@@ -279,13 +278,37 @@ impl Drop for Node {
         if self.processes.is_empty() && self.lifetime == Lifetime::Detached {
             return;
         }
-        self.stop();
-        unmount_under(&self.dir);
-        remove_cgroup_tree(&self.cgroup);
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .output();
+        while let Some(mut process) = self.processes.pop() {
+            process.kill();
+        }
+        clean_up(&self.dir);
     }
+}
+
+/// What [`clean_up`] needs to know of a node, kept in its directory (`node.json`) so that a
+/// detached node (`cargo xtask controlplane down`) is cleaned up like an owned one.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Leftovers {
+    cgroup: String,
+    bridge: String,
+}
+
+/// Stops what is left of the node in `dir` (containerd, shims, containers, kubelet), unmounts
+/// everything under it, removes its cgroups and its bridge. Best effort and idempotent.
+pub fn clean_up(dir: &Path) {
+    let Some(leftovers) = fs::read(dir.join("node.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Leftovers>(&bytes).ok())
+    else {
+        return;
+    };
+    kill_matching(&dir.to_string_lossy());
+    kill_cgroup_tree(&leftovers.cgroup);
+    unmount_under(dir);
+    remove_cgroup_tree(&leftovers.cgroup);
+    let _ = Command::new("ip")
+        .args(["link", "del", &leftovers.bridge])
+        .output();
 }
 
 /// Whether a Node object's Ready condition is True.
@@ -410,6 +433,10 @@ impl NodeFiles {
             .to_string(),
         )?;
         create_cgroup_root(cgroup)?;
+        write(
+            &dir.join("node.json"),
+            &json!({"cgroup": cgroup, "bridge": bridge}).to_string(),
+        )?;
         Ok(healthz)
     }
 }

@@ -180,6 +180,23 @@ pub async fn run<C: Clusters>(clusters: &mut C, work: &Path) -> anyhow::Result<(
     Ok(())
 }
 
+/// With `keep`: prints every cluster's kubeconfig and waits for Ctrl-C.
+pub async fn keep_running<C: Clusters>(clusters: &C, keep: bool) -> anyhow::Result<()> {
+    if !keep {
+        return Ok(());
+    }
+    for cluster in std::iter::once(clusters.upstream()).chain(clusters.downstreams()) {
+        say(&format!(
+            "{}: export KUBECONFIG={}",
+            cluster.name,
+            cluster.kubeconfig.display()
+        ));
+    }
+    say("Ctrl-C stops everything");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
 /// One drill: commit a change, take the leader of `component` away, time the hand-over and
 /// the change landing, then wait until the component is back at full strength.
 async fn drill<C: Clusters>(
