@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use fleet_api::{Bundle, GitRepo};
-use fleet_testkit::git::GitRepoFixture;
-use fleet_testkit::{wait_deleted, wait_for};
+use fleet_testkit::wait_for;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
+use crate::example;
 use crate::stack::{NS, Stack};
 
 /// Where the scenario runs.
@@ -101,35 +101,6 @@ fn deployed(provider: Provider, keep: bool) -> anyhow::Result<()> {
     result
 }
 
-/// The example repository: plain manifests, a Helm chart with per-cluster values, kustomize.
-fn example_repo() -> anyhow::Result<GitRepoFixture> {
-    let repo = GitRepoFixture::new()?;
-    repo.commit_files(
-        "example apps",
-        &[
-            ("hello/fleet.yaml", "defaultNamespace: demo\n"),
-            ("hello/configmap.yaml", &hello("v1")),
-            ("chart/fleet.yaml", "defaultNamespace: demo\nhelm:\n  releaseName: web\n  values:\n    cluster: ${ .ClusterName }\n"),
-            ("chart/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"),
-            ("chart/values.yaml", "cluster: unknown\n"),
-            (
-                "chart/templates/configmap.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  cluster: {{ .Values.cluster | quote }}\n",
-            ),
-            ("kustomize/fleet.yaml", "defaultNamespace: demo\n"),
-            ("kustomize/kustomization.yaml", "resources:\n  - cm.yaml\nnamePrefix: kustomized-\n"),
-            ("kustomize/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  from: kustomize\n"),
-        ],
-    )?;
-    Ok(repo)
-}
-
-fn hello(version: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\ndata:\n  version: {version}\n"
-    )
-}
-
 async fn run(downstreams: usize, replicas: usize, keep: bool, strict: bool) -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
         .prefix("fleet-rs-demo-")
@@ -159,7 +130,7 @@ async fn scenario(
         say(&format!("lease {lease}: held by {holder}"));
     }
 
-    let repo = example_repo()?;
+    let repo = example::repo()?;
     let up = stack.upstream.client();
     let gitrepo: GitRepo = serde_saphyr::from_str(&format!(
         "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: demo\n  namespace: {NS}\nspec:\n  repo: {}\n  pollingInterval: 2s\n  paths: [hello, chart, kustomize]\n  targets:\n  - clusterGroup: default\n",
@@ -229,40 +200,8 @@ async fn scenario(
             .unwrap_or_default(),
         started.elapsed().as_secs_f64()
     ));
-    for (i, plane) in stack.downstreams.iter().enumerate() {
-        let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
-        for (name, key, want) in [
-            ("hello", "version", "v1".to_owned()),
-            ("web-settings", "cluster", String::new()),
-            ("kustomized-settings", "from", "kustomize".to_owned()),
-        ] {
-            let cm = wait_for(&configmaps, name, WAIT, |_| true)
-                .await
-                .with_context(|| format!("{name} in downstream-{}", i + 1))?;
-            let value = cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .cloned()
-                .unwrap_or_default();
-            if !want.is_empty() {
-                ensure!(
-                    value == want,
-                    "downstream-{}: {name}.{key} = {value:?}, want {want:?}",
-                    i + 1
-                );
-            } else if strict {
-                ensure!(
-                    value.starts_with("cluster-"),
-                    "per-cluster Helm value, got {value:?}"
-                );
-            }
-            say(&format!(
-                "downstream-{}: ConfigMap demo/{name} {key}={value}",
-                i + 1
-            ));
-        }
-    }
+    let downstreams = stack.downstream_clusters();
+    example::check_deployed(&downstreams, "v1", strict).await?;
 
     // Failovers while a change is in flight: the change must still land everywhere.
     let drills: &[(&str, bool)] = if strict {
@@ -283,7 +222,10 @@ async fn scenario(
     let mut failovers = Vec::new();
     for (round, (lease, kill)) in drills.iter().enumerate() {
         let version = format!("v{}", round + 2);
-        repo.commit_files("change", &[("hello/configmap.yaml", &hello(&version))])?;
+        repo.commit_files(
+            "change",
+            &[("hello/configmap.yaml", &example::hello(&version))],
+        )?;
         let started = Instant::now();
         let (old, new, took) = stack.failover(lease, *kill).await?;
         say(&format!(
@@ -291,20 +233,9 @@ async fn scenario(
             if *kill { "SIGKILL" } else { "SIGTERM" },
             took.as_secs_f64()
         ));
-        for (i, plane) in stack.downstreams.iter().enumerate() {
-            let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
-            wait_for(&configmaps, "hello", WAIT, |c| {
-                c.data.as_ref().and_then(|d| d.get("version")) == Some(&version)
-            })
+        example::wait_version(&downstreams, &version)
             .await
-            .with_context(|| {
-                format!(
-                    "the change in flight reached downstream-{}; logs in {}",
-                    i + 1,
-                    work_path.display()
-                )
-            })?;
-        }
+            .with_context(|| format!("the change in flight; logs in {}", work_path.display()))?;
         say(&format!(
             "change {version} landed on every cluster {:.2}s after the commit",
             started.elapsed().as_secs_f64()
@@ -322,7 +253,7 @@ async fn scenario(
         ensure!(!holder.is_empty(), "lease {lease} has no holder");
         say(&format!("lease {lease}: held by {holder}"));
     }
-    helmop_scenario(&stack).await?;
+    example::helmop(&up, NS, &downstreams, std::net::Ipv4Addr::LOCALHOST.into()).await?;
 
     // What a user came to see: the objects deployed downstream, and the failovers measured.
     for (i, plane) in stack.downstreams.iter().enumerate() {
@@ -348,7 +279,7 @@ async fn scenario(
         ));
     }
     if strict {
-        prune_scenario(&stack, &repo).await?;
+        example::prune(&up, NS, &downstreams, &repo).await?;
     }
     for failover in &failovers {
         say(&format!("failover {failover}"));
@@ -373,72 +304,5 @@ async fn scenario(
         tokio::signal::ctrl_c().await?;
     }
     drop(stack);
-    Ok(())
-}
-
-/// A path removed from the repository: its Bundle is pruned, and its objects are removed
-/// from every cluster (BundleDeployments deleted, releases uninstalled by the agents).
-async fn prune_scenario(stack: &Stack, repo: &GitRepoFixture) -> anyhow::Result<()> {
-    repo.remove("kustomize")?;
-    repo.commit("remove the kustomize app")?;
-    let started = Instant::now();
-    let bundles: Api<Bundle> = Api::namespaced(stack.upstream.client(), NS);
-    wait_deleted(&bundles, "demo-kustomize", WAIT)
-        .await
-        .context("Bundle demo-kustomize pruned")?;
-    for (i, plane) in stack.downstreams.iter().enumerate() {
-        let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
-        wait_deleted(&configmaps, "kustomized-settings", WAIT)
-            .await
-            .with_context(|| format!("kustomized-settings removed from downstream-{}", i + 1))?;
-    }
-    say(&format!(
-        "path kustomize removed from git: Bundle pruned and its objects gone from every cluster in {:.1}s",
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(())
-}
-
-/// A HelmOp deploys a chart from a Helm repository (packaged and indexed with the pinned
-/// helm, served over HTTP) to every cluster.
-async fn helmop_scenario(stack: &Stack) -> anyhow::Result<()> {
-    let repo = fleet_testkit::helm_repo::HelmRepoDir::new()?;
-    let server = fleet_testkit::file_server::FileServer::start(&repo.root()).await?;
-    repo.publish(
-        "web",
-        "1.2.3",
-        &[(
-            "cm.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: helmop-web\ndata:\n  chart: {{ .Chart.Version | quote }}\n",
-        )],
-        &server.url(),
-    )?;
-    let helmop: fleet_api::HelmOp = serde_saphyr::from_str(&format!(
-        "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\nmetadata:\n  name: greeter\n  namespace: {NS}\nspec:\n  defaultNamespace: demo\n  helm:\n    repo: {}\n    chart: web\n    version: ^1.0\n  targets:\n  - clusterGroup: default\n",
-        server.url()
-    ))?;
-    let started = Instant::now();
-    Api::<fleet_api::HelmOp>::namespaced(stack.upstream.client(), NS)
-        .create(&PostParams::default(), &helmop)
-        .await?;
-    for (i, plane) in stack.downstreams.iter().enumerate() {
-        let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
-        let cm = wait_for(&configmaps, "helmop-web", WAIT, |_| true)
-            .await
-            .with_context(|| format!("the HelmOp's chart on downstream-{}", i + 1))?;
-        let chart = cm
-            .data
-            .and_then(|d| d.get("chart").cloned())
-            .unwrap_or_default();
-        ensure!(chart == "1.2.3", "chart version {chart}");
-        say(&format!(
-            "downstream-{}: HelmOp greeter deployed chart web {chart} from the Helm repository",
-            i + 1
-        ));
-    }
-    say(&format!(
-        "HelmOp greeter deployed everywhere in {:.1}s",
-        started.elapsed().as_secs_f64()
-    ));
     Ok(())
 }

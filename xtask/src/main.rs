@@ -12,6 +12,7 @@ mod bench;
 mod controlplane;
 mod demo;
 mod deployed;
+mod example;
 mod image;
 mod packages;
 mod stack;

@@ -292,6 +292,18 @@ impl Stack {
         out
     }
 
+    /// The downstream clusters as the example's checks see them (`downstream-<n>`).
+    pub fn downstream_clusters(&self) -> Vec<crate::example::Downstream> {
+        self.downstreams
+            .iter()
+            .enumerate()
+            .map(|(i, plane)| crate::example::Downstream {
+                name: format!("downstream-{}", i + 1),
+                client: plane.client(),
+            })
+            .collect()
+    }
+
     /// The replica holding `identity`.
     pub fn replica_mut(&mut self, identity: &str) -> Option<&mut Replica> {
         self.replicas.iter_mut().find(|r| r.identity == identity)

@@ -65,6 +65,13 @@ impl Drop for LocalServer {
     }
 }
 
+fn app(root: &Path, basic_auth: Option<(&str, &str)>) -> Router {
+    Router::new().fallback(serve).with_state(Arc::new(Served {
+        root: root.to_owned(),
+        basic_auth: basic_auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
+    }))
+}
+
 /// What the server serves, and to whom.
 #[derive(Debug)]
 struct Served {
@@ -78,21 +85,25 @@ impl FileServer {
         Self::start_with_basic_auth(root, None).await
     }
 
+    /// Serves `root` to anyone on a free port of `ip` (e.g. [`crate::network::HOST_IP`],
+    /// where pods reach it).
+    pub async fn start_on(root: &Path, ip: std::net::IpAddr) -> Result<Self, Error> {
+        Ok(Self {
+            server: LocalServer::spawn_on(app(root, None), ip).await?,
+        })
+    }
+
     /// Serves `root`; with `basic_auth`, every request must carry those credentials.
     pub async fn start_with_basic_auth(
         root: &Path,
         basic_auth: Option<(&str, &str)>,
     ) -> Result<Self, Error> {
-        let app = Router::new().fallback(serve).with_state(Arc::new(Served {
-            root: root.to_owned(),
-            basic_auth: basic_auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
-        }));
         Ok(Self {
-            server: LocalServer::spawn(app).await?,
+            server: LocalServer::spawn(app(root, basic_auth)).await?,
         })
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<address>:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.server.address)
     }

@@ -15,11 +15,12 @@ use fleet_testkit::git::{GitHttpServer, GitRepoFixture};
 use fleet_testkit::{wait_for, wait_for_count};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 use super::{Cluster, Clusters, SYSTEM_NAMESPACE, say};
+use crate::example;
 
 const WAIT: Duration = Duration::from_secs(180);
 /// The workspace downstream clusters register into, as Fleet's default.
@@ -140,24 +141,27 @@ pub async fn run<C: Clusters>(clusters: &mut C, work: &Path) -> anyhow::Result<(
     let downstreams = clusters.downstreams().to_vec();
     register_agents(&upstream, &downstreams, work).await?;
 
-    let repo = example_repo()?;
+    let targets = as_downstreams(&downstreams);
+    let repo = example::repo()?;
     let server = GitHttpServer::start_on(repo.parent_dir(), None, clusters.host_ip()).await?;
     let gitrepo: GitRepo = serde_saphyr::from_str(&format!(
-        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: demo\n  namespace: {WORKSPACE}\nspec:\n  repo: {}\n  pollingInterval: 2s\n  paths: [hello]\n  targets:\n  - clusterGroup: default\n",
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: demo\n  namespace: {WORKSPACE}\nspec:\n  repo: {}\n  pollingInterval: 2s\n  paths: [hello, chart, kustomize]\n  targets:\n  - clusterGroup: default\n",
         server.url_of(&repo)
     ))?;
     let deployed = Instant::now();
     Api::<GitRepo>::namespaced(client.clone(), WORKSPACE)
         .create(&PostParams::default(), &gitrepo)
         .await?;
-    wait_version(&downstreams, "v1").await.with_context(|| {
-        format!(
-            "GitRepo demo deployed by the pods; logs in {}",
-            work.display()
-        )
-    })?;
+    example::check_deployed(&targets, "v1", true)
+        .await
+        .with_context(|| {
+            format!(
+                "GitRepo demo deployed by the pods; logs in {}",
+                work.display()
+            )
+        })?;
     say(&format!(
-        "GitRepo demo (git over HTTP from the pods) deployed ConfigMap demo/hello on {} downstream clusters in {:.1}s",
+        "GitRepo demo (git over HTTP from the pods: plain manifests, a Helm chart, kustomize) deployed on {} downstream clusters in {:.1}s",
         downstreams.len(),
         deployed.elapsed().as_secs_f64()
     ));
@@ -174,6 +178,8 @@ pub async fn run<C: Clusters>(clusters: &mut C, work: &Path) -> anyhow::Result<(
     results.push(drill(clusters, &repo, COMPONENTS[1], Disruption::NodeLoss, round).await?);
     drain(&upstream, &all).await?;
     print_leaders(&client, &all).await?;
+    example::helmop(&client, WORKSPACE, &targets, clusters.host_ip()).await?;
+    example::prune(&client, WORKSPACE, &targets, &repo).await?;
     for line in &results {
         say(&format!("failover {line}"));
     }
@@ -207,7 +213,7 @@ async fn drill<C: Clusters>(
     round: usize,
 ) -> anyhow::Result<String> {
     let client = clusters.upstream().client.clone();
-    let downstreams = clusters.downstreams().to_vec();
+    let downstreams = as_downstreams(clusters.downstreams());
     let leases: Api<Lease> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
     let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
     let old = holder(&leases.get(component.lease).await?);
@@ -221,7 +227,10 @@ async fn drill<C: Clusters>(
         .and_then(|s| s.node_name.clone())
         .unwrap_or_default();
     let version = format!("v{round}");
-    repo.commit_files("change", &[("hello/configmap.yaml", &hello(&version))])?;
+    repo.commit_files(
+        "change",
+        &[("hello/configmap.yaml", &example::hello(&version))],
+    )?;
     let started = Instant::now();
     match disruption {
         Disruption::Delete => {
@@ -246,7 +255,7 @@ async fn drill<C: Clusters>(
     .await
     .with_context(|| format!("a new holder of {}", component.lease))?;
     let took = started.elapsed();
-    wait_version(&downstreams, &version).await?;
+    example::wait_version(&downstreams, &version).await?;
     let landed = started.elapsed();
     say(&format!(
         "{} leader {old} on {node}: {}; {} took over in {:.2}s, change {version} landed in {:.2}s",
@@ -561,21 +570,14 @@ fn holder(lease: &Lease) -> String {
         .unwrap_or_default()
 }
 
-/// Waits until ConfigMap demo/hello is at `version` on every downstream cluster.
-async fn wait_version(downstreams: &[Cluster], version: &str) -> anyhow::Result<()> {
-    for cluster in downstreams {
-        let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), "demo");
-        wait_for(&configmaps, "hello", WAIT, |c| {
-            c.data
-                .as_ref()
-                .and_then(|d| d.get("version"))
-                .map(String::as_str)
-                == Some(version)
+fn as_downstreams(clusters: &[Cluster]) -> Vec<example::Downstream> {
+    clusters
+        .iter()
+        .map(|c| example::Downstream {
+            name: c.name.clone(),
+            client: c.client.clone(),
         })
-        .await
-        .with_context(|| format!("ConfigMap demo/hello at {version} on {}", cluster.name))?;
-    }
-    Ok(())
+        .collect()
 }
 
 /// Registers every downstream cluster as a user does: a ClusterRegistrationToken upstream,
@@ -653,22 +655,4 @@ async fn register_agents(
         started.elapsed().as_secs_f64()
     ));
     Ok(())
-}
-
-fn example_repo() -> anyhow::Result<GitRepoFixture> {
-    let repo = GitRepoFixture::new()?;
-    repo.commit_files(
-        "example app",
-        &[
-            ("hello/fleet.yaml", "defaultNamespace: demo\n"),
-            ("hello/configmap.yaml", &hello("v1")),
-        ],
-    )?;
-    Ok(repo)
-}
-
-fn hello(version: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\ndata:\n  version: {version}\n"
-    )
 }
