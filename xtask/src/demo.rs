@@ -249,6 +249,15 @@ async fn scenario(
         // Back to full strength for the next drill.
         stack.restart(&old)?;
     }
+    // The agents: the reason multi-replica agents exist. The demo shows one (SIGKILL).
+    let agent_drills: &[bool] = if strict { &[true, false] } else { &[true] };
+    for (i, kill) in agent_drills.iter().enumerate() {
+        let version = format!("v{}", drills.len() + i + 2);
+        let line = crate::agent_failover::drill(&mut stack, &repo, 1, &version, *kill)
+            .await
+            .with_context(|| format!("agent failover; logs in {}", work_path.display()))?;
+        failovers.push(line);
+    }
     for (lease, holder) in stack.leaders().await? {
         ensure!(!holder.is_empty(), "lease {lease} has no holder");
         say(&format!("lease {lease}: held by {holder}"));

@@ -32,7 +32,8 @@ pub fn repo() -> anyhow::Result<GitRepoFixture> {
     repo.commit_files(
         "example apps",
         &[
-            ("hello/fleet.yaml", "defaultNamespace: demo\n"),
+            // Drift is put back (the agent failover drills change the object by hand).
+            ("hello/fleet.yaml", "defaultNamespace: demo\ncorrectDrift:\n  enabled: true\n"),
             ("hello/configmap.yaml", &hello("v1")),
             ("chart/fleet.yaml", "defaultNamespace: demo\nhelm:\n  releaseName: web\n  values:\n    cluster: ${ .ClusterName }\n"),
             ("chart/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"),

@@ -8,6 +8,7 @@
 //! - `bench failover|gitjob|fanout|agent`: numbers;
 //! - `demo`, `e2e`: the whole stack on local control planes.
 
+mod agent_failover;
 mod bench;
 mod controlplane;
 mod demo;
@@ -81,12 +82,7 @@ fn crds(check: bool) -> anyhow::Result<()> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(CRDS_PATH);
-    // The CRDs belong to the management cluster: an agent-only install (`token` set) leaves
-    // them out.
-    let generated = format!(
-        "{{{{- if not .Values.token }}}}\n{}{{{{- end }}}}\n",
-        fleet_api::crds_yaml()?
-    );
+    let generated = fleet_api::crds_chart_template()?;
     let current = std::fs::read_to_string(&path).unwrap_or_default();
     if check {
         anyhow::ensure!(

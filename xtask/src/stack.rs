@@ -170,6 +170,7 @@ impl Stack {
                     vec![
                         format!("--registration-values={}", values_path.display()),
                         "--heartbeat-interval=5s".to_owned(),
+                        "--drift-interval=2s".to_owned(),
                         format!("--helm={}", ensure(Tool::Helm)?.display()),
                         format!("--kustomize={}", ensure(Tool::Kustomize)?.display()),
                     ],
@@ -309,14 +310,28 @@ impl Stack {
         self.replicas.iter_mut().find(|r| r.identity == identity)
     }
 
-    /// Stops the leader of `lease` (SIGKILL or SIGTERM) and returns the time until another
-    /// replica holds the Lease.
+    /// Stops the leader of an upstream `lease` (SIGKILL or SIGTERM) and returns the time
+    /// until another replica holds the Lease.
     pub async fn failover(
         &mut self,
         lease: &str,
         kill: bool,
     ) -> anyhow::Result<(String, String, Duration)> {
-        let leases: Api<Lease> = Api::namespaced(self.upstream.client(), "default");
+        self.failover_on(0, lease, kill).await
+    }
+
+    /// [`Stack::failover`] on `plane` (0 upstream, i the i-th downstream: its agents' Lease).
+    pub async fn failover_on(
+        &mut self,
+        plane: usize,
+        lease: &str,
+        kill: bool,
+    ) -> anyhow::Result<(String, String, Duration)> {
+        let client = match plane {
+            0 => self.upstream.client(),
+            i => self.downstreams[i - 1].client(),
+        };
+        let leases: Api<Lease> = Api::namespaced(client, "default");
         let holder = |l: &Lease| {
             l.spec
                 .as_ref()

@@ -249,18 +249,9 @@ fn install(plane: &ControlPlane, extra: &[&str]) -> String {
     helm(&args)
 }
 
-/// A binary of the workspace, built if missing (the test runs the real components).
+/// A binary of the workspace (the test runs the real components).
 fn workspace_binary(name: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--locked", "-p", name, "--bin", name])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building {name}");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug").join(name)
+    fleet_testkit::process::workspace_binary(name, name).expect("workspace binary")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

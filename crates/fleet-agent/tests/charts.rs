@@ -13,13 +13,34 @@ use support::{NS, Setup, WAIT, create};
 
 /// A chart from a private Helm repository (HTTPS with a private CA, basic auth) and from an
 /// OCI registry behind the same CA: the credentials Secret the bundle names is copied next to
-/// its BundleDeployment by the controller and used by the agent's helm.
+/// its BundleDeployment by the controller and used by the agent's helm, which never gets the
+/// password on its command line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charts_from_a_private_helm_repository() {
     use base64::Engine as _;
     let setup = Setup::start().await;
     let (up, down) = (setup.upstream.client(), setup.downstream.client());
-    let (agent, _) = setup.agent("agent");
+    // Every helm the agent starts goes through this wrapper, which records its command line
+    // (what any process of the node can read in /proc/<pid>/cmdline) and execs the real helm.
+    let argv_log = setup.work.path().join("helm-argv.log");
+    let wrapper = setup.work.path().join("helm");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            argv_log.display(),
+            fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm)
+                .expect("helm")
+                .display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let (agent, _) = setup.agent_with_helm("agent", &wrapper);
     setup.registered(&agent).await;
     let logs = || format!("{}\n{}", agent.log_tail(40), setup.controller.log_tail(20));
     let repo = fleet_testkit::helm_repo::HelmRepoDir::new().expect("repo");
@@ -99,4 +120,13 @@ async fn charts_from_a_private_helm_repository() {
     wait_for(&configmaps, "from-private-repo", WAIT, |_| true)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", logs(), registry.log_tail(20)));
+
+    // The password reached helm through files of its private home and standard input only.
+    let argv = std::fs::read_to_string(&argv_log).expect("helm command lines");
+    assert!(argv.contains("upgrade --install"), "{argv}");
+    assert!(argv.contains("registry login"), "{argv}");
+    assert!(
+        !argv.contains("s3cret"),
+        "a password on helm's command line:\n{argv}"
+    );
 }

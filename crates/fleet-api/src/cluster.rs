@@ -66,6 +66,10 @@ pub struct ClusterSpec {
     pub agent_pull_secrets: Vec<LocalObjectReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_scheduling_customization: Option<AgentSchedulingCustomization>,
+    /// fleet-rs: replicas of a managed agent (default: the controller's `--agent-replicas`,
+    /// the chart's `agent.replicas`). Fleet sets one count for every agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_replicas: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -97,7 +101,10 @@ pub struct PodDisruptionBudgetSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
+    /// A list keyed by `type` (server-side apply merges it by type): the status roll-up owns
+    /// `Ready`, the agent import `Imported`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The cluster namespace upstream, holding its BundleDeployments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,6 +173,10 @@ pub struct ClusterStatus {
     pub garbage_collection_interval: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_scheduling_customization_hash: Option<String>,
+    /// fleet-rs: a hash of everything a managed agent's objects are made from (image,
+    /// replicas and the agent fields above); a change re-applies them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_manifest_hash: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub scheduled: bool,
     #[serde(default, skip_serializing_if = "is_false")]

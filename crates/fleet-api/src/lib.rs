@@ -97,3 +97,12 @@ pub fn crds_yaml() -> Result<String, serde_saphyr::ser::Error> {
     }
     Ok(out)
 }
+
+/// The CRDs as the umbrella chart's template (`charts/fleet/templates/crds.yaml`): they belong
+/// to the management cluster, so an agent-only install (`token` set) leaves them out.
+pub fn crds_chart_template() -> Result<String, serde_saphyr::ser::Error> {
+    Ok(format!(
+        "{{{{- if not .Values.token }}}}\n{}{{{{- end }}}}\n",
+        crds_yaml()?
+    ))
+}

@@ -161,7 +161,16 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
             state: summary::display_state(&summary).map(|s| summary::state_name(s).to_owned()),
         },
         summary,
-        conditions: vec![ready],
+        // Ready is this roll-up's; other conditions (the import's) belong to other writers.
+        conditions: std::iter::once(ready.clone())
+            .chain(
+                current
+                    .conditions
+                    .iter()
+                    .filter(|c| c.type_ != "Ready")
+                    .cloned(),
+            )
+            .collect(),
         ready_git_repos: ready_count(&git_repos),
         desired_ready_git_repos: count(git_repos.len()),
         ready_helm_ops: ready_count(&helm_ops),
@@ -174,7 +183,7 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
             "namespace": next.namespace,
             "display": next.display,
             "summary": next.summary,
-            "conditions": next.conditions,
+            "conditions": [ready],
             "readyGitRepos": next.ready_git_repos,
             "desiredReadyGitRepos": next.desired_ready_git_repos,
             "readyHelmOps": next.ready_helm_ops,
@@ -292,7 +301,16 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
             state: summary::display_state(&summary).map(|s| summary::state_name(s).to_owned()),
         },
         summary,
-        conditions: vec![ready],
+        // Ready is this roll-up's; other conditions (the import's) belong to other writers.
+        conditions: std::iter::once(ready.clone())
+            .chain(
+                current
+                    .conditions
+                    .iter()
+                    .filter(|c| c.type_ != "Ready")
+                    .cloned(),
+            )
+            .collect(),
         ..current.clone()
     };
     if next != current {
@@ -303,7 +321,7 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
             "nonReadyClusters": next.non_ready_clusters,
             "display": next.display,
             "summary": next.summary,
-            "conditions": next.conditions,
+            "conditions": [ready],
         });
         crate::context::apply_status::<ClusterGroup>(ctx, &namespace, &name, status)
             .await

@@ -27,6 +27,8 @@ pub struct Settings {
     pub api_server_ca: Option<String>,
     /// BundleDeployment writes in flight (all Bundles together).
     pub write_concurrency: usize,
+    /// How managed agents (manager-initiated import) run; none: import is off.
+    pub agent: Option<crate::import::AgentSettings>,
 }
 
 /// The warm caches, kept on every replica.

@@ -16,6 +16,7 @@ pub mod bundles;
 pub mod clusters;
 pub mod context;
 pub mod helm_secrets;
+pub mod import;
 pub mod mappings;
 pub mod metrics;
 pub mod registration;

@@ -63,6 +63,15 @@ struct Args {
     /// A PEM file with that API server's CA.
     #[arg(long, env = "API_SERVER_CA_FILE")]
     api_server_ca_file: Option<PathBuf>,
+    /// The image of agents the controller installs and keeps current (Clusters with
+    /// `spec.kubeConfigSecret`); without it, manager-initiated import is off.
+    #[arg(long, env = "AGENT_IMAGE")]
+    agent_image: Option<String>,
+    #[arg(long, env = "AGENT_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
+    agent_image_pull_policy: String,
+    /// Replicas of a managed agent (a Cluster's `agentReplicas` overrides it).
+    #[arg(long, env = "FLEET_AGENT_REPLICA_COUNT", default_value_t = 2)]
+    agent_replicas: i32,
 }
 
 fn warm<K>(client: &Client) -> Arc<WarmCache<K>>
@@ -160,6 +169,14 @@ async fn main() -> anyhow::Result<()> {
         api_server_url: args.api_server_url.clone(),
         api_server_ca,
         write_concurrency: args.write_concurrency,
+        agent: args
+            .agent_image
+            .clone()
+            .map(|image| fleet_controller::import::AgentSettings {
+                image,
+                pull_policy: args.agent_image_pull_policy.clone(),
+                replicas: args.agent_replicas,
+            }),
     };
     let bundle_cache = warm::<Bundle>(&client);
     let cluster_cache = warm::<Cluster>(&client);
@@ -331,6 +348,11 @@ async fn main() -> anyhow::Result<()> {
                     .with_config(rollup(cluster_workers))
                     .graceful_shutdown_on(leadership.stopped())
                     .run(rollups::reconcile_helmop, retry, ctx.clone());
+                let imports = cluster_cache
+                    .controller()
+                    .await
+                    .graceful_shutdown_on(leadership.stopped())
+                    .run(fleet_controller::import::reconcile, retry, ctx.clone());
                 let tokens = token_cache
                     .controller()
                     .await
@@ -342,6 +364,7 @@ async fn main() -> anyhow::Result<()> {
                     .graceful_shutdown_on(leadership.stopped())
                     .run(registration::reconcile_registration, retry, ctx);
                 futures::join!(
+                    fleet_runtime::drain_controller(imports),
                     fleet_runtime::drain_controller(bundles),
                     fleet_runtime::drain_controller(bundle_status),
                     fleet_runtime::drain_controller(clusters),

@@ -400,7 +400,19 @@ async fn apply_registration(
         tracing::warn!(registration = %registration.name_any(), %namespace, "registration without clientID or clientRandom: ignored");
         return Ok(Action::await_change());
     };
-    let name = cluster_name(&client_id);
+    // A Cluster of this workspace that already has this clientID is the one the agent
+    // registers as (manager-initiated import, a re-registration), as in Fleet; otherwise
+    // `cluster-<hash of clientID>`.
+    let name = ctx
+        .caches
+        .clusters
+        .state()
+        .iter()
+        .find(|c| {
+            c.namespace().as_deref() == Some(namespace.as_str())
+                && c.spec.client_id.as_deref() == Some(client_id.as_str())
+        })
+        .map_or_else(|| cluster_name(&client_id), |c| c.name_any());
     let mut cluster = Cluster::new(
         &name,
         ClusterSpec {

@@ -74,18 +74,13 @@ pub struct Resolved {
     pub impersonate: Option<String>,
 }
 
-/// helm's flags for a private repository (credentials, CA file written into `work`).
-fn repo_access_args(
+/// helm's TLS flags for a private repository (the CA file written into `work`).
+fn repo_tls_args(
     cmd: &mut Command,
     access: &HelmRepoAccess,
     work: &Path,
 ) -> Result<(), std::io::Error> {
-    if let (Some(username), Some(password)) = (&access.username, &access.password) {
-        cmd.args(["--username", username, "--password", password]);
-    }
-    if let Some(pem) = &access.ca_bundle {
-        let path = work.join("repo-ca.pem");
-        std::fs::write(&path, pem)?;
+    if let Some(path) = repo_ca_file(access, work)? {
         cmd.arg("--ca-file").arg(path);
     }
     if access.insecure_skip_tls_verify {
@@ -93,6 +88,18 @@ fn repo_access_args(
     }
     Ok(())
 }
+
+fn repo_ca_file(access: &HelmRepoAccess, work: &Path) -> Result<Option<PathBuf>, std::io::Error> {
+    let Some(pem) = &access.ca_bundle else {
+        return Ok(None);
+    };
+    let path = work.join("repo-ca.pem");
+    std::fs::write(&path, pem)?;
+    Ok(Some(path))
+}
+
+/// The name of the repository entry a deploy's private helm home holds.
+const REPOSITORY: &str = "fleet-bundle";
 
 /// A Helm release.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +190,13 @@ impl Deployer {
                 chart_args(&mut cmd, &style, &bundle_dir);
             }
             Style::RepoChart { .. } | Style::RemoteChart { .. } => {
-                chart_args(&mut cmd, &style, &bundle_dir);
-                repo_access_args(&mut cmd, &resolved.repo, work.path())?;
+                match self.hand_over_credentials(&style, &resolved.repo, work.path(), &release)? {
+                    Some(named) => {
+                        cmd.args(named);
+                    }
+                    None => chart_args(&mut cmd, &style, &bundle_dir),
+                }
+                repo_tls_args(&mut cmd, &resolved.repo, work.path())?;
             }
         }
         let values_path = work.path().join("values.json");
@@ -253,6 +265,75 @@ impl Deployer {
         run(cmd, "uninstall", release)
     }
 
+    /// Gives helm a private repository's username and password through files of this
+    /// deploy's private helm home (a 0700 temporary directory), never its command line, which
+    /// every process of the node can read in `/proc/<pid>/cmdline`: a repository entry in its
+    /// `repositories.yaml` (then `helm repo update` and the chart as `fleet-bundle/<chart>`,
+    /// returned), or a `helm registry login` with the password on standard input for OCI.
+    /// A chart by plain https URL with credentials has no such file in helm: it is refused.
+    fn hand_over_credentials(
+        &self,
+        style: &Style,
+        access: &HelmRepoAccess,
+        work: &Path,
+        release: &Release,
+    ) -> Result<Option<Vec<String>>, DeployError> {
+        let (Some(username), Some(password)) = (&access.username, &access.password) else {
+            return Ok(None);
+        };
+        match style {
+            Style::RepoChart {
+                repo,
+                chart,
+                version,
+            } => {
+                let config = work.join("helm").join("config");
+                std::fs::create_dir_all(&config)?;
+                let entry = serde_json::json!({
+                    "name": REPOSITORY,
+                    "url": repo,
+                    "username": username,
+                    "password": password,
+                    "caFile": repo_ca_file(access, work)?.map(|p| p.display().to_string()).unwrap_or_default(),
+                    "insecure_skip_tls_verify": access.insecure_skip_tls_verify,
+                });
+                let file = serde_json::json!({"apiVersion": "", "repositories": [entry]});
+                write_private(&config.join("repositories.yaml"), &file.to_string())?;
+                let mut update = self.helm(work);
+                update.args(["repo", "update", REPOSITORY]);
+                run(update, "repo update", release)?;
+                let mut args = vec![format!("{REPOSITORY}/{chart}")];
+                if let Some(version) = version {
+                    args.extend(["--version".to_owned(), version.clone()]);
+                }
+                Ok(Some(args))
+            }
+            Style::RemoteChart { url, .. } if url.starts_with("oci://") => {
+                let host = url
+                    .trim_start_matches("oci://")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let mut login = self.helm(work);
+                login.args(["registry", "login", &host, "--username", username, "--password-stdin"]);
+                if let Some(path) = repo_ca_file(access, work)? {
+                    login.arg("--ca-file").arg(path);
+                }
+                if access.insecure_skip_tls_verify {
+                    login.arg("--insecure");
+                }
+                run_with_stdin(login, password.as_bytes(), "registry login", release)?;
+                Ok(None)
+            }
+            _ => Err(DeployError::Helm {
+                action: "pull",
+                release: release.to_string(),
+                message: "credentials for a chart by https URL are not supported: use helm.repo with helm.chart, or an oci:// chart".to_owned(),
+            }),
+        }
+    }
+
     fn helm(&self, work: &Path) -> Command {
         let mut cmd = helm_command(&self.tools.helm, work);
         if let Some(kubeconfig) = &self.kubeconfig {
@@ -260,6 +341,46 @@ impl Deployer {
         }
         cmd
     }
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &Path, content: &str) -> Result<(), std::io::Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content.as_bytes())
+}
+
+/// Runs helm with `input` on its standard input (a password, never an argument).
+fn run_with_stdin(
+    mut cmd: Command,
+    input: &[u8],
+    action: &'static str,
+    release: &Release,
+) -> Result<(), DeployError> {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input)?;
+    }
+    let output = child.wait_with_output()?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(DeployError::Helm {
+        action,
+        release: release.to_string(),
+        message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
 }
 
 fn run(mut cmd: Command, action: &'static str, release: &Release) -> Result<(), DeployError> {

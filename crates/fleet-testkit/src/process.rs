@@ -254,3 +254,23 @@ pub fn run(name: &str, cmd: &mut Command) -> Result<(), Error> {
         ),
     })
 }
+
+/// A binary of this workspace for a test to run, built (quietly, a no-op when up to date) by
+/// the cargo that runs the tests, in the same target directory as the test itself.
+pub fn workspace_binary(package: &str, bin: &str) -> Result<std::path::PathBuf, Error> {
+    let exe =
+        std::env::current_exe().map_err(|e| Error::io(std::path::Path::new("test exe"), e))?;
+    // <target>/<profile>/deps/<test> → <target>/<profile>/<bin>
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .ok_or_else(|| Error::Config {
+            message: format!("{} is not in a cargo target directory", exe.display()),
+        })?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(
+        &format!("cargo build -p {package} --bin {bin}"),
+        Command::new(cargo).args(["build", "--quiet", "--locked", "-p", package, "--bin", bin]),
+    )?;
+    Ok(profile_dir.join(bin))
+}

@@ -22,18 +22,7 @@ pub const WAIT: Duration = Duration::from_secs(90);
 
 /// A binary of another package of the workspace, built next to this test's.
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().expect("test exe");
-    let dir = deps.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", name, "--bin", name])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building {name}");
-    }
-    path
+    fleet_testkit::process::workspace_binary(name, name).expect("workspace binary")
 }
 
 pub fn yaml<K: serde::de::DeserializeOwned>(text: &str) -> K {
@@ -132,6 +121,11 @@ impl Setup {
 
     /// An agent replica in the downstream cluster; returns it and its admin port.
     pub fn agent(&self, name: &str) -> (ManagedProcess, u16) {
+        self.agent_with_helm(name, &ensure(Tool::Helm).expect("helm"))
+    }
+
+    /// [`Setup::agent`] running `helm` (e.g. a wrapper that records its command lines).
+    pub fn agent_with_helm(&self, name: &str, helm: &std::path::Path) -> (ManagedProcess, u16) {
         let port = ports::free_port().expect("port");
         let agent = spawn(
             name,
@@ -151,7 +145,7 @@ impl Setup {
                 "--election-retry-period=500ms".to_owned(),
                 "--heartbeat-interval=2s".to_owned(),
                 "--drift-interval=1s".to_owned(),
-                format!("--helm={}", ensure(Tool::Helm).expect("helm").display()),
+                format!("--helm={}", helm.display()),
                 format!(
                     "--kustomize={}",
                     ensure(Tool::Kustomize).expect("kustomize").display()

@@ -58,6 +58,11 @@ pub struct Controller {
 
 impl Controller {
     pub fn start(plane: &ControlPlane, identity: &str, dir: &Path) -> Self {
+        Self::start_with(plane, identity, dir, &[])
+    }
+
+    /// [`Controller::start`] with more flags.
+    pub fn start_with(plane: &ControlPlane, identity: &str, dir: &Path, extra: &[String]) -> Self {
         let admin_port = ports::free_port().expect("port");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleet-controller"));
         cmd.args([
@@ -71,6 +76,7 @@ impl Controller {
             "--election-retry-period=500ms".to_owned(),
             format!("--api-server-url={}", plane.server()),
         ])
+        .args(extra)
         .env("RUST_LOG", "info,fleet_controller=debug");
         let log = dir.join(format!("{identity}.log"));
         let process =
