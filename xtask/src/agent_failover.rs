@@ -32,7 +32,7 @@ pub async fn drill(
 ) -> anyhow::Result<String> {
     let downstream = stack.downstream_clusters()[plane - 1].clone();
     let before = release_revisions(&downstream.client).await?;
-    let watcher = NotReadyWatcher::start(stack.upstream.client());
+    let watcher = NotReadyWatcher::start(stack.upstream.client(), NS);
     repo.commit_files(
         "change",
         &[("hello/configmap.yaml", &example::hello(version))],
@@ -43,15 +43,7 @@ pub async fn drill(
     let landed = started.elapsed();
 
     let after = release_revisions(&downstream.client).await?;
-    let changed: Vec<(&String, i64, i64)> = after
-        .iter()
-        .map(|(release, rev)| (release, before.get(release).copied().unwrap_or(0), *rev))
-        .filter(|(_, old, new)| old != new)
-        .collect();
-    ensure!(
-        changed.len() == 1 && changed[0].2 == changed[0].1 + 1,
-        "expected one release one revision up, got {changed:?}"
-    );
+    let changed = one_revision_up(&before, &after)?;
 
     // Drift after the hand-over: the new leader puts the object back (correctDrift).
     let configmaps: Api<ConfigMap> = Api::namespaced(downstream.client.clone(), "demo");
@@ -75,13 +67,10 @@ pub async fn drill(
 
     let signal = if kill { "SIGKILL" } else { "SIGTERM" };
     println!(
-        "==> agent failover on {} ({signal}): {old} -> {new} in {:.2}s, change {version} landed in {:.2}s, release {} revision {} -> {}, drift corrected in {:.2}s, no Cluster NotReady",
+        "==> agent failover on {} ({signal}): {old} -> {new} in {:.2}s, change {version} landed in {:.2}s, release {changed}, drift corrected in {:.2}s, no Cluster NotReady",
         downstream.name,
         took.as_secs_f64(),
         landed.as_secs_f64(),
-        changed[0].0,
-        changed[0].1,
-        changed[0].2,
         corrected.as_secs_f64()
     );
     stack.restart(&old)?;
@@ -93,8 +82,27 @@ pub async fn drill(
     ))
 }
 
+/// The one release whose revision rose, by exactly one, between two looks (`ns/name a -> b`);
+/// an error when none, several, or by more than one (a duplicate install).
+pub fn one_revision_up(
+    before: &BTreeMap<String, i64>,
+    after: &BTreeMap<String, i64>,
+) -> anyhow::Result<String> {
+    let changed: Vec<(&String, i64, i64)> = after
+        .iter()
+        .map(|(release, rev)| (release, before.get(release).copied().unwrap_or(0), *rev))
+        .filter(|(_, old, new)| old != new)
+        .collect();
+    match changed.as_slice() {
+        [(release, old, new)] if *new == old + 1 => {
+            Ok(format!("{release} revision {old} -> {new}"))
+        }
+        _ => anyhow::bail!("expected one release one revision up, got {changed:?}"),
+    }
+}
+
 /// Each Helm release of a cluster with its newest revision (from helm's release Secrets).
-async fn release_revisions(client: &Client) -> anyhow::Result<BTreeMap<String, i64>> {
+pub async fn release_revisions(client: &Client) -> anyhow::Result<BTreeMap<String, i64>> {
     let secrets: Api<Secret> = Api::all(client.clone());
     let mut revisions = BTreeMap::new();
     for secret in secrets
@@ -116,18 +124,19 @@ async fn release_revisions(client: &Client) -> anyhow::Result<BTreeMap<String, i
 
 /// Polls every Cluster of the workspace while a drill runs: one whose display state is
 /// NotReady, or whose agent is reported as not checking in, is remembered.
-struct NotReadyWatcher {
+pub struct NotReadyWatcher {
     stop: Arc<AtomicBool>,
     seen: Arc<AtomicBool>,
 }
 
 impl NotReadyWatcher {
-    fn start(client: Client) -> Self {
+    pub fn start(client: Client, namespace: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(AtomicBool::new(false));
         let (stop_flag, seen_flag) = (stop.clone(), seen.clone());
+        let namespace = namespace.to_owned();
         tokio::spawn(async move {
-            let clusters: Api<Cluster> = Api::namespaced(client, NS);
+            let clusters: Api<Cluster> = Api::namespaced(client, &namespace);
             while !stop_flag.load(Ordering::SeqCst) {
                 if let Ok(list) = clusters.list(&ListParams::default()).await
                     && list.items.iter().any(not_ready)
@@ -141,7 +150,7 @@ impl NotReadyWatcher {
     }
 
     /// Stops watching; whether a NotReady Cluster was seen.
-    fn stop(self) -> bool {
+    pub fn stop(self) -> bool {
         self.stop.store(true, Ordering::SeqCst);
         self.seen.load(Ordering::SeqCst)
     }

@@ -86,8 +86,10 @@ pub async fn check_deployed(
                     cluster.name
                 );
             } else if strict {
+                // `${ .ClusterName }`: `cluster-<hash>` for a registered cluster, the Cluster's
+                // own name for an imported one; never the chart's default.
                 ensure!(
-                    value.starts_with("cluster-"),
+                    !value.is_empty() && value != "unknown",
                     "per-cluster Helm value, got {value:?}"
                 );
             }

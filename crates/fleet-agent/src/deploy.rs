@@ -11,6 +11,7 @@ use std::time::Duration;
 use fleet_api::labels::BUNDLE_DEPLOYMENT_FINALIZER;
 use fleet_api::{BundleDeployment, Content, HelmRepoAccess, helm_repo_secret_name};
 use fleet_deployer::{Deployer, Release};
+use fleet_election::Leadership;
 use fleet_render::render::{namespace, release_name};
 use fleet_render::target::ClusterInfo;
 use k8s_openapi::api::core::v1::Secret;
@@ -18,7 +19,6 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, Client, ResourceExt};
-use tokio_util::sync::CancellationToken;
 
 use crate::monitor::Inspection;
 
@@ -29,7 +29,11 @@ pub struct Context {
     pub downstream: Client,
     pub deployer: Deployer,
     pub cluster: ClusterInfo,
-    pub leadership: CancellationToken,
+    /// This term of leadership: no helm run starts once it is told to stop, and a write
+    /// goes out only while [`Leadership::still_leading`] (the Lease is still held within its
+    /// renew deadline), so that a deploy in flight at a graceful hand-over is recorded by the
+    /// replica that made it, before it releases the Lease, and not made again by the next.
+    pub leadership: Leadership,
     /// How often deployed releases are checked for drift.
     pub drift_interval: Duration,
     pub kinds: crate::monitor::Kinds,
@@ -157,7 +161,7 @@ async fn report(
     ctx: &Context,
     patch: serde_json::Value,
 ) -> Result<(), Error> {
-    if ctx.leadership.is_cancelled() {
+    if !ctx.leadership.still_leading() {
         return Err(Error::NotLeading);
     }
     let name = bd.name_any();
@@ -178,6 +182,10 @@ async fn deploy(
     id: &str,
     ctx: &Context,
 ) -> Result<Result<fleet_deployer::Deployed, String>, Error> {
+    // Stopping (hand-over or shutdown): start no new helm run; the next leader will.
+    if ctx.leadership.is_cancelled() {
+        return Err(Error::NotLeading);
+    }
     let manifest = id.split(':').next().unwrap_or_default().to_owned();
     let content = match Api::<Content>::all(ctx.upstream.clone())
         .get(&manifest)

@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
                         namespace: identity.cluster_namespace.clone(),
                         ..ClusterInfo::default()
                     },
-                    leadership: leadership.token(),
+                    leadership: leadership.clone(),
                 });
                 let deployments = Controller::new(
                     Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),

@@ -116,6 +116,7 @@ async fn cluster(name: &str, kubeconfig: PathBuf) -> anyhow::Result<Cluster> {
         client,
         api_url_for_pods: format!("https://{address}:6443"),
         ca_pem,
+        kubeconfig_for_pods: kind(&["get", "kubeconfig", "--internal", "--name", name])?,
     })
 }
 

@@ -29,6 +29,9 @@ pub struct Cluster {
     pub api_url_for_pods: String,
     /// The PEM CA of that URL (the chart's `apiServerCA`).
     pub ca_pem: String,
+    /// An admin kubeconfig that works from pods of the other clusters (a manager-initiated
+    /// import's `kubeConfigSecret`).
+    pub kubeconfig_for_pods: String,
 }
 
 /// What a provider offers the scenario.

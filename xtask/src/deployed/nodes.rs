@@ -108,6 +108,8 @@ fn cluster(plane: &ControlPlane) -> anyhow::Result<Cluster> {
         client: plane.client(),
         api_url_for_pods: plane.server().to_owned(),
         ca_pem: std::fs::read_to_string(plane.ca_cert_path())?,
+        // The plane serves on the host address pods reach: its own kubeconfig works there.
+        kubeconfig_for_pods: std::fs::read_to_string(plane.kubeconfig_path())?,
     })
 }
 

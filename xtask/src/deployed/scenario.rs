@@ -20,7 +20,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 use super::{Cluster, Clusters, SYSTEM_NAMESPACE, say};
-use crate::example;
+use crate::{agent_failover, example};
 
 const WAIT: Duration = Duration::from_secs(180);
 /// The workspace downstream clusters register into, as Fleet's default.
@@ -176,6 +176,14 @@ pub async fn run<C: Clusters>(clusters: &mut C, work: &Path) -> anyhow::Result<(
     }
     round += 1;
     results.push(drill(clusters, &repo, COMPONENTS[1], Disruption::NodeLoss, round).await?);
+    // The agents, the reason multi-replica agents exist: the one installed with the chart and
+    // the one the controller imported.
+    for cluster in &downstreams {
+        for disruption in [Disruption::Delete, Disruption::ForceDelete] {
+            round += 1;
+            results.push(agent_drill(clusters, cluster, &repo, disruption, round).await?);
+        }
+    }
     drain(&upstream, &all).await?;
     print_leaders(&client, &all).await?;
     example::helmop(&client, WORKSPACE, &targets, clusters.host_ip()).await?;
@@ -212,7 +220,50 @@ async fn drill<C: Clusters>(
     disruption: Disruption,
     round: usize,
 ) -> anyhow::Result<String> {
-    let client = clusters.upstream().client.clone();
+    let upstream = clusters.upstream().clone();
+    drill_on(clusters, &upstream, repo, component, disruption, round).await
+}
+
+/// A drill on the agent of downstream cluster `cluster`: besides the hand-over and the change
+/// landing, each Helm release there rises by exactly one revision (no duplicate install by
+/// two agents) and no Cluster shows NotReady meanwhile.
+async fn agent_drill<C: Clusters>(
+    clusters: &mut C,
+    cluster: &Cluster,
+    repo: &GitRepoFixture,
+    disruption: Disruption,
+    round: usize,
+) -> anyhow::Result<String> {
+    let before = agent_failover::release_revisions(&cluster.client).await?;
+    let watcher =
+        agent_failover::NotReadyWatcher::start(clusters.upstream().client.clone(), WORKSPACE);
+    let line = drill_on(clusters, cluster, repo, LOCAL_AGENT, disruption, round).await?;
+    let after = agent_failover::release_revisions(&cluster.client).await?;
+    let changed = agent_failover::one_revision_up(&before, &after)?;
+    ensure!(
+        !watcher.stop(),
+        "a Cluster showed NotReady during the agent failover"
+    );
+    say(&format!(
+        "{}: release {changed} rose by exactly one revision, no Cluster NotReady",
+        cluster.name
+    ));
+    Ok(format!(
+        "{}/{line}, 0 duplicate releases, 0 NotReady",
+        cluster.name
+    ))
+}
+
+/// Takes the leader of `component` in cluster `on` away while a change is in flight.
+async fn drill_on<C: Clusters>(
+    clusters: &mut C,
+    on: &Cluster,
+    repo: &GitRepoFixture,
+    component: Component,
+    disruption: Disruption,
+    round: usize,
+) -> anyhow::Result<String> {
+    let client = on.client.clone();
     let downstreams = as_downstreams(clusters.downstreams());
     let leases: Api<Lease> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
     let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
@@ -619,7 +670,9 @@ async fn register_agents(
     let values_file = work.join("values.yaml");
     std::fs::write(&values_file, &values.0)?;
     let started = Instant::now();
-    for cluster in downstreams {
+    // The first downstream cluster the agent-initiated way: the chart with the token's values.
+    let (by_chart, imported) = downstreams.split_at(1.min(downstreams.len()));
+    for cluster in by_chart {
         install_chart(
             cluster,
             "fleet-agent",
@@ -630,6 +683,29 @@ async fn register_agents(
                 "image.pullPolicy=Never".into(),
             ],
         )?;
+    }
+    // The others manager-initiated: a kubeconfig Secret and a Cluster naming it; the
+    // controller (a pod) installs the agent downstream.
+    for cluster in imported {
+        let secret_name = format!("{}-kubeconfig", cluster.name);
+        let mut secret: Secret =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": secret_name}}))?;
+        secret.string_data =
+            Some([("value".to_owned(), cluster.kubeconfig_for_pods.clone())].into());
+        Api::<Secret>::namespaced(up.clone(), WORKSPACE)
+            .create(&PostParams::default(), &secret)
+            .await?;
+        let imported: FleetCluster = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": cluster.name},
+            "spec": {"kubeConfigSecret": secret_name},
+        }))?;
+        Api::<FleetCluster>::namespaced(up.clone(), WORKSPACE)
+            .create(&PostParams::default(), &imported)
+            .await?;
+        say(&format!(
+            "Cluster {WORKSPACE}/{} created with kubeConfigSecret {secret_name} (manager-initiated import)",
+            cluster.name
+        ));
     }
     for cluster in downstreams {
         wait_available(&cluster.client, LOCAL_AGENT.deployment)
@@ -650,8 +726,10 @@ async fn register_agents(
     )
     .await?;
     say(&format!(
-        "{} downstream agents installed with the chart registered and checked in ({:.1}s)",
+        "{} downstream agents ({} installed with the chart, {} by the controller's import) registered and checked in ({:.1}s)",
         downstreams.len(),
+        by_chart.len(),
+        imported.len(),
         started.elapsed().as_secs_f64()
     ));
     Ok(())
