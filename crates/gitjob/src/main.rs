@@ -33,6 +33,11 @@ struct Args {
         default_value = "0.0.0.0:8082"
     )]
     webhook_bind_address: SocketAddr,
+    /// Accept push webhooks for GitRepos that have no webhook secret (neither
+    /// `spec.webhookSecret` nor the `gitjob-webhook` Secret). Unsafe: anyone who reaches the
+    /// receiver can then record commits on them. Off by default.
+    #[arg(long, env = "GITJOB_WEBHOOK_ALLOW_UNSIGNED")]
+    webhook_allow_unsigned: bool,
     /// Where fetched repositories are cached (default: a `gitjob` directory in the system
     /// temp dir).
     #[arg(long, env = "GITJOB_CACHE_DIR")]
@@ -77,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         namespace: args.runtime.namespace.clone(),
         gitrepos: gitrepos.reader(),
         metrics: metrics.clone(),
+        allow_unsigned: args.webhook_allow_unsigned,
     };
     let webhooks = webhook::serve(
         args.webhook_bind_address,

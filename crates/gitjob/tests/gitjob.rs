@@ -262,6 +262,33 @@ async fn http_repositories_with_credentials_webhooks_and_clear_errors() {
             .expect("webhook answers")
         }
     };
+    // A push that reaches only GitRepos without any webhook secret is refused, unsigned.
+    let unsigned_body = serde_json::json!({
+        "ref": "refs/heads/nope",
+        "after": second,
+        "repository": {"clone_url": format!("{url}.git"), "html_url": url},
+    })
+    .to_string();
+    let (status, text) = http_post(
+        gitjob.webhook_port,
+        "/",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Event", "push"),
+        ],
+        unsigned_body.as_bytes(),
+    )
+    .await
+    .expect("webhook answers");
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("no webhook secret"), "{text}");
+    let unsigned_status = api.get("no-branch").await.expect("gitrepo").status;
+    assert_eq!(
+        unsigned_status.and_then(|s| s.webhook_commit),
+        None,
+        "and records nothing"
+    );
+
     let (status, _) = post("sha256=00".to_owned()).await;
     assert_eq!(status, 401, "a bad signature is refused");
     let status_after_bad = api

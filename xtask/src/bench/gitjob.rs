@@ -206,6 +206,8 @@ async fn start(
         format!("--metrics-bind-address=127.0.0.1:{admin_port}"),
         format!("--health-bind-address=127.0.0.1:{admin_port}"),
         format!("--webhook-bind-address=127.0.0.1:{webhook_port}"),
+        // The benchmark posts unsigned pushes to a receiver on loopback.
+        "--webhook-allow-unsigned".to_owned(),
         format!("--cache-dir={}", dir.join("cache").display()),
     ]);
     let gitjob = ManagedProcess::spawn("gitjob", cmd, &dir.join("gitjob.log"), Lifetime::Owned)?;

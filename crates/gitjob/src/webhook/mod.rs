@@ -5,8 +5,11 @@
 //!
 //! Secrets, as in Fleet: the GitRepo's `spec.webhookSecret` (a Secret in its namespace, which
 //! must exist), or else the global Secret `gitjob-webhook` in gitjob's namespace; the key is
-//! the provider's ([`Provider::secret_keys`]). Without any secret a push is accepted with a
-//! warning. A request that fails verification gets 401 and changes nothing.
+//! the provider's ([`Provider::secret_keys`]). A request that fails verification gets 401 and
+//! changes nothing. Unlike Fleet, a GitRepo with no secret at all is not touched by a push:
+//! anyone who can reach the receiver could otherwise record any commit on it (and slow its
+//! polling); a push that reaches only such GitRepos gets 401. `--webhook-allow-unsigned`
+//! (unsafe, for trusted networks) restores Fleet's acceptance.
 
 pub mod providers;
 
@@ -39,6 +42,8 @@ pub struct Receiver {
     pub namespace: String,
     pub gitrepos: Store<GitRepo>,
     pub metrics: Metrics,
+    /// Accept pushes for GitRepos without any webhook secret (unsafe; off by default).
+    pub allow_unsigned: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -123,24 +128,43 @@ impl Receiver {
                 .await;
         }
         // Verify for every matching GitRepo before changing any.
-        for gitrepo in &matching {
-            match self.secret_for(gitrepo, provider).await {
-                Ok(Some(secret)) if provider.verify(headers, body, &secret) => {}
+        let mut verified = Vec::new();
+        let mut unsigned = Vec::new();
+        for gitrepo in matching {
+            match self.secret_for(&gitrepo, provider).await {
+                Ok(Some(secret)) if provider.verify(headers, body, &secret) => {
+                    verified.push(gitrepo)
+                }
                 Ok(Some(_)) => {
                     return (
                         StatusCode::UNAUTHORIZED,
                         format!(
                             "signature does not match the secret of GitRepo {}",
-                            key(gitrepo)
+                            key(&gitrepo)
                         ),
                     );
                 }
-                Ok(None) => {
-                    tracing::warn!(gitrepo = %key(gitrepo), "webhook accepted without a secret: set spec.webhookSecret or the gitjob-webhook secret")
+                Ok(None) if self.allow_unsigned => {
+                    tracing::warn!(gitrepo = %key(&gitrepo), "webhook accepted without a secret (--webhook-allow-unsigned)");
+                    verified.push(gitrepo);
                 }
+                Ok(None) => unsigned.push(key(&gitrepo)),
                 Err(message) => return (StatusCode::UNAUTHORIZED, message),
             }
         }
+        if !unsigned.is_empty() {
+            tracing::warn!(gitrepos = %unsigned.join(", "), "push not applied to GitRepos without a webhook secret: set spec.webhookSecret or the gitjob-webhook Secret");
+        }
+        if verified.is_empty() {
+            return (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "no webhook secret for [{}]: set spec.webhookSecret or the {GLOBAL_SECRET} Secret (or run gitjob with --webhook-allow-unsigned, unsafe)",
+                    unsigned.join(", ")
+                ),
+            );
+        }
+        let matching = verified;
         let now = jiff::Timestamp::now().to_string();
         let mut updated = Vec::new();
         for gitrepo in matching {
