@@ -7,9 +7,11 @@
 //!    `spec.ttl`, the token expires at `status.expires`: then the token, its identity and its
 //!    Secret are deleted, so the import token stops working (401).
 //! 2. A **ClusterRegistration** created with that token (`clientID`, `clientRandom`,
-//!    `clusterLabels`) gets a Cluster `cluster-<hash of clientID>`, the cluster's namespace, a
-//!    ServiceAccount for the agent allowed exactly its own cluster namespace and its own
-//!    Cluster's status, and the Secret `c-<clientID>-<clientRandom>` (unguessable without the
+//!    `clusterLabels`) gets a Cluster `cluster-<hash of clientID>` (or the Cluster of this
+//!    workspace that already has that clientID, as in Fleet: a manager-initiated import or a
+//!    re-registration), the cluster's namespace, a ServiceAccount for the agent allowed exactly
+//!    its own cluster namespace, reading its own Cluster and writing its status (not its
+//!    labels: they decide what it receives), and the Secret `c-<clientID>-<clientRandom>` (unguessable without the
 //!    random part) in the registration namespace with the agent's token.
 
 use std::collections::BTreeMap;
@@ -456,12 +458,17 @@ async fn apply_registration(
         ctx,
         &namespace,
         &sa,
-        vec![rule(
-            "fleet.cattle.io",
-            &["clusters", "clusters/status"],
-            &["get", "patch", "update"],
-            &[&name],
-        )],
+        // Its own Cluster: read it, report on its status; never patch the Cluster itself (its
+        // labels decide which bundles it receives).
+        vec![
+            rule("fleet.cattle.io", &["clusters"], &["get"], &[&name]),
+            rule(
+                "fleet.cattle.io",
+                &["clusters/status"],
+                &["get", "patch", "update"],
+                &[&name],
+            ),
+        ],
         &namespace,
         &sa,
     )

@@ -312,6 +312,60 @@ async fn register(
     (cluster, agent)
 }
 
+/// The rules an identity has in `namespace` (SelfSubjectRulesReview), as
+/// `group/resource[/name]: verbs`, without what every authenticated user may do.
+async fn agent_rules(client: &Client, namespace: &str) -> Vec<String> {
+    use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
+    let review = SelfSubjectRulesReview {
+        spec: SelfSubjectRulesReviewSpec {
+            namespace: Some(namespace.to_owned()),
+        },
+        ..Default::default()
+    };
+    let review = Api::<SelfSubjectRulesReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("rules review");
+    let mut rules = Vec::new();
+    for rule in review.status.map(|s| s.resource_rules).unwrap_or_default() {
+        let groups = rule.api_groups.unwrap_or_default();
+        if groups.iter().any(|g| {
+            g.starts_with("authorization.k8s.io") || g.starts_with("authentication.k8s.io")
+        }) {
+            continue;
+        }
+        let mut verbs = rule.verbs.clone();
+        verbs.sort();
+        for group in &groups {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                let names = rule.resource_names.clone().unwrap_or_default();
+                let targets = if names.is_empty() {
+                    vec![format!("{group}/{resource}")]
+                } else {
+                    names
+                        .iter()
+                        .map(|n| format!("{group}/{resource}/{n}"))
+                        .collect()
+                };
+                rules.extend(
+                    targets
+                        .into_iter()
+                        .map(|t| format!("{t}: {}", verbs.join(" "))),
+                );
+            }
+        }
+    }
+    rules.sort();
+    rules.dedup();
+    rules
+}
+
+fn allowed(rules: &[&str], cluster: &str) -> Vec<String> {
+    let mut rules: Vec<String> = rules.iter().map(|r| r.replace("{c}", cluster)).collect();
+    rules.sort();
+    rules
+}
+
 fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(s)) if s.code == 403)
 }
@@ -377,6 +431,44 @@ async fn registration_issues_credentials_for_the_own_cluster_namespace_only() {
                 .await
         ),
         "not on another"
+    );
+    // Its labels choose what it receives: the agent may not change them.
+    assert!(
+        forbidden(
+            clusters
+                .patch(
+                    &c1,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"metadata": {"labels": {"env": "prod"}}})),
+                )
+                .await
+        ),
+        "the agent cannot relabel its own Cluster"
+    );
+    // Everything the agent identity may do, against an explicit allow-list.
+    let own_ns = cluster_namespace(NS, &c1);
+    assert_eq!(
+        agent_rules(&agent1, NS).await,
+        allowed(
+            &[
+                "fleet.cattle.io/clusters/{c}: get",
+                "fleet.cattle.io/clusters/status/{c}: get patch update",
+                "fleet.cattle.io/contents: get",
+            ],
+            &c1
+        )
+    );
+    assert_eq!(
+        agent_rules(&agent1, &own_ns).await,
+        allowed(
+            &[
+                "/secrets: get list watch",
+                "fleet.cattle.io/bundledeployments: get list patch update watch",
+                "fleet.cattle.io/bundledeployments/status: get patch update",
+                "fleet.cattle.io/contents: get",
+            ],
+            &c1
+        )
     );
 
     // An expiring token: deleted with its identity when due; its token stops working.
