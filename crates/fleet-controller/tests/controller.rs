@@ -564,3 +564,33 @@ async fn a_killed_leader_hands_the_work_over() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", b.process.log_tail(30)));
 }
+
+/// A first run against a fresh cluster: the namespace of the Lease does not exist yet. The
+/// controller creates it and leads, instead of waiting forever for a Lease it cannot create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_creates_the_namespace_it_leads_in() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let plane = plane().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let port = fleet_testkit::ports::free_port().expect("port");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-controller"));
+    cmd.args([
+        format!("--kubeconfig={}", plane.kubeconfig_path().display()),
+        format!("--metrics-bind-address=127.0.0.1:{port}"),
+        format!("--health-bind-address=127.0.0.1:{port}"),
+    ]);
+    let controller = fleet_testkit::ManagedProcess::spawn(
+        "controller",
+        cmd,
+        &work.path().join("controller.log"),
+        fleet_testkit::Lifetime::Owned,
+    )
+    .expect("spawn");
+    fleet_testkit::wait_role(port, "leader", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", controller.log_tail(20)));
+    Api::<Namespace>::all(plane.client())
+        .get("cattle-fleet-system")
+        .await
+        .expect("the default namespace was created");
+}

@@ -50,6 +50,10 @@ pub enum Error {
     },
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error(
+        "namespace {namespace} does not exist and this identity may not create it: run `kubectl create namespace {namespace}`, or pass --namespace"
+    )]
+    Namespace { namespace: String },
 }
 
 /// Drives a kube-runtime controller's result stream to its end, logging failed reconciles at

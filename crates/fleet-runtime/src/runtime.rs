@@ -105,6 +105,7 @@ impl Runtime {
             return Ok(());
         }
 
+        ensure_namespace(&self.client, &self.args.namespace).await?;
         let elector = Elector::new(self.client.clone(), election, metrics).spawn();
         let ready = ReadyState {
             component: self.component.clone(),
@@ -117,6 +118,36 @@ impl Runtime {
         join_servers(servers).await;
         tracing::info!(component = %self.component, "stopped");
         Ok(())
+    }
+}
+
+/// The namespace of the Lease must exist, or every replica would wait forever for a Lease
+/// it cannot create: a missing one is created (as `kubectl create namespace` would), and an
+/// identity that may not create it stops the process with what to do. An identity that may not
+/// even read namespaces (a pod's ServiceAccount, whose namespace exists) is not checked.
+async fn ensure_namespace(client: &Client, namespace: &str) -> Result<(), Error> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::Api;
+    use kube::api::PostParams;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.get_opt(namespace).await {
+        Ok(Some(_)) => return Ok(()),
+        Ok(None) => {}
+        Err(kube::Error::Api(status)) if status.code == 403 => return Ok(()),
+        Err(error) => return Err(Error::Client(error)),
+    }
+    let mut object = Namespace::default();
+    object.metadata.name = Some(namespace.to_owned());
+    match namespaces.create(&PostParams::default(), &object).await {
+        Ok(_) => {
+            tracing::info!(%namespace, "created the namespace of the Lease");
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 403 => Err(Error::Namespace {
+            namespace: namespace.to_owned(),
+        }),
+        Err(error) => Err(Error::Client(error)),
     }
 }
 
