@@ -176,7 +176,7 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
     };
     ctx.metrics.reconciled(result);
     match &outcome {
-        Outcome::Synced { commit } if wrote => {
+        Outcome::Synced { commit, .. } if wrote => {
             ctx.metrics
                 .sync_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -343,10 +343,22 @@ async fn attempt(
         }
     };
     if status::is_synced(current, generation, &commit) {
-        return (Outcome::Synced { commit }, false);
+        return (
+            Outcome::Synced {
+                commit,
+                unmatched: None,
+            },
+            false,
+        );
     }
     match sync(gitrepo, selector, &source, &commit, ctx).await {
-        Ok(()) => (Outcome::Synced { commit }, true),
+        Ok(unmatched) => (
+            Outcome::Synced {
+                commit,
+                unmatched: Some(unmatched),
+            },
+            true,
+        ),
         Err(message) => (Outcome::SyncFailed { commit, message }, false),
     }
 }
@@ -358,7 +370,7 @@ async fn sync(
     source: &Source,
     commit: &str,
     ctx: &Context,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let namespace = gitrepo.namespace().unwrap_or_default();
     let name = gitrepo.name_any();
     let cache_root = ctx.settings.cache_dir.join("repositories");
@@ -384,11 +396,16 @@ async fn sync(
     let bundles = tokio::task::spawn_blocking(move || {
         let tree = tempfile::tempdir_in(&checkouts).map_err(|e| format!("checkout: {e}"))?;
         git::export(&repo_path, &wanted, tree.path()).map_err(|e| e.to_string())?;
-        read_repo(&repo_name, &bundle_namespace, tree.path(), "", &scan, &opts)
-            .map_err(|e| e.to_string())
+        let bundles = read_repo(&repo_name, &bundle_namespace, tree.path(), "", &scan, &opts)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((bundles, unmatched_paths(tree.path(), &scan)))
     })
     .await
     .map_err(|e| format!("reading the repository: {e}"))??;
+    let (bundles, unmatched) = bundles;
+    if !unmatched.is_empty() {
+        tracing::warn!(gitrepo = %name, %namespace, paths = %unmatched.join(", "), "paths entries match no directory");
+    }
 
     if ctx.leadership.is_cancelled() {
         return Err("leadership lost before writing Bundles".to_owned());
@@ -401,7 +418,22 @@ async fn sync(
         .map_err(|e| e.to_string())?;
     ctx.metrics.bundle_writes.inc_by(report.writes() as u64);
     tracing::debug!(gitrepo = %name, %namespace, created = report.created.len(), updated = report.updated.len(), deleted = report.deleted.len(), unchanged = report.unchanged.len(), "bundles written");
-    Ok(())
+    Ok(unmatched)
+}
+
+/// The `paths` entries that find no bundle directory in the tree (each looked up alone).
+fn unmatched_paths(root: &std::path::Path, scan: &Scan) -> Vec<String> {
+    let Scan::Paths(patterns) = scan else {
+        return Vec::new();
+    };
+    patterns
+        .iter()
+        .filter(|pattern| {
+            fleet_bundle::discovery::discover(root, std::slice::from_ref(pattern))
+                .is_ok_and(|dirs| dirs.is_empty())
+        })
+        .cloned()
+        .collect()
 }
 
 fn reference(spec: &GitRepoSpec) -> Reference {

@@ -3,18 +3,26 @@
 //!
 //! gitjob owns these status fields: `commit` (only ever the commit whose Bundles are written),
 //! `pollingCommit`, `observedGeneration`, `gitJobStatus`, `display` and the conditions
-//! `GitPolling`, `Accepted`, `Stalled`, `Reconciling` and `Ready`. `webhookCommit` and
+//! `GitPolling`, `Accepted`, `Stalled`, `Reconciling`, `Ready` and `PathsMatched`.
+//! `webhookCommit` and
 //! `lastWebhookTime` belong to the webhook receiver and are never written here.
 
 use fleet_api::labels::conditions::{ACCEPTED, GIT_POLLING, READY, RECONCILING, STALLED};
 use fleet_api::{Condition, GitRepoStatus};
 use serde_json::json;
 
+/// gitjob's warning condition: False while a `paths` entry matches nothing.
+pub const PATHS_MATCHED: &str = "PathsMatched";
+
 /// Where a sync attempt stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The Bundles of `commit` are written.
-    Synced { commit: String },
+    /// The Bundles of `commit` are written. `unmatched`: the `paths` entries that matched no
+    /// directory (a typo), when the tree was read (`None`: not read again, nothing changes).
+    Synced {
+        commit: String,
+        unmatched: Option<Vec<String>>,
+    },
     /// Credentials could not be read or the repository could not be resolved.
     PollFailed { message: String },
     /// The commit is known, but its Bundles could not be built or written; the Bundles of
@@ -36,7 +44,7 @@ pub fn next_status(
     let mut status = current.clone();
     let conditions = &mut status.base.conditions;
     match outcome {
-        Outcome::Synced { commit } => {
+        Outcome::Synced { commit, unmatched } => {
             status.commit = Some(commit.clone());
             status.polling_commit = Some(commit.clone());
             status.observed_generation = generation;
@@ -48,6 +56,29 @@ pub fn next_status(
             set(conditions, READY, true, None, now);
             status.base.display.error = false;
             status.base.display.message = None;
+            // A typo in `paths` is a warning, not a failure: Ready stays as Fleet reports it
+            // (True), and `PathsMatched` says which entries found nothing.
+            if let Some(unmatched) = unmatched {
+                let message = (!unmatched.is_empty()).then(|| {
+                    format!(
+                        "paths entries matching no directory of the repository: {}",
+                        unmatched.join(", ")
+                    )
+                });
+                set(
+                    conditions,
+                    PATHS_MATCHED,
+                    unmatched.is_empty(),
+                    message.as_deref(),
+                    now,
+                );
+            }
+            if let Some(condition) = conditions
+                .iter()
+                .find(|c| c.type_ == PATHS_MATCHED && c.status == "False")
+            {
+                status.base.display.message = condition.message.clone();
+            }
         }
         Outcome::PollFailed { message } => {
             status.git_job_status = Some("Failed".to_owned());
@@ -151,6 +182,7 @@ mod tests {
     fn a_repeated_outcome_changes_nothing() {
         let synced = Outcome::Synced {
             commit: "c1".to_owned(),
+            unmatched: Some(Vec::new()),
         };
         let first = next_status(&GitRepoStatus::default(), 3, &synced, "t1");
         assert_eq!(first.commit.as_deref(), Some("c1"));
@@ -161,12 +193,49 @@ mod tests {
     }
 
     #[test]
+    fn a_path_that_matches_nothing_is_a_warning_until_fixed() {
+        let typo = Outcome::Synced {
+            commit: "c1".to_owned(),
+            unmatched: Some(vec!["aps/*".to_owned()]),
+        };
+        let warned = next_status(&GitRepoStatus::default(), 1, &typo, "t1");
+        assert_eq!(
+            condition(&warned, READY).status,
+            "True",
+            "Ready as Fleet reports it"
+        );
+        let paths = condition(&warned, PATHS_MATCHED);
+        assert_eq!(paths.status, "False");
+        assert!(
+            paths
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("aps/*"))
+        );
+        assert_eq!(warned.base.display.message, paths.message);
+        // An unchanged poll (tree not read) keeps the warning; a fixed spec clears it.
+        let unread = Outcome::Synced {
+            commit: "c1".to_owned(),
+            unmatched: None,
+        };
+        assert_eq!(next_status(&warned, 1, &unread, "t2"), warned);
+        let fixed = Outcome::Synced {
+            commit: "c1".to_owned(),
+            unmatched: Some(Vec::new()),
+        };
+        let cleared = next_status(&warned, 2, &fixed, "t3");
+        assert_eq!(condition(&cleared, PATHS_MATCHED).status, "True");
+        assert_eq!(cleared.base.display.message, None);
+    }
+
+    #[test]
     fn a_failure_keeps_the_last_good_commit_and_says_why() {
         let good = next_status(
             &GitRepoStatus::default(),
             1,
             &Outcome::Synced {
                 commit: "c1".to_owned(),
+                unmatched: None,
             },
             "t1",
         );

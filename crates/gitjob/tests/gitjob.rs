@@ -610,3 +610,58 @@ async fn wait_writes(replica: &Gitjob) {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", replica.process.log_tail(20)));
 }
+
+/// A `paths` entry that matches nothing (a typo) is a warning on the GitRepo: the other paths
+/// are deployed, Ready stays True as in Fleet, `PathsMatched` is False and names the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paths_entry_matching_nothing_is_reported() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    repo.commit_files("an app", &[("apps/a/cm.yaml", &configmap("a"))])
+        .expect("commit");
+    let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());
+    let api = gitrepos(&client);
+    api.create(
+        &PostParams::default(),
+        &gitrepo(&format!(
+            "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: typo\nspec:\n  repo: {}\n  paths: [\"apps/*\", \"aps/*\"]\n",
+            repo.file_url()
+        )),
+    )
+    .await
+    .expect("create gitrepo");
+    let warned = wait_for(&api, "typo", WAIT, |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.base
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "PathsMatched" && c.status == "False")
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(20)));
+    let status = warned.status.unwrap_or_default();
+    let paths = status
+        .base
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "PathsMatched")
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        paths.contains("aps/*") && !paths.contains("apps/*"),
+        "{paths}"
+    );
+    assert!(
+        status
+            .base
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    wait_for(&bundles(&client), "typo-apps-a", WAIT, |_| true)
+        .await
+        .expect("the matching path is deployed");
+}
