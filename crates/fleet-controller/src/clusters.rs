@@ -244,6 +244,13 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
     let namespace = group.namespace().unwrap_or_default();
     let name = group.name_any();
     let current = group.status.clone().unwrap_or_default();
+    // A selector that cannot be parsed selects nothing, and says so in Ready (not a silent
+    // "0 clusters, Ready").
+    let invalid = group.spec.selector.as_ref().and_then(|s| {
+        selector_matches(s, &BTreeMap::new())
+            .err()
+            .map(|e| format!("invalid spec.selector: {e}"))
+    });
     let clusters: Vec<Arc<Cluster>> = ctx
         .caches
         .clusters
@@ -251,11 +258,12 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
         .into_iter()
         .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|c| {
-            group
-                .spec
-                .selector
-                .as_ref()
-                .is_some_and(|s| selector_matches(s, c.labels()).unwrap_or(false))
+            invalid.is_none()
+                && group
+                    .spec
+                    .selector
+                    .as_ref()
+                    .is_some_and(|s| selector_matches(s, c.labels()).unwrap_or(false))
         })
         .collect();
     let mut summary = BundleSummary::default();
@@ -290,7 +298,10 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
             non_ready.join(", ")
         )
     });
-    let ready = summary::condition("Ready", non_ready.is_empty(), message, &now, previous);
+    let ready = match &invalid {
+        Some(error) => summary::condition("Ready", false, Some(error.clone()), &now, previous),
+        None => summary::condition("Ready", non_ready.is_empty(), message, &now, previous),
+    };
     let next = ClusterGroupStatus {
         cluster_count: count,
         non_ready_cluster_count: non_ready_count,
@@ -301,16 +312,7 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
             state: summary::display_state(&summary).map(|s| summary::state_name(s).to_owned()),
         },
         summary,
-        // Ready is this roll-up's; other conditions (the import's) belong to other writers.
-        conditions: std::iter::once(ready.clone())
-            .chain(
-                current
-                    .conditions
-                    .iter()
-                    .filter(|c| c.type_ != "Ready")
-                    .cloned(),
-            )
-            .collect(),
+        conditions: vec![ready.clone()],
         ..current.clone()
     };
     if next != current {

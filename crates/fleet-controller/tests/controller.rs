@@ -594,3 +594,34 @@ async fn a_first_run_creates_the_namespace_it_leads_in() {
         .await
         .expect("the default namespace was created");
 }
+
+/// A ClusterGroup whose selector cannot be parsed is not Ready and says why, instead of
+/// reporting Ready with 0 clusters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_group_with_an_invalid_selector_says_so() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let controller = Controller::start(&plane, "controller-0", work.path());
+    create::<ClusterGroup>(
+        &client,
+        "metadata:\n  name: bad\nspec:\n  selector:\n    matchExpressions:\n    - key: env\n      operator: Foo\n      values: [prod]\n",
+    )
+    .await;
+    let groups: Api<ClusterGroup> = Api::namespaced(client.clone(), NS);
+    let bad = wait_for(&groups, "bad", WAIT, |g| {
+        g.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "False")
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", controller.process.log_tail(20)));
+    let message = bad
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("invalid spec.selector"), "{message}");
+}
