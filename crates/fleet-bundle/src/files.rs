@@ -26,6 +26,55 @@ pub enum ReadError {
     },
     #[error("{path}: {source}")]
     Ignore { path: PathBuf, source: BadPattern },
+    #[error(
+        "{path}: {size} bytes is more than the {limit} bytes a file may have (--max-file-size)"
+    )]
+    FileTooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{path}: the bundle's files add up to more than {limit} bytes (--max-bundle-size)")]
+    BundleTooLarge { path: PathBuf, limit: u64 },
+}
+
+/// How much is read from a repository, checked before anything is read or parsed, so that an
+/// oversized file costs neither memory nor time, however often it is retried. The defaults
+/// are far above what a Bundle can hold anyway (etcd takes 1.5 MiB per object, after
+/// compression).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimits {
+    /// Bytes of one file (a manifest, `fleet.yaml`, a chart file).
+    pub file: u64,
+    /// Bytes of all the files of one bundle.
+    pub bundle: u64,
+}
+
+impl SizeLimits {
+    pub const DEFAULT_FILE: u64 = 10 * 1024 * 1024;
+    pub const DEFAULT_BUNDLE: u64 = 50 * 1024 * 1024;
+
+    /// Fails when the file at `path` is larger than allowed (without reading it).
+    pub fn check_file(&self, path: &Path) -> Result<u64, ReadError> {
+        let size = std::fs::metadata(path).map_err(io(path))?.len();
+        if size > self.file {
+            return Err(ReadError::FileTooLarge {
+                path: path.to_owned(),
+                size,
+                limit: self.file,
+            });
+        }
+        Ok(size)
+    }
+}
+
+impl Default for SizeLimits {
+    fn default() -> Self {
+        Self {
+            file: Self::DEFAULT_FILE,
+            bundle: Self::DEFAULT_BUNDLE,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReadError + '_ {
@@ -78,10 +127,11 @@ fn ignored(patterns: &[String], name: &str, is_dir: bool) -> Result<bool, BadPat
     Ok(false)
 }
 
-/// Reads every file below `dir` that Fleet would put into a bundle.
-pub fn read_dir_files(dir: &Path) -> Result<Files, ReadError> {
+/// Reads every file below `dir` that Fleet would put into a bundle, within `limits`.
+pub fn read_dir_files(dir: &Path, limits: &SizeLimits) -> Result<Files, ReadError> {
     let mut files = Files::new();
-    walk(dir, "", &[], &mut files)?;
+    let mut total = 0;
+    walk(dir, "", &[], limits, &mut total, &mut files)?;
     Ok(files)
 }
 
@@ -89,6 +139,8 @@ fn walk(
     dir: &Path,
     prefix: &str,
     inherited: &[String],
+    limits: &SizeLimits,
+    total: &mut u64,
     files: &mut Files,
 ) -> Result<(), ReadError> {
     let mut patterns = inherited.to_vec();
@@ -118,8 +170,15 @@ fn walk(
             format!("{prefix}/{name}")
         };
         if is_dir {
-            walk(&path, &relative, &patterns, files)?;
+            walk(&path, &relative, &patterns, limits, total, files)?;
         } else {
+            *total += limits.check_file(&path)?;
+            if *total > limits.bundle {
+                return Err(ReadError::BundleTooLarge {
+                    path: path.clone(),
+                    limit: limits.bundle,
+                });
+            }
             let content = std::fs::read(&path).map_err(io(&path))?;
             files.insert(relative, content);
         }
@@ -150,7 +209,7 @@ mod tests {
             ("app/sub/svc-extra.yaml", "x"),
             ("app/other/svc-extra.yaml", "siblings are not affected"),
         ]);
-        let files = read_dir_files(&tree.path("app")).expect("reads");
+        let files = read_dir_files(&tree.path("app"), &SizeLimits::default()).expect("reads");
         let names: Vec<_> = files.keys().map(String::as_str).collect();
         assert_eq!(
             names,
@@ -158,6 +217,39 @@ mod tests {
             "hidden, *.md, secret-*, tmp/ and sub's own ignore honoured"
         );
         assert_eq!(files["deploy.yaml"], b"kind: Deployment");
+    }
+
+    #[test]
+    fn oversized_files_and_bundles_are_refused_before_reading() {
+        let tree = TempTree::new(&[("app/a.yaml", "0123456789"), ("app/b.yaml", "0123456789")]);
+        let limits = |file, bundle| SizeLimits { file, bundle };
+        let err = read_dir_files(&tree.path("app"), &limits(5, 100)).expect_err("file");
+        assert!(
+            matches!(
+                err,
+                ReadError::FileTooLarge {
+                    size: 10,
+                    limit: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("a.yaml: 10 bytes is more than the 5 bytes")
+        );
+        let err = read_dir_files(&tree.path("app"), &limits(10, 15)).expect_err("bundle");
+        assert!(
+            matches!(err, ReadError::BundleTooLarge { limit: 15, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            read_dir_files(&tree.path("app"), &limits(10, 20))
+                .expect("within both")
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -174,7 +266,7 @@ mod tests {
     #[test]
     fn a_bad_ignore_pattern_names_the_file() {
         let tree = TempTree::new(&[("b/.fleetignore", "[\n"), ("b/a.yaml", "x")]);
-        let err = read_dir_files(&tree.path("b")).expect_err("bad pattern");
+        let err = read_dir_files(&tree.path("b"), &SizeLimits::default()).expect_err("bad pattern");
         assert!(err.to_string().contains(".fleetignore"), "{err}");
     }
 }

@@ -18,7 +18,7 @@ use fleet_api::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::files::{ReadError, read_dir_files};
+use crate::files::{ReadError, SizeLimits, read_dir_files};
 use crate::manifests::check_manifests;
 
 /// Bundles whose JSON reaches this size get their resources compressed (Fleet's 1 MB rule).
@@ -42,6 +42,8 @@ pub struct ApplyOptions {
     pub compress: bool,
     /// From GitRepoRestrictions: the namespaces the agent may deploy into.
     pub allowed_target_namespace_selector: Option<LabelSelector>,
+    /// How much may be read (checked before reading).
+    pub limits: SizeLimits,
 }
 
 /// The GitRepo's targets as `fleet apply --targets-file` receives them.
@@ -86,6 +88,7 @@ pub fn read_bundle(
 ) -> Result<Bundle, BundleError> {
     let fleet_yaml = match options_file {
         Some(path) => {
+            opts.limits.check_file(path)?;
             let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
                 path: path.to_owned(),
                 source,
@@ -98,7 +101,7 @@ pub fn read_bundle(
         }
         None => FleetYaml::default(),
     };
-    let files = read_dir_files(dir)?;
+    let files = read_dir_files(dir, &opts.limits)?;
     check_manifests(&files).map_err(|e| BundleError::Manifest {
         path: dir.join(&e.path),
         line: e.line,

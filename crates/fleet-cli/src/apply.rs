@@ -62,6 +62,12 @@ pub struct BundleArgs {
     /// Compress every resource (`base64+gz`).
     #[arg(long)]
     compress: bool,
+    /// The largest file read, in bytes (checked before reading it).
+    #[arg(long, default_value_t = fleet_bundle::files::SizeLimits::DEFAULT_FILE)]
+    max_file_size: u64,
+    /// The most bytes the files of one bundle may add up to.
+    #[arg(long, default_value_t = fleet_bundle::files::SizeLimits::DEFAULT_BUNDLE)]
+    max_bundle_size: u64,
     /// The bundle name prefix (a GitRepo's name).
     name: String,
     /// Directories to read (default: the current directory).
@@ -120,6 +126,10 @@ pub fn options(args: &BundleArgs) -> anyhow::Result<ApplyOptions> {
         }),
         compress: args.compress,
         allowed_target_namespace_selector: None,
+        limits: fleet_bundle::files::SizeLimits {
+            file: args.max_file_size,
+            bundle: args.max_bundle_size,
+        },
     })
 }
 

@@ -197,7 +197,11 @@ pub fn fetch(
 
 /// Writes the tree of `commit` in the repository at `repo_path` below `dest` (regular and
 /// executable files; symbolic links and submodules are skipped, as they could point outside).
-pub fn export(repo_path: &Path, commit: &str, dest: &Path) -> Result<(), GitError> {
+/// Blobs larger than `max_blob` bytes are not read (their size comes from the object
+/// header): they become sparse files of that size, which the bundle reader then refuses by
+/// size with their path, so that an oversized file costs no memory however often a sync is
+/// retried.
+pub fn export(repo_path: &Path, commit: &str, dest: &Path, max_blob: u64) -> Result<(), GitError> {
     let cache_error = |message: String| GitError::Cache {
         path: repo_path.to_owned(),
         message,
@@ -208,6 +212,9 @@ pub fn export(repo_path: &Path, commit: &str, dest: &Path) -> Result<(), GitErro
         .find_commit(oid)
         .and_then(|c| c.tree())
         .map_err(|e| cache_error(e.message().to_owned()))?;
+    let odb = repo
+        .odb()
+        .map_err(|e| cache_error(e.message().to_owned()))?;
     let mut failure = None;
     tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
         let Ok(name) = entry.name() else {
@@ -217,10 +224,17 @@ pub fn export(repo_path: &Path, commit: &str, dest: &Path) -> Result<(), GitErro
         let result = match entry.kind() {
             Some(ObjectType::Tree) => std::fs::create_dir_all(&path),
             // 0o120000: a symbolic link; 0o160000 (a commit): a submodule.
-            Some(ObjectType::Blob) if entry.filemode() != 0o120000 => repo
-                .find_blob(entry.id())
-                .map_err(|e| std::io::Error::other(e.message().to_owned()))
-                .and_then(|blob| std::fs::write(&path, blob.content())),
+            Some(ObjectType::Blob) if entry.filemode() != 0o120000 => {
+                match odb.read_header(entry.id()) {
+                    Ok((size, _)) if size as u64 > max_blob => {
+                        std::fs::File::create(&path).and_then(|file| file.set_len(size as u64))
+                    }
+                    _ => repo
+                        .find_blob(entry.id())
+                        .map_err(|e| std::io::Error::other(e.message().to_owned()))
+                        .and_then(|blob| std::fs::write(&path, blob.content())),
+                }
+            }
             _ => Ok(()),
         };
         match result {

@@ -1,6 +1,7 @@
 //! `gitjob`: GitRepos to Bundles, leader-elected. Every replica keeps the GitRepo cache warm
 //! and serves push webhooks; only the leader fetches and writes Bundles.
 
+use fleet_bundle::files::SizeLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +52,12 @@ struct Args {
     /// Git network operations at once.
     #[arg(long, env = "GITJOB_CONCURRENT_GIT", default_value_t = 4)]
     concurrent_git: usize,
+    /// The largest file read from a repository, in bytes (checked before reading it).
+    #[arg(long, env = "GITJOB_MAX_FILE_SIZE", default_value_t = SizeLimits::DEFAULT_FILE)]
+    max_file_size: u64,
+    /// The most bytes the files of one bundle may add up to.
+    #[arg(long, env = "GITJOB_MAX_BUNDLE_SIZE", default_value_t = SizeLimits::DEFAULT_BUNDLE)]
+    max_bundle_size: u64,
 }
 
 #[tokio::main]
@@ -68,6 +75,10 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| std::env::temp_dir().join("gitjob")),
         git_timeout: args.git_client_timeout,
         concurrent_git: args.concurrent_git,
+        limits: SizeLimits {
+            file: args.max_file_size,
+            bundle: args.max_bundle_size,
+        },
     };
     std::fs::create_dir_all(&settings.cache_dir)
         .with_context(|| format!("creating the cache dir {}", settings.cache_dir.display()))?;

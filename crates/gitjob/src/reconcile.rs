@@ -18,6 +18,7 @@ use fleet_api::labels::{COMMIT, REPO_NAME};
 use fleet_api::{
     BundleTarget, BundleTargetRestriction, GitRepo, GitRepoRestriction, GitRepoSpec, GitRepoStatus,
 };
+use fleet_bundle::files::SizeLimits;
 use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 use fleet_bundle::store::BundleStore;
@@ -54,6 +55,8 @@ pub struct Settings {
     pub git_timeout: Duration,
     /// Git operations running at once.
     pub concurrent_git: usize,
+    /// How much of a repository is read (per file, per bundle), checked before reading.
+    pub limits: SizeLimits,
 }
 
 /// What the reconciler shares across GitRepos during one leadership term.
@@ -388,6 +391,7 @@ async fn sync(
         .map_err(|e| e.to_string())?;
 
     let mut opts = apply_options(gitrepo, commit);
+    opts.limits = ctx.settings.limits;
     opts.allowed_target_namespace_selector = allowed_target_namespaces;
     let scan = scan(&gitrepo.spec);
     let wanted = commit.to_owned();
@@ -395,7 +399,8 @@ async fn sync(
     let repo_name = name.clone();
     let bundles = tokio::task::spawn_blocking(move || {
         let tree = tempfile::tempdir_in(&checkouts).map_err(|e| format!("checkout: {e}"))?;
-        git::export(&repo_path, &wanted, tree.path()).map_err(|e| e.to_string())?;
+        git::export(&repo_path, &wanted, tree.path(), opts.limits.file)
+            .map_err(|e| e.to_string())?;
         let bundles = read_repo(&repo_name, &bundle_namespace, tree.path(), "", &scan, &opts)
             .map_err(|e| e.to_string())?;
         Ok::<_, String>((bundles, unmatched_paths(tree.path(), &scan)))
@@ -499,6 +504,7 @@ pub fn apply_options(gitrepo: &GitRepo, commit: &str) -> ApplyOptions {
         correct_drift: spec.correct_drift.clone(),
         compress: false,
         allowed_target_namespace_selector: None,
+        limits: SizeLimits::default(),
     }
 }
 

@@ -665,3 +665,71 @@ async fn a_paths_entry_matching_nothing_is_reported() {
         .await
         .expect("the matching path is deployed");
 }
+
+/// gitjob's resident memory (VmRSS of /proc/<pid>/status), in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// An oversized `fleet.yaml` (11 MiB, over the 10 MiB default) is refused before it is read:
+/// a clear condition, the last good Bundles stay, and gitjob's memory stays flat while the
+/// sync is retried at every poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_file_is_refused_before_it_is_read() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    repo.commit_files("an app", &[("app/cm.yaml", &configmap("a"))])
+        .expect("commit");
+    let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());
+    let api = gitrepos(&client);
+    api.create(
+        &PostParams::default(),
+        &gitrepo(&format!(
+            "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: big\nspec:\n  repo: {}\n  pollingInterval: 1s\n  paths: [app]\n",
+            repo.file_url()
+        )),
+    )
+    .await
+    .expect("create gitrepo");
+    let bundles = bundles(&client);
+    wait_for(&bundles, "big-app", WAIT, |_| true)
+        .await
+        .expect("the first commit is deployed");
+
+    let padding = format!("# {}\n", "x".repeat(11 * 1024 * 1024));
+    repo.commit_files(
+        "an oversized fleet.yaml",
+        &[("app/fleet.yaml", &format!("defaultNamespace: a\n{padding}"))],
+    )
+    .expect("commit");
+    wait_for(
+        &api,
+        "big",
+        WAIT,
+        not_ready_with("more than the 10485760 bytes"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(20)));
+    let pid = gitjob.process.pid().expect("pid");
+    let first = rss_kib(pid);
+    // Five more polls, each retrying the sync of the oversized commit.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kib(pid);
+    eprintln!("gitjob RSS across 5 retries of an 11 MiB fleet.yaml: {first} KiB -> {after} KiB");
+    assert!(
+        after < first + 8 * 1024,
+        "memory grew from {first} KiB to {after} KiB"
+    );
+    wait_for(&bundles, "big-app", WAIT, |_| true)
+        .await
+        .expect("the last good Bundle stays");
+}
