@@ -372,19 +372,19 @@ fn run_with_stdin(
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(input)?;
     }
-    let output = child.wait_with_output()?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(DeployError::Helm {
-        action,
-        release: release.to_string(),
-        message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-    })
+    succeeded(child.wait_with_output()?, action, release)
 }
 
 fn run(mut cmd: Command, action: &'static str, release: &Release) -> Result<(), DeployError> {
-    let output = cmd.output()?;
+    succeeded(cmd.output()?, action, release)
+}
+
+/// A finished helm run: its stderr is the error message when it failed.
+fn succeeded(
+    output: std::process::Output,
+    action: &'static str,
+    release: &Release,
+) -> Result<(), DeployError> {
     if output.status.success() {
         return Ok(());
     }

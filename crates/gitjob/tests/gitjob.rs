@@ -611,28 +611,58 @@ async fn wait_writes(replica: &Gitjob) {
     .unwrap_or_else(|e| panic!("{e}\n{}", replica.process.log_tail(20)));
 }
 
-/// A `paths` entry that matches nothing (a typo) is a warning on the GitRepo: the other paths
-/// are deployed, Ready stays True as in Fleet, `PathsMatched` is False and names the entry.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paths_entry_matching_nothing_is_reported() {
+/// A plane and a gitjob with one GitRepo `name` over a file:// repository holding `files`;
+/// `spec` is the rest of the GitRepo's spec (indented YAML lines).
+struct OneRepo {
+    _plane: fleet_testkit::ControlPlane,
+    _work: tempfile::TempDir,
+    repo: GitRepoFixture,
+    gitjob: Gitjob,
+    client: kube::Client,
+    api: Api<GitRepo>,
+}
+
+async fn one_repo(name: &str, files: &[(&str, &str)], spec: &str) -> OneRepo {
     let plane = plane().await;
     let client = plane.client();
     let work = tempfile::tempdir().expect("tempdir");
     let repo = GitRepoFixture::new().expect("git repo");
-    repo.commit_files("an app", &[("apps/a/cm.yaml", &configmap("a"))])
+    repo.commit_files("the first commit", files)
         .expect("commit");
     let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());
     let api = gitrepos(&client);
     api.create(
         &PostParams::default(),
         &gitrepo(&format!(
-            "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: typo\nspec:\n  repo: {}\n  paths: [\"apps/*\", \"aps/*\"]\n",
+            "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: {name}\nspec:\n  repo: {}\n{spec}",
             repo.file_url()
         )),
     )
     .await
     .expect("create gitrepo");
-    let warned = wait_for(&api, "typo", WAIT, |g| {
+    OneRepo {
+        _plane: plane,
+        _work: work,
+        repo,
+        gitjob,
+        client,
+        api,
+    }
+}
+
+/// A `paths` entry that matches nothing (a typo) is a warning on the GitRepo: the other paths
+/// are deployed, Ready stays True as in Fleet, `PathsMatched` is False and names the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paths_entry_matching_nothing_is_reported() {
+    // Bound whole: its plane and work dir live as long as the test.
+    let setup = one_repo(
+        "typo",
+        &[("apps/a/cm.yaml", &configmap("a"))],
+        "  paths: [\"apps/*\", \"aps/*\"]\n",
+    )
+    .await;
+    let (client, gitjob, api) = (&setup.client, &setup.gitjob, &setup.api);
+    let warned = wait_for(api, "typo", WAIT, |g| {
         g.status.as_ref().is_some_and(|s| {
             s.base
                 .conditions
@@ -661,7 +691,7 @@ async fn a_paths_entry_matching_nothing_is_reported() {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     );
-    wait_for(&bundles(&client), "typo-apps-a", WAIT, |_| true)
+    wait_for(&bundles(client), "typo-apps-a", WAIT, |_| true)
         .await
         .expect("the matching path is deployed");
 }
@@ -683,24 +713,15 @@ fn rss_kib(pid: u32) -> u64 {
 /// sync is retried at every poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_file_is_refused_before_it_is_read() {
-    let plane = plane().await;
-    let client = plane.client();
-    let work = tempfile::tempdir().expect("tempdir");
-    let repo = GitRepoFixture::new().expect("git repo");
-    repo.commit_files("an app", &[("app/cm.yaml", &configmap("a"))])
-        .expect("commit");
-    let gitjob = Gitjob::start(&plane, "gitjob-0", work.path());
-    let api = gitrepos(&client);
-    api.create(
-        &PostParams::default(),
-        &gitrepo(&format!(
-            "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: big\nspec:\n  repo: {}\n  pollingInterval: 1s\n  paths: [app]\n",
-            repo.file_url()
-        )),
+    // Bound whole: its plane and work dir live as long as the test.
+    let setup = one_repo(
+        "big",
+        &[("app/cm.yaml", &configmap("a"))],
+        "  pollingInterval: 1s\n  paths: [app]\n",
     )
-    .await
-    .expect("create gitrepo");
-    let bundles = bundles(&client);
+    .await;
+    let (client, gitjob, api, repo) = (&setup.client, &setup.gitjob, &setup.api, &setup.repo);
+    let bundles = bundles(client);
     wait_for(&bundles, "big-app", WAIT, |_| true)
         .await
         .expect("the first commit is deployed");
@@ -712,7 +733,7 @@ async fn an_oversized_file_is_refused_before_it_is_read() {
     )
     .expect("commit");
     wait_for(
-        &api,
+        api,
         "big",
         WAIT,
         not_ready_with("more than the 10485760 bytes"),
