@@ -18,7 +18,8 @@ use kube::{Api, ResourceExt};
 use support::{Controller, NS, create, plane, yaml};
 
 const AGENT_NAMESPACE: &str = "cattle-fleet-system";
-const WAIT: Duration = Duration::from_secs(90);
+/// Generous: CI machines run this beside other suites, and four processes start in it.
+const WAIT: Duration = Duration::from_secs(180);
 
 fn condition<'a>(cluster: &'a Cluster, type_: &str) -> Option<&'a fleet_api::Condition> {
     cluster
@@ -141,15 +142,34 @@ async fn an_imported_cluster_gets_a_managed_agent() {
     )
     .expect("agent");
     // It registers as the imported Cluster (no second Cluster), which turns Ready.
-    wait_for(&clusters, "imported", WAIT, |c| {
-        c.status
-            .as_ref()
-            .is_some_and(|s| s.agent.last_seen.is_some())
-            && condition(c, "Ready").is_some_and(|c| c.status == "True")
-            && condition(c, "Imported").is_some_and(|c| c.status == "True")
-    })
+    let agent_pid = agent.pid().expect("agent pid");
+    eventually(
+        "the agent registers as the imported Cluster, which turns Ready",
+        WAIT,
+        Duration::from_millis(250),
+        || async {
+            if !fleet_testkit::process::pid_alive(agent_pid) {
+                return Err("the agent process exited".to_owned());
+            }
+            let c = clusters.get("imported").await.map_err(|e| e.to_string())?;
+            let checked_in = c
+                .status
+                .as_ref()
+                .is_some_and(|s| s.agent.last_seen.is_some());
+            match (
+                checked_in,
+                condition(&c, "Ready").map(|c| c.status.clone()),
+                condition(&c, "Imported").map(|c| c.status.clone()),
+            ) {
+                (true, Some(ready), Some(imported)) if ready == "True" && imported == "True" => {
+                    Ok(())
+                }
+                other => Err(format!("checked in, Ready, Imported: {other:?}")),
+            }
+        },
+    )
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", agent.log_tail(30), logs()));
+    .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}\n{}", agent.log_tail(30), logs()));
     let names: Vec<String> = clusters
         .list(&Default::default())
         .await
