@@ -255,8 +255,10 @@ pub fn run(name: &str, cmd: &mut Command) -> Result<(), Error> {
     })
 }
 
-/// A binary of this workspace for a test to run, built (quietly, a no-op when up to date) by
-/// the cargo that runs the tests, in the same target directory as the test itself.
+/// A binary of this workspace for a test to run, from the same target directory as the test
+/// itself: `cargo test --workspace` has built it already; only a missing one is built here.
+/// (Building it again with `-p` would resolve features differently and relink it, slowly,
+/// in the middle of the suite.)
 pub fn workspace_binary(package: &str, bin: &str) -> Result<std::path::PathBuf, Error> {
     let exe =
         std::env::current_exe().map_err(|e| Error::io(std::path::Path::new("test exe"), e))?;
@@ -267,10 +269,13 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<std::path::PathBuf, 
         .ok_or_else(|| Error::Config {
             message: format!("{} is not in a cargo target directory", exe.display()),
         })?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run(
-        &format!("cargo build -p {package} --bin {bin}"),
-        Command::new(cargo).args(["build", "--quiet", "--locked", "-p", package, "--bin", bin]),
-    )?;
-    Ok(profile_dir.join(bin))
+    let path = profile_dir.join(bin);
+    if !path.is_file() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        run(
+            &format!("cargo build -p {package} --bin {bin}"),
+            Command::new(cargo).args(["build", "--quiet", "--locked", "-p", package, "--bin", bin]),
+        )?;
+    }
+    Ok(path)
 }
