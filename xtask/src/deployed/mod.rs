@@ -7,6 +7,8 @@
 //! kubelets, [`kind`]: kind clusters on Docker) only creates the clusters, loads the image,
 //! and stops and starts nodes ([`Clusters`]).
 
+mod drills;
+mod inspect;
 pub mod kind;
 pub mod nodes;
 pub mod scenario;
