@@ -78,18 +78,6 @@ impl Tool {
         Tool::Promtool,
     ];
 
-    /// What the tests and the local e2e need; the rest ([`Tool::NODE`]) only nodes need.
-    pub const TEST: [Tool; 8] = [
-        Tool::Etcd,
-        Tool::KubeApiserver,
-        Tool::KubeControllerManager,
-        Tool::Helm,
-        Tool::Kustomize,
-        Tool::ClientGoElector,
-        Tool::OciRegistry,
-        Tool::Promtool,
-    ];
-
     /// The binaries of a node (kubelet, its runtime) and of the plane's node-facing services.
     pub const NODE: [Tool; 6] = [
         Tool::Kubelet,
