@@ -76,7 +76,7 @@ fn deployed(provider: Provider, keep: bool) -> anyhow::Result<()> {
     if provider == Provider::Node {
         crate::packages::ensure_node_packages()?;
         for tool in fleet_testkit::binaries::Tool::NODE {
-            fleet_testkit::binaries::ensure(tool)?;
+            fleet_testkit::binaries::ensure(*tool)?;
         }
     }
     let archive = crate::image::build(None)?;

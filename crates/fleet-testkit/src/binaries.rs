@@ -61,6 +61,7 @@ pub enum Tool {
 pub const MIN_ETCD: (u64, u64, u64) = (3, 5, 13);
 
 impl Tool {
+    /// Every pinned binary; the node's come last ([`Tool::NODE`]).
     pub const ALL: [Tool; 14] = [
         Tool::Etcd,
         Tool::KubeApiserver,
@@ -69,24 +70,17 @@ impl Tool {
         Tool::Kustomize,
         Tool::ClientGoElector,
         Tool::OciRegistry,
+        Tool::Promtool,
         Tool::Kubelet,
         Tool::KubeScheduler,
         Tool::KubeProxy,
         Tool::Containerd,
         Tool::ContainerdShim,
         Tool::Ctr,
-        Tool::Promtool,
     ];
 
     /// The binaries of a node (kubelet, its runtime) and of the plane's node-facing services.
-    pub const NODE: [Tool; 6] = [
-        Tool::Kubelet,
-        Tool::KubeScheduler,
-        Tool::KubeProxy,
-        Tool::Containerd,
-        Tool::ContainerdShim,
-        Tool::Ctr,
-    ];
+    pub const NODE: &[Tool] = Tool::ALL.split_at(8).1;
 
     /// The file name of the binary.
     pub fn binary_name(self) -> &'static str {

@@ -308,7 +308,8 @@ pub fn clean_up(dir: &Path) {
     else {
         return;
     };
-    kill_matching(&dir.to_string_lossy());
+    // With the trailing slash: node `a` must not match node `ab`'s paths.
+    kill_matching(&format!("{}/", dir.display()));
     kill_cgroup_tree(&leftovers.cgroup);
     unmount_under(dir);
     remove_cgroup_tree(&leftovers.cgroup);
