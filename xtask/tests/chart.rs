@@ -330,12 +330,19 @@ async fn each_component_does_its_job_with_exactly_the_charts_rbac() {
     )
     .expect("commit");
     // The controller bootstraps fleet-local with Cluster `local` and ClusterGroup `default`.
+    // Retried, not watched: right after `helm install` the Cluster CRD may not be served yet
+    // (a watch's first list would get 404 and give up).
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), "fleet-local");
-    wait_for(
-        &clusters,
-        "local",
+    fleet_testkit::eventually(
+        "Cluster fleet-local/local",
         std::time::Duration::from_secs(60),
-        |_| true,
+        std::time::Duration::from_millis(200),
+        || async {
+            match clusters.get_opt("local").await {
+                Ok(Some(_)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
