@@ -106,12 +106,13 @@ async fn helmops_resolve_chart_versions_from_a_real_helm_repository() {
                 .map(String::as_str),
             Some(name)
         );
-        let status = api
-            .get(name)
-            .await
-            .expect("helmop")
-            .status
-            .unwrap_or_default();
+        // The status is written after the Bundle: wait for it, do not read it right away.
+        let helmop = wait_for(&api, name, WAIT, |h| {
+            h.status.as_ref().is_some_and(|s| s.version.is_some())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}\n{}", helmops.log_tail(20)));
+        let status = helmop.status.unwrap_or_default();
         assert_eq!(status.version.as_deref(), Some(want));
     }
     let missing = wait_for(&api, "missing", WAIT, |h| {
