@@ -127,6 +127,24 @@ pub async fn direct(
     Ok((client, identity))
 }
 
+/// The credentials saved by an earlier registration, if any.
+pub async fn saved(
+    downstream: &Client,
+    namespace: &str,
+) -> Result<Option<Identity>, CredentialsError> {
+    let saved = Api::<Secret>::namespaced(downstream.clone(), namespace)
+        .get_opt(SECRET)
+        .await
+        .map_err(api("reading the saved credentials"))?;
+    Ok(saved.and_then(|secret| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("identity"))
+            .and_then(|v| serde_json::from_slice::<Identity>(&v.0).ok())
+    }))
+}
+
 /// Saved credentials, or a registration with the token values at `values_path`.
 pub async fn obtain(
     downstream: &Client,
@@ -134,19 +152,10 @@ pub async fn obtain(
     values_path: Option<&Path>,
     client_id: Option<&str>,
 ) -> Result<Identity, CredentialsError> {
-    let secrets: Api<Secret> = Api::namespaced(downstream.clone(), namespace);
-    if let Some(saved) = secrets
-        .get_opt(SECRET)
-        .await
-        .map_err(api("reading the saved credentials"))?
-        && let Some(identity) = saved
-            .data
-            .as_ref()
-            .and_then(|d| d.get("identity"))
-            .and_then(|v| serde_json::from_slice::<Identity>(&v.0).ok())
-    {
+    if let Some(identity) = saved(downstream, namespace).await? {
         return Ok(identity);
     }
+    let secrets: Api<Secret> = Api::namespaced(downstream.clone(), namespace);
     let Some(values_path) = values_path else {
         return Err(CredentialsError::Config(
             "not registered: pass --registration-values (a ClusterRegistrationToken's values) or --upstream-kubeconfig".to_owned(),

@@ -1,8 +1,9 @@
-//! The BundleDeployment reconciler: a new `deploymentID` is installed as a Helm release
-//! (`fleet-deployer`) and reported upstream (`appliedDeploymentID`, readiness and drift of
-//! its objects, the `Deployed` condition with helm's message on failure, when the previous
-//! release keeps running); an unchanged one is not re-installed but watched (readiness,
-//! drift, `correctDrift`); a deleted one is uninstalled first (the agent's finalizer),
+//! The deploying role's BundleDeployment reconciler: a new `deploymentID` is installed as a
+//! Helm release (`fleet-deployer`) and reported upstream (`appliedDeploymentID`, readiness
+//! and drift of its objects, the `Deployed` condition with helm's message on failure, when
+//! the previous release keeps running); an unchanged one is left to the monitoring role
+//! ([`crate::monitor`]) except that drift it reports is corrected here (`correctDrift`: a
+//! helm run is deploy work); a deleted one is uninstalled first (the agent's finalizer),
 //! honouring `keepResources` and `deleteNamespace`.
 
 use std::sync::Arc;
@@ -10,34 +11,32 @@ use std::time::Duration;
 
 use fleet_api::labels::BUNDLE_DEPLOYMENT_FINALIZER;
 use fleet_api::{BundleDeployment, Content, HelmRepoAccess, helm_repo_secret_name};
-use fleet_deployer::{Deployer, Release};
+use fleet_deployer::Release;
 use fleet_election::Leadership;
 use fleet_render::render::{namespace, release_name};
 use fleet_render::target::ClusterInfo;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, Client, ResourceExt};
 
-use crate::monitor::Inspection;
+use crate::Error;
+use crate::inspect::{Inspection, Inspector};
+use crate::report::{self, Freshness};
 
 /// What the reconciler needs.
 pub struct Context {
     pub upstream: Client,
-    /// The cluster the agent deploys to, where drift is looked for.
-    pub downstream: Client,
-    pub deployer: Deployer,
+    /// The cluster the agent deploys to, and its releases.
+    pub inspector: Inspector,
     pub cluster: ClusterInfo,
     /// This term of leadership: no helm run starts once it is told to stop, and a write
     /// goes out only while [`Leadership::still_leading`] (the Lease is still held within its
     /// renew deadline), so that a deploy in flight at a graceful hand-over is recorded by the
     /// replica that made it, before it releases the Lease, and not made again by the next.
     pub leadership: Leadership,
-    /// How often deployed releases are checked for drift.
+    /// How often a failed drift correction is tried again.
     pub drift_interval: Duration,
-    pub kinds: crate::monitor::Kinds,
-    pub manifests: crate::monitor::Manifests,
     /// The agent's namespace downstream (where bundles' service accounts live).
     pub agent_namespace: String,
 }
@@ -48,19 +47,6 @@ impl std::fmt::Debug for Context {
             .field("cluster", &self.cluster.name)
             .finish_non_exhaustive()
     }
-}
-
-/// A reconcile that could not finish (retried with backoff).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{action}: {source}")]
-    Api { action: String, source: kube::Error },
-    #[error("leadership lost")]
-    NotLeading,
-    #[error("finalizer: {0}")]
-    Finalizer(String),
-    #[error("{0}")]
-    Deploy(String),
 }
 
 pub async fn reconcile(bd: Arc<BundleDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -89,7 +75,7 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     if status.applied_deployment_id.as_deref() == Some(id.as_str()) {
-        return monitor(bd, ctx).await;
+        return correct_drift(bd, &id, ctx).await;
     }
     let name = bd.name_any();
     let now = jiff::Timestamp::now().to_string();
@@ -120,11 +106,11 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
         }
     };
     tracing::info!(bundle_deployment = %name, release = %deployed.release, "deployed");
-    let inspection = match inspect(bd, ctx).await {
+    let inspection = match ctx.inspector.inspect(bd, &id).await {
         Ok(inspection) => inspection,
         Err(message) => {
             // Installed, but the objects could not be read back: report it applied and let
-            // the monitor fill in readiness.
+            // the monitoring role fill in readiness.
             tracing::warn!(bundle_deployment = %name, error = %message, "cannot inspect the release");
             Inspection::default()
         }
@@ -134,7 +120,8 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
     {
         report(bd, ctx, patch).await?;
     }
-    Ok(Action::requeue(next_check(&inspection, ctx)))
+    // From here on the monitoring role looks at it (the status just written wakes it).
+    Ok(Action::await_change())
 }
 
 /// A deployment waiting for its dependencies looks again this often.
@@ -143,36 +130,20 @@ const DEPENDENCY_RECHECK: Duration = Duration::from_secs(5);
 /// A failed deploy is tried again after this long.
 const FAILED_RETRY: Duration = Duration::from_secs(30);
 
-/// Objects that are not ready yet are looked at again at least this often, so that readiness
-/// shows soon after it changes.
-const NOT_READY_RECHECK: Duration = Duration::from_secs(5);
-
-fn next_check(inspection: &Inspection, ctx: &Context) -> Duration {
-    if inspection.non_ready.is_empty() {
-        ctx.drift_interval
-    } else {
-        ctx.drift_interval.min(NOT_READY_RECHECK)
-    }
-}
-
 /// Writes a status patch upstream (only while leading).
 async fn report(
     bd: &BundleDeployment,
     ctx: &Context,
     patch: serde_json::Value,
 ) -> Result<(), Error> {
-    if !ctx.leadership.still_leading() {
-        return Err(Error::NotLeading);
-    }
-    let name = bd.name_any();
-    Api::<BundleDeployment>::namespaced(ctx.upstream.clone(), &bd.namespace().unwrap_or_default())
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(|source| Error::Api {
-            action: format!("reporting the status of {name}"),
-            source,
-        })?;
-    Ok(())
+    report::status(
+        &ctx.upstream,
+        &ctx.leadership,
+        bd,
+        patch,
+        Freshness::Authoritative,
+    )
+    .await
 }
 
 /// Installs the Content of `id` with the BundleDeployment's options; the inner error is
@@ -200,7 +171,7 @@ async fn deploy(
         name: release_name(&name, &options),
         namespace: namespace(&options),
     };
-    match crate::releases::conflict(&ctx.downstream, &release, &name).await {
+    match crate::releases::conflict(&ctx.inspector.downstream, &release, &name).await {
         Ok(None) => {}
         Ok(Some(conflict)) => return Ok(Err(conflict)),
         Err(source) => {
@@ -211,7 +182,13 @@ async fn deploy(
         }
     }
     let selector = options.allowed_target_namespace_selector.as_ref();
-    match crate::releases::namespace_allowed(&ctx.downstream, &release.namespace, selector).await {
+    match crate::releases::namespace_allowed(
+        &ctx.inspector.downstream,
+        &release.namespace,
+        selector,
+    )
+    .await
+    {
         Ok(None) => {}
         Ok(Some(refused)) => return Ok(Err(refused)),
         Err(source) => {
@@ -221,17 +198,22 @@ async fn deploy(
             });
         }
     }
-    let values_from =
-        match crate::values_from::resolve(&ctx.downstream, &options, &namespace(&options)).await {
-            Ok(values) => values,
-            Err(message) => return Ok(Err(message)),
-        };
+    let values_from = match crate::values_from::resolve(
+        &ctx.inspector.downstream,
+        &options,
+        &namespace(&options),
+    )
+    .await
+    {
+        Ok(values) => values,
+        Err(message) => return Ok(Err(message)),
+    };
     let repo = match repo_access(bd, ctx).await {
         Ok(repo) => repo,
         Err(message) => return Ok(Err(message)),
     };
     let impersonate = match crate::releases::service_account(
-        &ctx.downstream,
+        &ctx.inspector.downstream,
         &ctx.agent_namespace,
         options.service_account.as_deref(),
     )
@@ -246,8 +228,8 @@ async fn deploy(
         impersonate,
     };
     // Whatever happens now, the release's objects may change.
-    ctx.manifests.forget(&release.to_string());
-    let deployer = ctx.deployer.clone();
+    ctx.inspector.forget(&release);
+    let deployer = ctx.inspector.deployer.clone();
     let cluster = ctx.cluster.clone();
     let (labels, annotations) = (
         options.namespace_labels.clone(),
@@ -263,7 +245,7 @@ async fn deploy(
     .map_err(|e| Error::Deploy(e.to_string()))?;
     if deployed.is_ok()
         && let Err(e) = crate::releases::label_namespace(
-            &ctx.downstream,
+            &ctx.inspector.downstream,
             &release.namespace,
             labels.as_ref(),
             annotations.as_ref(),
@@ -310,65 +292,44 @@ async fn repo_access(bd: &BundleDeployment, ctx: &Context) -> Result<HelmRepoAcc
     ))
 }
 
-/// Looks at a deployed BundleDeployment's objects: readiness, drift (corrected when asked);
-/// reports what changed.
-async fn monitor(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
+/// A deployed BundleDeployment with `correctDrift` whose status (written by the monitoring
+/// role) lists modified objects: installed again (`correctDrift.force`: replacing what cannot
+/// be patched back), then looked at and reported.
+async fn correct_drift(bd: &BundleDeployment, id: &str, ctx: &Context) -> Result<Action, Error> {
+    let status = bd.status.clone().unwrap_or_default();
+    let Some(correct) = bd.spec.correct_drift.as_ref().filter(|c| c.enabled) else {
+        return Ok(Action::await_change());
+    };
+    if status.modified_status.is_empty() {
+        return Ok(Action::await_change());
+    }
     let name = bd.name_any();
-    let mut inspection = match inspect(bd, ctx).await {
+    tracing::info!(bundle_deployment = %name, objects = status.modified_status.len(), "correcting drift");
+    let mut correcting = bd.clone();
+    if correct.force {
+        correcting.spec.options.helm.get_or_insert_default().force = true;
+    }
+    if let Err(message) = deploy(&correcting, id, ctx).await? {
+        tracing::warn!(bundle_deployment = %name, error = %message, "drift correction failed");
+        return Ok(Action::requeue(ctx.drift_interval));
+    }
+    let inspection = match ctx.inspector.inspect(bd, id).await {
         Ok(inspection) => inspection,
         Err(message) => {
-            tracing::warn!(bundle_deployment = %name, error = %message, "cannot inspect the release; retrying");
-            return Ok(Action::requeue(ctx.drift_interval));
+            tracing::warn!(bundle_deployment = %name, error = %message, "cannot inspect the release");
+            return Ok(Action::await_change());
         }
     };
-    let correct = bd.spec.correct_drift.as_ref().is_some_and(|c| c.enabled);
-    if !inspection.modified.is_empty() && correct {
-        let id = bd.spec.deployment_id.clone().unwrap_or_default();
-        tracing::info!(bundle_deployment = %name, objects = inspection.modified.len(), "correcting drift");
-        // `correctDrift.force`: replace what cannot be patched back.
-        let mut correcting = bd.clone();
-        if bd.spec.correct_drift.as_ref().is_some_and(|c| c.force) {
-            correcting.spec.options.helm.get_or_insert_default().force = true;
-        }
-        if let Err(message) = deploy(&correcting, &id, ctx).await? {
-            tracing::warn!(bundle_deployment = %name, error = %message, "drift correction failed");
-        }
-        if let Ok(after) = inspect(bd, ctx).await {
-            inspection = after;
-        }
-    }
-    let status = bd.status.clone().unwrap_or_default();
     let now = jiff::Timestamp::now().to_string();
     if let Some(patch) = crate::status::observed(&status, &inspection, None, &now) {
-        tracing::debug!(bundle_deployment = %name, ready = inspection.non_ready.is_empty(), modified = inspection.modified.len(), "status changed");
         report(bd, ctx, patch).await?;
     }
-    Ok(Action::requeue(next_check(&inspection, ctx)))
-}
-
-/// The release's objects next to what it wants.
-async fn inspect(bd: &BundleDeployment, ctx: &Context) -> Result<Inspection, String> {
-    let options = &bd.spec.options;
-    let release = Release {
-        name: release_name(&bd.name_any(), options),
-        namespace: namespace(options),
-    };
-    let key = release.to_string();
-    let manifest = match ctx.manifests.get(&key) {
-        Some(manifest) => manifest,
-        None => {
-            let deployer = ctx.deployer.clone();
-            let target = release.clone();
-            let manifest = tokio::task::spawn_blocking(move || deployer.manifest(&target))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            let manifest = Arc::new(manifest);
-            ctx.manifests.insert(key, manifest.clone());
-            manifest
-        }
-    };
-    crate::monitor::inspect(&ctx.downstream, &ctx.kinds, &manifest, &release, options).await
+    if inspection.modified.is_empty() {
+        Ok(Action::await_change())
+    } else {
+        // What helm could not put back is tried again, as often as drift is looked for.
+        Ok(Action::requeue(ctx.drift_interval))
+    }
 }
 
 /// A deleted BundleDeployment: its release is uninstalled; with `keepResources` Helm only
@@ -381,7 +342,7 @@ async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
         namespace: namespace(options),
     };
     let name = bd.name_any();
-    match crate::releases::conflict(&ctx.downstream, &release, &name).await {
+    match crate::releases::conflict(&ctx.inspector.downstream, &release, &name).await {
         Ok(None) => {}
         Ok(Some(conflict)) => {
             tracing::warn!(bundle_deployment = %name, %conflict, "not removing a release another bundle deployment owns");
@@ -396,7 +357,7 @@ async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
     }
     if options.keep_resources {
         tracing::info!(bundle_deployment = %bd.name_any(), %release, "keepResources: forgetting the release, keeping its objects");
-        return crate::releases::forget_release(&ctx.downstream, &release)
+        return crate::releases::forget_release(&ctx.inspector.downstream, &release)
             .await
             .map(|()| Action::await_change())
             .map_err(|source| Error::Api {
@@ -404,15 +365,15 @@ async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
                 source,
             });
     }
-    ctx.manifests.forget(&release.to_string());
-    let deployer = ctx.deployer.clone();
+    ctx.inspector.forget(&release);
+    let deployer = ctx.inspector.deployer.clone();
     let target = release.clone();
     tokio::task::spawn_blocking(move || deployer.uninstall(&target))
         .await
         .map_err(|e| Error::Deploy(e.to_string()))?
         .map_err(|e| Error::Deploy(e.to_string()))?;
     if options.delete_namespace {
-        crate::releases::delete_namespace(&ctx.downstream, &release.namespace)
+        crate::releases::delete_namespace(&ctx.inspector.downstream, &release.namespace)
             .await
             .map_err(|source| Error::Api {
                 action: format!("deleting namespace {}", release.namespace),

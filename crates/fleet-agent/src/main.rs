@@ -1,6 +1,8 @@
 //! `fleet-agent`: deploys a downstream cluster's BundleDeployments. `--kubeconfig` is the
 //! downstream cluster (where the agent is leader-elected and deploys); upstream access comes
-//! from registration (`--registration-values`) or `--upstream-kubeconfig`.
+//! from registration (`--registration-values`) or `--upstream-kubeconfig`. Two roles with a
+//! Lease each: deploying (`fleet-agent`) and monitoring (`fleet-agent-monitor`), on different
+//! replicas when there are two or more.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,10 +11,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use fleet_agent::credentials;
-use fleet_agent::deploy::{self, Context};
+use fleet_agent::deploy;
+use fleet_agent::inspect::Inspector;
+use fleet_agent::monitor;
 use fleet_api::BundleDeployment;
 use fleet_deployer::Deployer;
-use fleet_election::parse_go_duration;
+use fleet_election::{Leadership, parse_go_duration};
 use fleet_render::render::Tools;
 use fleet_render::target::ClusterInfo;
 use fleet_runtime::{Runtime, RuntimeArgs};
@@ -63,7 +67,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = Runtime::new("fleet-agent", "fleet-agent", &args.runtime)
+    let mut runtime = Runtime::new("fleet-agent", LEASE, &args.runtime)
         .await
         .context("starting fleet-agent")?;
     let downstream = runtime.client();
@@ -75,63 +79,168 @@ async fn main() -> anyhow::Result<()> {
         kubeconfig: args.runtime.kubeconfig.clone(),
     };
     let args = Arc::new(args);
+    runtime.second_role(MONITOR_LEASE, {
+        let (args, downstream, deployer) = (args.clone(), downstream.clone(), deployer.clone());
+        move |leadership| {
+            monitoring(
+                args.clone(),
+                downstream.clone(),
+                deployer.clone(),
+                leadership,
+            )
+        }
+    });
     runtime
         .run(move |leadership| {
-            let (args, downstream, deployer) = (args.clone(), downstream.clone(), deployer.clone());
-            async move {
-                // Registration happens while leading, as in Fleet: one replica registers.
-                let connected = match (&args.upstream_kubeconfig, &args.cluster_namespace, &args.cluster_name) {
-                    (path, Some(ns), Some(name)) => credentials::direct(path.as_deref(), &downstream, ns, name).await,
-                    _ => match credentials::obtain(&downstream, &args.runtime.namespace, args.registration_values.as_deref(), args.client_id.as_deref()).await {
-                        Ok(identity) => identity.client().await.map(|client| (client, identity)),
-                        Err(e) => Err(e),
-                    },
-                };
-                let (upstream, identity) = match connected {
-                    Ok(connected) => connected,
-                    Err(error) => {
-                        tracing::error!(%error, "no upstream identity; retrying in 10s");
-                        tokio::select! {
-                            () = leadership.cancelled() => {}
-                            () = tokio::time::sleep(Duration::from_secs(10)) => {}
-                        }
-                        return;
-                    }
-                };
-                tracing::info!(cluster = %identity.cluster_name, namespace = %identity.deployment_namespace, "connected upstream");
-                let heartbeat = fleet_agent::heartbeat::run(
-                    upstream.clone(),
-                    identity.cluster_namespace.clone(),
-                    identity.cluster_name.clone(),
-                    args.runtime.namespace.clone(),
-                    args.heartbeat_interval,
-                    leadership.token(),
-                );
-                let ctx = Arc::new(Context {
-                    upstream: upstream.clone(),
-                    downstream: downstream.clone(),
-                    drift_interval: args.drift_interval,
-                    kinds: fleet_agent::monitor::Kinds::default(),
-                    manifests: fleet_agent::monitor::Manifests::default(),
-                    agent_namespace: args.runtime.namespace.clone(),
-                    deployer,
-                    cluster: ClusterInfo {
-                        name: identity.cluster_name.clone(),
-                        namespace: identity.cluster_namespace.clone(),
-                        ..ClusterInfo::default()
-                    },
-                    leadership: leadership.clone(),
-                });
-                let deployments = Controller::new(
-                    Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
-                    watcher::Config::default(),
-                )
-                .with_config(controller::Config::default().concurrency(args.workers))
-                .graceful_shutdown_on(leadership.stopped())
-                .run(deploy::reconcile, deploy::error_policy, ctx);
-                futures::join!(heartbeat, fleet_runtime::drain_controller(deployments));
-            }
+            deploying(
+                args.clone(),
+                downstream.clone(),
+                deployer.clone(),
+                leadership,
+            )
         })
         .await?;
     Ok(())
+}
+
+/// The deploying role's Lease (Fleet's agent Lease name).
+const LEASE: &str = "fleet-agent";
+/// The monitoring role's Lease.
+const MONITOR_LEASE: &str = "fleet-agent-monitor";
+
+/// Who may register this cluster upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connect {
+    /// The deploying role registers when no credentials are saved yet (one replica registers).
+    MayRegister,
+    /// The monitoring role waits for credentials the deploying role saved.
+    Saved,
+}
+
+/// The upstream client and this agent's identity; `None` (after a pause, logged) while
+/// there is none yet or the term ends.
+async fn connect(
+    args: &Args,
+    downstream: &kube::Client,
+    how: Connect,
+    leadership: &Leadership,
+) -> Option<(kube::Client, credentials::Identity)> {
+    let connected = match (
+        &args.upstream_kubeconfig,
+        &args.cluster_namespace,
+        &args.cluster_name,
+    ) {
+        (path, Some(ns), Some(name)) => {
+            credentials::direct(path.as_deref(), downstream, ns, name).await
+        }
+        _ => {
+            let identity = match how {
+                Connect::MayRegister => {
+                    credentials::obtain(
+                        downstream,
+                        &args.runtime.namespace,
+                        args.registration_values.as_deref(),
+                        args.client_id.as_deref(),
+                    )
+                    .await
+                }
+                Connect::Saved => credentials::saved(downstream, &args.runtime.namespace)
+                    .await
+                    .and_then(|saved| {
+                        saved.ok_or_else(|| {
+                            credentials::CredentialsError::Config(
+                                "not registered yet: the deploying replica registers".to_owned(),
+                            )
+                        })
+                    }),
+            };
+            match identity {
+                Ok(identity) => identity.client().await.map(|client| (client, identity)),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match connected {
+        Ok(connected) => Some(connected),
+        Err(error) => {
+            tracing::error!(lease = %leadership.lease(), %error, "no upstream identity; retrying in 10s");
+            tokio::select! {
+                () = leadership.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_secs(10)) => {}
+            }
+            None
+        }
+    }
+}
+
+/// The deploying role: registration, heartbeat, and the BundleDeployment deploys.
+async fn deploying(
+    args: Arc<Args>,
+    downstream: kube::Client,
+    deployer: Deployer,
+    leadership: Leadership,
+) {
+    // Registration happens while leading, as in Fleet: one replica registers.
+    let Some((upstream, identity)) =
+        connect(&args, &downstream, Connect::MayRegister, &leadership).await
+    else {
+        return;
+    };
+    tracing::info!(cluster = %identity.cluster_name, namespace = %identity.deployment_namespace, "connected upstream");
+    let heartbeat = fleet_agent::heartbeat::run(
+        upstream.clone(),
+        identity.cluster_namespace.clone(),
+        identity.cluster_name.clone(),
+        args.runtime.namespace.clone(),
+        args.heartbeat_interval,
+        leadership.token(),
+    );
+    let ctx = Arc::new(deploy::Context {
+        upstream: upstream.clone(),
+        inspector: Inspector::new(downstream, deployer),
+        drift_interval: args.drift_interval,
+        agent_namespace: args.runtime.namespace.clone(),
+        cluster: ClusterInfo {
+            name: identity.cluster_name.clone(),
+            namespace: identity.cluster_namespace.clone(),
+            ..ClusterInfo::default()
+        },
+        leadership: leadership.clone(),
+    });
+    let deployments = Controller::new(
+        Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().concurrency(args.workers))
+    .graceful_shutdown_on(leadership.stopped())
+    .run(deploy::reconcile, deploy::error_policy, ctx);
+    futures::join!(heartbeat, fleet_runtime::drain_controller(deployments));
+}
+
+/// The monitoring role: readiness and drift of every deployed release, reported upstream.
+async fn monitoring(
+    args: Arc<Args>,
+    downstream: kube::Client,
+    deployer: Deployer,
+    leadership: Leadership,
+) {
+    let Some((upstream, identity)) = connect(&args, &downstream, Connect::Saved, &leadership).await
+    else {
+        return;
+    };
+    tracing::info!(cluster = %identity.cluster_name, "monitoring deployed bundles");
+    let ctx = Arc::new(monitor::Context {
+        upstream: upstream.clone(),
+        inspector: Inspector::new(downstream, deployer),
+        leadership: leadership.clone(),
+        drift_interval: args.drift_interval,
+    });
+    let scans = Controller::new(
+        Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().concurrency(args.workers))
+    .graceful_shutdown_on(leadership.stopped())
+    .run(monitor::reconcile, monitor::error_policy, ctx);
+    fleet_runtime::drain_controller(scans).await;
 }

@@ -1,264 +1,167 @@
-//! Watching a deployed BundleDeployment: each object of its release (`helm get manifest`) is
-//! read from the downstream cluster, compared with what the release wants
-//! ([`fleet_deployer::drift`], minus `diff.comparePatches`; missing objects, changed fields
-//! and objects left over from the release become `modifiedStatus`) and judged for readiness ([`fleet_deployer::readiness`], minus
-//! `ignore.conditions`; `nonReadyStatus`).
+//! The monitoring role's BundleDeployment reconciler: the periodic look at every deployed
+//! release (readiness and drift of its objects downstream, [`crate::inspect`]) and the status
+//! it gives (`ready`, `nonReadyStatus`, `modifiedStatus`, `resources`, the `Ready` and
+//! `Monitored` conditions).
+//!
+//! It runs under a Lease of its own (`<lease>-monitor`), so with two agent replicas one
+//! deploys while the other monitors, and the deploying replica spends nothing on these reads;
+//! a replica alone holds both Leases. It never runs helm except `helm get manifest`: drift it
+//! reports is corrected by the deploying role ([`crate::deploy`]), woken by the status
+//! written here.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use fleet_api::{
-    BundleDeploymentOptions, BundleDeploymentResource, ModifiedStatus, NonReadyStatus, ResourceRef,
-};
-use fleet_deployer::Release;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use kube::discovery::{Scope, pinned_kind};
-use kube::{Api, Client};
-use serde_json::Value;
+use fleet_api::BundleDeployment;
+use fleet_election::Leadership;
+use kube::runtime::controller::Action;
+use kube::{Client, ResourceExt};
 
-/// Kinds already looked up in the downstream cluster's discovery.
-#[derive(Debug, Default)]
-pub struct Kinds(Mutex<HashMap<GroupVersionKind, (ApiResource, bool)>>);
+use crate::Error;
+use crate::inspect::{Inspection, Inspector};
+use crate::report::{self, Freshness};
 
-impl Kinds {
-    async fn resolve(
-        &self,
-        client: &Client,
-        gvk: &GroupVersionKind,
-    ) -> Result<(ApiResource, bool), kube::Error> {
-        if let Some(found) = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(gvk)
+/// What the monitoring reconciler needs.
+pub struct Context {
+    pub upstream: Client,
+    pub inspector: Inspector,
+    /// This term of the monitoring Lease: a status write goes out only while it is held.
+    pub leadership: Leadership,
+    /// How often each deployed release is looked at.
+    pub drift_interval: Duration,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("lease", &self.leadership.lease())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Objects that are not ready yet are looked at again at least this often, so that readiness
+/// shows soon after it changes.
+const NOT_READY_RECHECK: Duration = Duration::from_secs(5);
+
+/// What the monitoring role does with a BundleDeployment as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing to look at (not deployed yet, paused, being deleted): the deploying role acts,
+    /// and its status write wakes this reconciler again.
+    Wait,
+    /// Look at the release of this deployment.
+    Inspect { deployment_id: String },
+}
+
+/// Decides, from the BundleDeployment alone.
+pub fn plan(bd: &BundleDeployment) -> Plan {
+    let wanted = bd.spec.deployment_id.as_deref().filter(|id| !id.is_empty());
+    let applied = bd
+        .status
+        .as_ref()
+        .and_then(|s| s.applied_deployment_id.as_deref());
+    match wanted {
+        Some(id)
+            if applied == Some(id)
+                && !bd.spec.paused
+                && bd.metadata.deletion_timestamp.is_none() =>
         {
-            return Ok(found.clone());
-        }
-        let (resource, capabilities) = pinned_kind(client, gvk).await?;
-        let found = (resource, capabilities.scope == Scope::Namespaced);
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(gvk.clone(), found.clone());
-        Ok(found)
-    }
-}
-
-/// The objects of each deployed release (`helm get manifest`), by `namespace/name`: read
-/// once, dropped when the release is installed again or removed, so that looking at a
-/// release often (objects not ready yet) does not run helm each time.
-#[derive(Debug, Default)]
-pub struct Manifests(Mutex<HashMap<String, Arc<Vec<Value>>>>);
-
-impl Manifests {
-    pub fn get(&self, release: &str) -> Option<Arc<Vec<Value>>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(release)
-            .cloned()
-    }
-
-    pub fn insert(&self, release: String, manifest: Arc<Vec<Value>>) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(release, manifest);
-    }
-
-    pub fn forget(&self, release: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(release);
-    }
-}
-
-/// What the live objects of a release look like next to what it wants.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Inspection {
-    pub modified: Vec<ModifiedStatus>,
-    pub non_ready: Vec<NonReadyStatus>,
-    /// The release's objects that exist.
-    pub resources: Vec<BundleDeploymentResource>,
-}
-
-/// Reads the objects of `manifest` (those of `release`) and inspects them; objects of the
-/// same kinds that helm marks as the release's but the manifest does not hold (left over)
-/// are reported with `delete`.
-pub async fn inspect(
-    client: &Client,
-    kinds: &Kinds,
-    manifest: &[Value],
-    release: &Release,
-    options: &BundleDeploymentOptions,
-) -> Result<Inspection, String> {
-    let namespace = release.namespace.as_str();
-    let mut seen_kinds: Vec<(ApiResource, bool)> = Vec::new();
-    let mut wanted: HashSet<ResourceRef> = HashSet::new();
-    let compare_patches = options
-        .diff
-        .as_ref()
-        .map(|d| d.compare_patches.as_slice())
-        .unwrap_or_default();
-    let ignore_conditions = options
-        .ignore
-        .as_ref()
-        .map(|i| i.conditions.as_slice())
-        .unwrap_or_default();
-    let mut out = Inspection::default();
-    for desired in manifest {
-        let text = |pointer: &str| {
-            desired
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (api_version, kind, name) =
-            (text("/apiVersion"), text("/kind"), text("/metadata/name"));
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
-        let gvk = GroupVersionKind::gvk(group, version, &kind);
-        let (resource, namespaced) = kinds
-            .resolve(client, &gvk)
-            .await
-            .map_err(|e| format!("{api_version} {kind}: {e}"))?;
-        let object_namespace = namespaced.then(|| {
-            let own = text("/metadata/namespace");
-            if own.is_empty() {
-                namespace.to_owned()
-            } else {
-                own
+            Plan::Inspect {
+                deployment_id: id.to_owned(),
             }
-        });
-        if !seen_kinds.iter().any(|(r, _)| r == &resource) {
-            seen_kinds.push((resource.clone(), namespaced));
         }
-        let api: Api<DynamicObject> = match &object_namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        let reference = ResourceRef {
-            kind: Some(kind.clone()),
-            api_version: Some(api_version.clone()),
-            namespace: object_namespace.clone(),
-            name: Some(name.clone()),
-        };
-        wanted.insert(reference.clone());
-        let Some(live) = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| format!("{kind} {name}: {e}"))?
-        else {
-            out.modified.push(ModifiedStatus {
-                resource: reference,
-                missing: true,
-                ..ModifiedStatus::default()
-            });
-            continue;
-        };
-        let uid = live.metadata.uid.clone();
-        out.resources.push(BundleDeploymentResource {
-            resource: reference.clone(),
-            created_at: live
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string()),
-        });
-        let live = serde_json::to_value(live).unwrap_or_default();
-        let ignored = fleet_deployer::drift::ignored_pointers(compare_patches, &reference);
-        if let Some(patch) = fleet_deployer::drift::drift_ignoring(desired, &live, &ignored) {
-            out.modified.push(ModifiedStatus {
-                resource: reference.clone(),
-                patch: Some(patch.to_string()),
-                ..ModifiedStatus::default()
-            });
-        }
-        if let Some(summary) = fleet_deployer::readiness::not_ready(&live, ignore_conditions) {
-            out.non_ready.push(NonReadyStatus {
-                uid,
-                resource: reference,
-                summary,
-            });
-        }
+        _ => Plan::Wait,
     }
-    for (resource, namespaced) in &seen_kinds {
-        out.modified
-            .extend(left_over(client, resource, *namespaced, release, &wanted).await?);
-    }
-    Ok(out)
 }
 
-/// Objects of one kind that carry helm's annotations for `release` but are not `wanted`.
-async fn left_over(
-    client: &Client,
-    resource: &ApiResource,
-    namespaced: bool,
-    release: &Release,
-    wanted: &HashSet<ResourceRef>,
-) -> Result<Vec<ModifiedStatus>, String> {
-    let api: Api<DynamicObject> = if namespaced {
-        Api::namespaced_with(client.clone(), &release.namespace, resource)
-    } else {
-        Api::all_with(client.clone(), resource)
+pub async fn reconcile(bd: Arc<BundleDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Plan::Inspect { deployment_id } = plan(&bd) else {
+        return Ok(Action::await_change());
     };
-    let list = api
-        .list_metadata(&ListParams::default())
-        .await
-        .map_err(|e| format!("listing {}: {e}", resource.plural))?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|object| {
-            let annotations = object.metadata.annotations.as_ref();
-            let annotation = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
-            annotation(HELM_RELEASE_NAME) == Some(release.name.as_str())
-                && annotation(HELM_RELEASE_NAMESPACE) == Some(release.namespace.as_str())
-        })
-        .map(|object| ResourceRef {
-            kind: Some(resource.kind.clone()),
-            api_version: Some(resource.api_version.clone()),
-            namespace: namespaced.then(|| release.namespace.clone()),
-            name: object.metadata.name,
-        })
-        .filter(|reference| !wanted.contains(reference))
-        .map(|reference| ModifiedStatus {
-            resource: reference,
-            delete: true,
-            ..ModifiedStatus::default()
-        })
-        .collect())
+    let name = bd.name_any();
+    let inspection = match ctx.inspector.inspect(&bd, &deployment_id).await {
+        Ok(inspection) => inspection,
+        Err(message) => {
+            tracing::warn!(bundle_deployment = %name, error = %message, "cannot inspect the release; retrying");
+            return Ok(Action::requeue(ctx.drift_interval));
+        }
+    };
+    let status = bd.status.clone().unwrap_or_default();
+    let now = jiff::Timestamp::now().to_string();
+    if let Some(patch) = crate::status::observed(&status, &inspection, None, &now) {
+        tracing::debug!(bundle_deployment = %name, ready = inspection.non_ready.is_empty(), modified = inspection.modified.len(), "status changed");
+        report::status(
+            &ctx.upstream,
+            &ctx.leadership,
+            &bd,
+            patch,
+            Freshness::IfUnchanged,
+        )
+        .await?;
+    }
+    Ok(Action::requeue(next_check(&inspection, ctx.drift_interval)))
 }
 
-/// The annotations helm puts on the objects of a release.
-const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
-const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
+fn next_check(inspection: &Inspection, drift_interval: Duration) -> Duration {
+    if inspection.non_ready.is_empty() {
+        drift_interval
+    } else {
+        drift_interval.min(NOT_READY_RECHECK)
+    }
+}
 
-/// The `Ready` condition's message for non-ready objects, as Fleet words it:
-/// `deployment.apps apps/web [in-progress] 1 of 3 replicas available; ...`.
-pub fn non_ready_message(non_ready: &[NonReadyStatus]) -> Option<String> {
-    let parts: Vec<String> = non_ready
-        .iter()
-        .map(|n| {
-            let r = &n.resource;
-            let group = r
-                .api_version
-                .as_deref()
-                .and_then(|v| v.rsplit_once('/'))
-                .map(|(group, _)| format!(".{group}"))
-                .unwrap_or_default();
-            let kind = r.kind.as_deref().unwrap_or_default().to_lowercase();
-            let name = match &r.namespace {
-                Some(ns) => format!("{ns}/{}", r.name.as_deref().unwrap_or_default()),
-                None => r.name.clone().unwrap_or_default(),
-            };
-            let state = n.summary.state.as_deref().unwrap_or("not-ready");
-            format!(
-                "{kind}{group} {name} [{state}] {}",
-                n.summary.message.join(", ")
-            )
-        })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("; "))
+pub fn error_policy(bd: Arc<BundleDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
+    match error {
+        Error::Api {
+            source: kube::Error::Api(status),
+            ..
+        } if status.code == 409 => {
+            tracing::debug!(bundle_deployment = %bd.name_any(), "status changed while looking; looking again");
+            Action::requeue(Duration::from_millis(200))
+        }
+        _ => {
+            tracing::warn!(bundle_deployment = %bd.name_any(), %error, "monitoring failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_api::BundleDeploymentStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn bd(wanted: Option<&str>, applied: Option<&str>) -> BundleDeployment {
+        let mut bd = BundleDeployment::new("bd", Default::default());
+        bd.spec.deployment_id = wanted.map(str::to_owned);
+        bd.status = Some(BundleDeploymentStatus {
+            applied_deployment_id: applied.map(str::to_owned),
+            ..BundleDeploymentStatus::default()
+        });
+        bd
+    }
+
+    #[test]
+    fn only_a_deployed_current_release_is_inspected() {
+        let inspect = Plan::Inspect {
+            deployment_id: "s-1:abc".to_owned(),
+        };
+        let mut paused = bd(Some("s-1:abc"), Some("s-1:abc"));
+        paused.spec.paused = true;
+        let mut deleting = bd(Some("s-1:abc"), Some("s-1:abc"));
+        deleting.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+        let cases = [
+            (bd(Some("s-1:abc"), Some("s-1:abc")), inspect),
+            (bd(Some("s-1:new"), Some("s-1:abc")), Plan::Wait),
+            (bd(Some("s-1:abc"), None), Plan::Wait),
+            (bd(None, None), Plan::Wait),
+            (bd(Some(""), Some("")), Plan::Wait),
+            (paused, Plan::Wait),
+            (deleting, Plan::Wait),
+        ];
+        for (bd, expected) in cases {
+            assert_eq!(plan(&bd), expected, "{:?}", bd.spec.deployment_id);
+        }
+    }
 }

@@ -8,7 +8,7 @@
 use fleet_api::{BundleDeploymentStatus, Condition};
 use serde_json::{Value, json};
 
-use crate::monitor::{Inspection, non_ready_message};
+use crate::inspect::{Inspection, non_ready_message};
 
 /// At most this many entries in `nonReadyStatus` and `modifiedStatus`, as in Fleet.
 pub const MAX_LISTED: usize = 10;

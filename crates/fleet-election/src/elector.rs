@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::config::ElectionConfig;
+use crate::handover;
 use crate::leadership::Leadership;
 use crate::metrics::{ElectionMetrics, LeaseLabels};
 use crate::record::{Observed, Step, decide, next_spec, released_spec};
@@ -61,9 +62,11 @@ pub enum ElectionEvent {
     },
 }
 
-enum Command {
+pub(crate) enum Command {
     /// Fire the current term's stop signal but keep renewing (graceful drain).
     StopWork,
+    /// Ask the holder to hand the Lease over to this replica ([`crate::handover`]).
+    RequestHandover,
     /// Release the Lease (if held) and end the elector.
     Release,
 }
@@ -117,6 +120,8 @@ impl<S: LeaseStore> Elector<S> {
             next_attempt: Instant::now(),
             failover_from: None,
             announced_attempt: false,
+            pending_release: false,
+            release_deadline: Instant::now(),
         };
         let task = tokio::spawn(machine.run(commands_rx));
         ElectorHandle {
@@ -171,6 +176,11 @@ impl ElectorHandle {
         }
     }
 
+    /// Something that asks the Lease's holder to hand it over to this replica.
+    pub fn handover_requester(&self) -> crate::handover::Requester {
+        crate::handover::Requester::new(self.commands.clone())
+    }
+
     /// Tells the current term's work to stop while the Lease stays held and renewed.
     pub async fn request_stop(&self) {
         let _ = self.commands.send(Command::StopWork).await;
@@ -209,6 +219,10 @@ struct Machine<S> {
     /// When this replica last saw the Lease change under another holder (or be released).
     failover_from: Option<Instant>,
     announced_attempt: bool,
+    /// A hand-over ended the term; the released record is still to be written.
+    pending_release: bool,
+    /// The deadline of the term that ended last (after it, the Lease is not written).
+    release_deadline: Instant,
 }
 
 impl<S: LeaseStore> Machine<S> {
@@ -232,6 +246,7 @@ impl<S: LeaseStore> Machine<S> {
                             term.request_stop();
                         }
                     }
+                    Some(Command::RequestHandover) => self.request_handover().await,
                     Some(Command::Release) | None => break,
                 },
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
@@ -242,6 +257,9 @@ impl<S: LeaseStore> Machine<S> {
                     None => watching = false,
                 },
                 () = sleep_until(wake) => self.attempt().await,
+            }
+            if std::mem::take(&mut self.pending_release) {
+                self.write_released().await;
             }
         }
         self.release().await;
@@ -302,8 +320,17 @@ impl<S: LeaseStore> Machine<S> {
         let observed = Observed::update(self.observed.as_ref(), spec, now);
         let changed = observed.changed_at == now;
         let holder = observed.holder().to_owned();
+        let requester = handover::requested_by(&lease).map(str::to_owned);
         self.lease = Some(lease);
         self.observed = Some(observed);
+        if let Some(requester) = requester
+            && self.term.is_some()
+            && holder == self.identity()
+            && requester != self.identity()
+        {
+            self.hand_over(&requester);
+            return;
+        }
         if !changed || holder == self.identity() {
             return;
         }
@@ -391,6 +418,10 @@ impl<S: LeaseStore> Machine<S> {
             (_, Some(current)) => {
                 let mut lease = current.clone();
                 lease.spec = Some(spec.clone());
+                if !leading {
+                    // A request to hand the Lease over is answered by this acquire.
+                    handover::clear(&mut lease);
+                }
                 timeout_at(request_deadline, self.store.replace(&lease)).await
             }
         };
@@ -462,18 +493,39 @@ impl<S: LeaseStore> Machine<S> {
 
     /// Ends the term and writes client-go's released record, so standbys take over at once.
     async fn release(&mut self) {
+        if self.end_term() {
+            self.write_released().await;
+        }
+    }
+
+    /// Answers a request to hand the Lease over: the term ends (its work stops, and
+    /// `still_leading()` is false from now on), the Lease is released, and this replica does
+    /// not try to take it back for one lease duration, so the requester acquires it.
+    fn hand_over(&mut self, requester: &str) {
+        tracing::info!(lease = %self.config.lease_name, identity = %self.identity(), %requester, "handing the Lease over on request");
+        self.pending_release = self.end_term();
+        self.next_attempt = Instant::now() + self.config.timings.lease_duration;
+    }
+
+    /// Ends the current term (its work stops, `still_leading()` turns false); whether the
+    /// Lease may still be written to release it (the term had not run past its deadline).
+    fn end_term(&mut self) -> bool {
         let Some(term) = self.term.take() else {
             self.publish_standby();
-            return;
+            return false;
         };
         let deadline = term.deadline();
         term.end();
+        self.release_deadline = deadline;
         self.metrics.is_leader.get_or_create(&self.labels).set(0);
         self.publish_standby();
-        if Instant::now() >= deadline {
-            // Not renewed in time: another replica may already lead; do not touch the Lease.
-            return;
-        }
+        // Not renewed in time: another replica may already lead; do not touch the Lease.
+        Instant::now() < deadline
+    }
+
+    /// Writes the released record on the Lease this replica held (a term just ended).
+    async fn write_released(&mut self) {
+        let deadline = self.release_deadline;
         for _ in 0..3 {
             let Some(mut lease) = self.lease.clone() else {
                 return;
@@ -487,8 +539,10 @@ impl<S: LeaseStore> Machine<S> {
                 return;
             }
             lease.spec = Some(released_spec(lease.spec.as_ref(), jiff::Timestamp::now()));
+            handover::clear(&mut lease);
             match timeout_at(deadline, self.store.replace(&lease)).await {
-                Ok(Ok(_)) => {
+                Ok(Ok(written)) => {
+                    self.lease = Some(written);
                     tracing::info!(lease = %self.config.lease_name, identity = %self.identity(), "released the Lease");
                     self.emit(ElectionEvent::Released);
                     return;
@@ -502,6 +556,32 @@ impl<S: LeaseStore> Machine<S> {
                     tracing::warn!(lease = %self.config.lease_name, "releasing the Lease timed out; it will expire instead");
                     return;
                 }
+            }
+        }
+    }
+
+    /// Asks the current holder to hand the Lease over to this replica, by naming this replica
+    /// in the Lease's hand-over annotation (a metadata-only write, with the resourceVersion
+    /// last seen: it fails if the Lease changed since). Nothing is asked of a free Lease.
+    async fn request_handover(&mut self) {
+        let Some(mut lease) = self.lease.clone() else {
+            return;
+        };
+        let holder = self.observed.as_ref().map(|o| o.holder().to_owned());
+        if self.term.is_some()
+            || holder.as_deref().is_none_or(str::is_empty)
+            || handover::requested_by(&lease) == Some(self.identity())
+        {
+            return;
+        }
+        handover::request(&mut lease, self.identity());
+        match self.store.replace(&lease).await {
+            Ok(written) => {
+                tracing::info!(lease = %self.config.lease_name, identity = %self.identity(), holder = holder.unwrap_or_default(), "asked the holder to hand the Lease over");
+                self.lease = Some(written);
+            }
+            Err(error) => {
+                tracing::debug!(lease = %self.config.lease_name, %error, "asking for the Lease failed; asked again later");
             }
         }
     }

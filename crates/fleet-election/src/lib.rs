@@ -12,6 +12,8 @@
 //!   any other replica can acquire; `still_leading()` is the check before a write.
 //! - [`run_while_leading`] starts work on acquire, stops it on loss (back to standby without a
 //!   restart), and on shutdown stops it first and then releases the Lease.
+//! - [`handover`]: a holder hands its Lease over when another replica asks (explicit drain),
+//!   which keeps two roles of one binary on different replicas.
 //! - [`WarmCache`] keeps watches and caches warm on standbys; a new leader's kube-runtime
 //!   controllers start from memory.
 //! - Logs (`tracing`) and Prometheus metrics ([`ElectionMetrics`]) show who leads and how long
@@ -19,6 +21,7 @@
 
 mod config;
 mod elector;
+pub mod handover;
 mod leadership;
 mod metrics;
 pub mod record;

@@ -434,3 +434,32 @@ async fn a_leader_frozen_past_its_deadline_stops_without_running_its_elector_fir
     advance(Duration::from_millis(100)).await;
     assert!(leadership.is_cancelled());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_requested_handover_stops_the_holder_before_the_requester_acquires() {
+    let shared = Arc::new(Shared::default());
+    let (mut a, _) = start(&shared, "a");
+    let a_term = a.leading().await.expect("a leads");
+    let (b, _) = start(&shared, "b");
+    let mut b_events = b.subscribe();
+    advance(Duration::from_secs(3)).await;
+    b.handover_requester().request().await;
+    wait_event(&mut b_events, |e| {
+        matches!(e, ElectionEvent::Acquired { .. })
+    })
+    .await;
+    assert!(
+        !a_term.still_leading() && a_term.is_cancelled(),
+        "a's term ended before b acquired"
+    );
+    assert_eq!(shared.holder().as_deref(), Some("b"));
+    // a stays away: b keeps the Lease, and the request is gone from it.
+    advance(Duration::from_secs(40)).await;
+    assert!(is_leading(&b) && !is_leading(&a));
+    let lease = shared.store().get().await.expect("read").expect("exists");
+    assert_eq!(crate::handover::requested_by(&lease), None);
+    // b goes away: a, the only replica left, takes the Lease back.
+    b.release().await;
+    advance(Duration::from_secs(1)).await;
+    assert!(is_leading(&a), "a leads again once b released");
+}

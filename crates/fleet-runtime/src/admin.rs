@@ -22,6 +22,9 @@ pub struct ReadyState {
     pub component: String,
     pub identity: String,
     pub roles: watch::Receiver<Role>,
+    /// Every Lease this binary elects through (the main one first) and this replica's role
+    /// in each.
+    pub leases: Vec<(String, watch::Receiver<Role>)>,
 }
 
 #[derive(Clone)]
@@ -64,12 +67,25 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         Role::Leading(_) => ("leader", Some(state.ready.identity.clone())),
         Role::Standby { holder } => ("standby", holder),
     };
+    let leases: serde_json::Map<String, serde_json::Value> = state
+        .ready
+        .leases
+        .iter()
+        .map(|(lease, roles)| {
+            let role = match &*roles.borrow() {
+                Role::Leading(_) => "leader",
+                Role::Standby { .. } => "standby",
+            };
+            (lease.clone(), role.into())
+        })
+        .collect();
     let body = serde_json::json!({
         "status": "ok",
         "component": state.ready.component,
         "identity": state.ready.identity,
         "role": role,
         "leader": holder,
+        "leases": leases,
     });
     (
         [(header::CONTENT_TYPE, "application/json")],

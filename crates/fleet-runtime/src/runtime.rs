@@ -3,7 +3,10 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use fleet_election::{ElectionMetrics, Elector, Leadership, Role, run_while_leading};
+use fleet_election::{
+    ElectionConfig, ElectionMetrics, Elector, Leadership, Role, run_while_leading,
+};
+use futures::future::BoxFuture;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use prometheus_client::registry::Registry;
@@ -21,6 +24,7 @@ pub struct Runtime {
     client: Client,
     registry: Registry,
     shutdown: CancellationToken,
+    second: Option<SecondRole>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -44,6 +48,7 @@ impl Runtime {
             client,
             registry: Registry::default(),
             shutdown: CancellationToken::new(),
+            second: None,
         })
     }
 
@@ -61,6 +66,21 @@ impl Runtime {
         self.shutdown.clone()
     }
 
+    /// A second role of this binary, with a Lease of its own named `lease`: `work` runs
+    /// during every term this replica holds it. With two or more replicas the two roles are
+    /// kept on different replicas (a replica holding neither asks the one holding both to hand
+    /// this one over: [`fleet_election::handover`]); a replica alone holds both.
+    pub fn second_role<W, Fut>(&mut self, lease: &str, mut work: W)
+    where
+        W: FnMut(Leadership) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.second = Some(SecondRole {
+            lease: lease.to_owned(),
+            work: Box::new(move |leadership| Box::pin(work(leadership))),
+        });
+    }
+
     /// Serves the admin endpoints, then runs `work` during every term this replica leads,
     /// until SIGTERM/SIGINT; then stops the work and releases the Lease.
     pub async fn run<W, Fut>(mut self, work: W) -> Result<(), Error>
@@ -73,52 +93,143 @@ impl Runtime {
             .args
             .election
             .config(&self.lease, &self.args.namespace)?;
-        let identity = election.identity.clone();
+        let second = match self.second.take() {
+            Some(second) => {
+                let config = self
+                    .args
+                    .election
+                    .config(&second.lease, &self.args.namespace)?;
+                Some((second, config))
+            }
+            None => None,
+        };
         let metrics = ElectionMetrics::register(&mut self.registry);
-        let registry = Arc::new(Mutex::new(self.registry));
-        let addresses = [
-            self.args.metrics_bind_address,
-            self.args.health_bind_address,
-        ];
-
-        if !self.args.leader_elect {
-            tracing::warn!(component = %self.component, "leader election disabled: run a single replica");
-            let leadership = Leadership::unconditional(&self.lease, &identity);
-            let (_roles_tx, roles) = watch::channel(Role::Leading(leadership.clone()));
-            let ready = ReadyState {
-                component: self.component.clone(),
-                identity,
-                roles,
-            };
-            let servers = admin::serve(&addresses, registry, ready, self.shutdown.clone()).await?;
-            let stop = {
-                let leadership = leadership.clone();
-                let shutdown = self.shutdown.clone();
-                async move {
-                    shutdown.cancelled().await;
-                    leadership.stop();
-                }
-            };
-            let mut work = work;
-            futures::join!(work(leadership), stop);
-            join_servers(servers).await;
-            return Ok(());
+        let registry = Arc::new(Mutex::new(std::mem::take(&mut self.registry)));
+        if self.args.leader_elect {
+            self.run_elected(work, election, second, metrics, registry)
+                .await
+        } else {
+            self.run_unelected(work, &election.identity, second.map(|(s, _)| s), registry)
+                .await
         }
+    }
 
+    /// Every role's work at once, for a single replica that does not elect.
+    async fn run_unelected<W, Fut>(
+        self,
+        mut work: W,
+        identity: &str,
+        second: Option<SecondRole>,
+        registry: Arc<Mutex<Registry>>,
+    ) -> Result<(), Error>
+    where
+        W: FnMut(Leadership) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        tracing::warn!(component = %self.component, "leader election disabled: run a single replica");
+        let leadership = Leadership::unconditional(&self.lease, identity);
+        let (_roles_tx, roles) = watch::channel(Role::Leading(leadership.clone()));
+        let mut leases = vec![(self.lease.clone(), roles.clone())];
+        let second = second.map(|second| {
+            let leadership = Leadership::unconditional(&second.lease, identity);
+            let (tx, rx) = watch::channel(Role::Leading(leadership.clone()));
+            leases.push((second.lease.clone(), rx));
+            (second, leadership, tx)
+        });
+        let ready = ReadyState {
+            component: self.component.clone(),
+            identity: identity.to_owned(),
+            roles,
+            leases,
+        };
+        let servers =
+            admin::serve(&self.addresses(), registry, ready, self.shutdown.clone()).await?;
+        let terms: Vec<Leadership> = std::iter::once(leadership.clone())
+            .chain(second.iter().map(|(_, l, _)| l.clone()))
+            .collect();
+        let stop = {
+            let shutdown = self.shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                terms.iter().for_each(Leadership::stop);
+            }
+        };
+        let second_work = async move {
+            if let Some((mut second, leadership, _roles)) = second {
+                (second.work)(leadership).await;
+            }
+        };
+        futures::join!(work(leadership), second_work, stop);
+        join_servers(servers).await;
+        Ok(())
+    }
+
+    /// Each role's work during the terms this replica holds the role's Lease.
+    async fn run_elected<W, Fut>(
+        self,
+        work: W,
+        election: ElectionConfig,
+        second: Option<(SecondRole, ElectionConfig)>,
+        metrics: ElectionMetrics,
+        registry: Arc<Mutex<Registry>>,
+    ) -> Result<(), Error>
+    where
+        W: FnMut(Leadership) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         ensure_namespace(&self.client, &self.args.namespace).await?;
-        let elector = Elector::new(self.client.clone(), election, metrics).spawn();
+        let identity = election.identity.clone();
+        let elector = Elector::new(self.client.clone(), election, metrics.clone()).spawn();
+        let mut leases = vec![(self.lease.clone(), elector.roles())];
+        let second = second.map(|(second, config)| {
+            let period = config.timings.retry_period;
+            let handle = Elector::new(self.client.clone(), config, metrics).spawn();
+            leases.push((second.lease.clone(), handle.roles()));
+            let apart = fleet_election::handover::prefer_apart(
+                elector.roles(),
+                handle.roles(),
+                handle.handover_requester(),
+                period,
+                self.shutdown.clone(),
+            );
+            (second, handle, apart)
+        });
         let ready = ReadyState {
             component: self.component.clone(),
             identity,
             roles: elector.roles(),
+            leases,
         };
-        let servers = admin::serve(&addresses, registry, ready, self.shutdown.clone()).await?;
-        run_while_leading(elector, self.shutdown.clone(), work).await;
+        let servers =
+            admin::serve(&self.addresses(), registry, ready, self.shutdown.clone()).await?;
+        let shutdown = self.shutdown.clone();
+        let second_work = async move {
+            if let Some((second, handle, apart)) = second {
+                futures::join!(run_while_leading(handle, shutdown, second.work), apart);
+            }
+        };
+        futures::join!(
+            run_while_leading(elector, self.shutdown.clone(), work),
+            second_work
+        );
         self.shutdown.cancel();
         join_servers(servers).await;
         tracing::info!(component = %self.component, "stopped");
         Ok(())
     }
+
+    fn addresses(&self) -> [std::net::SocketAddr; 2] {
+        [
+            self.args.metrics_bind_address,
+            self.args.health_bind_address,
+        ]
+    }
+}
+
+/// A binary's second role ([`Runtime::second_role`]).
+struct SecondRole {
+    lease: String,
+    work: Box<dyn FnMut(Leadership) -> BoxFuture<'static, ()> + Send>,
 }
 
 /// The namespace of the Lease must exist, or every replica would wait forever for a Lease

@@ -151,6 +151,32 @@ pub async fn metric(port: u16, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits until a fleet-rs binary's `/readyz` on `127.0.0.1:port` reports each `(lease, role)`
+/// of `wanted` (`leader` or `standby`), for binaries with more than one role.
+pub async fn wait_leases(
+    port: u16,
+    wanted: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> Result<(), Error> {
+    eventually(
+        &format!("leases {wanted:?} on port {port}"),
+        timeout,
+        std::time::Duration::from_millis(100),
+        || async move {
+            let body = http_get(port, "/readyz").await.map_err(|e| e.to_string())?;
+            let ready: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let holds = |(lease, role): &(&str, &str)| ready["leases"][*lease] == *role;
+            if wanted.iter().all(holds) {
+                Ok(())
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await
+}
+
 /// Waits until a fleet-rs binary's `/readyz` on `127.0.0.1:port` reports `role` (`leader`
 /// or `standby`).
 pub async fn wait_role(port: u16, role: &str, timeout: std::time::Duration) -> Result<(), Error> {
