@@ -5,7 +5,8 @@
 //! - Kinds with a `spec` derive `kube::CustomResource`; Content, BundleNamespaceMapping and
 //!   GitRepoRestriction keep Fleet's top-level fields and implement `kube::Resource` by hand.
 //! - [`crds`] generates every CRD; `cargo xtask crds` writes them into the chart.
-//! - [`labels`] holds label, annotation, finalizer and condition names.
+//! - [`labels`] holds label, annotation, finalizer and condition names; [`sharding`] says
+//!   which controller shard handles an object (Fleet's static shards).
 //!
 //! Not modelled yet (they may follow): Policy, ImageScan and Schedule.
 
@@ -20,6 +21,7 @@ pub mod labels;
 mod options;
 mod registration;
 mod schema;
+pub mod sharding;
 mod top_level;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -84,10 +84,21 @@ where
         + Sync
         + 'static,
 {
-    Arc::new(WarmCache::spawn(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default(),
-    ))
+    warm_selected(client, watcher::Config::default())
+}
+
+/// [`warm`], of the objects `config` selects.
+fn warm_selected<K>(client: &Client, config: watcher::Config) -> Arc<WarmCache<K>>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    Arc::new(WarmCache::spawn(Api::<K>::all(client.clone()), config))
 }
 
 /// The objects of `store` in `namespace`, as references to reconcile.
@@ -178,12 +189,21 @@ async fn main() -> anyhow::Result<()> {
                 replicas: args.agent_replicas,
             }),
     };
-    let bundle_cache = warm::<Bundle>(&client);
+    // Fleet's static sharding: Bundles, GitRepos and HelmOps of this shard only (the
+    // BundleDeployments too, except on the unsharded controller, whose Cluster roll-ups count
+    // every shard's); Clusters, ClusterGroups and registration belong to the unsharded one.
+    let shard = args.runtime.shard();
+    let of_shard = || watcher::Config::default().labels(&shard.label_selector());
+    let bundle_cache = warm_selected::<Bundle>(&client, of_shard());
     let cluster_cache = warm::<Cluster>(&client);
     let group_cache = warm::<ClusterGroup>(&client);
-    let bd_cache = warm::<BundleDeployment>(&client);
-    let gitrepo_cache = warm::<GitRepo>(&client);
-    let helmop_cache = warm::<HelmOp>(&client);
+    let bd_cache = if shard.is_default() {
+        warm::<BundleDeployment>(&client)
+    } else {
+        warm_selected::<BundleDeployment>(&client, of_shard())
+    };
+    let gitrepo_cache = warm_selected::<GitRepo>(&client, of_shard());
+    let helmop_cache = warm_selected::<HelmOp>(&client, of_shard());
     let token_cache = warm::<ClusterRegistrationToken>(&client);
     let registration_cache = warm::<ClusterRegistration>(&client);
     let mapping_cache = warm::<BundleNamespaceMapping>(&client);
@@ -194,7 +214,8 @@ async fn main() -> anyhow::Result<()> {
         watcher::Config::default().labels(&format!("{MANAGED}!=true")),
     ));
     let (bundle_workers, cluster_workers) = (args.bundle_workers, args.cluster_workers);
-    let args_bootstrap_local = args.bootstrap_local;
+    let unsharded = shard.is_default();
+    let args_bootstrap_local = args.bootstrap_local && unsharded;
 
     runtime
         .run(move |leadership| {
@@ -309,27 +330,6 @@ async fn main() -> anyhow::Result<()> {
                     .with_config(rollup(cluster_workers))
                     .graceful_shutdown_on(leadership.stopped())
                     .run(bundles::reconcile_status, retry, ctx.clone());
-                let clusters = cluster_cache
-                    .controller()
-                    .await
-                    .watches_shared_stream(bd_cache.changes().await, |bd| {
-                        let labels = bd.labels();
-                        let (name, ns) = (labels.get(CLUSTER)?, labels.get(CLUSTER_NAMESPACE)?);
-                        Some(ObjectRef::<Cluster>::new(name).within(ns))
-                    })
-                    .with_config(rollup(cluster_workers))
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(clusters::reconcile_cluster, retry, ctx.clone());
-                let g1 = group_cache.reader();
-                let groups = group_cache
-                    .controller()
-                    .await
-                    .watches_shared_stream(cluster_cache.changes().await, move |c| {
-                        in_namespace(&g1, c.namespace())
-                    })
-                    .with_config(rollup(cluster_workers))
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(clusters::reconcile_group, retry, ctx.clone());
                 let gitrepos = gitrepo_cache
                     .controller()
                     .await
@@ -348,31 +348,66 @@ async fn main() -> anyhow::Result<()> {
                     .with_config(rollup(cluster_workers))
                     .graceful_shutdown_on(leadership.stopped())
                     .run(rollups::reconcile_helmop, retry, ctx.clone());
-                let imports = cluster_cache
-                    .controller()
-                    .await
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(fleet_controller::import::reconcile, retry, ctx.clone());
-                let tokens = token_cache
-                    .controller()
-                    .await
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(registration::reconcile_token, retry, ctx.clone());
-                let registrations = registration_cache
-                    .controller()
-                    .await
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(registration::reconcile_registration, retry, ctx);
+                // Clusters, ClusterGroups, agents and registration: the unsharded controller's.
+                let unsharded_work = {
+                    let ctx = ctx.clone();
+                    let leadership = leadership.clone();
+                    async move {
+                        if !unsharded {
+                            return;
+                        }
+                        let clusters = cluster_cache
+                            .controller()
+                            .await
+                            .watches_shared_stream(bd_cache.changes().await, |bd| {
+                                let labels = bd.labels();
+                                let (name, ns) =
+                                    (labels.get(CLUSTER)?, labels.get(CLUSTER_NAMESPACE)?);
+                                Some(ObjectRef::<Cluster>::new(name).within(ns))
+                            })
+                            .with_config(rollup(cluster_workers))
+                            .graceful_shutdown_on(leadership.stopped())
+                            .run(clusters::reconcile_cluster, retry, ctx.clone());
+                        let g1 = group_cache.reader();
+                        let groups = group_cache
+                            .controller()
+                            .await
+                            .watches_shared_stream(cluster_cache.changes().await, move |c| {
+                                in_namespace(&g1, c.namespace())
+                            })
+                            .with_config(rollup(cluster_workers))
+                            .graceful_shutdown_on(leadership.stopped())
+                            .run(clusters::reconcile_group, retry, ctx.clone());
+                        let imports = cluster_cache
+                            .controller()
+                            .await
+                            .graceful_shutdown_on(leadership.stopped())
+                            .run(fleet_controller::import::reconcile, retry, ctx.clone());
+                        let tokens = token_cache
+                            .controller()
+                            .await
+                            .graceful_shutdown_on(leadership.stopped())
+                            .run(registration::reconcile_token, retry, ctx.clone());
+                        let registrations = registration_cache
+                            .controller()
+                            .await
+                            .graceful_shutdown_on(leadership.stopped())
+                            .run(registration::reconcile_registration, retry, ctx);
+                        futures::join!(
+                            fleet_runtime::drain_controller(imports),
+                            fleet_runtime::drain_controller(clusters),
+                            fleet_runtime::drain_controller(groups),
+                            fleet_runtime::drain_controller(tokens),
+                            fleet_runtime::drain_controller(registrations)
+                        );
+                    }
+                };
                 futures::join!(
-                    fleet_runtime::drain_controller(imports),
                     fleet_runtime::drain_controller(bundles),
                     fleet_runtime::drain_controller(bundle_status),
-                    fleet_runtime::drain_controller(clusters),
-                    fleet_runtime::drain_controller(groups),
                     fleet_runtime::drain_controller(gitrepos),
                     fleet_runtime::drain_controller(helmops),
-                    fleet_runtime::drain_controller(tokens),
-                    fleet_runtime::drain_controller(registrations)
+                    unsharded_work
                 );
             }
         })

@@ -46,8 +46,20 @@ pub struct RuntimeArgs {
     /// Run reconcilers only while holding the Lease (turn off only with a single replica).
     #[arg(long, env = "FLEET_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
+    /// Fleet's static sharding: handle only objects labelled `fleet.cattle.io/shard-ref=<ID>`
+    /// and elect through the shard's own Lease (`<lease>-<ID>`); without it, only unlabelled
+    /// objects.
+    #[arg(long, env = "SHARD_ID")]
+    pub shard_id: Option<String>,
     #[command(flatten)]
     pub election: ElectionArgs,
+}
+
+impl RuntimeArgs {
+    /// The shard this replica works for.
+    pub fn shard(&self) -> fleet_api::sharding::Shard {
+        fleet_api::sharding::Shard::new(self.shard_id.as_deref())
+    }
 }
 
 #[cfg(test)]

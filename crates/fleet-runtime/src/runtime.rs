@@ -37,13 +37,18 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Logging, the client and the registry for `component`, which leads through `lease`.
+    /// Logging, the client and the registry for `component`, which leads through `lease`
+    /// (with `--shard-id`: the shard's Lease, `lease-<id>`).
     pub async fn new(component: &str, lease: &str, args: &RuntimeArgs) -> Result<Self, Error> {
         init_tracing(args.log_format);
         let client = client(args).await?;
+        let shard = args.shard();
+        if let Some(id) = shard.id() {
+            tracing::info!(component, shard = id, "handling only objects of this shard");
+        }
         Ok(Self {
             component: component.to_owned(),
-            lease: lease.to_owned(),
+            lease: shard.lease(lease),
             args: args.clone(),
             client,
             registry: Registry::default(),

@@ -84,9 +84,10 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating the cache dir {}", settings.cache_dir.display()))?;
 
     // Warm on every replica: the webhook receiver reads it, and a new leader starts from it.
+    // Only this shard's GitRepos (Fleet's static sharding).
     let gitrepos = Arc::new(WarmCache::spawn(
         Api::<GitRepo>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().labels(&args.runtime.shard().label_selector()),
     ));
     let receiver = Receiver {
         client: client.clone(),

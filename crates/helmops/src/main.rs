@@ -33,9 +33,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting helmops")?;
     let client = runtime.client();
+    // Only this shard's HelmOps (Fleet's static sharding).
     let helmops = Arc::new(WarmCache::spawn(
         Api::<HelmOp>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().labels(&args.runtime.shard().label_selector()),
     ));
     let workers = args.workers;
     runtime

@@ -1,7 +1,10 @@
 //! `cargo xtask bench agent`: release fleet-controller and fleet-agent on two local control
 //! planes (upstream, downstream), the agent registered with a token. Measures the time from a
 //! Bundle change to its BundleDeployment reporting the new deploymentID applied (a
-//! 10-resource bundle; p50/p95), and the agent's RSS idle and with 100 BundleDeployments.
+//! 10-resource bundle; p50/p95), the agent's RSS idle and with 100 BundleDeployments, and the
+//! read/write split: the deploying replica's CPU while the 100 deployed releases are scanned
+//! for drift, first alone (it holds both roles), then with a second replica that took the
+//! monitoring role.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,9 +29,15 @@ pub struct AgentArgs {
     /// Changes applied and timed.
     #[arg(long, default_value_t = 10)]
     trials: usize,
-    /// BundleDeployments for the loaded RSS.
+    /// BundleDeployments for the loaded RSS and the drift scans.
     #[arg(long, default_value_t = 100)]
     deployments: usize,
+    /// The agents' drift interval (how often each release is scanned).
+    #[arg(long, default_value = "5s", value_parser = fleet_election::parse_go_duration)]
+    drift_interval: Duration,
+    /// How long CPU is measured, with and without the split.
+    #[arg(long, default_value = "30s", value_parser = fleet_election::parse_go_duration)]
+    window: Duration,
 }
 
 pub fn run(args: &AgentArgs) -> anyhow::Result<()> {
@@ -107,23 +116,14 @@ async fn bench(args: &AgentArgs, controller_bin: &Path, agent_bin: &Path) -> any
         .and_then(|d| d.get("values"))
         .context("token values")?;
     std::fs::write(&values_path, &raw.0)?;
-    let mut cmd = std::process::Command::new(agent_bin);
-    cmd.args([
-        format!("--kubeconfig={}", downstream.kubeconfig_path().display()),
-        "--namespace=default".to_owned(),
-        format!("--metrics-bind-address=127.0.0.1:{agent_port}"),
-        format!("--health-bind-address=127.0.0.1:{agent_port}"),
-        format!("--registration-values={}", values_path.display()),
-        format!("--helm={}", ensure(Tool::Helm)?.display()),
-        format!("--kustomize={}", ensure(Tool::Kustomize)?.display()),
-    ])
-    .env("RUST_LOG", "warn");
-    let agent = ManagedProcess::spawn(
-        "agent",
-        cmd,
-        &work.path().join("agent.log"),
-        Lifetime::Owned,
-    )?;
+    let replica = Replica {
+        binary: agent_bin,
+        downstream: &downstream,
+        values: &values_path,
+        drift_interval: args.drift_interval,
+        dir: work.path(),
+    };
+    let agent = replica.spawn("agent-a", agent_port)?;
     let pid = agent.pid().context("agent pid")?;
     let cluster = registered(&up).await.with_context(|| agent.log_tail(20))?;
     let bd_namespace = fleet_render::deployments::deployment_namespace(&cluster);
@@ -194,6 +194,7 @@ async fn bench(args: &AgentArgs, controller_bin: &Path, agent_bin: &Path) -> any
     }
     let loaded_rss = rss_kib(pid, "VmRSS:");
     let peak_rss = rss_kib(pid, "VmHWM:");
+    let split = split_cpu(args, &replica, &agent).await?;
 
     let mib = |kib: Option<u64>| {
         kib.map_or_else(
@@ -219,7 +220,125 @@ async fn bench(args: &AgentArgs, controller_bin: &Path, agent_bin: &Path) -> any
         mib(loaded_rss),
         mib(peak_rss)
     );
+    split.print(args);
     Ok(())
+}
+
+/// How an agent replica is started.
+struct Replica<'a> {
+    binary: &'a Path,
+    downstream: &'a ControlPlane,
+    values: &'a Path,
+    drift_interval: Duration,
+    dir: &'a Path,
+}
+
+impl Replica<'_> {
+    fn spawn(&self, name: &str, port: u16) -> anyhow::Result<ManagedProcess> {
+        let mut cmd = std::process::Command::new(self.binary);
+        cmd.args([
+            format!(
+                "--kubeconfig={}",
+                self.downstream.kubeconfig_path().display()
+            ),
+            "--namespace=default".to_owned(),
+            format!("--metrics-bind-address=127.0.0.1:{port}"),
+            format!("--health-bind-address=127.0.0.1:{port}"),
+            format!("--registration-values={}", self.values.display()),
+            format!("--election-identity={name}"),
+            format!("--drift-interval={}s", self.drift_interval.as_secs_f64()),
+            format!("--helm={}", ensure(Tool::Helm)?.display()),
+            format!("--kustomize={}", ensure(Tool::Kustomize)?.display()),
+        ])
+        .env("RUST_LOG", "warn");
+        Ok(ManagedProcess::spawn(
+            name,
+            cmd,
+            &self.dir.join(format!("{name}.log")),
+            Lifetime::Owned,
+        )?)
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (clock ticks of
+/// 1/100 s, Linux's `USER_HZ`).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').context("/proc stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("/proc stat field")?.parse::<f64>()?)
+    };
+    // utime and stime are the 14th and 15th fields; `rest` starts at the 3rd.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// CPU seconds `pid` uses over `window`.
+async fn cpu_over(pid: u32, window: Duration) -> anyhow::Result<f64> {
+    let before = cpu_seconds(pid)?;
+    tokio::time::sleep(window).await;
+    Ok(cpu_seconds(pid)? - before)
+}
+
+/// The read/write split measured.
+struct Split {
+    alone: f64,
+    deploying: f64,
+    monitoring: f64,
+}
+
+impl Split {
+    fn print(&self, args: &AgentArgs) {
+        let window = args.window.as_secs_f64();
+        println!(
+            "drift scans of {} BundleDeployments every {:?}, CPU over {window:.0}s:",
+            args.deployments, args.drift_interval
+        );
+        println!(
+            "  one replica (deploying and monitoring): {:.2} CPU-s ({:.1}% of a core)",
+            self.alone,
+            self.alone / window * 100.0
+        );
+        println!(
+            "  two replicas: deploying {:.2} CPU-s, monitoring {:.2} CPU-s",
+            self.deploying, self.monitoring
+        );
+        println!(
+            "  deploying replica's CPU with the split / without: {:.2} (target <= 0.50)",
+            self.deploying / self.alone.max(f64::EPSILON)
+        );
+    }
+}
+
+/// The first replica's CPU alone (both roles) over the window, then a second replica joins
+/// and takes the monitoring role, and both replicas' CPU over the same window. Each window
+/// starts after two drift intervals, so the scans are in their steady state.
+async fn split_cpu(
+    args: &AgentArgs,
+    replica: &Replica<'_>,
+    first: &ManagedProcess,
+) -> anyhow::Result<Split> {
+    let settle = args.drift_interval * 2 + Duration::from_secs(2);
+    let first_pid = first.pid().context("agent pid")?;
+    tokio::time::sleep(settle).await;
+    let alone = cpu_over(first_pid, args.window).await?;
+    let port = ports::free_port()?;
+    let second = replica.spawn("agent-b", port)?;
+    fleet_testkit::wait_leases(port, &[("fleet-agent-monitor", "leader")], WAIT)
+        .await
+        .with_context(|| second.log_tail(20))?;
+    tokio::time::sleep(settle).await;
+    let second_pid = second.pid().context("agent pid")?;
+    let (deploying, monitoring) = tokio::try_join!(
+        cpu_over(first_pid, args.window),
+        cpu_over(second_pid, args.window)
+    )?;
+    Ok(Split {
+        alone,
+        deploying,
+        monitoring,
+    })
 }
 
 /// The Cluster the agent registered, once it has checked in.
