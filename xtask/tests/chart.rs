@@ -155,6 +155,57 @@ fn ha_defaults_keep_replicas_apart_and_budgeted() {
     assert_eq!(pod["priorityClassName"], "fleet-critical");
 }
 
+/// Fleet's `shards: [{id, nodeSelector}]`: one more Deployment per shard of the controller,
+/// gitjob and helmops, named and labelled as in Fleet's chart, started with `--shard-id`, on
+/// the shard's nodes, with selectors that do not overlap the unsharded Deployment's.
+#[test]
+fn shards_give_one_deployment_each_as_fleets_chart() {
+    let chart = chart().display().to_string();
+    let rendered: Vec<Value> = serde_saphyr::from_multiple(&helm(&[
+        "template",
+        "fleet",
+        &chart,
+        "--set",
+        "shards[0].id=eu,shards[0].nodeSelector.region=eu,shards[1].id=us,shards[2].id=eu",
+    ]))
+    .expect("yaml");
+    let deployments = of_kind(&rendered, "Deployment");
+    for component in ["fleet-controller", "gitjob", "helmops"] {
+        let named = |name: &str| {
+            deployments
+                .iter()
+                .find(|d| d["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{name} rendered"))
+        };
+        let unsharded = named(component);
+        let labels = &unsharded["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["fleet.cattle.io/shard-default"], "true");
+        let args = unsharded["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        assert!(!args.contains("--shard-id"), "{args}");
+        for shard in ["eu", "us"] {
+            let deployment = named(&format!("{component}-shard-{shard}"));
+            let pod = &deployment["spec"]["template"];
+            assert_eq!(pod["metadata"]["labels"]["fleet.cattle.io/shard-id"], shard);
+            let args = pod["spec"]["containers"][0]["args"].to_string();
+            assert!(args.contains(&format!("--shard-id={shard}")), "{args}");
+            assert_ne!(
+                deployment["spec"]["selector"], unsharded["spec"]["selector"],
+                "no overlapping selectors"
+            );
+        }
+        let eu = named(&format!("{component}-shard-eu"));
+        assert_eq!(
+            eu["spec"]["template"]["spec"]["nodeSelector"]["region"],
+            "eu"
+        );
+    }
+    assert_eq!(
+        deployments.len(),
+        1 + 3 * 3,
+        "the agent, and three per component"
+    );
+}
+
 /// The PrometheusRule the chart renders where the CRD exists holds rules that the pinned
 /// promtool accepts, and the dashboard is valid JSON.
 #[test]

@@ -3,17 +3,51 @@
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
-{{/* Labels of a component: pass (dict "root" $ "component" "gitjob"). */}}
+{{/* Labels of a component: pass (dict "root" $ "component" "gitjob"); a shard's Deployment
+also has "name" (gitjob-shard-<id>) and "shard" (its ID, empty for the unsharded one), and its
+pods carry Fleet's shard labels. */}}
 {{- define "fleet.labels" -}}
-app.kubernetes.io/name: {{ .component }}
+app.kubernetes.io/name: {{ .name | default .component }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/part-of: fleet-rs
 app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{- if hasKey . "shard" }}
+fleet.cattle.io/shard-id: {{ .shard | quote }}
+{{- if not .shard }}
+fleet.cattle.io/shard-default: "true"
+{{- end }}
+{{- end }}
 {{- end -}}
 
+{{/* The selector of a component's (or a shard's) pods: distinct per Deployment. */}}
 {{- define "fleet.selector" -}}
-app.kubernetes.io/name: {{ .component }}
+app.kubernetes.io/name: {{ .name | default .component }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{/* Fleet's static shards: "" (the unsharded Deployment) and each distinct `shards[].id`, as a
+JSON list. */}}
+{{- define "fleet.shardIDs" -}}
+{{- $ids := list "" }}
+{{- range .Values.shards }}
+{{- $ids = append $ids (required "shards[].id is required" .id | toString) }}
+{{- end }}
+{{- $ids | uniq | toJson }}
+{{- end -}}
+
+{{/* One shard's Deployment settings, as YAML: pass (dict "root" $ "component" "gitjob"
+"replicas" N "shard" ID). Named `<component>-shard-<id>` as in Fleet's chart, with the shard's
+nodeSelector. */}}
+{{- define "fleet.shard" -}}
+component: {{ .component }}
+name: {{ if .shard }}{{ printf "%s-shard-%s" .component .shard }}{{ else }}{{ .component }}{{ end }}
+replicas: {{ .replicas }}
+shard: {{ .shard | quote }}
+{{- range .root.Values.shards }}
+{{- if and $.shard (eq (toString .id) $.shard) .nodeSelector }}
+nodeSelector: {{- toYaml .nodeSelector | nindent 2 }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Flags every binary shares. */}}
@@ -56,7 +90,7 @@ two replicas on one node (required; preferred when the cluster has a single node
 `lookup` at install time), replicas spread over zones, and the priority class. */}}
 {{- define "fleet.scheduling" -}}
 {{- $v := .root.Values }}
-{{- with $v.nodeSelector }}
+{{- with (.nodeSelector | default $v.nodeSelector) }}
 nodeSelector: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with $v.tolerations }}
@@ -107,7 +141,7 @@ topologySpreadConstraints:
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
-  name: {{ .component }}
+  name: {{ .name | default .component }}
   namespace: {{ .root.Release.Namespace }}
   labels: {{- include "fleet.labels" . | nindent 4 }}
 spec:

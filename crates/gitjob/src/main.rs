@@ -83,16 +83,27 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.cache_dir)
         .with_context(|| format!("creating the cache dir {}", settings.cache_dir.display()))?;
 
-    // Warm on every replica: the webhook receiver reads it, and a new leader starts from it.
-    // Only this shard's GitRepos (Fleet's static sharding).
+    // Warm on every replica: a new leader starts from it. Only this shard's GitRepos (Fleet's
+    // static sharding).
+    let shard = args.runtime.shard();
     let gitrepos = Arc::new(WarmCache::spawn(
         Api::<GitRepo>::all(client.clone()),
-        watcher::Config::default().labels(&args.runtime.shard().label_selector()),
+        watcher::Config::default().labels(&shard.label_selector()),
     ));
+    // The webhook receiver (every replica serves it): the chart's Service sends webhooks to the
+    // unsharded gitjob, which takes them for every shard's GitRepos.
+    let webhook_gitrepos = if shard.is_default() {
+        Arc::new(WarmCache::spawn(
+            Api::<GitRepo>::all(client.clone()),
+            watcher::Config::default(),
+        ))
+    } else {
+        gitrepos.clone()
+    };
     let receiver = Receiver {
         client: client.clone(),
         namespace: args.runtime.namespace.clone(),
-        gitrepos: gitrepos.reader(),
+        gitrepos: webhook_gitrepos.reader(),
         metrics: metrics.clone(),
         allow_unsigned: args.webhook_allow_unsigned,
     };

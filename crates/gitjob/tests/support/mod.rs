@@ -45,6 +45,11 @@ pub struct Gitjob {
 
 impl Gitjob {
     pub fn start(plane: &ControlPlane, identity: &str, dir: &Path) -> Self {
+        Self::start_with(plane, identity, dir, &[])
+    }
+
+    /// [`Gitjob::start`] with more flags.
+    pub fn start_with(plane: &ControlPlane, identity: &str, dir: &Path, extra: &[&str]) -> Self {
         let [admin_port, webhook_port] = ports::free_ports::<2>().expect("ports");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitjob"));
         cmd.args([
@@ -59,6 +64,7 @@ impl Gitjob {
             "--election-renew-deadline=2s".to_owned(),
             "--election-retry-period=500ms".to_owned(),
         ])
+        .args(extra)
         .env("RUST_LOG", "info,gitjob=debug");
         let log = dir.join(format!("{identity}.log"));
         let process =
