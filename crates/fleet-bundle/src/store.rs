@@ -5,7 +5,8 @@
 //! unchanged is not written again, so re-reading an unchanged repository costs no API write.
 //! Changed Bundles are server-side applied with the caller's field manager, so fields that
 //! disappear from the repository disappear from the Bundle. Bundles labelled with the
-//! repository's name that the repository no longer produces are deleted.
+//! repository's name that the repository no longer produces are deleted. A leader-elected
+//! writer gives the store its claim ([`BundleStore::gated`]), checked right before each write.
 
 use std::collections::BTreeMap;
 
@@ -16,16 +17,25 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use sha2::{Digest as _, Sha256};
 
-/// A failed API call while writing Bundles.
+/// Why Bundles could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("{action} Bundle {namespace}/{name}: {source}")]
-pub struct StoreError {
-    pub action: &'static str,
-    pub namespace: String,
-    pub name: String,
-    #[source]
-    pub source: kube::Error,
+pub enum StoreError {
+    /// A failed API call.
+    #[error("{action} Bundle {namespace}/{name}: {source}")]
+    Api {
+        action: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The writer's claim (its Lease) was gone right before a write: nothing more is written.
+    #[error("not writing Bundle {namespace}/{name}: this replica no longer holds its Lease")]
+    NotLeading { namespace: String, name: String },
 }
+
+/// A writer's claim, asked right before each write (`Leadership::still_leading`).
+type Gate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,6 +58,7 @@ impl SyncReport {
 pub struct BundleStore {
     client: Client,
     field_manager: String,
+    gate: Option<Gate>,
 }
 
 impl std::fmt::Debug for BundleStore {
@@ -63,6 +74,25 @@ impl BundleStore {
         Self {
             client,
             field_manager: field_manager.to_owned(),
+            gate: None,
+        }
+    }
+
+    /// The store of a leader-elected writer: every write is sent only if `still_leading()`
+    /// answers true right before it.
+    pub fn gated(mut self, still_leading: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.gate = Some(std::sync::Arc::new(still_leading));
+        self
+    }
+
+    /// Fails unless the writer still holds its claim.
+    fn check(&self, namespace: &str, name: &str) -> Result<(), StoreError> {
+        match &self.gate {
+            Some(still_leading) if !still_leading() => Err(StoreError::NotLeading {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -93,11 +123,11 @@ impl BundleStore {
         let error = |action, name: &str| {
             let namespace = namespace.to_owned();
             let name = name.to_owned();
-            move |source| StoreError {
+            move |source| StoreError::Api {
                 action,
                 namespace,
                 name,
-                source,
+                source: Box::new(source),
             }
         };
         let selector = format!("{label}={value}");
@@ -144,11 +174,13 @@ impl BundleStore {
                 Some(_) => report.updated.push(name.clone()),
                 None => report.created.push(name.clone()),
             }
+            self.check(namespace, &name)?;
             api.patch(&name, &params, &Patch::Apply(&bundle))
                 .await
                 .map_err(error("applying", &name))?;
         }
         for name in existing.keys().filter(|name| !wanted.contains(name)) {
+            self.check(namespace, name)?;
             match api.delete(name, &DeleteParams::background()).await {
                 Ok(_) => report.deleted.push(name.clone()),
                 Err(kube::Error::Api(status)) if status.code == 404 => {}

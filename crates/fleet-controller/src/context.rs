@@ -7,10 +7,10 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use fleet_api::{Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, GitRepo};
+use fleet_election::Leadership;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 pub use fleet_render::deployments::deployment_namespace;
@@ -123,7 +123,7 @@ pub struct Context {
     pub caches: Caches,
     pub settings: Settings,
     pub metrics: Metrics,
-    pub leadership: CancellationToken,
+    pub leadership: Leadership,
     /// Contents known to exist.
     pub contents: crate::bundles::KnownContents,
     /// Helm repository credentials copied into cluster namespaces.
@@ -150,7 +150,7 @@ pub struct NotLeading;
 impl Context {
     /// Call before every write.
     pub fn check_leading(&self) -> Result<(), NotLeading> {
-        if self.leadership.is_cancelled() {
+        if !self.leadership.still_leading() {
             Err(NotLeading)
         } else {
             Ok(())

@@ -232,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 settings: settings.clone(),
                 metrics: metrics.clone(),
-                leadership: leadership.token(),
+                leadership: leadership.clone(),
                 contents: bundles::KnownContents::default(),
                 helm_secrets: Default::default(),
                 targeting_errors: Default::default(),

@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
                 client.clone(),
                 settings.clone(),
                 metrics.clone(),
-                leadership.token(),
+                leadership.clone(),
                 restrictions.reader(),
             ));
             let (gitrepos, restrictions) = (gitrepos.clone(), restrictions.clone());

@@ -22,6 +22,7 @@ use fleet_bundle::files::SizeLimits;
 use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 use fleet_bundle::store::BundleStore;
+use fleet_election::Leadership;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Patch, PatchParams};
@@ -29,7 +30,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{Mutex, Semaphore};
-use tokio_util::sync::CancellationToken;
 
 use crate::git::{self, GitError, Reference, Source};
 use crate::metrics::Metrics;
@@ -67,7 +67,7 @@ pub struct Context {
     git_slots: Semaphore,
     repo_locks: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     metrics: Metrics,
-    leadership: CancellationToken,
+    leadership: Leadership,
     /// GitRepoRestrictions (warm cache).
     restrictions: Store<GitRepoRestriction>,
 }
@@ -99,11 +99,14 @@ impl Context {
         client: Client,
         settings: Settings,
         metrics: Metrics,
-        leadership: CancellationToken,
+        leadership: Leadership,
         restrictions: Store<GitRepoRestriction>,
     ) -> Self {
         Self {
-            store: BundleStore::new(client.clone(), MANAGER),
+            store: BundleStore::new(client.clone(), MANAGER).gated({
+                let leadership = leadership.clone();
+                move || leadership.still_leading()
+            }),
             client,
             git_slots: Semaphore::new(settings.concurrent_git.max(1)),
             settings,
@@ -196,7 +199,7 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
     let now = jiff::Timestamp::now().to_string();
     let next = status::next_status(&current, generation, &outcome, &now);
     if next != current {
-        if ctx.leadership.is_cancelled() {
+        if !ctx.leadership.still_leading() {
             return Err(Error::NotLeading);
         }
         let api: Api<GitRepo> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -412,7 +415,7 @@ async fn sync(
         tracing::warn!(gitrepo = %name, %namespace, paths = %unmatched.join(", "), "paths entries match no directory");
     }
 
-    if ctx.leadership.is_cancelled() {
+    if !ctx.leadership.still_leading() {
         return Err("leadership lost before writing Bundles".to_owned());
     }
     let owner = gitrepo.controller_owner_ref(&());

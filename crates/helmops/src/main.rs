@@ -43,8 +43,11 @@ async fn main() -> anyhow::Result<()> {
         .run(move |leadership| {
             let ctx = Arc::new(Context {
                 client: client.clone(),
-                store: BundleStore::new(client.clone(), MANAGER),
-                leadership: leadership.token(),
+                store: BundleStore::new(client.clone(), MANAGER).gated({
+                    let leadership = leadership.clone();
+                    move || leadership.still_leading()
+                }),
+                leadership: leadership.clone(),
             });
             let helmops = helmops.clone();
             async move {

@@ -11,11 +11,11 @@ use std::time::Duration;
 use fleet_api::labels::HELM_OP_NAME;
 use fleet_api::{Bundle, Condition, HelmOp, HelmOpStatus, HelmRepoAccess};
 use fleet_bundle::store::BundleStore;
+use fleet_election::Leadership;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Client, Resource, ResourceExt};
-use tokio_util::sync::CancellationToken;
 
 use crate::index::Index;
 
@@ -26,7 +26,7 @@ pub const MANAGER: &str = "helmops";
 pub struct Context {
     pub client: Client,
     pub store: BundleStore,
-    pub leadership: CancellationToken,
+    pub leadership: Leadership,
 }
 
 impl std::fmt::Debug for Context {
@@ -57,7 +57,7 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
     let current = helmop.status.clone().unwrap_or_default();
     let next = next_status(&current, &outcome, &jiff::Timestamp::now().to_string());
     if next != current {
-        if ctx.leadership.is_cancelled() {
+        if !ctx.leadership.still_leading() {
             return Err(Error::NotLeading);
         }
         let patch = serde_json::json!({"status": {
@@ -136,7 +136,7 @@ async fn sync(helmop: &HelmOp, ctx: &Context) -> Result<String, String> {
             ..Default::default()
         });
     }
-    if ctx.leadership.is_cancelled() {
+    if !ctx.leadership.still_leading() {
         return Err("leadership lost before writing the Bundle".to_owned());
     }
     ctx.store

@@ -1,6 +1,9 @@
 //! What the gitjob tests share: a control plane with Fleet's CRDs, gitjob processes, and
 //! reading their metrics.
 
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
