@@ -67,6 +67,8 @@ pub(crate) enum Command {
     StopWork,
     /// Ask the holder to hand the Lease over to this replica ([`crate::handover`]).
     RequestHandover,
+    /// Contend for the Lease (true) or only watch it, releasing it if held (false).
+    Contend(bool),
     /// Release the Lease (if held) and end the elector.
     Release,
 }
@@ -77,6 +79,7 @@ pub struct Elector<S = KubeLeaseStore> {
     config: ElectionConfig,
     store: S,
     metrics: ElectionMetrics,
+    contending: bool,
 }
 
 impl Elector<KubeLeaseStore> {
@@ -93,7 +96,15 @@ impl<S: LeaseStore> Elector<S> {
             config,
             store,
             metrics,
+            contending: true,
         }
+    }
+
+    /// Starts watching without trying to acquire (see [`ElectorHandle::set_contending`]).
+    #[must_use]
+    pub fn passive(mut self) -> Self {
+        self.contending = false;
+        self
     }
 
     /// Starts the elector task.
@@ -122,6 +133,7 @@ impl<S: LeaseStore> Elector<S> {
             announced_attempt: false,
             pending_release: false,
             release_deadline: Instant::now(),
+            contending: self.contending,
         };
         let task = tokio::spawn(machine.run(commands_rx));
         ElectorHandle {
@@ -181,6 +193,14 @@ impl ElectorHandle {
         crate::handover::Requester::new(self.commands.clone())
     }
 
+    /// Whether this replica tries to acquire the Lease. Turned off while leading, the term
+    /// ends (work stops, `still_leading()` turns false) and the Lease is released; while off,
+    /// the Lease is still watched, so turning it on later acquires as soon as the Lease is
+    /// free or its holder's claim has run out, as this replica has been timing it.
+    pub async fn set_contending(&self, contending: bool) {
+        let _ = self.commands.send(Command::Contend(contending)).await;
+    }
+
     /// Tells the current term's work to stop while the Lease stays held and renewed.
     pub async fn request_stop(&self) {
         let _ = self.commands.send(Command::StopWork).await;
@@ -221,6 +241,8 @@ struct Machine<S> {
     announced_attempt: bool,
     /// A hand-over ended the term; the released record is still to be written.
     pending_release: bool,
+    /// Whether to acquire the Lease when it is free (else only watch it).
+    contending: bool,
     /// The deadline of the term that ended last (after it, the Lease is not written).
     release_deadline: Instant,
 }
@@ -247,6 +269,7 @@ impl<S: LeaseStore> Machine<S> {
                         }
                     }
                     Some(Command::RequestHandover) => self.request_handover().await,
+                    Some(Command::Contend(contending)) => self.set_contending(contending),
                     Some(Command::Release) | None => break,
                 },
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
@@ -268,6 +291,9 @@ impl<S: LeaseStore> Machine<S> {
     fn next_wake(&self, now: Instant) -> Instant {
         if self.term.is_some() {
             return self.next_attempt;
+        }
+        if !self.contending {
+            return now + Duration::from_secs(3600);
         }
         match decide(self.observed.as_ref(), self.identity(), now) {
             Step::WaitUntil(until) => until.max(self.next_attempt),
@@ -379,8 +405,21 @@ impl<S: LeaseStore> Machine<S> {
         self.publish_standby();
     }
 
+    fn set_contending(&mut self, contending: bool) {
+        self.contending = contending;
+        if contending {
+            self.next_attempt = Instant::now();
+        } else if self.term.is_some() {
+            tracing::info!(lease = %self.config.lease_name, identity = %self.identity(), "no longer contending: releasing the Lease");
+            self.pending_release = self.end_term();
+        }
+    }
+
     /// One acquire or renew attempt, if the decision calls for one.
     async fn attempt(&mut self) {
+        if self.term.is_none() && !self.contending {
+            return;
+        }
         let step = decide(self.observed.as_ref(), self.identity(), Instant::now());
         if matches!(step, Step::WaitUntil(_)) {
             return;

@@ -14,6 +14,8 @@
 //!   restart), and on shutdown stops it first and then releases the Lease.
 //! - [`handover`]: a holder hands its Lease over when another replica asks (explicit drain),
 //!   which keeps two roles of one binary on different replicas.
+//! - [`shards`]: dynamic shards, `N` shard Leases spread over the live replicas (balanced,
+//!   zone-aware), each object's writes gated by its shard's claim.
 //! - [`WarmCache`] keeps watches and caches warm on standbys; a new leader's kube-runtime
 //!   controllers start from memory.
 //! - Logs (`tracing`) and Prometheus metrics ([`ElectionMetrics`]) show who leads and how long
@@ -26,6 +28,7 @@ mod leadership;
 mod metrics;
 pub mod record;
 mod run;
+pub mod shards;
 pub mod store;
 #[cfg(test)]
 mod tests;

@@ -463,3 +463,33 @@ async fn a_requested_handover_stops_the_holder_before_the_requester_acquires() {
     advance(Duration::from_secs(1)).await;
     assert!(is_leading(&a), "a leads again once b released");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_passive_elector_only_watches_and_contends_when_told() {
+    let shared = Arc::new(Shared::default());
+    let a_store = shared.store();
+    let a = Elector::with_store(a_store.clone(), config("a"), ElectionMetrics::default())
+        .passive()
+        .spawn();
+    advance(Duration::from_secs(5)).await;
+    assert!(
+        !is_leading(&a) && shared.holder().is_none(),
+        "a free Lease stays free"
+    );
+    assert_eq!(a_store.writes.load(Ordering::SeqCst), 0);
+    let (mut b, _) = start(&shared, "b");
+    let b_term = b.leading().await.expect("b leads");
+    // b stops contending: its term ends at once and the Lease is released.
+    b.set_contending(false).await;
+    advance(Duration::from_secs(1)).await;
+    assert!(!b_term.still_leading());
+    assert_eq!(shared.holder().as_deref(), Some(""), "released");
+    let mut a_events = a.subscribe();
+    a.set_contending(true).await;
+    wait_event(&mut a_events, |e| {
+        matches!(e, ElectionEvent::Acquired { .. })
+    })
+    .await;
+    advance(Duration::from_secs(20)).await;
+    assert!(is_leading(&a) && !is_leading(&b), "b does not take it back");
+}

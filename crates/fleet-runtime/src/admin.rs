@@ -25,6 +25,8 @@ pub struct ReadyState {
     /// Every Lease this binary elects through (the main one first) and this replica's role
     /// in each.
     pub leases: Vec<(String, watch::Receiver<Role>)>,
+    /// With dynamic shards: the shards this replica holds, and the owner map it sees.
+    pub shards: Option<fleet_election::shards::ShardSet>,
 }
 
 #[derive(Clone)]
@@ -87,6 +89,13 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         "leader": holder,
         "leases": leases,
     });
+    let mut body = body;
+    if let Some(shards) = &state.ready.shards {
+        body["shards"] = serde_json::json!({
+            "held": shards.held(),
+            "owners": shards.owners(),
+        });
+    }
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),

@@ -51,6 +51,10 @@ pub struct RuntimeArgs {
     /// objects.
     #[arg(long, env = "SHARD_ID")]
     pub shard_id: Option<String>,
+    /// This replica's zone (`topology.kubernetes.io/zone` of its node), so that dynamic shards
+    /// spread over zones.
+    #[arg(long, env = "FLEET_ZONE", default_value = "")]
+    pub zone: String,
     #[command(flatten)]
     pub election: ElectionArgs,
 }

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use fleet_election::shards::{ShardConfig, ShardMetrics, ShardSet};
 use fleet_election::{
     ElectionConfig, ElectionMetrics, Elector, Leadership, Role, run_while_leading,
 };
@@ -146,6 +147,7 @@ impl Runtime {
             identity: identity.to_owned(),
             roles,
             leases,
+            shards: None,
         };
         let servers =
             admin::serve(&self.addresses(), registry, ready, self.shutdown.clone()).await?;
@@ -204,6 +206,7 @@ impl Runtime {
             identity,
             roles: elector.roles(),
             leases,
+            shards: None,
         };
         let servers =
             admin::serve(&self.addresses(), registry, ready, self.shutdown.clone()).await?;
@@ -218,6 +221,57 @@ impl Runtime {
             second_work
         );
         self.shutdown.cancel();
+        join_servers(servers).await;
+        tracing::info!(component = %self.component, "stopped");
+        Ok(())
+    }
+
+    /// Runs `work` on every replica at once with `shards` dynamic shards spread over the live
+    /// replicas ([`ShardSet`]): `work` writes for an object only under `ShardSet::claim` of its
+    /// key, and stops when the token fires (SIGTERM/SIGINT); then every shard is released.
+    pub async fn run_sharded<W, Fut>(mut self, shards: u32, work: W) -> Result<(), Error>
+    where
+        W: FnOnce(ShardSet, CancellationToken) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        watch_signals(self.shutdown.clone())?;
+        let election = self
+            .args
+            .election
+            .config(&self.lease, &self.args.namespace)?;
+        let metrics = ElectionMetrics::register(&mut self.registry);
+        let shard_metrics = ShardMetrics::register(&mut self.registry);
+        let registry = Arc::new(Mutex::new(std::mem::take(&mut self.registry)));
+        ensure_namespace(&self.client, &self.args.namespace).await?;
+        let config = ShardConfig {
+            base: self.lease.clone(),
+            namespace: self.args.namespace.clone(),
+            identity: election.identity.clone(),
+            zone: self.args.zone.clone(),
+            shards,
+            timings: election.timings,
+        };
+        tracing::info!(component = %self.component, shards, zone = %config.zone, "dynamic shards");
+        let (set, released) = ShardSet::spawn(
+            self.client.clone(),
+            config,
+            metrics,
+            shard_metrics,
+            self.shutdown.clone(),
+        );
+        let (_roles_tx, roles) = watch::channel(Role::Standby { holder: None });
+        let ready = ReadyState {
+            component: self.component.clone(),
+            identity: election.identity.clone(),
+            roles,
+            leases: Vec::new(),
+            shards: Some(set.clone()),
+        };
+        let servers =
+            admin::serve(&self.addresses(), registry, ready, self.shutdown.clone()).await?;
+        work(set, self.shutdown.clone()).await;
+        self.shutdown.cancel();
+        let _ = released.await;
         join_servers(servers).await;
         tracing::info!(component = %self.component, "stopped");
         Ok(())

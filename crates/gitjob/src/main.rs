@@ -10,14 +10,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use fleet_api::{GitRepo, GitRepoRestriction};
+use fleet_election::shards::ShardSet;
 use fleet_election::{WarmCache, parse_go_duration};
 use fleet_runtime::{Runtime, RuntimeArgs};
 use gitjob::metrics::Metrics;
-use gitjob::reconcile::{Context, Settings, error_policy, reconcile};
+use gitjob::reconcile::{Claims, Context, Settings, error_policy, reconcile};
 use gitjob::webhook::{self, Receiver};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{controller, watcher};
 use kube::{Api, ResourceExt};
+use tokio_util::sync::CancellationToken;
 
 /// Fleet's Lease name for the (unsharded) gitops controller.
 const LEASE: &str = "fleet-gitops-leader-election-shard";
@@ -46,6 +48,10 @@ struct Args {
     /// Limit of one git network operation (Fleet's `gitClientTimeout`).
     #[arg(long, env = "GIT_CLIENT_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
     git_client_timeout: Duration,
+    /// Dynamic shards: GitRepos spread over this many shard Leases, held by the live replicas
+    /// (about shards/replicas each, spread over zones); 0: one leader does all.
+    #[arg(long, env = "GITJOB_SHARDS", default_value_t = 0)]
+    shards: u32,
     /// GitRepos reconciled at once (Fleet's `GITREPO_RECONCILER_WORKERS`).
     #[arg(long, env = "GITREPO_RECONCILER_WORKERS", default_value_t = 8)]
     workers: u16,
@@ -125,37 +131,64 @@ async fn main() -> anyhow::Result<()> {
         watcher::Config::default(),
     ));
     let workers = args.workers;
-    runtime
-        .run(move |leadership| {
-            let ctx = Arc::new(Context::new(
-                client.clone(),
-                settings.clone(),
-                metrics.clone(),
-                leadership.clone(),
-                restrictions.reader(),
-            ));
-            let (gitrepos, restrictions) = (gitrepos.clone(), restrictions.clone());
-            async move {
-                let store = gitrepos.reader();
-                let results = gitrepos
-                    .controller()
-                    .await
-                    // A restriction changed: the GitRepos of its namespace are checked again.
-                    .watches_shared_stream(restrictions.changes().await, move |r| {
-                        store
-                            .state()
-                            .iter()
-                            .filter(|g| g.namespace() == r.namespace())
-                            .map(|g| ObjectRef::from_obj(g.as_ref()))
-                            .collect::<Vec<_>>()
-                    })
-                    .with_config(controller::Config::default().concurrency(workers))
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(reconcile, error_policy, ctx);
-                fleet_runtime::drain_controller(results).await;
+    let controller = move |claims: Claims, stop: CancellationToken, rescan: Option<ShardSet>| {
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            settings.clone(),
+            metrics.clone(),
+            claims,
+            restrictions.reader(),
+        ));
+        let (gitrepos, restrictions) = (gitrepos.clone(), restrictions.clone());
+        async move {
+            let store = gitrepos.reader();
+            let mut controller = gitrepos
+                .controller()
+                .await
+                // A restriction changed: the GitRepos of its namespace are checked again.
+                .watches_shared_stream(restrictions.changes().await, move |r| {
+                    store
+                        .state()
+                        .iter()
+                        .filter(|g| g.namespace() == r.namespace())
+                        .map(|g| ObjectRef::from_obj(g.as_ref()))
+                        .collect::<Vec<_>>()
+                })
+                .with_config(controller::Config::default().concurrency(workers))
+                .graceful_shutdown_on(async move { stop.cancelled().await });
+            if let Some(shards) = rescan {
+                // A shard acquired: its GitRepos are looked at at once.
+                controller = controller.reconcile_all_on(acquisitions(shards));
             }
-        })
-        .await?;
+            let results = controller.run(reconcile, error_policy, ctx);
+            fleet_runtime::drain_controller(results).await;
+        }
+    };
+    if args.shards > 0 {
+        runtime
+            .run_sharded(args.shards, move |shards, stop| {
+                controller(Claims::Shards(shards.clone()), stop, Some(shards))
+            })
+            .await?;
+    } else {
+        runtime
+            .run(move |leadership| {
+                controller(Claims::Leader(leadership.clone()), leadership.token(), None)
+            })
+            .await?;
+    }
     let _ = webhooks.await;
     Ok(())
+}
+
+/// One item per shard this replica acquires.
+fn acquisitions(shards: ShardSet) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(shards.acquisitions(), |mut acquired| async move {
+        match acquired.recv().await {
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                Some(((), acquired))
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+        }
+    })
 }

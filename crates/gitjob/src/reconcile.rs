@@ -23,6 +23,7 @@ use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 use fleet_bundle::store::BundleStore;
 use fleet_election::Leadership;
+use fleet_election::shards::ShardSet;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Patch, PatchParams};
@@ -62,12 +63,11 @@ pub struct Settings {
 /// What the reconciler shares across GitRepos during one leadership term.
 pub struct Context {
     client: Client,
-    store: BundleStore,
     settings: Settings,
     git_slots: Semaphore,
     repo_locks: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     metrics: Metrics,
-    leadership: Leadership,
+    claims: Claims,
     /// GitRepoRestrictions (warm cache).
     restrictions: Store<GitRepoRestriction>,
 }
@@ -94,25 +94,21 @@ pub enum Error {
 }
 
 impl Context {
-    /// A context for one leadership term: writes stop once `leadership` is cancelled.
+    /// A context whose writes go out under `claims` (one Lease's term, or dynamic shards).
     pub fn new(
         client: Client,
         settings: Settings,
         metrics: Metrics,
-        leadership: Leadership,
+        claims: Claims,
         restrictions: Store<GitRepoRestriction>,
     ) -> Self {
         Self {
-            store: BundleStore::new(client.clone(), MANAGER).gated({
-                let leadership = leadership.clone();
-                move || leadership.still_leading()
-            }),
             client,
             git_slots: Semaphore::new(settings.concurrent_git.max(1)),
             settings,
             repo_locks: std::sync::Mutex::new(HashMap::new()),
             metrics,
-            leadership,
+            claims,
             restrictions,
         }
     }
@@ -160,6 +156,31 @@ impl Context {
     }
 }
 
+/// Under what claim this replica writes for GitRepos.
+#[derive(Debug, Clone)]
+pub enum Claims {
+    /// One Lease: every GitRepo, during this term.
+    Leader(Leadership),
+    /// Dynamic shards: a GitRepo's writes go out under its shard's claim, if held here.
+    Shards(ShardSet),
+}
+
+impl Claims {
+    /// The claim for the GitRepo `namespace/name`, if this replica may write for it.
+    pub fn claim(&self, key: &str) -> Option<Leadership> {
+        match self {
+            Self::Leader(leadership) => Some(leadership.clone()),
+            Self::Shards(shards) => shards.claim(key),
+        }
+    }
+}
+
+/// One reconcile's claim, and the Bundle writer gated by it.
+struct Claim {
+    leadership: Leadership,
+    store: BundleStore,
+}
+
 /// Reconciles one GitRepo.
 pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = gitrepo.namespace().unwrap_or_default();
@@ -168,11 +189,22 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
         // Its Bundles go with it: they are owned by it.
         return Ok(Action::await_change());
     }
+    // Another replica's shard (dynamic shards): its owner reconciles it.
+    let Some(claim) = ctx.claims.claim(&format!("{namespace}/{name}")) else {
+        return Ok(Action::await_change());
+    };
+    let claim = Claim {
+        store: BundleStore::new(ctx.client.clone(), MANAGER).gated({
+            let leadership = claim.clone();
+            move || leadership.still_leading()
+        }),
+        leadership: claim,
+    };
     let generation = gitrepo.metadata.generation.unwrap_or_default();
     let current = gitrepo.status.clone().unwrap_or_default();
     let started = Instant::now();
 
-    let (outcome, wrote) = attempt(&gitrepo, &current, generation, &ctx).await;
+    let (outcome, wrote) = attempt(&gitrepo, &current, generation, &ctx, &claim).await;
     let result = match (&outcome, wrote) {
         (Outcome::Synced { .. }, true) => "synced",
         (Outcome::Synced { .. }, false) => "unchanged",
@@ -199,7 +231,7 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
     let now = jiff::Timestamp::now().to_string();
     let next = status::next_status(&current, generation, &outcome, &now);
     if next != current {
-        if !ctx.leadership.still_leading() {
+        if !claim.leadership.still_leading() {
             return Err(Error::NotLeading);
         }
         let api: Api<GitRepo> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -281,6 +313,7 @@ async fn attempt(
     current: &GitRepoStatus,
     generation: i64,
     ctx: &Context,
+    claim: &Claim,
 ) -> (Outcome, bool) {
     let namespace = gitrepo.namespace().unwrap_or_default();
     let restrictions = ctx.restrictions.state();
@@ -357,7 +390,7 @@ async fn attempt(
             false,
         );
     }
-    match sync(gitrepo, selector, &source, &commit, ctx).await {
+    match sync(gitrepo, selector, &source, &commit, ctx, claim).await {
         Ok(unmatched) => (
             Outcome::Synced {
                 commit,
@@ -376,6 +409,7 @@ async fn sync(
     source: &Source,
     commit: &str,
     ctx: &Context,
+    claim: &Claim,
 ) -> Result<Vec<String>, String> {
     let namespace = gitrepo.namespace().unwrap_or_default();
     let name = gitrepo.name_any();
@@ -415,11 +449,11 @@ async fn sync(
         tracing::warn!(gitrepo = %name, %namespace, paths = %unmatched.join(", "), "paths entries match no directory");
     }
 
-    if !ctx.leadership.still_leading() {
+    if !claim.leadership.still_leading() {
         return Err("leadership lost before writing Bundles".to_owned());
     }
     let owner = gitrepo.controller_owner_ref(&());
-    let report = ctx
+    let report = claim
         .store
         .sync(&namespace, &name, owner, bundles)
         .await

@@ -1,0 +1,321 @@
+//! Dynamic shards: `N` shard Leases spread over the live replicas, so that more replicas means
+//! more throughput and a replica's death pauses only its shards.
+//!
+//! - Each object belongs to one shard by a stable hash of its key ([`assign::shard_of`],
+//!   64-bit FNV-1a as in Kubernetes' sharded list/watch).
+//! - Replicas announce themselves with member Leases ([`members`]); every replica computes the
+//!   same owner map from the live members ([`assign::assign`]: balanced, zone-aware, stable).
+//! - Every replica watches every shard's Lease (an [`Elector`] each) and contends only for
+//!   the shards assigned to it, so the Lease still guarantees one holder at a time even while
+//!   replicas' views of the membership differ, and an orphaned shard is taken as soon as its
+//!   Lease runs out.
+//! - A shard assigned away is drained: its term ends (writes stop: `still_leading()` is false)
+//!   and its Lease is released; the new owner, already contending, takes it on the release
+//!   event. An orphaned shard (its owner died) is taken when its Lease expires.
+//! - A write for an object goes out only while [`ShardSet::claim`]'s `Leadership` for the
+//!   object's shard is still leading, checked right before the request.
+
+pub mod assign;
+pub mod members;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ElectionConfig, Timings};
+use crate::elector::{Elector, ElectorHandle, Role};
+use crate::leadership::Leadership;
+use crate::metrics::ElectionMetrics;
+use assign::Member;
+
+/// How a replica takes part in a shard group.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The group's base name: shard `i` of `N` elects through `<base>-<i>-of-<N>`.
+    pub base: String,
+    pub namespace: String,
+    pub identity: String,
+    /// This replica's zone ("" if unknown).
+    pub zone: String,
+    pub shards: u32,
+    pub timings: Timings,
+}
+
+impl ShardConfig {
+    /// The Lease of shard `shard`.
+    pub fn lease(&self, shard: u32) -> String {
+        format!("{}-{shard}-of-{}", self.base, self.shards)
+    }
+}
+
+/// Metrics of a shard group, besides the per-Lease election metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ShardMetrics {
+    /// `fleet_shard_rebalances_total`: times the owner map changed as this replica saw it.
+    pub rebalances: Counter,
+}
+
+impl ShardMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "fleet_shard_rebalances",
+            "Times the shard owner map changed (members joined or left)",
+            metrics.rebalances.clone(),
+        );
+        metrics
+    }
+}
+
+/// This replica's view of its shards: which it holds, and the claim to write for an object.
+#[derive(Clone)]
+pub struct ShardSet {
+    config: Arc<ShardConfig>,
+    held: Arc<RwLock<BTreeMap<u32, Leadership>>>,
+    acquired: broadcast::Sender<u32>,
+    owners: watch::Receiver<BTreeMap<u32, String>>,
+}
+
+impl std::fmt::Debug for ShardSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardSet")
+            .field("base", &self.config.base)
+            .field("held", &self.held())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardSet {
+    /// Starts membership and the shard electors; runs until `shutdown`, then releases every
+    /// shard and leaves the group. The returned handle resolves when all is released.
+    pub fn spawn(
+        client: kube::Client,
+        config: ShardConfig,
+        metrics: ElectionMetrics,
+        shard_metrics: ShardMetrics,
+        shutdown: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let config = Arc::new(config);
+        let (acquired, _) = broadcast::channel(64);
+        let (owners_tx, owners) = watch::channel(BTreeMap::new());
+        let set = Self {
+            config: config.clone(),
+            held: Arc::default(),
+            acquired,
+            owners,
+        };
+        let (live_tx, live) = watch::channel(Vec::new());
+        let membership = members::Membership {
+            api: Api::<Lease>::namespaced(client.clone(), &config.namespace),
+            base: config.base.clone(),
+            me: Member::new(&config.identity, &config.zone),
+            lease_duration: config.timings.lease_duration,
+            retry_period: config.timings.retry_period,
+        };
+        let manager = Manager {
+            client,
+            set: set.clone(),
+            metrics,
+            shard_metrics,
+            running: BTreeMap::new(),
+        };
+        let task = tokio::spawn(async move {
+            let members = tokio::spawn(membership.run(live_tx, shutdown.clone()));
+            manager.run(live, owners_tx, shutdown).await;
+            let _ = members.await;
+        });
+        (set, task)
+    }
+
+    /// The number of shards.
+    pub fn shards(&self) -> u32 {
+        self.config.shards
+    }
+
+    /// The shard of an object key (`namespace/name`).
+    pub fn shard_of(&self, key: &str) -> u32 {
+        assign::shard_of(key, self.config.shards)
+    }
+
+    /// The claim under which this replica may write for `key`: the term of the key's shard,
+    /// if this replica holds it. Check `still_leading()` on it right before each write.
+    pub fn claim(&self, key: &str) -> Option<Leadership> {
+        let shard = self.shard_of(key);
+        self.held
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&shard)
+            .filter(|l| l.still_leading())
+            .cloned()
+    }
+
+    /// The shards this replica holds now.
+    pub fn held(&self) -> Vec<u32> {
+        self.held
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, l)| l.still_leading())
+            .map(|(shard, _)| *shard)
+            .collect()
+    }
+
+    /// Shards as they are acquired (to reconcile their objects at once).
+    pub fn acquisitions(&self) -> broadcast::Receiver<u32> {
+        self.acquired.subscribe()
+    }
+
+    /// The owner map as this replica computes it.
+    pub fn owners(&self) -> BTreeMap<u32, String> {
+        self.owners.borrow().clone()
+    }
+}
+
+/// Runs the electors of the shards assigned to this replica.
+struct Manager {
+    client: kube::Client,
+    set: ShardSet,
+    metrics: ElectionMetrics,
+    shard_metrics: ShardMetrics,
+    running: BTreeMap<u32, ElectorHandle>,
+}
+
+impl Manager {
+    async fn run(
+        mut self,
+        mut live: watch::Receiver<Vec<Member>>,
+        owners_tx: watch::Sender<BTreeMap<u32, String>>,
+        shutdown: CancellationToken,
+    ) {
+        let config = self.set.config.clone();
+        let (roles_tx, mut roles) = tokio::sync::mpsc::channel::<(u32, Role)>(64);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                changed = live.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let members = live.borrow_and_update().clone();
+                    let owners = assign::assign(config.shards, &members);
+                    if owners_tx.send_if_modified(|current| {
+                        let changed = *current != owners;
+                        *current = owners.clone();
+                        changed
+                    }) {
+                        self.shard_metrics.rebalances.inc();
+                        tracing::info!(group = %config.base, members = members.len(), mine = ?mine(&owners, &config.identity), "shard owners");
+                    }
+                    self.apply(&owners, &roles_tx).await;
+                }
+                Some((shard, role)) = roles.recv() => self.on_role(shard, role),
+            }
+        }
+        let handles = std::mem::take(&mut self.running);
+        futures::future::join_all(handles.into_values().map(ElectorHandle::release)).await;
+    }
+
+    /// Contends for the shards assigned here; drains those assigned away. Every shard's Lease
+    /// is watched from the start (passive electors), so a shard assigned here after its owner
+    /// died is taken as soon as its Lease runs out as timed from this replica's first look.
+    async fn apply(
+        &mut self,
+        owners: &BTreeMap<u32, String>,
+        roles_tx: &tokio::sync::mpsc::Sender<(u32, Role)>,
+    ) {
+        let config = self.set.config.clone();
+        let mine: Vec<u32> = mine(owners, &config.identity);
+        for shard in 0..config.shards {
+            if !self.running.contains_key(&shard) {
+                let Some(handle) = self.watch(shard, roles_tx) else {
+                    continue;
+                };
+                self.running.insert(shard, handle);
+            }
+            let wanted = mine.contains(&shard);
+            if !wanted && self.set.held().contains(&shard) {
+                tracing::info!(lease = %config.lease(shard), "shard assigned away: draining");
+                // The term ends at once (writes stop), then the Lease is released.
+                self.remove_claim(shard);
+            }
+            if let Some(handle) = self.running.get(&shard) {
+                handle.set_contending(wanted).await;
+            }
+        }
+    }
+
+    /// A passive elector on shard `shard`'s Lease, reporting its roles to the manager.
+    fn watch(
+        &self,
+        shard: u32,
+        roles_tx: &tokio::sync::mpsc::Sender<(u32, Role)>,
+    ) -> Option<ElectorHandle> {
+        let config = &self.set.config;
+        let election = match ElectionConfig::new(
+            config.lease(shard),
+            &config.namespace,
+            &config.identity,
+            config.timings,
+        ) {
+            Ok(election) => election,
+            Err(error) => {
+                tracing::error!(%error, "invalid shard election");
+                return None;
+            }
+        };
+        let handle = Elector::new(self.client.clone(), election, self.metrics.clone())
+            .passive()
+            .spawn();
+        let mut role = handle.roles();
+        let tx = roles_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let current = role.borrow_and_update().clone();
+                if tx.send((shard, current)).await.is_err() || role.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Some(handle)
+    }
+
+    fn on_role(&mut self, shard: u32, role: Role) {
+        match role {
+            Role::Leading(leadership) if self.running.contains_key(&shard) => {
+                self.set
+                    .held
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(shard, leadership);
+                let _ = self.set.acquired.send(shard);
+            }
+            _ => self.remove_claim(shard),
+        }
+    }
+
+    fn remove_claim(&self, shard: u32) {
+        if let Some(term) = self
+            .set
+            .held
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&shard)
+        {
+            term.end();
+        }
+    }
+}
+
+fn mine(owners: &BTreeMap<u32, String>, identity: &str) -> Vec<u32> {
+    owners
+        .iter()
+        .filter(|(_, owner)| *owner == identity)
+        .map(|(shard, _)| *shard)
+        .collect()
+}
