@@ -68,6 +68,11 @@ env:
     valueFrom:
       fieldRef:
         fieldPath: metadata.name
+  # The node's zone spreads dynamic shards over zones.
+  - name: NODE_NAME
+    valueFrom:
+      fieldRef:
+        fieldPath: spec.nodeName
 ports:
   - {name: metrics, containerPort: {{ .root.Values.metrics.port }}}
   - {name: health, containerPort: {{ .root.Values.health.port }}}
@@ -163,7 +168,7 @@ metadata:
 rules:
   - apiGroups: [coordination.k8s.io]
     resources: [leases]
-    verbs: [get, list, watch, create, update, patch]
+    verbs: [get, list, watch, create, update, patch, delete]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding

@@ -247,7 +247,7 @@ impl Runtime {
             base: self.lease.clone(),
             namespace: self.args.namespace.clone(),
             identity: election.identity.clone(),
-            zone: self.args.zone.clone(),
+            zone: zone(&self.client, &self.args.zone).await,
             shards,
             timings: election.timings,
         };
@@ -318,6 +318,31 @@ async fn ensure_namespace(client: &Client, namespace: &str) -> Result<(), Error>
             namespace: namespace.to_owned(),
         }),
         Err(error) => Err(Error::Client(error)),
+    }
+}
+
+/// This replica's zone: `--zone`, else the `topology.kubernetes.io/zone` label of the node
+/// named by `NODE_NAME` (the chart sets it from the downward API), else "" (zones unknown).
+async fn zone(client: &Client, given: &str) -> String {
+    if !given.is_empty() {
+        return given.to_owned();
+    }
+    let Ok(node) = std::env::var("NODE_NAME") else {
+        return String::new();
+    };
+    match kube::Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .get_metadata(&node)
+        .await
+    {
+        Ok(meta) => meta
+            .metadata
+            .labels
+            .and_then(|labels| labels.get("topology.kubernetes.io/zone").cloned())
+            .unwrap_or_default(),
+        Err(error) => {
+            tracing::warn!(%node, %error, "cannot read this node's zone; shards spread without zones");
+            String::new()
+        }
     }
 }
 
