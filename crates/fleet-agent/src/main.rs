@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting fleet-agent")?;
     let downstream = runtime.client();
+    let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
     let deployer = Deployer {
         tools: Tools {
             helm: args.helm.clone(),
@@ -78,27 +79,18 @@ async fn main() -> anyhow::Result<()> {
         },
         kubeconfig: args.runtime.kubeconfig.clone(),
     };
-    let args = Arc::new(args);
+    let agent = Agent {
+        args: Arc::new(args),
+        downstream,
+        deployer,
+        reconciles,
+    };
     runtime.second_role(MONITOR_LEASE, {
-        let (args, downstream, deployer) = (args.clone(), downstream.clone(), deployer.clone());
-        move |leadership| {
-            monitoring(
-                args.clone(),
-                downstream.clone(),
-                deployer.clone(),
-                leadership,
-            )
-        }
+        let agent = agent.clone();
+        move |leadership| agent.clone().monitoring(leadership)
     });
     runtime
-        .run(move |leadership| {
-            deploying(
-                args.clone(),
-                downstream.clone(),
-                deployer.clone(),
-                leadership,
-            )
-        })
+        .run(move |leadership| agent.clone().deploying(leadership))
         .await?;
     Ok(())
 }
@@ -173,74 +165,96 @@ async fn connect(
     }
 }
 
-/// The deploying role: registration, heartbeat, and the BundleDeployment deploys.
-async fn deploying(
+/// What both roles need.
+#[derive(Clone)]
+struct Agent {
     args: Arc<Args>,
     downstream: kube::Client,
     deployer: Deployer,
-    leadership: Leadership,
-) {
-    // Registration happens while leading, as in Fleet: one replica registers.
-    let Some((upstream, identity)) =
-        connect(&args, &downstream, Connect::MayRegister, &leadership).await
-    else {
-        return;
-    };
-    tracing::info!(cluster = %identity.cluster_name, namespace = %identity.deployment_namespace, "connected upstream");
-    let heartbeat = fleet_agent::heartbeat::run(
-        upstream.clone(),
-        identity.cluster_namespace.clone(),
-        identity.cluster_name.clone(),
-        args.runtime.namespace.clone(),
-        args.heartbeat_interval,
-        leadership.token(),
-    );
-    let ctx = Arc::new(deploy::Context {
-        upstream: upstream.clone(),
-        inspector: Inspector::new(downstream, deployer),
-        drift_interval: args.drift_interval,
-        agent_namespace: args.runtime.namespace.clone(),
-        cluster: ClusterInfo {
-            name: identity.cluster_name.clone(),
-            namespace: identity.cluster_namespace.clone(),
-            ..ClusterInfo::default()
-        },
-        leadership: leadership.clone(),
-    });
-    let deployments = Controller::new(
-        Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
-        watcher::Config::default(),
-    )
-    .with_config(controller::Config::default().concurrency(args.workers))
-    .graceful_shutdown_on(leadership.stopped())
-    .run(deploy::reconcile, deploy::error_policy, ctx);
-    futures::join!(heartbeat, fleet_runtime::drain_controller(deployments));
+    reconciles: fleet_runtime::Reconciles,
 }
 
-/// The monitoring role: readiness and drift of every deployed release, reported upstream.
-async fn monitoring(
-    args: Arc<Args>,
-    downstream: kube::Client,
-    deployer: Deployer,
-    leadership: Leadership,
-) {
-    let Some((upstream, identity)) = connect(&args, &downstream, Connect::Saved, &leadership).await
-    else {
-        return;
-    };
-    tracing::info!(cluster = %identity.cluster_name, "monitoring deployed bundles");
-    let ctx = Arc::new(monitor::Context {
-        upstream: upstream.clone(),
-        inspector: Inspector::new(downstream, deployer),
-        leadership: leadership.clone(),
-        drift_interval: args.drift_interval,
-    });
-    let scans = Controller::new(
-        Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
-        watcher::Config::default(),
-    )
-    .with_config(controller::Config::default().concurrency(args.workers))
-    .graceful_shutdown_on(leadership.stopped())
-    .run(monitor::reconcile, monitor::error_policy, ctx);
-    fleet_runtime::drain_controller(scans).await;
+impl Agent {
+    /// The deploying role: registration, heartbeat, and the BundleDeployment deploys.
+    async fn deploying(self, leadership: Leadership) {
+        let Self {
+            args,
+            downstream,
+            deployer,
+            reconciles,
+        } = self;
+        // Registration happens while leading, as in Fleet: one replica registers.
+        let Some((upstream, identity)) =
+            connect(&args, &downstream, Connect::MayRegister, &leadership).await
+        else {
+            return;
+        };
+        tracing::info!(cluster = %identity.cluster_name, namespace = %identity.deployment_namespace, "connected upstream");
+        let heartbeat = fleet_agent::heartbeat::run(
+            upstream.clone(),
+            identity.cluster_namespace.clone(),
+            identity.cluster_name.clone(),
+            args.runtime.namespace.clone(),
+            args.heartbeat_interval,
+            leadership.token(),
+        );
+        let ctx = Arc::new(deploy::Context {
+            upstream: upstream.clone(),
+            inspector: Inspector::new(downstream, deployer),
+            drift_interval: args.drift_interval,
+            agent_namespace: args.runtime.namespace.clone(),
+            cluster: ClusterInfo {
+                name: identity.cluster_name.clone(),
+                namespace: identity.cluster_namespace.clone(),
+                ..ClusterInfo::default()
+            },
+            leadership: leadership.clone(),
+        });
+        let deployments = Controller::new(
+            Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
+            watcher::Config::default(),
+        )
+        .with_config(controller::Config::default().concurrency(args.workers))
+        .graceful_shutdown_on(leadership.stopped())
+        .run(
+            reconciles.observe("bundledeployment-deploy", deploy::reconcile),
+            deploy::error_policy,
+            ctx,
+        );
+        futures::join!(heartbeat, fleet_runtime::drain_controller(deployments));
+    }
+
+    /// The monitoring role: readiness and drift of every deployed release, reported upstream.
+    async fn monitoring(self, leadership: Leadership) {
+        let Self {
+            args,
+            downstream,
+            deployer,
+            reconciles,
+        } = self;
+        let Some((upstream, identity)) =
+            connect(&args, &downstream, Connect::Saved, &leadership).await
+        else {
+            return;
+        };
+        tracing::info!(cluster = %identity.cluster_name, "monitoring deployed bundles");
+        let ctx = Arc::new(monitor::Context {
+            upstream: upstream.clone(),
+            inspector: Inspector::new(downstream, deployer),
+            leadership: leadership.clone(),
+            drift_interval: args.drift_interval,
+        });
+        let scans = Controller::new(
+            Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
+            watcher::Config::default(),
+        )
+        .with_config(controller::Config::default().concurrency(args.workers))
+        .graceful_shutdown_on(leadership.stopped())
+        .run(
+            reconciles.observe("bundledeployment-monitor", monitor::reconcile),
+            monitor::error_policy,
+            ctx,
+        );
+        fleet_runtime::drain_controller(scans).await;
+    }
 }

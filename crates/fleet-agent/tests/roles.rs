@@ -79,6 +79,13 @@ async fn two_replicas_split_deploying_and_monitoring_and_one_alone_holds_both() 
         "the deploying replica corrected the drift"
     );
 
+    // Each role's reconciles are observed where they run.
+    let reconciles = |controller: &str| {
+        format!("fleet_reconcile_duration_seconds_count{{controller=\"{controller}\"}}")
+    };
+    assert!(fleet_testkit::metric(a_port, &reconciles("bundledeployment-deploy")).await >= 1.0);
+    assert!(fleet_testkit::metric(b_port, &reconciles("bundledeployment-monitor")).await >= 1.0);
+
     // The monitoring replica dies: the deploying one monitors too.
     b.kill();
     fleet_testkit::wait_leases(a_port, &both, WAIT)

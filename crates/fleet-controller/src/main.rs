@@ -74,21 +74,7 @@ struct Args {
     agent_replicas: i32,
 }
 
-fn warm<K>(client: &Client) -> Arc<WarmCache<K>>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    warm_selected(client, watcher::Config::default())
-}
-
-/// [`warm`], of the objects `config` selects.
-fn warm_selected<K>(client: &Client, config: watcher::Config) -> Arc<WarmCache<K>>
+fn warm<K>(client: &Client, config: watcher::Config) -> Arc<WarmCache<K>>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -169,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         .context("starting fleet-controller")?;
     let client = runtime.client();
     let metrics = Metrics::register(runtime.registry_mut());
+    let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
     let api_server_ca = match &args.api_server_ca_file {
         Some(path) => Some(
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
@@ -194,19 +181,19 @@ async fn main() -> anyhow::Result<()> {
     // every shard's); Clusters, ClusterGroups and registration belong to the unsharded one.
     let shard = args.runtime.shard();
     let of_shard = || watcher::Config::default().labels(&shard.label_selector());
-    let bundle_cache = warm_selected::<Bundle>(&client, of_shard());
-    let cluster_cache = warm::<Cluster>(&client);
-    let group_cache = warm::<ClusterGroup>(&client);
+    let bundle_cache = warm::<Bundle>(&client, of_shard());
+    let cluster_cache = warm::<Cluster>(&client, watcher::Config::default());
+    let group_cache = warm::<ClusterGroup>(&client, watcher::Config::default());
     let bd_cache = if shard.is_default() {
-        warm::<BundleDeployment>(&client)
+        warm::<BundleDeployment>(&client, watcher::Config::default())
     } else {
-        warm_selected::<BundleDeployment>(&client, of_shard())
+        warm::<BundleDeployment>(&client, of_shard())
     };
-    let gitrepo_cache = warm_selected::<GitRepo>(&client, of_shard());
-    let helmop_cache = warm_selected::<HelmOp>(&client, of_shard());
-    let token_cache = warm::<ClusterRegistrationToken>(&client);
-    let registration_cache = warm::<ClusterRegistration>(&client);
-    let mapping_cache = warm::<BundleNamespaceMapping>(&client);
+    let gitrepo_cache = warm::<GitRepo>(&client, of_shard());
+    let helmop_cache = warm::<HelmOp>(&client, of_shard());
+    let token_cache = warm::<ClusterRegistrationToken>(&client, watcher::Config::default());
+    let registration_cache = warm::<ClusterRegistration>(&client, watcher::Config::default());
+    let mapping_cache = warm::<BundleNamespaceMapping>(&client, watcher::Config::default());
     // Namespaces for BundleNamespaceMappings: workspaces, not the per-cluster namespaces the
     // controller creates (labelled managed), which never hold Clusters and are most of them.
     let namespace_cache = Arc::new(WarmCache::spawn(
@@ -219,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
 
     runtime
         .run(move |leadership| {
+            let reconciles = reconciles.clone();
             let ctx = Arc::new(Context {
                 client: client.clone(),
                 caches: Caches {
@@ -320,7 +308,11 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .with_config(config(bundle_workers))
                     .graceful_shutdown_on(leadership.stopped())
-                    .run(bundles::reconcile, bundles::error_policy, ctx.clone());
+                    .run(
+                        reconciles.observe("bundle", bundles::reconcile),
+                        bundles::error_policy,
+                        ctx.clone(),
+                    );
                 let bundle_status = bundle_cache
                     .controller()
                     .await
@@ -329,7 +321,11 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .with_config(rollup(cluster_workers))
                     .graceful_shutdown_on(leadership.stopped())
-                    .run(bundles::reconcile_status, retry, ctx.clone());
+                    .run(
+                        reconciles.observe("bundle-status", bundles::reconcile_status),
+                        retry,
+                        ctx.clone(),
+                    );
                 let gitrepos = gitrepo_cache
                     .controller()
                     .await
@@ -338,7 +334,11 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .with_config(rollup(cluster_workers))
                     .graceful_shutdown_on(leadership.stopped())
-                    .run(rollups::reconcile_gitrepo, retry, ctx.clone());
+                    .run(
+                        reconciles.observe("gitrepo-status", rollups::reconcile_gitrepo),
+                        retry,
+                        ctx.clone(),
+                    );
                 let helmops = helmop_cache
                     .controller()
                     .await
@@ -347,10 +347,15 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .with_config(rollup(cluster_workers))
                     .graceful_shutdown_on(leadership.stopped())
-                    .run(rollups::reconcile_helmop, retry, ctx.clone());
+                    .run(
+                        reconciles.observe("helmop-status", rollups::reconcile_helmop),
+                        retry,
+                        ctx.clone(),
+                    );
                 // Clusters, ClusterGroups, agents and registration: the unsharded controller's.
                 let unsharded_work = {
                     let ctx = ctx.clone();
+                    let reconciles = reconciles.clone();
                     let leadership = leadership.clone();
                     async move {
                         if !unsharded {
@@ -367,7 +372,11 @@ async fn main() -> anyhow::Result<()> {
                             })
                             .with_config(rollup(cluster_workers))
                             .graceful_shutdown_on(leadership.stopped())
-                            .run(clusters::reconcile_cluster, retry, ctx.clone());
+                            .run(
+                                reconciles.observe("cluster-status", clusters::reconcile_cluster),
+                                retry,
+                                ctx.clone(),
+                            );
                         let g1 = group_cache.reader();
                         let groups = group_cache
                             .controller()
@@ -377,22 +386,42 @@ async fn main() -> anyhow::Result<()> {
                             })
                             .with_config(rollup(cluster_workers))
                             .graceful_shutdown_on(leadership.stopped())
-                            .run(clusters::reconcile_group, retry, ctx.clone());
+                            .run(
+                                reconciles
+                                    .observe("clustergroup-status", clusters::reconcile_group),
+                                retry,
+                                ctx.clone(),
+                            );
                         let imports = cluster_cache
                             .controller()
                             .await
                             .graceful_shutdown_on(leadership.stopped())
-                            .run(fleet_controller::import::reconcile, retry, ctx.clone());
+                            .run(
+                                reconciles
+                                    .observe("cluster-import", fleet_controller::import::reconcile),
+                                retry,
+                                ctx.clone(),
+                            );
                         let tokens = token_cache
                             .controller()
                             .await
                             .graceful_shutdown_on(leadership.stopped())
-                            .run(registration::reconcile_token, retry, ctx.clone());
+                            .run(
+                                reconciles
+                                    .observe("registration-token", registration::reconcile_token),
+                                retry,
+                                ctx.clone(),
+                            );
                         let registrations = registration_cache
                             .controller()
                             .await
                             .graceful_shutdown_on(leadership.stopped())
-                            .run(registration::reconcile_registration, retry, ctx);
+                            .run(
+                                reconciles
+                                    .observe("registration", registration::reconcile_registration),
+                                retry,
+                                ctx,
+                            );
                         futures::join!(
                             fleet_runtime::drain_controller(imports),
                             fleet_runtime::drain_controller(clusters),

@@ -85,6 +85,12 @@ async fn labelled_bundles_are_handled_by_their_shard_only() {
         "a shard nobody runs is handled by nobody"
     );
 
+    let reconciles = "fleet_reconcile_duration_seconds_count{controller=\"bundle\"}";
+    assert!(
+        eu.metric(reconciles).await >= 1.0,
+        "reconciles are observed"
+    );
+
     // Without the shard's replicas, its Bundles wait; the unsharded controller goes on.
     drop(eu);
     create::<Bundle>(&client, &bundle("eu-two", Some("eu"))).await;

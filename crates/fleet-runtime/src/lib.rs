@@ -1,7 +1,8 @@
 //! What every fleet-rs binary shares, written once: command-line and environment
 //! configuration, the Kubernetes client (kubeconfig or in-cluster), logging, the admin HTTP
 //! server (`/metrics`, `/healthz`, `/readyz` reporting the election role), SIGTERM handling,
-//! and running the binary's reconcilers only while it holds its Lease.
+//! running the binary's reconcilers only while it holds its Lease (or its shards), and what
+//! every reconcile reports ([`Reconciles`]: a span, duration and errors by reason).
 //!
 //! A binary is then its reconcilers plus:
 //!
@@ -24,11 +25,13 @@
 
 mod admin;
 mod args;
+mod reconciles;
 mod runtime;
 mod telemetry;
 
 pub use admin::ReadyState;
 pub use args::{LogFormat, RuntimeArgs};
+pub use reconciles::Reconciles;
 pub use runtime::Runtime;
 pub use telemetry::init_tracing;
 

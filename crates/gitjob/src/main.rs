@@ -74,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         .context("starting gitjob")?;
     let client = runtime.client();
     let metrics = Metrics::register(runtime.registry_mut());
+    let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
     let settings = Settings {
         cache_dir: args
             .cache_dir
@@ -140,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             restrictions.reader(),
         ));
         let (gitrepos, restrictions) = (gitrepos.clone(), restrictions.clone());
+        let reconciles = reconciles.clone();
         async move {
             let store = gitrepos.reader();
             let mut controller = gitrepos
@@ -160,7 +162,8 @@ async fn main() -> anyhow::Result<()> {
                 // A shard acquired: its GitRepos are looked at at once.
                 controller = controller.reconcile_all_on(acquisitions(shards));
             }
-            let results = controller.run(reconcile, error_policy, ctx);
+            let results =
+                controller.run(reconciles.observe("gitrepo", reconcile), error_policy, ctx);
             fleet_runtime::drain_controller(results).await;
         }
     };

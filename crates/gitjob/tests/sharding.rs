@@ -65,6 +65,12 @@ async fn labelled_gitrepos_are_synced_by_their_shard_only() {
         "a shard nobody runs is synced by nobody"
     );
 
+    let reconciles = "fleet_reconcile_duration_seconds_count{controller=\"gitrepo\"}";
+    assert!(
+        eu.metric(reconciles).await >= 1.0,
+        "reconciles are observed"
+    );
+
     // The shard's replicas gone, its GitRepos wait while the unsharded gitjob goes on.
     drop(eu);
     api.create(

@@ -29,10 +29,11 @@ async fn main() -> anyhow::Result<()> {
     // reqwest uses rustls with the ring provider, as kube does.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
-    let runtime = Runtime::new("helmops", LEASE, &args.runtime)
+    let mut runtime = Runtime::new("helmops", LEASE, &args.runtime)
         .await
         .context("starting helmops")?;
     let client = runtime.client();
+    let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
     // Only this shard's HelmOps (Fleet's static sharding).
     let helmops = Arc::new(WarmCache::spawn(
         Api::<HelmOp>::all(client.clone()),
@@ -50,13 +51,14 @@ async fn main() -> anyhow::Result<()> {
                 leadership: leadership.clone(),
             });
             let helmops = helmops.clone();
+            let reconciles = reconciles.clone();
             async move {
                 let results = helmops
                     .controller()
                     .await
                     .with_config(controller::Config::default().concurrency(workers))
                     .graceful_shutdown_on(leadership.stopped())
-                    .run(reconcile, error_policy, ctx);
+                    .run(reconciles.observe("helmop", reconcile), error_policy, ctx);
                 fleet_runtime::drain_controller(results).await;
             }
         })
