@@ -154,6 +154,27 @@ pub struct ElectionArgs {
     /// The holder identity (default: `$POD_NAME` or the hostname, plus a random suffix).
     #[arg(long = "election-identity", env = "FLEET_ELECTION_IDENTITY")]
     pub identity: Option<String>,
+    /// `coordinated`: the API server picks the leader (KEP-4355; the old version leads until
+    /// a rolling upgrade is complete), where it offers it; else the standard election.
+    #[arg(
+        long = "election-strategy",
+        env = "FLEET_ELECTION_STRATEGY",
+        value_enum,
+        default_value = "standard"
+    )]
+    pub strategy: Strategy,
+    /// The version this replica reports as a coordinated-election candidate.
+    #[arg(long = "election-binary-version", hide = true, default_value = env!("CARGO_PKG_VERSION"))]
+    pub binary_version: String,
+}
+
+/// How the leader is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// Replicas race for the Lease (client-go's election).
+    Standard,
+    /// The API server chooses among registered candidates ([`crate::coordinated`]).
+    Coordinated,
 }
 
 impl ElectionArgs {
@@ -167,7 +188,11 @@ impl ElectionArgs {
 
     /// The config for one Lease, validated.
     pub fn config(&self, lease_name: &str, namespace: &str) -> Result<ElectionConfig, Error> {
-        let identity = self.identity.clone().unwrap_or_else(default_identity);
+        let mut identity = self.identity.clone().unwrap_or_else(default_identity);
+        if self.strategy == Strategy::Coordinated {
+            // The API server names the holder after the candidate object.
+            identity = crate::coordinated::candidate_identity(&identity);
+        }
         ElectionConfig::new(lease_name, namespace, identity, self.timings())
     }
 }

@@ -80,6 +80,7 @@ pub struct Elector<S = KubeLeaseStore> {
     store: S,
     metrics: ElectionMetrics,
     contending: bool,
+    coordinated: bool,
 }
 
 impl Elector<KubeLeaseStore> {
@@ -97,7 +98,17 @@ impl<S: LeaseStore> Elector<S> {
             store,
             metrics,
             contending: true,
+            coordinated: false,
         }
+    }
+
+    /// Coordinated leader election (KEP-4355): the API server picks the holder and writes it
+    /// into the Lease; this elector never acquires on its own, renews while the Lease names it,
+    /// and hands over when the Lease names another `preferredHolder`. See [`crate::coordinated`].
+    #[must_use]
+    pub fn coordinated(mut self) -> Self {
+        self.coordinated = true;
+        self
     }
 
     /// Starts watching without trying to acquire (see [`ElectorHandle::set_contending`]).
@@ -134,6 +145,7 @@ impl<S: LeaseStore> Elector<S> {
             pending_release: false,
             release_deadline: Instant::now(),
             contending: self.contending,
+            coordinated: self.coordinated,
         };
         let task = tokio::spawn(machine.run(commands_rx));
         ElectorHandle {
@@ -243,6 +255,8 @@ struct Machine<S> {
     pending_release: bool,
     /// Whether to acquire the Lease when it is free (else only watch it).
     contending: bool,
+    /// The API server picks the holder (coordinated leader election).
+    coordinated: bool,
     /// The deadline of the term that ended last (after it, the Lease is not written).
     release_deadline: Instant,
 }
@@ -295,7 +309,12 @@ impl<S: LeaseStore> Machine<S> {
         if !self.contending {
             return now + Duration::from_secs(3600);
         }
-        match decide(self.observed.as_ref(), self.identity(), now) {
+        let step = decide(self.observed.as_ref(), self.identity(), now);
+        if self.coordinated && !matches!(step, Step::Renew) {
+            // Only the API server's choice, seen on the watch, makes this replica act.
+            return now + Duration::from_secs(3600);
+        }
+        match step {
             Step::WaitUntil(until) => until.max(self.next_attempt),
             Step::Create | Step::Renew | Step::Acquire => self.next_attempt,
         }
@@ -346,7 +365,16 @@ impl<S: LeaseStore> Machine<S> {
         let observed = Observed::update(self.observed.as_ref(), spec, now);
         let changed = observed.changed_at == now;
         let holder = observed.holder().to_owned();
-        let requester = handover::requested_by(&lease).map(str::to_owned);
+        let requester = handover::requested_by(&lease)
+            .map(str::to_owned)
+            .or_else(|| {
+                // Coordinated election: the API server prefers another candidate.
+                lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.preferred_holder.clone())
+                    .filter(|p| self.coordinated && !p.is_empty())
+            });
         self.lease = Some(lease);
         self.observed = Some(observed);
         if let Some(requester) = requester
@@ -421,7 +449,9 @@ impl<S: LeaseStore> Machine<S> {
             return;
         }
         let step = decide(self.observed.as_ref(), self.identity(), Instant::now());
-        if matches!(step, Step::WaitUntil(_)) {
+        if matches!(step, Step::WaitUntil(_))
+            || (self.coordinated && self.term.is_none() && !matches!(step, Step::Renew))
+        {
             return;
         }
         let leading = self.term.is_some();

@@ -14,6 +14,7 @@
 //!   restart), and on shutdown stops it first and then releases the Lease.
 //! - [`handover`]: a holder hands its Lease over when another replica asks (explicit drain),
 //!   which keeps two roles of one binary on different replicas.
+//! - [`coordinated`]: coordinated leader election (KEP-4355) where the API server offers it.
 //! - [`shards`]: dynamic shards, `N` shard Leases spread over the live replicas (balanced,
 //!   zone-aware), each object's writes gated by its shard's claim.
 //! - [`WarmCache`] keeps watches and caches warm on standbys; a new leader's kube-runtime
@@ -22,6 +23,7 @@
 //!   failovers take.
 
 mod config;
+pub mod coordinated;
 mod elector;
 pub mod handover;
 mod leadership;
@@ -35,7 +37,9 @@ mod tests;
 pub mod trace;
 mod warm;
 
-pub use config::{ElectionArgs, ElectionConfig, Timings, default_identity, parse_go_duration};
+pub use config::{
+    ElectionArgs, ElectionConfig, Strategy, Timings, default_identity, parse_go_duration,
+};
 pub use elector::{ElectionEvent, Elector, ElectorHandle, Role};
 pub use leadership::Leadership;
 pub use metrics::{ElectionMetrics, LeaseLabels};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use fleet_election::shards::{ShardConfig, ShardMetrics, ShardSet};
 use fleet_election::{
-    ElectionConfig, ElectionMetrics, Elector, Leadership, Role, run_while_leading,
+    ElectionConfig, ElectionMetrics, Elector, Leadership, Role, Strategy, run_while_leading,
 };
 use futures::future::BoxFuture;
 use kube::Client;
@@ -186,7 +186,21 @@ impl Runtime {
     {
         ensure_namespace(&self.client, &self.args.namespace).await?;
         let identity = election.identity.clone();
-        let elector = Elector::new(self.client.clone(), election, metrics.clone()).spawn();
+        let elector = match self.args.election.strategy {
+            Strategy::Standard => {
+                Elector::new(self.client.clone(), election, metrics.clone()).spawn()
+            }
+            Strategy::Coordinated => {
+                fleet_election::coordinated::spawn(
+                    self.client.clone(),
+                    election,
+                    metrics.clone(),
+                    &self.args.election.binary_version,
+                    self.shutdown.clone(),
+                )
+                .await
+            }
+        };
         let mut leases = vec![(self.lease.clone(), elector.roles())];
         let second = second.map(|(second, config)| {
             let period = config.timings.retry_period;

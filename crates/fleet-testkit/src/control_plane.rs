@@ -37,6 +37,7 @@ pub struct ControlPlaneBuilder {
     nodes: bool,
     lifetime: Lifetime,
     ready_timeout: Duration,
+    apiserver_args: Vec<String>,
 }
 
 /// The controllers of kube-controller-manager that every plane runs.
@@ -54,6 +55,7 @@ impl Default for ControlPlaneBuilder {
             nodes: false,
             lifetime: Lifetime::Owned,
             ready_timeout: Duration::from_secs(60),
+            apiserver_args: Vec::new(),
         }
     }
 }
@@ -89,6 +91,14 @@ impl ControlPlaneBuilder {
     /// [`Lifetime::Detached`] leaves the processes running after the value is dropped.
     pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
         self.lifetime = lifetime;
+        self
+    }
+
+    /// More kube-apiserver flags (feature gates, `--runtime-config`) for a test that needs
+    /// them.
+    pub fn apiserver_args(mut self, args: &[&str]) -> Self {
+        self.apiserver_args
+            .extend(args.iter().map(|a| (*a).to_owned()));
         self
     }
 
@@ -228,6 +238,7 @@ impl ControlPlaneBuilder {
             // the admission plugin would refuse every pod-bearing object (envtest's choice).
             apiserver.arg("--disable-admission-plugins=ServiceAccount");
         }
+        apiserver.args(&self.apiserver_args);
         processes.push(ManagedProcess::spawn(
             "kube-apiserver",
             apiserver,

@@ -15,7 +15,8 @@ use anyhow::Context;
 use clap::Parser;
 use fleet_election::trace::TraceEvent;
 use fleet_election::{
-    ElectionArgs, ElectionEvent, ElectionMetrics, Elector, parse_go_duration, run_while_leading,
+    ElectionArgs, ElectionEvent, ElectionMetrics, Elector, Strategy, parse_go_duration,
+    run_while_leading,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::signal::unix::{SignalKind, signal};
@@ -94,7 +95,20 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_from(config)?;
     let election = args.election.config(&args.lease, &args.namespace)?;
     let identity = election.identity.clone();
-    let elector = Elector::new(client, election, ElectionMetrics::default()).spawn();
+    let shutdown = CancellationToken::new();
+    let elector = match args.election.strategy {
+        Strategy::Standard => Elector::new(client, election, ElectionMetrics::default()).spawn(),
+        Strategy::Coordinated => {
+            fleet_election::coordinated::spawn(
+                client,
+                election,
+                ElectionMetrics::default(),
+                &args.election.binary_version,
+                shutdown.clone(),
+            )
+            .await
+        }
+    };
 
     let term = Arc::new(AtomicU64::new(0));
     let mut events = elector.subscribe();
@@ -127,7 +141,6 @@ async fn main() -> anyhow::Result<()> {
     };
     print(&identity, "ready", None, None, None);
 
-    let shutdown = CancellationToken::new();
     {
         let shutdown = shutdown.clone();
         let mut term_signal = signal(SignalKind::terminate())?;
