@@ -1,5 +1,6 @@
 //! What the reconcilers share during one leadership term: the client, the warm caches, the
-//! settings, metrics, and the leadership token that stops writes.
+//! settings, metrics, and the claims that gate writes (the controller's Lease, or each
+//! object's shard).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +8,13 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use fleet_api::{Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, GitRepo};
+
 use fleet_election::Leadership;
+use fleet_election::shards::Claims;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
@@ -123,7 +129,10 @@ pub struct Context {
     pub caches: Caches,
     pub settings: Settings,
     pub metrics: Metrics,
-    pub leadership: Leadership,
+    /// Under what claim writes go out: the term of the controller's Lease, or (dynamic
+    /// shards) the term of each object's shard, set for the duration of its reconcile by
+    /// [`claimed`].
+    pub claims: Claims,
     /// Contents known to exist.
     pub contents: crate::bundles::KnownContents,
     /// Helm repository credentials copied into cluster namespaces.
@@ -142,6 +151,37 @@ impl std::fmt::Debug for Context {
     }
 }
 
+tokio::task_local! {
+    /// The claim of the object being reconciled ([`claimed`]).
+    static CLAIM: Leadership;
+}
+
+/// `reconcile`, run only under the claim of its object (`namespace/name`): with dynamic
+/// shards, an object of a shard this replica does not hold is left to its owner, and every
+/// [`Context::check_leading`] during the reconcile asks the object's shard.
+pub fn claimed<K, E, F, Fut>(
+    reconcile: F,
+) -> impl Fn(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, E>>
+where
+    K: kube::Resource,
+    E: Send + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
+{
+    move |object, ctx| {
+        let meta = object.meta();
+        let key = format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        );
+        match ctx.claims.claim(&key) {
+            Some(claim) => CLAIM.scope(claim, reconcile(object, ctx)).boxed(),
+            None => futures::future::ready(Ok(Action::await_change())).boxed(),
+        }
+    }
+}
+
 /// A write was about to happen after leadership was lost.
 #[derive(Debug, thiserror::Error)]
 #[error("leadership lost: not writing")]
@@ -150,11 +190,14 @@ pub struct NotLeading;
 impl Context {
     /// Call before every write.
     pub fn check_leading(&self) -> Result<(), NotLeading> {
-        if !self.leadership.still_leading() {
-            Err(NotLeading)
-        } else {
-            Ok(())
-        }
+        let leading = CLAIM
+            .try_with(Leadership::still_leading)
+            .unwrap_or_else(|_| match &self.claims {
+                Claims::Leader(leadership) => leadership.still_leading(),
+                // Outside a claimed reconcile no shard vouches for the write.
+                Claims::Shards(_) => false,
+            });
+        if !leading { Err(NotLeading) } else { Ok(()) }
     }
 
     /// The clusters `bundle` may target, with their groups, as targeting sees them: those of

@@ -14,17 +14,19 @@ use fleet_api::{
     Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, ClusterRegistration,
     ClusterRegistrationToken, GitRepo, HelmOp,
 };
-use fleet_controller::context::{Caches, Context, Settings, retry};
+use fleet_controller::context::{Caches, Context, Settings, claimed, retry};
 use fleet_controller::metrics::Metrics;
 use fleet_controller::{bundles, clusters, registration, rollups};
+use fleet_election::shards::{Claims, ShardSet};
 use fleet_election::{WarmCache, parse_go_duration};
 use fleet_runtime::{Runtime, RuntimeArgs};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::runtime::controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use kube::runtime::{Controller, controller};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
 /// How long roll-up controllers wait for a burst of changes to end.
 const ROLLUP_DEBOUNCE: Duration = Duration::from_secs(1);
@@ -41,6 +43,10 @@ const LEASE: &str = "fleet-controller-leader-election-shard";
 struct Args {
     #[command(flatten)]
     runtime: RuntimeArgs,
+    /// Dynamic shards: objects spread over this many shard Leases, held by the live replicas
+    /// (about shards/replicas each, spread over zones); 0: one leader does all.
+    #[arg(long, env = "FLEET_CONTROLLER_SHARDS", default_value_t = 0)]
+    shards: u32,
     /// Bundles reconciled at once.
     #[arg(long, env = "BUNDLE_RECONCILER_WORKERS", default_value_t = 8)]
     bundle_workers: u16,
@@ -204,242 +210,275 @@ async fn main() -> anyhow::Result<()> {
     let unsharded = shard.is_default();
     let args_bootstrap_local = args.bootstrap_local && unsharded;
 
-    runtime
-        .run(move |leadership| {
-            let reconciles = reconciles.clone();
-            let ctx = Arc::new(Context {
-                client: client.clone(),
-                caches: Caches {
-                    bundles: bundle_cache.reader(),
-                    clusters: cluster_cache.reader(),
-                    groups: group_cache.reader(),
-                    deployments: bd_cache.reader(),
-                    gitrepos: gitrepo_cache.reader(),
-                    mappings: mapping_cache.reader(),
-                    namespaces: namespace_cache.reader(),
-                },
-                settings: settings.clone(),
-                metrics: metrics.clone(),
-                leadership: leadership.clone(),
-                contents: bundles::KnownContents::default(),
-                helm_secrets: Default::default(),
-                targeting_errors: Default::default(),
-                write_slots: tokio::sync::Semaphore::new(settings.write_concurrency.max(1)),
-            });
-            let caches = (
-                bundle_cache.clone(),
-                cluster_cache.clone(),
-                group_cache.clone(),
-                bd_cache.clone(),
-                gitrepo_cache.clone(),
-                token_cache.clone(),
-                registration_cache.clone(),
-                mapping_cache.clone(),
-                namespace_cache.clone(),
-                helmop_cache.clone(),
+    let work = move |claims: Claims, stop: CancellationToken, shards: Option<ShardSet>| {
+        let reconciles = reconciles.clone();
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            caches: Caches {
+                bundles: bundle_cache.reader(),
+                clusters: cluster_cache.reader(),
+                groups: group_cache.reader(),
+                deployments: bd_cache.reader(),
+                gitrepos: gitrepo_cache.reader(),
+                mappings: mapping_cache.reader(),
+                namespaces: namespace_cache.reader(),
+            },
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            claims,
+            contents: bundles::KnownContents::default(),
+            helm_secrets: Default::default(),
+            targeting_errors: Default::default(),
+            write_slots: tokio::sync::Semaphore::new(settings.write_concurrency.max(1)),
+        });
+        let caches = (
+            bundle_cache.clone(),
+            cluster_cache.clone(),
+            group_cache.clone(),
+            bd_cache.clone(),
+            gitrepo_cache.clone(),
+            token_cache.clone(),
+            registration_cache.clone(),
+            mapping_cache.clone(),
+            namespace_cache.clone(),
+            helmop_cache.clone(),
+        );
+        let bootstrap = args_bootstrap_local.then(|| client.clone());
+        async move {
+            if let Some(client) = bootstrap
+                && let Err(error) = fleet_controller::bootstrap::bootstrap_local(&client).await
+            {
+                tracing::warn!(%error, "cannot create the fleet-local workspace; continuing");
+            }
+            let (
+                bundle_cache,
+                cluster_cache,
+                group_cache,
+                bd_cache,
+                gitrepo_cache,
+                token_cache,
+                registration_cache,
+                mapping_cache,
+                namespace_cache,
+                helmop_cache,
+            ) = caches;
+            let config = |workers| controller::Config::default().concurrency(workers);
+            let leadership = Stop(stop);
+            // Roll-ups wait for a burst of changes to end (and write once).
+            let rollup = |workers| config(workers).debounce(ROLLUP_DEBOUNCE);
+            let (b1, b2, b3, b4) = (
+                bundle_cache.reader(),
+                bundle_cache.reader(),
+                bundle_cache.reader(),
+                bundle_cache.reader(),
             );
-            let bootstrap = args_bootstrap_local.then(|| client.clone());
-            async move {
-                if let Some(client) = bootstrap
-                    && let Err(error) = fleet_controller::bootstrap::bootstrap_local(&client).await
-                {
-                    tracing::warn!(%error, "cannot create the fleet-local workspace; continuing");
-                }
-                let (
-                    bundle_cache,
-                    cluster_cache,
-                    group_cache,
-                    bd_cache,
-                    gitrepo_cache,
-                    token_cache,
-                    registration_cache,
-                    mapping_cache,
-                    namespace_cache,
-                    helmop_cache,
-                ) = caches;
-                let config = |workers| controller::Config::default().concurrency(workers);
-                // Roll-ups wait for a burst of changes to end (and write once).
-                let rollup = |workers| config(workers).debounce(ROLLUP_DEBOUNCE);
-                let (b1, b2, b3, b4) = (
-                    bundle_cache.reader(),
-                    bundle_cache.reader(),
-                    bundle_cache.reader(),
-                    bundle_cache.reader(),
+            let (m1, m2) = (mapping_cache.reader(), mapping_cache.reader());
+            let cluster_changed = when_changed::<Cluster>(targeting_fingerprint);
+            let group_changed = when_changed::<ClusterGroup>(group_fingerprint);
+            let namespace_changed =
+                when_changed::<Namespace>(|n| serde_json::json!(n.labels()).to_string());
+            let bundles = rescan(bundle_cache.controller().await, shards.as_ref())
+                .watches_shared_stream(cluster_cache.changes().await, move |c| {
+                    if !cluster_changed(&c) {
+                        return Vec::new();
+                    }
+                    // Bundles of its namespace, and of namespaces that map others.
+                    let mut refs = in_namespace(&b1, c.namespace());
+                    for namespace in mapping_namespaces(&m1) {
+                        if Some(&namespace) != c.namespace().as_ref() {
+                            refs.extend(in_namespace(&b1, Some(namespace)));
+                        }
+                    }
+                    refs
+                })
+                .watches_shared_stream(mapping_cache.changes().await, move |m| {
+                    in_namespace(&b3, m.namespace())
+                })
+                .watches_shared_stream(namespace_cache.changes().await, move |n| {
+                    if !namespace_changed(&n) {
+                        return Vec::new();
+                    }
+                    mapping_namespaces(&m2)
+                        .into_iter()
+                        .flat_map(|namespace| in_namespace(&b4, Some(namespace)))
+                        .collect()
+                })
+                .watches_shared_stream(group_cache.changes().await, move |g| {
+                    if group_changed(&g) {
+                        in_namespace(&b2, g.namespace())
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .with_config(config(bundle_workers))
+                .graceful_shutdown_on(leadership.stopped())
+                .run(
+                    claimed(reconciles.observe("bundle", bundles::reconcile)),
+                    bundles::error_policy,
+                    ctx.clone(),
                 );
-                let (m1, m2) = (mapping_cache.reader(), mapping_cache.reader());
-                let cluster_changed = when_changed::<Cluster>(targeting_fingerprint);
-                let group_changed = when_changed::<ClusterGroup>(group_fingerprint);
-                let namespace_changed =
-                    when_changed::<Namespace>(|n| serde_json::json!(n.labels()).to_string());
-                let bundles = bundle_cache
-                    .controller()
-                    .await
-                    .watches_shared_stream(cluster_cache.changes().await, move |c| {
-                        if !cluster_changed(&c) {
-                            return Vec::new();
-                        }
-                        // Bundles of its namespace, and of namespaces that map others.
-                        let mut refs = in_namespace(&b1, c.namespace());
-                        for namespace in mapping_namespaces(&m1) {
-                            if Some(&namespace) != c.namespace().as_ref() {
-                                refs.extend(in_namespace(&b1, Some(namespace)));
-                            }
-                        }
-                        refs
-                    })
-                    .watches_shared_stream(mapping_cache.changes().await, move |m| {
-                        in_namespace(&b3, m.namespace())
-                    })
-                    .watches_shared_stream(namespace_cache.changes().await, move |n| {
-                        if !namespace_changed(&n) {
-                            return Vec::new();
-                        }
-                        mapping_namespaces(&m2)
-                            .into_iter()
-                            .flat_map(|namespace| in_namespace(&b4, Some(namespace)))
-                            .collect()
-                    })
-                    .watches_shared_stream(group_cache.changes().await, move |g| {
-                        if group_changed(&g) {
-                            in_namespace(&b2, g.namespace())
-                        } else {
-                            Vec::new()
-                        }
-                    })
-                    .with_config(config(bundle_workers))
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(
-                        reconciles.observe("bundle", bundles::reconcile),
-                        bundles::error_policy,
-                        ctx.clone(),
-                    );
-                let bundle_status = bundle_cache
-                    .controller()
-                    .await
-                    .watches_shared_stream(bd_cache.changes().await, |bd| {
-                        label_ref::<Bundle>(bd.as_ref(), BUNDLE_NAME, BUNDLE_NAMESPACE)
-                    })
-                    .with_config(rollup(cluster_workers))
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(
-                        reconciles.observe("bundle-status", bundles::reconcile_status),
-                        retry,
-                        ctx.clone(),
-                    );
-                let gitrepos = gitrepo_cache
-                    .controller()
-                    .await
-                    .watches_shared_stream(bd_cache.changes().await, |bd| {
-                        label_ref::<GitRepo>(bd.as_ref(), REPO_NAME, BUNDLE_NAMESPACE)
-                    })
-                    .with_config(rollup(cluster_workers))
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(
-                        reconciles.observe("gitrepo-status", rollups::reconcile_gitrepo),
-                        retry,
-                        ctx.clone(),
-                    );
-                let helmops = helmop_cache
-                    .controller()
-                    .await
-                    .watches_shared_stream(bd_cache.changes().await, |bd| {
-                        label_ref::<HelmOp>(bd.as_ref(), HELM_OP_NAME, BUNDLE_NAMESPACE)
-                    })
-                    .with_config(rollup(cluster_workers))
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(
-                        reconciles.observe("helmop-status", rollups::reconcile_helmop),
-                        retry,
-                        ctx.clone(),
-                    );
-                // Clusters, ClusterGroups, agents and registration: the unsharded controller's.
-                let unsharded_work = {
-                    let ctx = ctx.clone();
-                    let reconciles = reconciles.clone();
-                    let leadership = leadership.clone();
-                    async move {
-                        if !unsharded {
-                            return;
-                        }
-                        let clusters = cluster_cache
-                            .controller()
-                            .await
-                            .watches_shared_stream(bd_cache.changes().await, |bd| {
-                                let labels = bd.labels();
-                                let (name, ns) =
-                                    (labels.get(CLUSTER)?, labels.get(CLUSTER_NAMESPACE)?);
-                                Some(ObjectRef::<Cluster>::new(name).within(ns))
-                            })
-                            .with_config(rollup(cluster_workers))
-                            .graceful_shutdown_on(leadership.stopped())
-                            .run(
+            let bundle_status = rescan(bundle_cache.controller().await, shards.as_ref())
+                .watches_shared_stream(bd_cache.changes().await, |bd| {
+                    label_ref::<Bundle>(bd.as_ref(), BUNDLE_NAME, BUNDLE_NAMESPACE)
+                })
+                .with_config(rollup(cluster_workers))
+                .graceful_shutdown_on(leadership.stopped())
+                .run(
+                    claimed(reconciles.observe("bundle-status", bundles::reconcile_status)),
+                    retry,
+                    ctx.clone(),
+                );
+            let gitrepos = rescan(gitrepo_cache.controller().await, shards.as_ref())
+                .watches_shared_stream(bd_cache.changes().await, |bd| {
+                    label_ref::<GitRepo>(bd.as_ref(), REPO_NAME, BUNDLE_NAMESPACE)
+                })
+                .with_config(rollup(cluster_workers))
+                .graceful_shutdown_on(leadership.stopped())
+                .run(
+                    claimed(reconciles.observe("gitrepo-status", rollups::reconcile_gitrepo)),
+                    retry,
+                    ctx.clone(),
+                );
+            let helmops = rescan(helmop_cache.controller().await, shards.as_ref())
+                .watches_shared_stream(bd_cache.changes().await, |bd| {
+                    label_ref::<HelmOp>(bd.as_ref(), HELM_OP_NAME, BUNDLE_NAMESPACE)
+                })
+                .with_config(rollup(cluster_workers))
+                .graceful_shutdown_on(leadership.stopped())
+                .run(
+                    claimed(reconciles.observe("helmop-status", rollups::reconcile_helmop)),
+                    retry,
+                    ctx.clone(),
+                );
+            // Clusters, ClusterGroups, agents and registration: the unsharded controller's.
+            let unsharded_work = {
+                let ctx = ctx.clone();
+                let reconciles = reconciles.clone();
+                let leadership = leadership.clone();
+                async move {
+                    if !unsharded {
+                        return;
+                    }
+                    let clusters = rescan(cluster_cache.controller().await, shards.as_ref())
+                        .watches_shared_stream(bd_cache.changes().await, |bd| {
+                            let labels = bd.labels();
+                            let (name, ns) = (labels.get(CLUSTER)?, labels.get(CLUSTER_NAMESPACE)?);
+                            Some(ObjectRef::<Cluster>::new(name).within(ns))
+                        })
+                        .with_config(rollup(cluster_workers))
+                        .graceful_shutdown_on(leadership.stopped())
+                        .run(
+                            claimed(
                                 reconciles.observe("cluster-status", clusters::reconcile_cluster),
-                                retry,
-                                ctx.clone(),
-                            );
-                        let g1 = group_cache.reader();
-                        let groups = group_cache
-                            .controller()
-                            .await
-                            .watches_shared_stream(cluster_cache.changes().await, move |c| {
-                                in_namespace(&g1, c.namespace())
-                            })
-                            .with_config(rollup(cluster_workers))
-                            .graceful_shutdown_on(leadership.stopped())
-                            .run(
+                            ),
+                            retry,
+                            ctx.clone(),
+                        );
+                    let g1 = group_cache.reader();
+                    let groups = rescan(group_cache.controller().await, shards.as_ref())
+                        .watches_shared_stream(cluster_cache.changes().await, move |c| {
+                            in_namespace(&g1, c.namespace())
+                        })
+                        .with_config(rollup(cluster_workers))
+                        .graceful_shutdown_on(leadership.stopped())
+                        .run(
+                            claimed(
                                 reconciles
                                     .observe("clustergroup-status", clusters::reconcile_group),
-                                retry,
-                                ctx.clone(),
-                            );
-                        let imports = cluster_cache
-                            .controller()
-                            .await
-                            .graceful_shutdown_on(leadership.stopped())
-                            .run(
+                            ),
+                            retry,
+                            ctx.clone(),
+                        );
+                    let imports = rescan(cluster_cache.controller().await, shards.as_ref())
+                        .graceful_shutdown_on(leadership.stopped())
+                        .run(
+                            claimed(
                                 reconciles
                                     .observe("cluster-import", fleet_controller::import::reconcile),
-                                retry,
-                                ctx.clone(),
-                            );
-                        let tokens = token_cache
-                            .controller()
-                            .await
-                            .graceful_shutdown_on(leadership.stopped())
-                            .run(
+                            ),
+                            retry,
+                            ctx.clone(),
+                        );
+                    let tokens = rescan(token_cache.controller().await, shards.as_ref())
+                        .graceful_shutdown_on(leadership.stopped())
+                        .run(
+                            claimed(
                                 reconciles
                                     .observe("registration-token", registration::reconcile_token),
-                                retry,
-                                ctx.clone(),
-                            );
-                        let registrations = registration_cache
-                            .controller()
-                            .await
+                            ),
+                            retry,
+                            ctx.clone(),
+                        );
+                    let registrations =
+                        rescan(registration_cache.controller().await, shards.as_ref())
                             .graceful_shutdown_on(leadership.stopped())
                             .run(
-                                reconciles
-                                    .observe("registration", registration::reconcile_registration),
+                                claimed(
+                                    reconciles.observe(
+                                        "registration",
+                                        registration::reconcile_registration,
+                                    ),
+                                ),
                                 retry,
                                 ctx,
                             );
-                        futures::join!(
-                            fleet_runtime::drain_controller(imports),
-                            fleet_runtime::drain_controller(clusters),
-                            fleet_runtime::drain_controller(groups),
-                            fleet_runtime::drain_controller(tokens),
-                            fleet_runtime::drain_controller(registrations)
-                        );
-                    }
-                };
-                futures::join!(
-                    fleet_runtime::drain_controller(bundles),
-                    fleet_runtime::drain_controller(bundle_status),
-                    fleet_runtime::drain_controller(gitrepos),
-                    fleet_runtime::drain_controller(helmops),
-                    unsharded_work
-                );
-            }
-        })
-        .await?;
+                    futures::join!(
+                        fleet_runtime::drain_controller(imports),
+                        fleet_runtime::drain_controller(clusters),
+                        fleet_runtime::drain_controller(groups),
+                        fleet_runtime::drain_controller(tokens),
+                        fleet_runtime::drain_controller(registrations)
+                    );
+                }
+            };
+            futures::join!(
+                fleet_runtime::drain_controller(bundles),
+                fleet_runtime::drain_controller(bundle_status),
+                fleet_runtime::drain_controller(gitrepos),
+                fleet_runtime::drain_controller(helmops),
+                unsharded_work
+            );
+        }
+    };
+    if args.shards > 0 {
+        runtime
+            .run_sharded(args.shards, move |shards, stop| {
+                work(Claims::Shards(shards.clone()), stop, Some(shards))
+            })
+            .await?;
+    } else {
+        runtime
+            .run(move |leadership| {
+                work(Claims::Leader(leadership.clone()), leadership.token(), None)
+            })
+            .await?;
+    }
     Ok(())
+}
+
+/// Dynamic shards: the objects of a shard this replica acquires are looked at at once.
+fn rescan<K>(controller: Controller<K>, shards: Option<&ShardSet>) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    match shards {
+        Some(shards) => controller.reconcile_all_on(shards.acquired_stream()),
+        None => controller,
+    }
+}
+
+/// When a term's (or the process's) work is told to stop, for `graceful_shutdown_on`.
+#[derive(Clone)]
+struct Stop(CancellationToken);
+
+impl Stop {
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        self.0.clone().cancelled_owned()
+    }
 }

@@ -65,7 +65,7 @@ impl Reconciles {
         &self,
         controller: &'static str,
         reconcile: F,
-    ) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action, E>> + use<K, C, E, F, Fut>
+    ) -> impl Fn(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action, E>> + use<K, C, E, F, Fut>
     where
         K: kube::Resource + Send + Sync + 'static,
         C: Send + Sync + 'static,

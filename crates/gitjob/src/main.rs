@@ -160,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
                 .graceful_shutdown_on(async move { stop.cancelled().await });
             if let Some(shards) = rescan {
                 // A shard acquired: its GitRepos are looked at at once.
-                controller = controller.reconcile_all_on(acquisitions(shards));
+                controller = controller.reconcile_all_on(shards.acquired_stream());
             }
             let results =
                 controller.run(reconciles.observe("gitrepo", reconcile), error_policy, ctx);
@@ -182,16 +182,4 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = webhooks.await;
     Ok(())
-}
-
-/// One item per shard this replica acquires.
-fn acquisitions(shards: ShardSet) -> impl futures::Stream<Item = ()> + Send {
-    futures::stream::unfold(shards.acquisitions(), |mut acquired| async move {
-        match acquired.recv().await {
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                Some(((), acquired))
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
-        }
-    })
 }

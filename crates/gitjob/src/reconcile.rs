@@ -23,7 +23,7 @@ use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 use fleet_bundle::store::BundleStore;
 use fleet_election::Leadership;
-use fleet_election::shards::ShardSet;
+pub use fleet_election::shards::Claims;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Patch, PatchParams};
@@ -152,25 +152,6 @@ impl Context {
                     message: format!("timed out after {}s", self.settings.git_timeout.as_secs()),
                 })
             }
-        }
-    }
-}
-
-/// Under what claim this replica writes for GitRepos.
-#[derive(Debug, Clone)]
-pub enum Claims {
-    /// One Lease: every GitRepo, during this term.
-    Leader(Leadership),
-    /// Dynamic shards: a GitRepo's writes go out under its shard's claim, if held here.
-    Shards(ShardSet),
-}
-
-impl Claims {
-    /// The claim for the GitRepo `namespace/name`, if this replica may write for it.
-    pub fn claim(&self, key: &str) -> Option<Leadership> {
-        match self {
-            Self::Leader(leadership) => Some(leadership.clone()),
-            Self::Shards(shards) => shards.claim(key),
         }
     }
 }

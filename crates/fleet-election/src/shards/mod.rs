@@ -171,9 +171,39 @@ impl ShardSet {
         self.acquired.subscribe()
     }
 
+    /// One item per shard acquired, for `Controller::reconcile_all_on`: the objects of a
+    /// shard this replica just took are looked at at once.
+    pub fn acquired_stream(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.acquisitions(), |mut acquired| async move {
+            match acquired.recv().await {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), acquired)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+    }
+
     /// The owner map as this replica computes it.
     pub fn owners(&self) -> BTreeMap<u32, String> {
         self.owners.borrow().clone()
+    }
+}
+
+/// Under what claim a replica writes for an object.
+#[derive(Debug, Clone)]
+pub enum Claims {
+    /// One Lease: every object, during this term.
+    Leader(Leadership),
+    /// Dynamic shards: an object's writes go out under its shard's claim, if held here.
+    Shards(ShardSet),
+}
+
+impl Claims {
+    /// The claim for the object `key` (`namespace/name`), if this replica may write for it.
+    pub fn claim(&self, key: &str) -> Option<Leadership> {
+        match self {
+            Self::Leader(leadership) => Some(leadership.clone()),
+            Self::Shards(shards) => shards.claim(key),
+        }
     }
 }
 

@@ -1,0 +1,146 @@
+//! Dynamic shards on a real control plane: three fleet-controller replicas with `--shards 6`
+//! share the Bundles and Clusters; every Bundle reaches every cluster; each Bundle is
+//! reconciled by the replica holding its shard only; a SIGKILLed replica's shards move to the
+//! others; a replica frozen (SIGSTOP) past its lease writes nothing when it resumes.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use fleet_api::{Bundle, BundleDeployment, Cluster, ClusterGroup};
+use fleet_testkit::process::{SIGCONT, SIGSTOP};
+use fleet_testkit::{eventually, http_get};
+use kube::Api;
+use support::{Controller, NS, WAIT, create, plane};
+
+const BUNDLES: usize = 8;
+const CLUSTERS: usize = 3;
+
+async fn held(replica: &Controller) -> Result<Vec<u32>, String> {
+    let body = http_get(replica.admin_port, "/readyz")
+        .await
+        .map_err(|e| e.to_string())?;
+    let ready: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    serde_json::from_value(ready["shards"]["held"].clone()).map_err(|e| format!("{e}: {body}"))
+}
+
+async fn wait_covered(replicas: &[&Controller]) {
+    eventually(
+        "every shard held by exactly one replica",
+        WAIT,
+        Duration::from_millis(100),
+        || async {
+            let mut all = Vec::new();
+            for replica in replicas {
+                let mine = held(replica).await?;
+                if mine.is_empty() {
+                    return Err(format!("{} holds none", replica.process.name()));
+                }
+                all.extend(mine);
+            }
+            let distinct: BTreeSet<u32> = all.iter().copied().collect();
+            if all.len() == 6 && distinct.len() == 6 {
+                Ok(())
+            } else {
+                Err(format!("held {all:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Waits until `count` BundleDeployments exist across the cluster namespaces.
+async fn wait_bds(client: &kube::Client, count: usize) {
+    let all: Api<BundleDeployment> = Api::all(client.clone());
+    eventually("the fan-out", WAIT, Duration::from_millis(200), || async {
+        let n = all
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        if n == count {
+            Ok(())
+        } else {
+            Err(format!("{n}/{count}"))
+        }
+    })
+    .await
+    .expect("fan-out complete");
+}
+
+fn bundle(name: &str) -> String {
+    format!("metadata:\n  name: {name}\nspec:\n  targets:\n  - clusterGroup: default\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_fan_out_under_their_shards_claims() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let start =
+        |name: &str| Controller::start_with(&plane, name, work.path(), &["--shards=6".to_owned()]);
+    let (a, b, mut c) = (start("a"), start("b"), start("c"));
+    wait_covered(&[&a, &b, &c]).await;
+    for i in 0..CLUSTERS {
+        create::<Cluster>(&client, &format!("metadata:\n  name: c{i}\nspec: {{}}\n")).await;
+    }
+    create::<ClusterGroup>(
+        &client,
+        "metadata:\n  name: default\nspec:\n  selector: {}\n",
+    )
+    .await;
+    for i in 0..BUNDLES {
+        create::<Bundle>(&client, &bundle(&format!("first-{i}"))).await;
+    }
+    wait_bds(&client, BUNDLES * CLUSTERS).await;
+    // Each Bundle was reconciled by one replica: the `bundle` reconciles of the three add up
+    // to at least the Bundles, and no replica reconciled them all (the work is spread).
+    let series = "fleet_reconcile_duration_seconds_count{controller=\"bundle\"}";
+    let mut counts = Vec::new();
+    for replica in [&a, &b, &c] {
+        counts.push(replica.metric(series).await);
+    }
+    assert!(
+        counts.iter().filter(|n| **n > 0.0).count() >= 2,
+        "spread: {counts:?}"
+    );
+
+    // A replica is killed: its shards move, and new Bundles of them fan out.
+    c.process.kill();
+    wait_covered(&[&a, &b]).await;
+    for i in 0..BUNDLES {
+        create::<Bundle>(&client, &bundle(&format!("second-{i}"))).await;
+    }
+    wait_bds(&client, 2 * BUNDLES * CLUSTERS).await;
+
+    // A replica frozen past its lease: the other takes everything; resumed, it writes nothing.
+    let before = b.metric("fleet_controller_writes_total").await;
+    b.process.signal(SIGSTOP).expect("SIGSTOP");
+    wait_covered(&[&a]).await;
+    for i in 0..BUNDLES {
+        create::<Bundle>(&client, &bundle(&format!("third-{i}"))).await;
+    }
+    wait_bds(&client, 3 * BUNDLES * CLUSTERS).await;
+    b.process.signal(SIGCONT).expect("SIGCONT");
+    wait_covered(&[&a, &b]).await;
+    // b's shards came back to it; everything it reconciles now is already in place.
+    wait_bds(&client, 3 * BUNDLES * CLUSTERS).await;
+    let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
+    assert_eq!(
+        bundles
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        3 * BUNDLES
+    );
+    assert_eq!(
+        b.metric("fleet_controller_writes_total").await,
+        before,
+        "the resumed replica wrote nothing"
+    );
+}
