@@ -3,7 +3,10 @@
 //! time until all N x M BundleDeployments exist is measured (a watch counts them). In the same
 //! run, a plain client creates N x M BundleDeployments with the same concurrency: the raw
 //! create rate of this control plane, the physical limit. Prints both rates and their ratio,
-//! the controller's peak RSS, and the writes of an idle resync.
+//! the controller's peak RSS, and the writes of an idle resync. With `--replicas R --shards S`
+//! the controller runs as R replicas sharing S dynamic shards (peak RSS per replica); with
+//! `--kill-one` one replica is SIGKILLed halfway through the fan-out, and the time until its
+//! shards are owned again is printed.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -32,6 +35,15 @@ pub struct FanoutArgs {
     /// Writes in flight, for the controller (per Bundle) and the raw client alike.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Controller replicas.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// Dynamic shards shared by the replicas (0: one leader).
+    #[arg(long, default_value_t = 0)]
+    shards: u32,
+    /// SIGKILL one replica when half the BundleDeployments exist.
+    #[arg(long)]
+    kill_one: bool,
 }
 
 pub fn run(args: &FanoutArgs) -> anyhow::Result<()> {
@@ -114,26 +126,15 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         .create(&PostParams::default(), &group)
         .await?;
 
-    let admin_port = ports::free_port()?;
-    let mut cmd = std::process::Command::new(binary);
-    cmd.args([
-        format!("--kubeconfig={}", plane.kubeconfig_path().display()),
-        "--namespace=default".to_owned(),
-        format!("--metrics-bind-address=127.0.0.1:{admin_port}"),
-        format!("--health-bind-address=127.0.0.1:{admin_port}"),
-        format!("--write-concurrency={}", args.concurrency),
-    ])
-    .env(
-        "RUST_LOG",
-        std::env::var("FANOUT_LOG").unwrap_or_else(|_| "warn".to_owned()),
-    );
-    let controller = ManagedProcess::spawn(
-        "fleet-controller",
-        cmd,
-        &work.path().join("controller.log"),
-        Lifetime::Owned,
-    )?;
-    let pid = controller.pid().context("controller pid")?;
+    let mut replicas = Vec::new();
+    for replica in 0..args.replicas.max(1) {
+        replicas.push(Replica::spawn(binary, &plane, work.path(), replica, args)?);
+    }
+    let controller = &replicas[0].process;
+    if args.shards > 0 {
+        let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
+        wait_shards_owned(&ports, args.shards).await?;
+    }
 
     // Wait until the controller has given every cluster its namespace.
     let cluster_api: Api<Cluster> = Api::namespaced(client.clone(), NS);
@@ -165,7 +166,18 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     }
     let mut seen = HashSet::new();
     let deadline = started + Duration::from_secs(900);
+    let mut killed: Option<std::time::Duration> = None;
     while seen.len() < total {
+        if args.kill_one && killed.is_none() && seen.len() >= total / 2 && replicas.len() > 1 {
+            let victim = replicas.remove(0);
+            let at = Instant::now();
+            drop(victim);
+            let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
+            if args.shards > 0 {
+                wait_shards_owned(&ports, args.shards).await?;
+            }
+            killed = Some(at.elapsed());
+        }
         let event = tokio::time::timeout_at(deadline.into(), events.next())
             .await
             .with_context(|| format!("only {}/{total} BundleDeployments after 900s", seen.len()))?;
@@ -182,7 +194,14 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     let rate = total as f64 / elapsed.as_secs_f64();
 
     // Idle: let status settle, then a resync of every Bundle must write nothing.
-    let writes = || fleet_testkit::metric(admin_port, "fleet_controller_writes_total");
+    let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
+    let writes = || async {
+        let mut total = 0.0;
+        for port in &ports {
+            total += fleet_testkit::metric(*port, "fleet_controller_writes_total").await;
+        }
+        total
+    };
     let mut last = writes().await;
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -205,7 +224,15 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_writes = writes().await - last;
-    let peak_rss_mib = rss_kib(pid, "VmHWM:").map(|k| k as f64 / 1024.0);
+    let peak_rss_mib: Vec<Option<f64>> = replicas
+        .iter()
+        .map(|r| {
+            r.process
+                .pid()
+                .and_then(|pid| rss_kib(pid, "VmHWM:"))
+                .map(|k| k as f64 / 1024.0)
+        })
+        .collect();
     let rolled_up = cluster_api
         .list(&Default::default())
         .await?
@@ -223,8 +250,8 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         plane.server()
     );
     println!(
-        "clusters={} bundles={} bundle deployments={total} concurrency={}",
-        args.clusters, args.bundles, args.concurrency
+        "clusters={} bundles={} bundle deployments={total} concurrency={} replicas={} shards={}",
+        args.clusters, args.bundles, args.concurrency, args.replicas, args.shards
     );
     println!("raw client create rate: {raw_rate:.0}/s");
     println!(
@@ -232,9 +259,16 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         elapsed.as_secs_f64(),
         100.0 * rate / raw_rate
     );
-    match peak_rss_mib {
-        Some(mib) => println!("controller peak RSS: {mib:.1} MiB"),
-        None => println!("controller peak RSS: unknown"),
+    let rss: Vec<String> = peak_rss_mib
+        .iter()
+        .map(|mib| mib.map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB")))
+        .collect();
+    println!("controller peak RSS per replica: {}", rss.join(", "));
+    if let Some(after) = killed {
+        println!(
+            "one replica SIGKILLed at half the fan-out: its shards owned again after {:.2}s",
+            after.as_secs_f64()
+        );
     }
     println!(
         "clusters whose status counts all their BundleDeployments: {rolled_up}/{}",
@@ -243,11 +277,76 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     println!("writes of an idle resync of every Bundle: {idle_writes}");
     if let Ok(dir) = std::env::var("FANOUT_KEEP_LOG") {
         std::fs::copy(
-            work.path().join("controller.log"),
+            work.path().join("controller-0.log"),
             std::path::Path::new(&dir).join("controller.log"),
         )?;
     }
     Ok(())
+}
+
+/// One controller replica of the benchmark.
+struct Replica {
+    process: ManagedProcess,
+    port: u16,
+}
+
+impl Replica {
+    fn spawn(
+        binary: &std::path::Path,
+        plane: &ControlPlane,
+        dir: &std::path::Path,
+        index: usize,
+        args: &FanoutArgs,
+    ) -> anyhow::Result<Self> {
+        let port = ports::free_port()?;
+        let mut cmd = std::process::Command::new(binary);
+        cmd.args([
+            format!("--kubeconfig={}", plane.kubeconfig_path().display()),
+            "--namespace=default".to_owned(),
+            format!("--metrics-bind-address=127.0.0.1:{port}"),
+            format!("--health-bind-address=127.0.0.1:{port}"),
+            format!("--write-concurrency={}", args.concurrency),
+            format!("--election-identity=controller-{index}"),
+            format!("--shards={}", args.shards),
+        ])
+        .env(
+            "RUST_LOG",
+            std::env::var("FANOUT_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        );
+        let name = format!("controller-{index}");
+        let process = ManagedProcess::spawn(
+            &name,
+            cmd,
+            &dir.join(format!("{name}.log")),
+            Lifetime::Owned,
+        )?;
+        Ok(Self { process, port })
+    }
+}
+
+/// Waits until the replicas on `ports` hold all `shards` between them, each once.
+async fn wait_shards_owned(ports: &[u16], shards: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut held = Vec::new();
+        for port in ports {
+            let body = fleet_testkit::http_get(*port, "/readyz")
+                .await
+                .unwrap_or_default();
+            let ready: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let mine: Vec<u32> =
+                serde_json::from_value(ready["shards"]["held"].clone()).unwrap_or_default();
+            held.extend(mine);
+        }
+        let distinct: HashSet<u32> = held.iter().copied().collect();
+        if held.len() == shards as usize && distinct.len() == shards as usize {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("shards not all owned after 120s: {held:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn sample_spec() -> BundleDeploymentSpec {
