@@ -329,17 +329,12 @@ async fn readiness_values_from_compare_patches_and_removal_options() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
 
-    let labels = namespaces
-        .get("web")
-        .await
-        .expect("namespace")
-        .metadata
-        .labels;
-    assert_eq!(
-        labels.unwrap_or_default().get("team").map(String::as_str),
-        Some("web"),
-        "namespaceLabels on the release namespace"
-    );
+    // The agent labels the release namespace after helm returns: wait for it.
+    wait_for(&namespaces, "web", WAIT, |n| {
+        n.labels().get("team").map(String::as_str) == Some("web")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("namespaceLabels on the release namespace: {e}\n{}", logs()));
 
     // Nothing runs Deployments here (no kubelet, no deployment controller): the Deployment is
     // not ready, and the Bundle says which object and why.

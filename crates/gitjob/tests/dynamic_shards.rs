@@ -37,7 +37,8 @@ async fn wait_covered(replicas: &[&Gitjob]) -> Duration {
     let started = Instant::now();
     eventually(
         "every shard held by exactly one replica",
-        WAIT,
+        // Lease 3 s: a machine loaded enough to starve renewals makes shards move for a while.
+        2 * WAIT,
         Duration::from_millis(100),
         || async {
             let mut all = Vec::new();
