@@ -5,51 +5,23 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fleet_api::{Bundle, BundleDeployment, Cluster, ClusterGroup};
+use fleet_testkit::eventually;
 use fleet_testkit::process::{SIGCONT, SIGSTOP};
-use fleet_testkit::{eventually, http_get};
 use kube::Api;
 use support::{Controller, NS, WAIT, create, plane};
 
 const BUNDLES: usize = 8;
 const CLUSTERS: usize = 3;
 
-async fn held(replica: &Controller) -> Result<Vec<u32>, String> {
-    let body = http_get(replica.admin_port, "/readyz")
-        .await
-        .map_err(|e| e.to_string())?;
-    let ready: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    serde_json::from_value(ready["shards"]["held"].clone()).map_err(|e| format!("{e}: {body}"))
-}
-
 async fn wait_covered(replicas: &[&Controller]) {
-    eventually(
-        "every shard held by exactly one replica",
-        // Lease 3 s: a machine loaded enough to starve renewals makes shards move for a while.
-        2 * WAIT,
-        Duration::from_millis(100),
-        || async {
-            let mut all = Vec::new();
-            for replica in replicas {
-                let mine = held(replica).await?;
-                if mine.is_empty() {
-                    return Err(format!("{} holds none", replica.process.name()));
-                }
-                all.extend(mine);
-            }
-            let distinct: BTreeSet<u32> = all.iter().copied().collect();
-            if all.len() == 6 && distinct.len() == 6 {
-                Ok(())
-            } else {
-                Err(format!("held {all:?}"))
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let ports: Vec<u16> = replicas.iter().map(|r| r.admin_port).collect();
+    // Lease 3 s: a machine loaded enough to starve renewals makes shards move for a while.
+    fleet_testkit::wait_shards_covered(&ports, 6, 2 * WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Waits until `count` BundleDeployments exist across the cluster namespaces.

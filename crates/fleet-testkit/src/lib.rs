@@ -151,6 +151,44 @@ pub async fn metric(port: u16, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The dynamic shards a fleet-rs binary on `127.0.0.1:port` holds (its `/readyz`).
+pub async fn shards_held(port: u16) -> Result<Vec<u32>, String> {
+    let body = http_get(port, "/readyz").await.map_err(|e| e.to_string())?;
+    let ready: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    serde_json::from_value(ready["shards"]["held"].clone()).map_err(|e| format!("{e}: {body}"))
+}
+
+/// Waits until the replicas on `ports` hold all `shards` dynamic shards between them, each
+/// shard once and each replica at least one.
+pub async fn wait_shards_covered(
+    ports: &[u16],
+    shards: u32,
+    timeout: std::time::Duration,
+) -> Result<(), Error> {
+    eventually(
+        "every shard held by exactly one replica",
+        timeout,
+        std::time::Duration::from_millis(100),
+        || async move {
+            let mut all = Vec::new();
+            for port in ports {
+                let mine = shards_held(*port).await?;
+                if mine.is_empty() {
+                    return Err(format!("the replica on port {port} holds none"));
+                }
+                all.extend(mine);
+            }
+            let distinct: std::collections::BTreeSet<u32> = all.iter().copied().collect();
+            if all.len() == shards as usize && distinct.len() == shards as usize {
+                Ok(())
+            } else {
+                Err(format!("held {all:?}"))
+            }
+        },
+    )
+    .await
+}
+
 /// Waits until a fleet-rs binary's `/readyz` on `127.0.0.1:port` reports each `(lease, role)`
 /// of `wanted` (`leader` or `standby`), for binaries with more than one role.
 pub async fn wait_leases(

@@ -6,12 +6,11 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use fleet_testkit::eventually;
 use fleet_testkit::git::GitRepoFixture;
 use fleet_testkit::process::{SIGCONT, SIGSTOP};
-use fleet_testkit::{eventually, http_get};
 use kube::api::PostParams;
 use support::*;
 
@@ -22,46 +21,18 @@ fn replica(plane: &fleet_testkit::ControlPlane, name: &str, dir: &std::path::Pat
     Gitjob::start_with(plane, name, dir, &["--shards=6"])
 }
 
-/// The shards a replica holds, from its `/readyz`.
-async fn held(replica: &Gitjob) -> Result<Vec<u32>, String> {
-    let body = http_get(replica.admin_port, "/readyz")
-        .await
-        .map_err(|e| e.to_string())?;
-    let ready: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    serde_json::from_value(ready["shards"]["held"].clone()).map_err(|e| format!("{e}: {body}"))
-}
-
 /// Waits until `replicas` hold every shard between them, each shard once, each replica at
 /// least one; returns how long that took.
 async fn wait_covered(replicas: &[&Gitjob]) -> Duration {
     let started = Instant::now();
-    eventually(
-        "every shard held by exactly one replica",
-        // Lease 3 s: a machine loaded enough to starve renewals makes shards move for a while.
-        2 * WAIT,
-        Duration::from_millis(100),
-        || async {
-            let mut all = Vec::new();
-            for replica in replicas {
-                let mine = held(replica).await?;
-                if mine.is_empty() {
-                    return Err(format!("{} holds none", replica.process.name()));
-                }
-                all.extend(mine);
-            }
-            let distinct: BTreeSet<u32> = all.iter().copied().collect();
-            if all.len() == SHARDS as usize && distinct.len() == SHARDS as usize {
-                Ok(())
-            } else {
-                Err(format!("held {all:?}"))
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| {
-        let logs: Vec<String> = replicas.iter().map(|r| r.process.log_tail(15)).collect();
-        panic!("{e}\n{}", logs.join("\n---\n"))
-    });
+    let ports: Vec<u16> = replicas.iter().map(|r| r.admin_port).collect();
+    // Lease 3 s: a machine loaded enough to starve renewals makes shards move for a while.
+    fleet_testkit::wait_shards_covered(&ports, SHARDS, 2 * WAIT)
+        .await
+        .unwrap_or_else(|e| {
+            let logs: Vec<String> = replicas.iter().map(|r| r.process.log_tail(15)).collect();
+            panic!("{e}\n{}", logs.join("\n---\n"))
+        });
     started.elapsed()
 }
 

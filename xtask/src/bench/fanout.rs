@@ -133,7 +133,7 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     let controller = &replicas[0].process;
     if args.shards > 0 {
         let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
-        wait_shards_owned(&ports, args.shards).await?;
+        fleet_testkit::wait_shards_covered(&ports, args.shards, Duration::from_secs(120)).await?;
     }
 
     // Wait until the controller has given every cluster its namespace.
@@ -174,7 +174,8 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
             drop(victim);
             let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
             if args.shards > 0 {
-                wait_shards_owned(&ports, args.shards).await?;
+                fleet_testkit::wait_shards_covered(&ports, args.shards, Duration::from_secs(120))
+                    .await?;
             }
             killed = Some(at.elapsed());
         }
@@ -321,31 +322,6 @@ impl Replica {
             Lifetime::Owned,
         )?;
         Ok(Self { process, port })
-    }
-}
-
-/// Waits until the replicas on `ports` hold all `shards` between them, each once.
-async fn wait_shards_owned(ports: &[u16], shards: u32) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut held = Vec::new();
-        for port in ports {
-            let body = fleet_testkit::http_get(*port, "/readyz")
-                .await
-                .unwrap_or_default();
-            let ready: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let mine: Vec<u32> =
-                serde_json::from_value(ready["shards"]["held"].clone()).unwrap_or_default();
-            held.extend(mine);
-        }
-        let distinct: HashSet<u32> = held.iter().copied().collect();
-        if held.len() == shards as usize && distinct.len() == shards as usize {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("shards not all owned after 120s: {held:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
