@@ -244,12 +244,21 @@ async fn main() -> anyhow::Result<()> {
             helmop_cache.clone(),
         );
         let bootstrap = args_bootstrap_local.then(|| client.clone());
+        let bootstrap_stop = stop.clone();
         async move {
-            if let Some(client) = bootstrap
-                && let Err(error) = fleet_controller::bootstrap::bootstrap_local(&client).await
-            {
-                tracing::warn!(%error, "cannot create the fleet-local workspace; continuing");
-            }
+            // Retried until it succeeds: right after an install the CRDs may not be served yet.
+            let bootstrap = async move {
+                let Some(client) = bootstrap else { return };
+                let mut delay = Duration::from_secs(1);
+                while let Err(error) = fleet_controller::bootstrap::bootstrap_local(&client).await {
+                    tracing::warn!(%error, retry_in = ?delay, "cannot create the fleet-local workspace yet");
+                    tokio::select! {
+                        () = bootstrap_stop.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            };
             let (
                 bundle_cache,
                 cluster_cache,
@@ -436,7 +445,8 @@ async fn main() -> anyhow::Result<()> {
                 fleet_runtime::drain_controller(bundle_status),
                 fleet_runtime::drain_controller(gitrepos),
                 fleet_runtime::drain_controller(helmops),
-                unsharded_work
+                unsharded_work,
+                bootstrap
             );
         }
     };
