@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use fleet_api::{Bundle, GitRepo};
+use fleet_election::shards::assign::shard_of;
 use fleet_testkit::wait_for;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
 use crate::example;
-use crate::stack::{NS, Stack};
+use crate::stack::{GITJOB_SHARDS, NS, Stack, gitjob_shard_lease};
 
 /// Where the scenario runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -129,6 +130,7 @@ async fn scenario(
     for (lease, holder) in stack.leaders().await? {
         say(&format!("lease {lease}: held by {holder}"));
     }
+    say_shard_map(&stack).await?;
 
     let repo = example::repo()?;
     let up = stack.upstream.client();
@@ -204,18 +206,21 @@ async fn scenario(
     example::check_deployed(&downstreams, "v1", strict).await?;
 
     // Failovers while a change is in flight: the change must still land everywhere.
+    // gitjob's drill stops the holder of the demo GitRepo's shard.
+    let gitops = gitjob_shard_lease(shard_of(&format!("{NS}/demo"), GITJOB_SHARDS));
+    let gitops = gitops.as_str();
     let drills: &[(&str, bool)] = if strict {
         &[
-            ("fleet-gitops-leader-election-shard", true),
+            (gitops, true),
             ("fleet-controller-leader-election-shard", true),
-            ("fleet-gitops-leader-election-shard", false),
+            (gitops, false),
             ("fleet-controller-leader-election-shard", false),
             ("fleet-helmops-leader-election-shard", true),
             ("fleet-helmops-leader-election-shard", false),
         ]
     } else {
         &[
-            ("fleet-gitops-leader-election-shard", true),
+            (gitops, true),
             ("fleet-controller-leader-election-shard", false),
         ]
     };
@@ -258,6 +263,7 @@ async fn scenario(
             .with_context(|| format!("agent failover; logs in {}", work_path.display()))?;
         failovers.push(line);
     }
+    say_shard_map(&stack).await?;
     for (lease, holder) in stack.leaders().await? {
         ensure!(!holder.is_empty(), "lease {lease} has no holder");
         say(&format!("lease {lease}: held by {holder}"));
@@ -313,5 +319,22 @@ async fn scenario(
         tokio::signal::ctrl_c().await?;
     }
     drop(stack);
+    Ok(())
+}
+
+/// Prints gitjob's shard map: which replica holds each shard's Lease.
+async fn say_shard_map(stack: &Stack) -> anyhow::Result<()> {
+    let map = stack.gitjob_shard_map().await?;
+    let owners: Vec<String> = map
+        .iter()
+        .map(|(shard, holder)| {
+            let holder = if holder.is_empty() { "(none)" } else { holder };
+            format!("{shard} -> {holder}")
+        })
+        .collect();
+    say(&format!(
+        "gitjob shard map ({GITJOB_SHARDS} shards): {}",
+        owners.join(", ")
+    ));
     Ok(())
 }

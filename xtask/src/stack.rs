@@ -27,6 +27,17 @@ pub const LEASE: [&str; 3] = [
     "--election-retry-period=500ms",
 ];
 
+/// gitjob runs with dynamic shards: GitRepos spread over this many shard Leases
+/// (`fleet-gitops-leader-election-shard-<i>-of-<N>`), each held by one of the live replicas.
+pub const GITJOB_SHARDS: u32 = 3;
+/// The base name of gitjob's shard Leases.
+pub const GITJOB_LEASE: &str = "fleet-gitops-leader-election-shard";
+
+/// The Lease of gitjob's shard `shard`.
+pub fn gitjob_shard_lease(shard: u32) -> String {
+    format!("{GITJOB_LEASE}-{shard}-of-{GITJOB_SHARDS}")
+}
+
 /// Builds the binaries (dev profile, as the tests do) and returns their directory.
 pub fn build_binaries() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -135,6 +146,7 @@ impl Stack {
                     format!("--webhook-bind-address=127.0.0.1:{}", ports::free_port()?),
                     format!("--cache-dir={}", work.join(format!("gitjob-{i}")).display()),
                     "--git-client-timeout=10s".to_owned(),
+                    format!("--shards={GITJOB_SHARDS}"),
                 ],
             )?;
         }
@@ -277,6 +289,32 @@ impl Stack {
         Ok(out)
     }
 
+    /// gitjob's shard map once every shard is held (the live replicas share them, each shard
+    /// once): each shard with the replica holding its Lease.
+    pub async fn gitjob_shard_map(&self) -> anyhow::Result<Vec<(u32, String)>> {
+        let ports: Vec<u16> = self
+            .replicas
+            .iter()
+            .filter(|r| r.component == "gitjob" && r.process.pid().is_some())
+            .map(|r| r.admin_port)
+            .collect();
+        fleet_testkit::wait_shards_covered(&ports, GITJOB_SHARDS, Duration::from_secs(60))
+            .await
+            .context("gitjob's shards")?;
+        let holders = lease_holders(&self.upstream.client()).await?;
+        Ok((0..GITJOB_SHARDS)
+            .map(|shard| {
+                let lease = gitjob_shard_lease(shard);
+                let holder = holders
+                    .iter()
+                    .find(|(name, _)| *name == lease)
+                    .map(|(_, holder)| holder.clone())
+                    .unwrap_or_default();
+                (shard, holder)
+            })
+            .collect())
+    }
+
     /// Each replica with its component and the role its `/readyz` reports.
     pub async fn roles(&self) -> Vec<(String, &'static str, String)> {
         let mut out = Vec::new();
@@ -338,7 +376,13 @@ impl Stack {
                 .and_then(|s| s.holder_identity.clone())
                 .unwrap_or_default()
         };
-        let old = holder(&leases.get(lease).await?);
+        // A shard Lease may be between owners (handed over after a replica joined).
+        let old = holder(
+            &wait_for(&leases, lease, Duration::from_secs(60), |l| {
+                !holder(l).is_empty()
+            })
+            .await?,
+        );
         let replica = self
             .replica_mut(&old)
             .with_context(|| format!("no replica {old}"))?;

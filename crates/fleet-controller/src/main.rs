@@ -245,6 +245,11 @@ async fn main() -> anyhow::Result<()> {
         );
         let bootstrap = args_bootstrap_local.then(|| client.clone());
         let bootstrap_stop = stop.clone();
+        if let Some(shards) = &shards {
+            let every = Duration::from_secs(5);
+            let counting = shards.clone();
+            tokio::spawn(counting.count_objects_of(bundle_cache.reader(), every, stop.clone()));
+        }
         async move {
             // Retried until it succeeds: right after an install the CRDs may not be served yet.
             let bootstrap = async move {

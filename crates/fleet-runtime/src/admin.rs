@@ -66,6 +66,8 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     let role = state.ready.roles.borrow().clone();
     let (role, holder) = match role {
+        // A sharded replica leads its shards, listed under "shards", and no Lease of its own.
+        _ if state.ready.shards.is_some() => ("sharded", None),
         Role::Leading(_) => ("leader", Some(state.ready.identity.clone())),
         Role::Standby { holder } => ("standby", holder),
     };

@@ -144,6 +144,14 @@ async fn main() -> anyhow::Result<()> {
         let reconciles = reconciles.clone();
         async move {
             let store = gitrepos.reader();
+            if let Some(shards) = &rescan {
+                let every = std::time::Duration::from_secs(5);
+                tokio::spawn(
+                    shards
+                        .clone()
+                        .count_objects_of(store.clone(), every, stop.clone()),
+                );
+            }
             let mut controller = gitrepos
                 .controller()
                 .await

@@ -45,6 +45,20 @@ async fn writes(replicas: &[&Gitjob]) -> f64 {
 }
 
 /// Waits until every GitRepo's Bundle is at `commit`.
+/// The objects the replicas count in the shards they hold (`fleet_shard_objects`), summed.
+async fn shard_objects(replicas: &[&Gitjob]) -> f64 {
+    let mut total = 0.0;
+    for replica in replicas {
+        for shard in 0..SHARDS {
+            let lease = format!("fleet-gitops-leader-election-shard-{shard}-of-{SHARDS}");
+            total += replica
+                .metric(&format!("fleet_shard_objects{{lease=\"{lease}\"}}"))
+                .await;
+        }
+    }
+    total
+}
+
 async fn all_at(client: &kube::Client, commit: &str) {
     let bundles = bundles(client);
     eventually(
@@ -115,6 +129,22 @@ async fn shards_spread_over_replicas_and_every_gitrepo_has_one_writer() {
         expect(REPOS),
         "each GitRepo written once"
     );
+    // Each GitRepo is counted once, in the shard of the replica that holds it.
+    eventually(
+        "every GitRepo counted in one held shard",
+        WAIT,
+        Duration::from_millis(200),
+        || async {
+            let counted = shard_objects(&[&a, &b, &c]).await;
+            if counted == expect(REPOS) {
+                Ok(())
+            } else {
+                Err(counted.to_string())
+            }
+        },
+    )
+    .await
+    .expect("objects per shard");
 
     // A replica joins: it takes its share (the others drain theirs to it first).
     let d = replica(&plane, "d", work.path());

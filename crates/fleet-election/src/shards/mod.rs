@@ -24,6 +24,8 @@ use std::sync::{Arc, RwLock};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -59,6 +61,8 @@ impl ShardConfig {
 pub struct ShardMetrics {
     /// `fleet_shard_rebalances_total`: times the owner map changed as this replica saw it.
     pub rebalances: Counter,
+    /// `fleet_shard_objects{lease}`: objects of each shard this replica holds ([`ShardSet::count_objects`]).
+    pub objects: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl ShardMetrics {
@@ -68,6 +72,11 @@ impl ShardMetrics {
             "fleet_shard_rebalances",
             "Times the shard owner map changed (members joined or left)",
             metrics.rebalances.clone(),
+        );
+        registry.register(
+            "fleet_shard_objects",
+            "Objects of each shard this replica holds (0 for shards held elsewhere)",
+            metrics.objects.clone(),
         );
         metrics
     }
@@ -80,6 +89,7 @@ pub struct ShardSet {
     held: Arc<RwLock<BTreeMap<u32, Leadership>>>,
     acquired: broadcast::Sender<u32>,
     owners: watch::Receiver<BTreeMap<u32, String>>,
+    metrics: ShardMetrics,
 }
 
 impl std::fmt::Debug for ShardSet {
@@ -109,6 +119,7 @@ impl ShardSet {
             held: Arc::default(),
             acquired,
             owners,
+            metrics: shard_metrics.clone(),
         };
         let (live_tx, live) = watch::channel(Vec::new());
         let membership = members::Membership {
@@ -180,6 +191,52 @@ impl ShardSet {
                 Err(broadcast::error::RecvError::Closed) => None,
             }
         })
+    }
+
+    /// Sets `fleet_shard_objects{lease}` from the keys (`namespace/name`) of the objects a
+    /// replica's cache holds: the count of each shard held here, 0 for the others.
+    pub fn count_objects(&self, keys: impl IntoIterator<Item = String>) {
+        let held = self.held();
+        let mut counts: BTreeMap<u32, i64> = (0..self.shards()).map(|s| (s, 0)).collect();
+        for key in keys {
+            let shard = self.shard_of(&key);
+            if held.contains(&shard) {
+                *counts.entry(shard).or_default() += 1;
+            }
+        }
+        for (shard, count) in counts {
+            self.metrics
+                .objects
+                .get_or_create(&vec![("lease".to_owned(), self.config.lease(shard))])
+                .set(count);
+        }
+    }
+
+    /// Keeps `fleet_shard_objects` current for the objects of `store`, every `every`, until
+    /// `stop`.
+    pub async fn count_objects_of<K>(
+        self,
+        store: kube::runtime::reflector::Store<K>,
+        every: std::time::Duration,
+        stop: CancellationToken,
+    ) where
+        K: kube::Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => self.count_objects(store.state().iter().map(|o| {
+                    let meta = o.meta();
+                    format!(
+                        "{}/{}",
+                        meta.namespace.as_deref().unwrap_or_default(),
+                        meta.name.as_deref().unwrap_or_default()
+                    )
+                })),
+            }
+        }
     }
 
     /// The owner map as this replica computes it.
