@@ -3,8 +3,8 @@
 //! unless one is given), merged in order; they take precedence over `values` and
 //! `valuesFiles` (Fleet: valuesFrom > valuesFiles > values).
 
+use fleet_api::values::merge_json;
 use fleet_api::{BundleDeploymentOptions, KeyRef, Values};
-use fleet_render::target::merge_json;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 use serde_json::Value;

@@ -6,7 +6,8 @@
 //!   GitRepoRestriction keep Fleet's top-level fields and implement `kube::Resource` by hand.
 //! - [`crds`] generates every CRD; `cargo xtask crds` writes them into the chart.
 //! - [`labels`] holds label, annotation, finalizer and condition names; [`sharding`] says
-//!   which controller shard handles an object (Fleet's static shards).
+//!   which controller shard handles an object (Fleet's static shards); [`values`] merges Helm
+//!   values as Fleet does.
 //!
 //! Not modelled yet (they may follow): Policy, ImageScan and Schedule.
 
@@ -23,6 +24,7 @@ mod registration;
 mod schema;
 pub mod sharding;
 mod top_level;
+pub mod values;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

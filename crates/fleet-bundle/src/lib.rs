@@ -18,3 +18,4 @@ pub mod repo;
 pub mod store;
 #[cfg(test)]
 mod testutil;
+pub mod values_files;

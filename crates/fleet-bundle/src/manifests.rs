@@ -18,7 +18,31 @@ pub struct ManifestError {
     pub message: String,
 }
 
-/// Parses every YAML manifest in `files` (paths relative to the bundle directory).
+/// The plain manifests a bundle of raw YAML deploys, as Fleet picks them (`manifests` in
+/// `internal/helmdeployer/render/helm.go`): `.yaml`, `.yml` and `.json` files, except the
+/// bundle's own `fleet.yaml`/`fleet.yml` and everything below a subdirectory that is a bundle
+/// or a chart of its own (it holds a `fleet.yaml`, `fleet.yml` or `Chart.yaml`): those are
+/// deployed by their own bundle, and rendering them here too would give the same objects two
+/// releases.
+pub fn raw_manifests(files: &Files) -> impl Iterator<Item = (&String, &Vec<u8>)> {
+    let nested: Vec<String> = files
+        .keys()
+        .filter_map(|path| {
+            let (dir, name) = path.rsplit_once('/')?;
+            (crate::discovery::OPTIONS_FILES.contains(&name) || name == "Chart.yaml")
+                .then(|| format!("{dir}/"))
+        })
+        .collect();
+    files.iter().filter(move |(path, _)| {
+        [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|extension| path.ends_with(extension))
+            && !crate::discovery::OPTIONS_FILES.contains(&path.as_str())
+            && !nested.iter().any(|dir| path.starts_with(dir.as_str()))
+    })
+}
+
+/// Parses every plain manifest in `files` (paths relative to the bundle directory).
 pub fn check_manifests(files: &Files) -> Result<(), ManifestError> {
     let chart_dirs: Vec<&str> = files
         .keys()
@@ -28,8 +52,8 @@ pub fn check_manifests(files: &Files) -> Result<(), ManifestError> {
             _ => None,
         })
         .collect();
-    for (path, content) in files {
-        if !is_manifest(path) || in_chart(path, &chart_dirs) {
+    for (path, content) in raw_manifests(files) {
+        if in_chart(path, &chart_dirs) {
             continue;
         }
         let text = std::str::from_utf8(content).map_err(|_| ManifestError {
@@ -46,12 +70,6 @@ pub fn check_manifests(files: &Files) -> Result<(), ManifestError> {
         }
     }
     Ok(())
-}
-
-fn is_manifest(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    (name.ends_with(".yaml") || name.ends_with(".yml"))
-        && !crate::discovery::OPTIONS_FILES.contains(&name)
 }
 
 fn in_chart(path: &str, chart_dirs: &[&str]) -> bool {

@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::files::{ReadError, SizeLimits, read_dir_files};
 use crate::manifests::check_manifests;
+use crate::values_files::{self, ValuesFileError};
 
 /// Bundles whose JSON reaches this size get their resources compressed (Fleet's 1 MB rule).
 pub const COMPRESS_ABOVE_BYTES: usize = 1_000_000;
@@ -72,6 +73,8 @@ pub enum BundleError {
     },
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error(transparent)]
+    ValuesFile(#[from] ValuesFileError),
     #[error("compressing {name}: {source}")]
     Compress {
         name: String,
@@ -108,6 +111,15 @@ pub fn read_bundle(
         message: e.message,
     })?;
     let mut bundle = assemble(name, fleet_yaml, opts);
+    values_files::fold(&mut bundle.spec, dir, &opts.limits)?;
+    // Fleet leaves out `fleet.yaml` and a driven-scan options file, not a `fleet.yml` found by
+    // the normal scan (its reader only knows the driven-scan file by name).
+    let options_file = options_file
+        .and_then(|path| path.strip_prefix(dir).ok())
+        .map(|path| path.to_string_lossy().into_owned())
+        .filter(|path| path != "fleet.yml");
+    let ignore = values_files::apply_configs(&bundle.spec, options_file.as_deref());
+    let files = values_files::without(files, &ignore);
     bundle.spec.resources = resources(&files, opts.compress)?;
     if !opts.compress && json_size(&bundle) >= COMPRESS_ABOVE_BYTES {
         bundle.spec.resources = resources(&files, true)?;
@@ -386,7 +398,52 @@ mod tests {
             .iter()
             .filter_map(|r| r.name.as_deref())
             .collect();
-        assert_eq!(names, ["deploy.yaml", "fleet.yaml"]);
+        // Current Fleet leaves `fleet.yaml` out of the resources (its options are in the spec).
+        assert_eq!(names, ["deploy.yaml"]);
+    }
+
+    #[test]
+    fn values_files_are_merged_into_values_and_left_out_of_the_resources() {
+        let tree = TempTree::new(&[
+            (
+                "app/fleet.yaml",
+                "helm:\n  chart: ./chart\n  values: {a: inline, b: inline}\n  valuesFiles: [chart/values-common.yaml]\ntargetCustomizations:\n- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n  helm:\n    values: {c: inline}\n    valuesFiles: [prod.yaml]\n",
+            ),
+            ("app/chart/Chart.yaml", "name: app\nversion: 0.1.0\n"),
+            ("app/chart/values.yaml", "a: chart-default\n"),
+            ("app/chart/values-common.yaml", "b: common\n"),
+            ("app/prod.yaml", "c: prod\n"),
+        ]);
+        let bundle = read_bundle(
+            "app",
+            &tree.path("app"),
+            Some(&tree.path("app/fleet.yaml")),
+            &ApplyOptions::default(),
+        )
+        .expect("reads");
+        let values = |helm: Option<&fleet_api::HelmOptions>| {
+            serde_json::Value::Object(helm.and_then(|h| h.values.clone()).unwrap_or_default())
+        };
+        assert_eq!(
+            values(bundle.spec.options.helm.as_ref()),
+            serde_json::json!({"a": "inline", "b": "common"})
+        );
+        let prod = bundle
+            .spec
+            .targets
+            .iter()
+            .find(|t| t.name.as_deref() == Some("prod"));
+        assert_eq!(
+            values(prod.and_then(|t| t.options.helm.as_ref())),
+            serde_json::json!({"c": "prod"})
+        );
+        let names: Vec<_> = bundle
+            .spec
+            .resources
+            .iter()
+            .filter_map(|r| r.name.as_deref())
+            .collect();
+        assert_eq!(names, ["chart/Chart.yaml", "chart/values.yaml"]);
     }
 
     #[test]

@@ -167,6 +167,12 @@ fn relative(error: BundleError, root: &Path, prefix: &str) -> BundleError {
             line,
             message,
         },
+        BundleError::ValuesFile(error) => {
+            BundleError::ValuesFile(crate::values_files::ValuesFileError {
+                path: shorten(error.path),
+                message: error.message,
+            })
+        }
         other => other,
     }
 }

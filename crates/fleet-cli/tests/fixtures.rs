@@ -117,6 +117,21 @@ fn yaml_overlays_replace_add_and_patch() {
 #[test]
 fn nested_fleet_yamls_make_bundles_and_fleetignore_excludes() {
     check("nested", "apply", &["apply", "-o", "-", "nested", "multi"]);
+    // The parent renders its own manifests (`.json` too), not those of `sub`, which is a
+    // bundle of its own: each object comes from exactly one release.
+    check("nested", "test", &["test", "-g", "default", "multi"]);
+}
+
+#[test]
+fn values_files_merge_at_each_level_and_leave_the_resources() {
+    check(
+        "values-files",
+        "test-prod",
+        &[
+            "test", "-g", "default", "-l", "env=prod", "-N", "prod-1", ".",
+        ],
+    );
+    check("values-files", "apply", &["apply", "-o", "-", "web", "."]);
 }
 
 /// `fleet` in a temporary repository with `files`; returns the output and the directory.

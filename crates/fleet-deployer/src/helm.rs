@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use fleet_api::values::merge_json;
 use fleet_api::{BundleDeploymentOptions, HelmOptions, HelmRepoAccess, Values};
 use fleet_bundle::files::Files;
 use fleet_render::render::{
-    Input, RenderError, Style, Tools, chart_args, helm_command, merged_values, namespace,
+    Input, RenderError, Style, Tools, chart_args, helm_command, helm_values, namespace,
     release_name, render, style, write_files,
 };
-use fleet_render::target::{ClusterInfo, merge_json};
+use fleet_render::target::ClusterInfo;
 
 use crate::chart::write_generated_chart;
 
@@ -203,7 +204,7 @@ impl Deployer {
         let mut values = serde_json::Value::Object(match style {
             Style::Kustomize(_) | Style::Raw => serde_json::Map::new(),
             // Templated for this cluster by the controller already.
-            _ => merged_values(&input)?,
+            _ => helm_values(&input),
         });
         merge_json(
             &mut values,

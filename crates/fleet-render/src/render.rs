@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::Files;
 use crate::overlay::{OverlayError, apply_overlays};
-use crate::target::{ClusterInfo, merge_json};
+use crate::target::ClusterInfo;
 use crate::values::{TemplateError, cluster_values};
 
 /// The helm and kustomize binaries to run.
@@ -247,49 +247,29 @@ pub fn chart_args(cmd: &mut Command, style: &Style, bundle_dir: &Path) {
     }
 }
 
-/// `helm.values` for the cluster, with each of `helm.valuesFiles` merged over them in order
-/// (Fleet's precedence: values, then valuesFiles, then valuesFrom, which only exists
-/// downstream), then templated for the cluster (`fleet test`; the controller templates
-/// `helm.values` itself, so the agent uses [`merged_values`]).
+/// `helm.values` templated for the cluster (`fleet test`; the controller templates
+/// `helm.values` itself, so the agent uses [`helm_values`]).
 pub fn values(input: &Input<'_>) -> Result<Map<String, Value>, RenderError> {
-    Ok(cluster_values(&merged_values(input)?, input.cluster)?)
+    Ok(cluster_values(&helm_values(input), input.cluster)?)
 }
 
-/// `helm.values` with each of `helm.valuesFiles` merged over them in order, untemplated.
-pub fn merged_values(input: &Input<'_>) -> Result<Map<String, Value>, RenderError> {
-    let helm = input.options.helm.clone().unwrap_or_default();
-    let mut merged = Value::Object(helm.values.unwrap_or_default());
-    for file in &helm.values_files {
-        let path = file.trim_start_matches("./");
-        let content = input.files.get(path).ok_or_else(|| RenderError::Yaml {
-            path: path.to_owned(),
-            message: "values file not found in the bundle".to_owned(),
-        })?;
-        let text = String::from_utf8_lossy(content);
-        let parsed: Value = serde_saphyr::from_str(&text).map_err(|e| RenderError::Yaml {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        if !parsed.is_null() {
-            merge_json(&mut merged, parsed);
-        }
-    }
-    Ok(match merged {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    })
+/// `helm.values` as the BundleDeployment carries them: the values files were merged into them
+/// when the Bundle was built, and a target's over the bundle's when the options were merged
+/// (Fleet's precedence: values, valuesFiles, then the target's values and valuesFiles, then
+/// valuesFrom, which only exists downstream). No values file is read here, as in Fleet.
+pub fn helm_values(input: &Input<'_>) -> Map<String, Value> {
+    input
+        .options
+        .helm
+        .as_ref()
+        .and_then(|helm| helm.values.clone())
+        .unwrap_or_default()
 }
 
-/// The YAML documents of the plain manifests, by path.
+/// The YAML documents of the plain manifests ([`fleet_bundle::manifests::raw_manifests`]).
 fn raw_documents(files: &Files) -> Result<Vec<Value>, RenderError> {
     let mut documents = Vec::new();
-    for (path, content) in files {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        if !(name.ends_with(".yaml") || name.ends_with(".yml"))
-            || fleet_bundle::discovery::OPTIONS_FILES.contains(&name)
-        {
-            continue;
-        }
+    for (path, content) in fleet_bundle::manifests::raw_manifests(files) {
         documents.extend(parse_documents(path, &String::from_utf8_lossy(content))?);
     }
     Ok(documents)

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use fleet_api::values::merge_json;
 use fleet_api::{
     BundleDeploymentOptions, BundleSpec, BundleTarget, ClusterSelection, TargetCustomizationMode,
 };
@@ -164,23 +165,6 @@ pub fn merge_options(
     let overlay = serde_json::to_value(custom).unwrap_or(Value::Null);
     merge_json(&mut merged, overlay);
     serde_json::from_value(merged).unwrap_or_else(|_| base.clone())
-}
-
-/// Deep merge of JSON objects; anything else in `overlay` replaces.
-pub fn merge_json(base: &mut Value, overlay: Value) {
-    match (base, overlay) {
-        (Value::Object(base), Value::Object(overlay)) => {
-            for (key, value) in overlay {
-                match base.get_mut(&key) {
-                    Some(existing) => merge_json(existing, value),
-                    None => {
-                        base.insert(key, value);
-                    }
-                }
-            }
-        }
-        (base, overlay) => *base = overlay,
-    }
 }
 
 #[cfg(test)]
