@@ -52,10 +52,10 @@ fn fold_helm(
     for file in &helm.values_files {
         merge_json(&mut merged, read(&dir.join(file), limits)?);
     }
-    if let Value::Object(values) = merged {
-        if !values.is_empty() {
-            helm.values = Some(values);
-        }
+    if let Value::Object(values) = merged
+        && !values.is_empty()
+    {
+        helm.values = Some(values);
     }
     Ok(())
 }
