@@ -2,11 +2,13 @@
 //! `fleet apply` builds them: the library behind both gitjob and the `fleet` CLI, so that what
 //! a user previews is exactly what gitjob produces.
 //!
-//! Built so far: bundle naming ([`naming`]), Go `path/filepath` glob semantics for GitRepo
-//! `paths` ([`glob`]), bundle discovery ([`discovery`]), reading a bundle directory with
-//! `.fleetignore` ([`files`]), and a directory with its `fleet.yaml` and the apply options to a
-//! Bundle ([`read`]). Remote charts, kustomize and overlays, values files into Secrets, and
-//! the `fleet` CLI follow (issues 5 and 6).
+//! - [`naming`]: bundle names; [`glob`]: Go `path/filepath` glob semantics for GitRepo `paths`;
+//!   [`discovery`]: which directories are bundles; [`repo`]: a whole tree to its Bundles.
+//! - [`files`]: a bundle directory's files, with `.fleetignore` and size limits;
+//!   [`read`]: a directory with its `fleet.yaml` and the apply options to a Bundle;
+//!   [`values_files`]: `helm.valuesFiles` merged into the values, as Fleet's reader does;
+//!   [`manifests`]: which files are plain manifests, checked when the Bundle is built.
+//! - [`store`]: writing a repository's Bundles to the cluster (gitjob and `fleet apply`).
 
 pub mod discovery;
 pub mod files;

@@ -1,6 +1,7 @@
-//! Checking that a bundle's plain YAML manifests parse, so that a broken file is reported with
-//! its path and line when the Bundle is built, not later by an agent in some cluster (Fleet
-//! only finds out at deploy time).
+//! A bundle's plain manifests: which files they are ([`raw_manifests`], as Fleet picks them
+//! when it deploys raw YAML), and checking that they parse, so that a broken file is reported
+//! with its path and line when the Bundle is built, not later by an agent in some cluster
+//! (Fleet only finds out at deploy time).
 //!
 //! Not checked: `fleet.yaml` (parsed on its own), and everything inside a Helm chart (a
 //! directory with a `Chart.yaml`), whose templates are not YAML until rendered.
