@@ -35,12 +35,14 @@ pub fn repo() -> anyhow::Result<GitRepoFixture> {
             // Drift is put back (the agent failover drills change the object by hand).
             ("hello/fleet.yaml", "defaultNamespace: demo\ncorrectDrift:\n  enabled: true\n"),
             ("hello/configmap.yaml", &hello("v1")),
-            ("chart/fleet.yaml", "defaultNamespace: demo\nhelm:\n  releaseName: web\n  values:\n    cluster: ${ .ClusterName }\n"),
+            // A values file, merged into the values when gitjob builds the Bundle (as Fleet).
+            ("chart/fleet.yaml", "defaultNamespace: demo\nhelm:\n  releaseName: web\n  values:\n    cluster: ${ .ClusterName }\n  valuesFiles:\n    - values-fleet.yaml\n"),
             ("chart/Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n"),
-            ("chart/values.yaml", "cluster: unknown\n"),
+            ("chart/values.yaml", "cluster: unknown\ntier: chart-default\n"),
+            ("chart/values-fleet.yaml", "tier: from-values-file\n"),
             (
                 "chart/templates/configmap.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  cluster: {{ .Values.cluster | quote }}\n",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  cluster: {{ .Values.cluster | quote }}\n  tier: {{ .Values.tier | quote }}\n",
             ),
             ("kustomize/fleet.yaml", "defaultNamespace: demo\n"),
             ("kustomize/kustomization.yaml", "resources:\n  - cm.yaml\nnamePrefix: kustomized-\n"),
@@ -57,7 +59,8 @@ pub fn hello(version: &str) -> String {
 }
 
 /// The objects of the three paths on every downstream cluster: `hello` at `version`, the
-/// chart's per-cluster value (checked to be the cluster's name when `strict`), kustomize's.
+/// chart's per-cluster value (checked to be the cluster's name when `strict`) and the value from
+/// its values file, kustomize's.
 pub async fn check_deployed(
     downstreams: &[Downstream],
     version: &str,
@@ -68,6 +71,7 @@ pub async fn check_deployed(
         for (name, key, want) in [
             ("hello", "version", version.to_owned()),
             ("web-settings", "cluster", String::new()),
+            ("web-settings", "tier", "from-values-file".to_owned()),
             ("kustomized-settings", "from", "kustomize".to_owned()),
         ] {
             let cm = wait_for(&configmaps, name, WAIT, |_| true)
