@@ -1,6 +1,10 @@
 //! `fleet test`: the manifests a cluster with the given name, labels and groups would receive
 //! from the bundles of a directory, with target customizations applied and charts and
 //! kustomizations rendered by the real tools, as one YAML stream.
+//!
+//! As Fleet's `fleet test` (`internal/cmd/cli/match`): with none of `-g`, `-l`, `-L` and `-t`
+//! the cluster is in group `default`; `-t` takes a target by name; `# Matched: <targets>` goes
+//! to stderr, the objects to stdout; when nothing matches it fails with `no match found`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -9,7 +13,7 @@ use anyhow::{Context, bail};
 use fleet_bundle::read::{ApplyOptions, decode_resources};
 use fleet_bundle::repo::{Scan, read_repo};
 use fleet_render::render::{Input, Tools, render};
-use fleet_render::target::match_cluster;
+use fleet_render::target::{match_cluster, match_target};
 use kube::ResourceExt;
 
 use crate::cluster::{ClusterArgs, ToolArgs};
@@ -26,6 +30,9 @@ pub struct TestArgs {
     /// Print the Bundles instead of matching and rendering them.
     #[arg(short = 'b', long)]
     print_bundle: bool,
+    /// Explicit target to match (by name), instead of the cluster's flags.
+    #[arg(short = 't', long)]
+    target: Option<String>,
     /// The directory to read (default: the current directory).
     path: Option<PathBuf>,
 }
@@ -47,7 +54,17 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     if args.print_bundle {
         return crate::apply::write_yaml("-", &bundles);
     }
-    let cluster = args.cluster.cluster();
+    let mut cluster = args.cluster.cluster();
+    if args.cluster.groups.is_empty()
+        && args.cluster.labels.is_empty()
+        && args.cluster.group_labels.is_empty()
+        && args.target.is_none()
+    {
+        cluster.groups.push(fleet_render::target::GroupInfo {
+            name: "default".to_owned(),
+            labels: Default::default(),
+        });
+    }
     let tools = Tools {
         helm: args.tools.helm.clone(),
         kustomize: args.tools.kustomize.clone(),
@@ -56,17 +73,25 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     let mut matched = 0;
     for bundle in &bundles {
         let name = bundle.name_any();
-        let Some(found) =
-            match_cluster(&bundle.spec, &cluster).with_context(|| format!("bundle {name}"))?
-        else {
-            eprintln!("# {name}: no target matches cluster {:?}", cluster.name);
+        let found = match &args.target {
+            Some(target) => match_target(&bundle.spec, target),
+            None => {
+                match_cluster(&bundle.spec, &cluster).with_context(|| format!("bundle {name}"))?
+            }
+        };
+        let Some(found) = found else {
+            if bundles.len() > 1 {
+                eprintln!("# Bundle {name}: no match");
+            }
             continue;
         };
         matched += 1;
-        out.push_str(&format!(
-            "# Bundle {name}, targets: {}\n",
-            found.targets.join(", ")
-        ));
+        let bundle_of = if bundles.len() > 1 {
+            format!("Bundle {name}: ")
+        } else {
+            String::new()
+        };
+        eprintln!("# {bundle_of}Matched: {}", found.targets.join(", "));
         if args.quiet {
             continue;
         }
@@ -89,10 +114,8 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if matched == 0 && !bundles.is_empty() {
-        eprintln!(
-            "# no bundle targets this cluster (bundles without targets go to the cluster group `default`: try -g default)"
-        );
+    if matched == 0 {
+        bail!("no match found");
     }
     std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(())

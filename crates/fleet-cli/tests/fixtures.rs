@@ -154,6 +154,55 @@ fn assert_fails_naming(output: &Output, text: &str) {
     );
 }
 
+/// `fleet test` as Fleet's (`internal/cmd/cli/match`): group `default` when no group, label,
+/// group label or target is given; `-t` by target name; `# Matched:` on stderr; no match fails.
+#[test]
+fn test_matches_like_fleets_cli() {
+    let files = [
+        (
+            "fleet.yaml",
+            "namespace: base\ntargetCustomizations:\n- name: prod\n  clusterSelector: {matchLabels: {env: prod}}\n  namespace: prod-ns\n",
+        ),
+        (
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+        ),
+    ];
+    let stdout = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    // Only the customization targets clusters here, so a plain cluster of group `default` gets
+    // nothing: Fleet's error, exit 1.
+    let (out, _dir) = in_temp_repo(&files, &["test", "."]);
+    assert_fails_naming(&out, "no match found");
+
+    let (out, _dir) = in_temp_repo(&files, &["test", "-l", "env=prod", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("# Matched: prod"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("namespace: prod-ns"),
+        "{}",
+        stdout(&out)
+    );
+
+    let (out, _dir) = in_temp_repo(&files, &["test", "-t", "prod", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("namespace: prod-ns"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A bundle without targets goes to group `default`, which the cluster is in by default.
+    let (out, _dir) = in_temp_repo(&files[1..], &["test", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("# Matched: default"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn bad_input_gets_one_clear_message_and_writes_nothing() {
     let (out, dir) = in_temp_repo(

@@ -147,8 +147,26 @@ pub fn release_name(bundle: &str, options: &BundleDeploymentOptions) -> String {
         .unwrap_or_else(|| helm_release_name(bundle))
 }
 
-/// The manifests `input.cluster` receives, as YAML documents.
+/// The manifests `input.cluster` receives, as YAML documents. With `namespace` (Fleet's
+/// `targetNamespace`) every object is put into that namespace, as Fleet's post-renderer does.
 pub fn render(input: Input<'_>, tools: &Tools) -> Result<Vec<Value>, RenderError> {
+    let forced = input
+        .options
+        .target_namespace
+        .clone()
+        .filter(|n| !n.is_empty());
+    let mut documents = render_documents(input, tools)?;
+    if let Some(namespace) = forced {
+        for document in &mut documents {
+            if let Some(metadata) = document.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.insert("namespace".to_owned(), Value::String(namespace.clone()));
+            }
+        }
+    }
+    Ok(documents)
+}
+
+fn render_documents(input: Input<'_>, tools: &Tools) -> Result<Vec<Value>, RenderError> {
     let style = style(input.files, input.options)?;
     if style == Style::Raw {
         let overlays = input
@@ -393,6 +411,68 @@ mod tests {
         assert_eq!(
             release_name("repo-multi-cluster-hello", &options),
             "repo-multi-cluster-hello"
+        );
+    }
+
+    #[test]
+    fn raw_manifests_as_fleet_renders_them() {
+        let files: Files = [
+            ("fleet.yaml", "defaultNamespace: a\n"),
+            ("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: other}\n"),
+            ("role.json", r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}}"#),
+            ("notes.txt", "not a manifest"),
+            ("sub/fleet.yaml", "defaultNamespace: sub\n"),
+            ("sub/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sub}\n"),
+            ("chart/Chart.yaml", "name: c\nversion: 0.1.0\n"),
+            ("chart/templates/cm.yaml", "{{ .Values.x }}"),
+        ]
+        .iter()
+        .map(|(p, c)| ((*p).to_owned(), c.as_bytes().to_vec()))
+        .collect();
+        let tools = Tools {
+            helm: PathBuf::from("/nonexistent/helm"),
+            kustomize: PathBuf::from("/nonexistent/kustomize"),
+        };
+        let cluster = ClusterInfo::default();
+        let names = |options: &BundleDeploymentOptions| -> Vec<(String, String)> {
+            let input = Input {
+                bundle: "b",
+                files: &files,
+                options,
+                cluster: &cluster,
+            };
+            render(input, &tools)
+                .expect("renders")
+                .iter()
+                .map(|d| {
+                    let meta = &d["metadata"];
+                    (
+                        meta["name"].as_str().unwrap_or_default().to_owned(),
+                        meta["namespace"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        // `.json` is a manifest; `sub` (a bundle) and `chart` (a chart) deploy their own.
+        let plain = BundleDeploymentOptions::default();
+        assert_eq!(
+            names(&plain),
+            [
+                ("cm".to_owned(), "other".to_owned()),
+                ("r".to_owned(), String::new())
+            ]
+        );
+        // `namespace` (targetNamespace) puts every object into it, as Fleet's post-renderer.
+        let forced = BundleDeploymentOptions {
+            target_namespace: Some("forced".to_owned()),
+            ..BundleDeploymentOptions::default()
+        };
+        assert_eq!(
+            names(&forced),
+            [
+                ("cm".to_owned(), "forced".to_owned()),
+                ("r".to_owned(), "forced".to_owned())
+            ]
         );
     }
 }

@@ -55,6 +55,19 @@ pub struct Match {
     pub options: BundleDeploymentOptions,
 }
 
+/// The deployment of the target named `name` (`fleet test -t`, Fleet's `MatchForTarget`):
+/// the bundle's options with that target's merged over them; `None` if there is no such target.
+pub fn match_target(spec: &BundleSpec, name: &str) -> Option<Match> {
+    let target = spec
+        .targets
+        .iter()
+        .find(|t| t.name.as_deref() == Some(name))?;
+    Some(Match {
+        targets: vec![name.to_owned()],
+        options: merge_options(&spec.options, &target.options),
+    })
+}
+
 /// The deployment `cluster` gets from a bundle with `spec`, `None` if it gets none (no
 /// matching target, no matching restriction, or `doNotDeploy`).
 pub fn match_cluster(
