@@ -15,7 +15,7 @@ use std::time::Duration;
 use fleet_api::ClusterRegistration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,8 @@ pub enum CredentialsError {
     Config(String),
     #[error("{action}: {source}")]
     Api { action: String, source: kube::Error },
+    #[error(transparent)]
+    Write(#[from] fleet_runtime::WriteError),
 }
 
 fn api(action: &str) -> impl FnOnce(kube::Error) -> CredentialsError + '_ {
@@ -147,6 +149,7 @@ pub async fn saved(
 
 /// Saved credentials, or a registration with the token values at `values_path`.
 pub async fn obtain(
+    writer: &fleet_runtime::Writer,
     downstream: &Client,
     namespace: &str,
     values_path: Option<&Path>,
@@ -176,7 +179,7 @@ pub async fn obtain(
             .uid
             .unwrap_or_default(),
     };
-    let identity = register(&values, &client_id).await?;
+    let identity = register(writer, &values, &client_id).await?;
     let mut secret = Secret {
         metadata: ObjectMeta {
             name: Some(SECRET.to_owned()),
@@ -189,15 +192,19 @@ pub async fn obtain(
         ..Secret::default()
     };
     secret.metadata.namespace = Some(namespace.to_owned());
-    match secrets.create(&PostParams::default(), &secret).await {
+    match writer.create(&secrets, &secret).await {
         Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => return Err(api("saving the credentials")(e)),
+        Err(e) if e.is_conflict() => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(identity)
 }
 
-async fn register(values: &TokenValues, client_id: &str) -> Result<Identity, CredentialsError> {
+async fn register(
+    writer: &fleet_runtime::Writer,
+    values: &TokenValues,
+    client_id: &str,
+) -> Result<Identity, CredentialsError> {
     let import = Identity {
         api_server_url: values.api_server_url.clone(),
         api_server_ca: values.api_server_ca.clone().unwrap_or_default(),
@@ -213,10 +220,16 @@ async fn register(values: &TokenValues, client_id: &str) -> Result<Identity, Cre
         "spec": {"clientID": client_id, "clientRandom": random},
     }))
     .map_err(|e| CredentialsError::Config(e.to_string()))?;
-    Api::<ClusterRegistration>::namespaced(client.clone(), &values.cluster_namespace)
-        .create(&PostParams::default(), &registration)
+    let registrations =
+        Api::<ClusterRegistration>::namespaced(client.clone(), &values.cluster_namespace);
+    writer
+        .create(&registrations, &registration)
         .await
-        .map_err(api("registering (is the token valid and not expired?)"))?;
+        .map_err(|e| {
+            CredentialsError::Config(format!(
+                "registering (is the token valid and not expired?): {e}"
+            ))
+        })?;
     tracing::info!(client_id, namespace = %values.cluster_namespace, "registration requested; waiting for the controller");
     let secrets: Api<Secret> = Api::namespaced(client, REGISTRATION_NAMESPACE);
     // As the controller names it (fleet_controller::registration::credentials_secret).

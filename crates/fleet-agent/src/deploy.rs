@@ -15,6 +15,7 @@ use fleet_deployer::Release;
 use fleet_election::Leadership;
 use fleet_render::render::{namespace, release_name};
 use fleet_render::target::ClusterInfo;
+use fleet_runtime::Writer;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -30,11 +31,12 @@ pub struct Context {
     /// The cluster the agent deploys to, and its releases.
     pub inspector: Inspector,
     pub cluster: ClusterInfo,
-    /// This term of leadership: no helm run starts once it is told to stop, and a write
-    /// goes out only while [`Leadership::still_leading`] (the Lease is still held within its
-    /// renew deadline), so that a deploy in flight at a graceful hand-over is recorded by the
-    /// replica that made it, before it releases the Lease, and not made again by the next.
+    /// This term of leadership: no helm run starts once it is told to stop.
     pub leadership: Leadership,
+    /// The term's writes: each goes out only while the Lease is still held within its renew
+    /// deadline, so that a deploy in flight at a graceful hand-over is recorded by the replica
+    /// that made it, before it releases the Lease, and not made again by the next.
+    pub writer: Writer,
     /// How often a failed drift correction is tried again.
     pub drift_interval: Duration,
     /// The agent's namespace downstream (where bundles' service accounts live).
@@ -138,7 +140,7 @@ async fn report(
 ) -> Result<(), Error> {
     report::status(
         &ctx.upstream,
-        &ctx.leadership,
+        &ctx.writer,
         bd,
         patch,
         Freshness::Authoritative,
@@ -245,6 +247,7 @@ async fn deploy(
     .map_err(|e| Error::Deploy(e.to_string()))?;
     if deployed.is_ok()
         && let Err(e) = crate::releases::label_namespace(
+            &ctx.writer,
             &ctx.inspector.downstream,
             &release.namespace,
             labels.as_ref(),
@@ -357,13 +360,10 @@ async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
     }
     if options.keep_resources {
         tracing::info!(bundle_deployment = %bd.name_any(), %release, "keepResources: forgetting the release, keeping its objects");
-        return crate::releases::forget_release(&ctx.inspector.downstream, &release)
+        return crate::releases::forget_release(&ctx.writer, &ctx.inspector.downstream, &release)
             .await
             .map(|()| Action::await_change())
-            .map_err(|source| Error::Api {
-                action: format!("forgetting release {release}"),
-                source,
-            });
+            .map_err(Error::from);
     }
     ctx.inspector.forget(&release);
     let deployer = ctx.inspector.deployer.clone();
@@ -373,12 +373,12 @@ async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
         .map_err(|e| Error::Deploy(e.to_string()))?
         .map_err(|e| Error::Deploy(e.to_string()))?;
     if options.delete_namespace {
-        crate::releases::delete_namespace(&ctx.inspector.downstream, &release.namespace)
-            .await
-            .map_err(|source| Error::Api {
-                action: format!("deleting namespace {}", release.namespace),
-                source,
-            })?;
+        crate::releases::delete_namespace(
+            &ctx.writer,
+            &ctx.inspector.downstream,
+            &release.namespace,
+        )
+        .await?;
     }
     Ok(Action::await_change())
 }

@@ -5,6 +5,10 @@
 pub enum Error {
     #[error("{action}: {source}")]
     Api { action: String, source: kube::Error },
+    /// A write failed, or was refused because the role's term ended.
+    #[error(transparent)]
+    Write(#[from] fleet_runtime::WriteError),
+    /// The term is ending: no new helm run starts.
     #[error("leadership lost")]
     NotLeading,
     #[error("finalizer: {0}")]

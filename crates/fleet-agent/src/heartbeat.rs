@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Reports every `interval` until `stop`.
 pub async fn run(
+    writer: fleet_runtime::Writer,
     upstream: Client,
     namespace: String,
     name: String,
@@ -24,8 +25,8 @@ pub async fn run(
             "lastSeen": jiff::Timestamp::now().to_string(),
             "namespace": agent_namespace,
         }}});
-        if let Err(error) = api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        if let Err(error) = writer
+            .patch_status(&api, &name, &PatchParams::default(), &Patch::Merge(patch))
             .await
         {
             tracing::warn!(cluster = %name, %namespace, %error, "heartbeat failed; retrying at the next interval");

@@ -19,7 +19,7 @@ use fleet_deployer::Deployer;
 use fleet_election::{Leadership, parse_go_duration};
 use fleet_render::render::Tools;
 use fleet_render::target::ClusterInfo;
-use fleet_runtime::{Runtime, RuntimeArgs};
+use fleet_runtime::{Runtime, RuntimeArgs, WriteGate, Writer};
 use kube::Api;
 use kube::runtime::{Controller, controller, watcher};
 
@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         .context("starting fleet-agent")?;
     let downstream = runtime.client();
     let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
+    let gate = fleet_runtime::WriteGate::new(MANAGER, runtime.registry_mut());
     let deployer = Deployer {
         tools: Tools {
             helm: args.helm.clone(),
@@ -84,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         downstream,
         deployer,
         reconciles,
+        gate,
     };
     runtime.second_role(MONITOR_LEASE, {
         let agent = agent.clone();
@@ -95,6 +97,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The field manager of the agent's writes.
+const MANAGER: &str = "fleet-agent";
 /// The deploying role's Lease (Fleet's agent Lease name).
 const LEASE: &str = "fleet-agent";
 /// The monitoring role's Lease.
@@ -115,6 +119,7 @@ async fn connect(
     args: &Args,
     downstream: &kube::Client,
     how: Connect,
+    writer: &Writer,
     leadership: &Leadership,
 ) -> Option<(kube::Client, credentials::Identity)> {
     let connected = match (
@@ -129,6 +134,7 @@ async fn connect(
             let identity = match how {
                 Connect::MayRegister => {
                     credentials::obtain(
+                        writer,
                         downstream,
                         &args.runtime.namespace,
                         args.registration_values.as_deref(),
@@ -172,6 +178,7 @@ struct Agent {
     downstream: kube::Client,
     deployer: Deployer,
     reconciles: fleet_runtime::Reconciles,
+    gate: WriteGate,
 }
 
 impl Agent {
@@ -182,15 +189,24 @@ impl Agent {
             downstream,
             deployer,
             reconciles,
+            gate,
         } = self;
+        let writer = gate.writer(leadership.clone());
         // Registration happens while leading, as in Fleet: one replica registers.
-        let Some((upstream, identity)) =
-            connect(&args, &downstream, Connect::MayRegister, &leadership).await
+        let Some((upstream, identity)) = connect(
+            &args,
+            &downstream,
+            Connect::MayRegister,
+            &writer,
+            &leadership,
+        )
+        .await
         else {
             return;
         };
         tracing::info!(cluster = %identity.cluster_name, namespace = %identity.deployment_namespace, "connected upstream");
         let heartbeat = fleet_agent::heartbeat::run(
+            writer.clone(),
             upstream.clone(),
             identity.cluster_namespace.clone(),
             identity.cluster_name.clone(),
@@ -209,6 +225,7 @@ impl Agent {
                 ..ClusterInfo::default()
             },
             leadership: leadership.clone(),
+            writer,
         });
         let deployments = Controller::new(
             Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
@@ -231,9 +248,11 @@ impl Agent {
             downstream,
             deployer,
             reconciles,
+            gate,
         } = self;
+        let writer = gate.writer(leadership.clone());
         let Some((upstream, identity)) =
-            connect(&args, &downstream, Connect::Saved, &leadership).await
+            connect(&args, &downstream, Connect::Saved, &writer, &leadership).await
         else {
             return;
         };
@@ -241,7 +260,7 @@ impl Agent {
         let ctx = Arc::new(monitor::Context {
             upstream: upstream.clone(),
             inspector: Inspector::new(downstream, deployer),
-            leadership: leadership.clone(),
+            writer,
             drift_interval: args.drift_interval,
         });
         let scans = Controller::new(

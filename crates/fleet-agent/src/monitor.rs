@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_api::BundleDeployment;
-use fleet_election::Leadership;
+use fleet_runtime::Writer;
 use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 
@@ -25,8 +25,8 @@ use crate::report::{self, Freshness};
 pub struct Context {
     pub upstream: Client,
     pub inspector: Inspector,
-    /// This term of the monitoring Lease: a status write goes out only while it is held.
-    pub leadership: Leadership,
+    /// The writes of this term of the monitoring Lease: each goes out only while it is held.
+    pub writer: Writer,
     /// How often each deployed release is looked at.
     pub drift_interval: Duration,
 }
@@ -34,7 +34,7 @@ pub struct Context {
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("lease", &self.leadership.lease())
+            .field("writer", &self.writer)
             .finish_non_exhaustive()
     }
 }
@@ -92,7 +92,7 @@ pub async fn reconcile(bd: Arc<BundleDeployment>, ctx: Arc<Context>) -> Result<A
         tracing::debug!(bundle_deployment = %name, ready = inspection.non_ready.is_empty(), modified = inspection.modified.len(), "status changed");
         report::status(
             &ctx.upstream,
-            &ctx.leadership,
+            &ctx.writer,
             &bd,
             patch,
             Freshness::IfUnchanged,
@@ -112,10 +112,7 @@ fn next_check(inspection: &Inspection, drift_interval: Duration) -> Duration {
 
 pub fn error_policy(bd: Arc<BundleDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
     match error {
-        Error::Api {
-            source: kube::Error::Api(status),
-            ..
-        } if status.code == 409 => {
+        Error::Write(error) if error.is_conflict() => {
             tracing::debug!(bundle_deployment = %bd.name_any(), "status changed while looking; looking again");
             Action::requeue(Duration::from_millis(200))
         }

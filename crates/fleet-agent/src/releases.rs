@@ -11,6 +11,7 @@ use fleet_deployer::Release;
 use fleet_deployer::helm::OWNER_LABEL;
 use std::collections::BTreeMap;
 
+use fleet_runtime::{WriteError, Writer};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -51,45 +52,51 @@ pub async fn conflict(
 
 /// Deletes the release's Helm history (Secrets driver: `owner=helm,name=<release>`), leaving
 /// every object the release created in place.
-pub async fn forget_release(client: &Client, release: &Release) -> Result<(), kube::Error> {
+pub async fn forget_release(
+    writer: &Writer,
+    client: &Client,
+    release: &Release,
+) -> Result<(), WriteError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &release.namespace);
     let selector = format!("owner=helm,name={}", release.name);
-    secrets
+    writer
         .delete_collection(
+            &secrets,
             &DeleteParams::default(),
             &ListParams::default().labels(&selector),
         )
-        .await?;
-    Ok(())
+        .await
 }
 
 /// Deletes `namespace` unless it is protected or already gone.
-pub async fn delete_namespace(client: &Client, namespace: &str) -> Result<(), kube::Error> {
+pub async fn delete_namespace(
+    writer: &Writer,
+    client: &Client,
+    namespace: &str,
+) -> Result<(), WriteError> {
     if PROTECTED_NAMESPACES.contains(&namespace) || namespace.starts_with("cattle-") {
         tracing::info!(namespace, "deleteNamespace: keeping a system namespace");
         return Ok(());
     }
-    match Api::<Namespace>::all(client.clone())
-        .delete(namespace, &DeleteParams::default())
-        .await
+    let namespaces = Api::<Namespace>::all(client.clone());
+    if writer
+        .delete(&namespaces, namespace, &DeleteParams::default())
+        .await?
     {
-        Ok(_) => {
-            tracing::info!(namespace, "deleteNamespace: namespace deleted");
-            Ok(())
-        }
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(e),
+        tracing::info!(namespace, "deleteNamespace: namespace deleted");
     }
+    Ok(())
 }
 
 /// Sets a bundle's `namespaceLabels` and `namespaceAnnotations` on its release namespace
 /// (merged with what the namespace has; nothing to do when neither is set).
 pub async fn label_namespace(
+    writer: &Writer,
     client: &Client,
     namespace: &str,
     labels: Option<&BTreeMap<String, String>>,
     annotations: Option<&BTreeMap<String, String>>,
-) -> Result<(), kube::Error> {
+) -> Result<(), WriteError> {
     if labels.is_none() && annotations.is_none() {
         return Ok(());
     }
@@ -102,8 +109,14 @@ pub async fn label_namespace(
         metadata.insert("annotations".to_owned(), serde_json::json!(annotations));
     }
     let patch = serde_json::json!({ "metadata": metadata });
-    Api::<Namespace>::all(client.clone())
-        .patch(namespace, &PatchParams::default(), &Patch::Merge(patch))
+    let namespaces = Api::<Namespace>::all(client.clone());
+    writer
+        .patch(
+            &namespaces,
+            namespace,
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await
         .map(drop)
 }

@@ -1,8 +1,8 @@
-//! Writing a BundleDeployment's status upstream: only while the role's Lease is held
-//! ([`Leadership::still_leading`], checked right before the request).
+//! Writing a BundleDeployment's status upstream: only while the role's Lease is held (the
+//! role's [`Writer`] checks it right before the request).
 
 use fleet_api::BundleDeployment;
-use fleet_election::Leadership;
+use fleet_runtime::Writer;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 
@@ -22,7 +22,7 @@ pub enum Freshness {
 /// Merges `patch` into `bd`'s status.
 pub async fn status(
     upstream: &Client,
-    leadership: &Leadership,
+    writer: &Writer,
     bd: &BundleDeployment,
     mut patch: serde_json::Value,
     freshness: Freshness,
@@ -32,16 +32,15 @@ pub async fn status(
     {
         patch["metadata"] = serde_json::json!({ "resourceVersion": version });
     }
-    if !leadership.still_leading() {
-        return Err(Error::NotLeading);
-    }
-    let name = bd.name_any();
-    Api::<BundleDeployment>::namespaced(upstream.clone(), &bd.namespace().unwrap_or_default())
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(|source| Error::Api {
-            action: format!("reporting the status of {name}"),
-            source,
-        })?;
+    let api =
+        Api::<BundleDeployment>::namespaced(upstream.clone(), &bd.namespace().unwrap_or_default());
+    writer
+        .patch_status(
+            &api,
+            &bd.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
     Ok(())
 }

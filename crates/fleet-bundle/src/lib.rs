@@ -8,7 +8,8 @@
 //!   [`read`]: a directory with its `fleet.yaml` and the apply options to a Bundle;
 //!   [`values_files`]: `helm.valuesFiles` merged into the values, as Fleet's reader does;
 //!   [`manifests`]: which files are plain manifests, checked when the Bundle is built.
-//! - [`store`]: writing a repository's Bundles to the cluster (gitjob and `fleet apply`).
+//!
+//! Pure: nothing here talks to a cluster (`fleet_runtime::bundle_store` writes the Bundles).
 
 pub mod discovery;
 pub mod files;
@@ -17,7 +18,6 @@ pub mod manifests;
 pub mod naming;
 pub mod read;
 pub mod repo;
-pub mod store;
 #[cfg(test)]
 mod testutil;
 pub mod values_files;

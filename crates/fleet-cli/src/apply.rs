@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use fleet_api::{BundleTarget, BundleTargetRestriction, CorrectDrift};
 use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::repo::{Scan, read_repo};
-use fleet_bundle::store::BundleStore;
+use fleet_runtime::WriteGate;
+use fleet_runtime::bundle_store::BundleStore;
 use serde::Deserialize;
 
 #[derive(Debug, clap::Args)]
@@ -192,7 +193,9 @@ fn apply_to_cluster(args: &ApplyArgs, bundles: Vec<fleet_api::Bundle>) -> anyhow
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let client = kube_client(args.kubeconfig.as_deref()).await?;
-        let store = BundleStore::new(client, "fleet-apply");
+        // A user's command: no Lease, no claim.
+        let writer = WriteGate::unregistered("fleet-apply").unclaimed("fleet apply");
+        let store = BundleStore::new(client, writer);
         let report = store
             .sync(&args.bundles.namespace, &args.bundles.name, None, bundles)
             .await?;

@@ -16,8 +16,9 @@ use fleet_api::{
     Bundle, BundleDeployment, BundleDisplay, BundleStatus, BundleSummary, Content, PartitionStatus,
 };
 use fleet_render::target::ClusterInfo;
+use fleet_runtime::WriteError;
 use futures::StreamExt;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
@@ -41,17 +42,11 @@ pub enum Error {
     },
     #[error(transparent)]
     NotLeading(#[from] NotLeading),
+    /// A write failed, or was refused because the claim was gone.
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error("finalizer: {0}")]
     Finalizer(String),
-}
-
-fn api_error(action: &'static str, what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Api {
-        action,
-        what,
-        source,
-    }
 }
 
 /// Contents known to exist (their names are content hashes: they never change).
@@ -273,54 +268,46 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
     let what = || format!("{namespace}/{name}");
     // At most `write_concurrency` writes in flight across all Bundles.
     let _slot = ctx.write_slots.acquire().await.map_err(|_| NotLeading)?;
+    // Each request asks the claim right before it goes out.
+    let writer = ctx.writer();
     let apply = || async {
-        api.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&bd),
-        )
-        .await
-        .map(|_| ())
+        writer
+            .patch(
+                &api,
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&bd),
+            )
+            .await
+            .map(|_| ())
     };
     let mut result = if new {
-        let params = PostParams {
-            field_manager: Some(MANAGER.to_owned()),
-            ..PostParams::default()
-        };
-        match api.create(&params, &bd).await {
-            Err(kube::Error::Api(status)) if status.code == 409 => apply().await,
+        match writer.create(&api, &bd).await {
+            Err(e) if e.is_conflict() => apply().await,
             other => other.map(|_| ()),
         }
     } else {
         apply().await
     };
     // The cluster's namespace is not there yet (its Cluster was just created).
-    if matches!(&result, Err(kube::Error::Api(status)) if status.code == 404) {
+    if result.as_ref().is_err_and(WriteError::is_not_found) {
         crate::clusters::ensure_namespace(ctx, &namespace, &bd).await?;
         result = apply().await;
     }
-    result.map_err(api_error("writing BundleDeployment", what()))?;
+    result.map_err(|e| {
+        tracing::debug!(bundle_deployment = %what(), error = %e, "write failed");
+        e
+    })?;
     ctx.metrics.writes.inc();
     Ok(())
 }
 
 /// Deletes a BundleDeployment (and the Helm repository credentials copied next to it).
 async fn delete_deployment(ctx: &Context, bd: &BundleDeployment) -> Result<(), Error> {
-    ctx.check_leading()?;
     let (namespace, name) = (bd.namespace().unwrap_or_default(), bd.name_any());
-    crate::context::delete::<BundleDeployment>(ctx, &namespace, &name)
-        .await
-        .map_err(api_error(
-            "deleting BundleDeployment",
-            format!("{namespace}/{name}"),
-        ))?;
+    crate::context::delete::<BundleDeployment>(ctx, &namespace, &name).await?;
     if bd.spec.helm_chart_options.is_some() {
-        crate::helm_secrets::remove(ctx, &namespace, &name)
-            .await
-            .map_err(api_error(
-                "deleting the Helm repository credentials of",
-                format!("{namespace}/{name}"),
-            ))?;
+        crate::helm_secrets::remove(ctx, &namespace, &name).await?;
     }
     Ok(())
 }
@@ -339,14 +326,13 @@ async fn ensure_content(ctx: &Context, content: &Content) -> Result<(), Error> {
     if known {
         return Ok(());
     }
-    ctx.check_leading()?;
     let api: Api<Content> = Api::all(ctx.client.clone());
-    match api.create(&PostParams::default(), content).await {
+    match ctx.writer().create(&api, content).await {
         Ok(_) => {
             ctx.metrics.writes.inc();
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => return Err(api_error("creating Content", name)(e)),
+        Err(e) if e.is_conflict() => {}
+        Err(e) => return Err(e.into()),
     }
     ctx.contents
         .0
@@ -416,12 +402,7 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
         "maxUnavailablePartitions": next.max_unavailable_partitions,
         "partitions": next.partition_status,
     });
-    crate::context::apply_status::<Bundle>(ctx, &namespace, &name, status)
-        .await
-        .map_err(api_error(
-            "writing status of Bundle",
-            format!("{namespace}/{name}"),
-        ))?;
+    crate::context::apply_status::<Bundle>(ctx, &namespace, &name, status).await?;
     Ok(())
 }
 

@@ -17,21 +17,13 @@ use fleet_api::{
 };
 use fleet_render::target::selector_matches;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::bundles::Error;
 use crate::context::{Context, deployment_namespace};
 use crate::summary;
-
-fn api_error(action: &'static str, what: String) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Api {
-        action,
-        what,
-        source,
-    }
-}
 
 /// Creates a cluster namespace if it is missing, annotated with the cluster it belongs to;
 /// `owner` (the Cluster, or a BundleDeployment with its cluster labels) names it.
@@ -66,7 +58,6 @@ pub async fn create_namespace(
     name: &str,
     annotations: BTreeMap<String, String>,
 ) -> Result<(), Error> {
-    ctx.check_leading()?;
     let namespace = Namespace {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -76,15 +67,13 @@ pub async fn create_namespace(
         },
         ..Namespace::default()
     };
-    match Api::<Namespace>::all(ctx.client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-    {
+    let api = Api::<Namespace>::all(ctx.client.clone());
+    match ctx.writer().create(&api, &namespace).await {
         Ok(_) => {
             ctx.metrics.writes.inc();
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => return Err(api_error("creating namespace", name.to_owned())(e)),
+        Err(e) if e.is_conflict() => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }
@@ -189,12 +178,7 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
             "readyHelmOps": next.ready_helm_ops,
             "desiredReadyHelmOps": next.desired_ready_helm_ops,
         });
-        crate::context::apply_status::<Cluster>(ctx, &namespace, &name, status)
-            .await
-            .map_err(api_error(
-                "writing status of Cluster",
-                format!("{namespace}/{name}"),
-            ))?;
+        crate::context::apply_status::<Cluster>(ctx, &namespace, &name, status).await?;
     }
     Ok(recheck.map_or_else(Action::await_change, Action::requeue))
 }
@@ -325,12 +309,7 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
             "summary": next.summary,
             "conditions": [ready],
         });
-        crate::context::apply_status::<ClusterGroup>(ctx, &namespace, &name, status)
-            .await
-            .map_err(api_error(
-                "writing status of ClusterGroup",
-                format!("{namespace}/{name}"),
-            ))?;
+        crate::context::apply_status::<ClusterGroup>(ctx, &namespace, &name, status).await?;
     }
     Ok(Action::await_change())
 }

@@ -21,6 +21,7 @@ use kube::{Client, ResourceExt};
 use crate::metrics::Metrics;
 pub use fleet_render::deployments::deployment_namespace;
 use fleet_render::deployments::{Candidate, candidate};
+use fleet_runtime::{WriteError, WriteGate, Writer};
 
 /// The controller's flags that reconcilers read.
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ pub async fn apply_status<K>(
     namespace: &str,
     name: &str,
     status: serde_json::Value,
-) -> Result<(), kube::Error>
+) -> Result<(), WriteError>
 where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -91,8 +92,10 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    kube::Api::<K>::namespaced(ctx.client.clone(), namespace)
+    let api = kube::Api::<K>::namespaced(ctx.client.clone(), namespace);
+    ctx.writer()
         .patch_status(
+            &api,
             name,
             &kube::api::PatchParams::apply(crate::bundles::MANAGER).force(),
             &kube::api::Patch::Apply(body),
@@ -103,24 +106,22 @@ where
 }
 
 /// Deletes `namespace/name` of kind `K` if it exists (in the background; counted as a write).
-pub async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), kube::Error>
+pub async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), WriteError>
 where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    match kube::Api::<K>::namespaced(ctx.client.clone(), namespace)
-        .delete(name, &kube::api::DeleteParams::background())
-        .await
+    let api = kube::Api::<K>::namespaced(ctx.client.clone(), namespace);
+    if ctx
+        .writer()
+        .delete(&api, name, &kube::api::DeleteParams::background())
+        .await?
     {
-        Ok(_) => {
-            ctx.metrics.writes.inc();
-            Ok(())
-        }
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(e),
+        ctx.metrics.writes.inc();
     }
+    Ok(())
 }
 
 /// Shared by the reconcilers of one term.
@@ -133,6 +134,8 @@ pub struct Context {
     /// shards) the term of each object's shard, set for the duration of its reconcile by
     /// [`claimed`].
     pub claims: Claims,
+    /// Every write goes through it, under the claim of the moment ([`Context::writer`]).
+    pub gate: WriteGate,
     /// Contents known to exist.
     pub contents: crate::bundles::KnownContents,
     /// Helm repository credentials copied into cluster namespaces.
@@ -188,16 +191,34 @@ where
 pub struct NotLeading;
 
 impl Context {
-    /// Call before every write.
-    pub fn check_leading(&self) -> Result<(), NotLeading> {
-        let leading = CLAIM
-            .try_with(Leadership::still_leading)
+    /// The writer for the reconcile in progress: under its object's claim ([`claimed`]), else
+    /// the controller's Lease; with dynamic shards, nothing outside a claimed reconcile.
+    pub fn writer(&self) -> Writer {
+        CLAIM
+            .try_with(|claim| self.gate.writer(claim.clone()))
             .unwrap_or_else(|_| match &self.claims {
-                Claims::Leader(leadership) => leadership.still_leading(),
+                Claims::Leader(leadership) => self.gate.writer(leadership.clone()),
                 // Outside a claimed reconcile no shard vouches for the write.
-                Claims::Shards(_) => false,
-            });
-        if !leading { Err(NotLeading) } else { Ok(()) }
+                Claims::Shards(_) => self.gate.refusing(),
+            })
+    }
+
+    /// The writer for `key` (`namespace/name`) outside a reconcile: its shard's claim if this
+    /// replica holds it, the controller's Lease without dynamic shards.
+    pub fn writer_for(&self, key: &str) -> Writer {
+        match self.claims.claim(key) {
+            Some(claim) => self.gate.writer(claim),
+            None => self.gate.refusing(),
+        }
+    }
+
+    /// Whether writes would go out now (work that only leads to writes stops early).
+    pub fn check_leading(&self) -> Result<(), NotLeading> {
+        if self.writer().still_leading() {
+            Ok(())
+        } else {
+            Err(NotLeading)
+        }
     }
 
     /// The clusters `bundle` may target, with their groups, as targeting sees them: those of

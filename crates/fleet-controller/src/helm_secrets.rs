@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use fleet_api::labels::MANAGED;
 use fleet_api::{Bundle, helm_repo_secret_name};
+use fleet_runtime::WriteError;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams};
@@ -30,6 +31,8 @@ pub enum Error {
     Missing { namespace: String, name: String },
     #[error(transparent)]
     NotLeading(#[from] crate::context::NotLeading),
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error("{action} {what}: {source}")]
     Api {
         action: &'static str,
@@ -100,9 +103,11 @@ pub async fn distribute(
             data: Some(data.clone()),
             ..Secret::default()
         };
-        ctx.check_leading()?;
-        let written = Api::<Secret>::namespaced(ctx.client.clone(), bd_namespace)
+        let api = Api::<Secret>::namespaced(ctx.client.clone(), bd_namespace);
+        let written = ctx
+            .writer()
             .patch(
+                &api,
                 &name,
                 &PatchParams::apply(crate::bundles::MANAGER).force(),
                 &Patch::Apply(serde_json::json!({
@@ -115,17 +120,11 @@ pub async fn distribute(
             .await;
         match written {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {
+            Err(e) if e.is_not_found() => {
                 waiting += 1;
                 continue;
             }
-            Err(source) => {
-                return Err(Error::Api {
-                    action: "writing",
-                    what: format!("Secret {bd_namespace}/{name}"),
-                    source,
-                });
-            }
+            Err(e) => return Err(e.into()),
         }
         ctx.metrics.writes.inc();
         ctx.helm_secrets
@@ -138,7 +137,7 @@ pub async fn distribute(
 }
 
 /// Deletes the copy next to a BundleDeployment that goes.
-pub async fn remove(ctx: &Context, namespace: &str, bd_name: &str) -> Result<(), kube::Error> {
+pub async fn remove(ctx: &Context, namespace: &str, bd_name: &str) -> Result<(), WriteError> {
     let name = helm_repo_secret_name(bd_name);
     crate::context::delete::<Secret>(ctx, namespace, &name).await?;
     ctx.helm_secrets

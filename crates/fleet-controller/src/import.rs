@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use fleet_api::{Cluster, ClusterRegistrationToken, ClusterRegistrationTokenSpec, Condition};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
 use kube::runtime::controller::Action;
@@ -32,6 +32,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::bundles::Error;
 use crate::context::Context;
+use fleet_runtime::{WriteError, Writer};
 
 /// The field manager of what this module writes (the Cluster's import status fields and
 /// the `Imported` condition; the status roll-up owns the rest).
@@ -268,16 +269,12 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     match plan(&cluster, &observed, &agent) {
         Plan::NotImported | Plan::UpToDate => Ok(Action::await_change()),
         Plan::AssignClientId => {
-            ctx.check_leading()?;
             let client_id = random_id()?;
-            Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
-                .patch(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"spec": {"clientID": client_id}})),
-                )
-                .await
-                .map_err(api("setting the clientID of", &namespace, &name))?;
+            let api = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace);
+            let patch = Patch::Merge(json!({"spec": {"clientID": client_id}}));
+            ctx.writer()
+                .patch(&api, &name, &PatchParams::default(), &patch)
+                .await?;
             ctx.metrics.writes.inc();
             Ok(Action::await_change())
         }
@@ -316,16 +313,16 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
                 status["agentSchedulingCustomizationHash"] =
                     json!(short_hash(&spec.agent_scheduling_customization));
             }
-            ctx.check_leading()?;
             let body = json!({"apiVersion": "fleet.cattle.io/v1alpha1", "kind": "Cluster", "status": status});
-            Api::<Cluster>::namespaced(ctx.client.clone(), &namespace)
+            let api = Api::<Cluster>::namespaced(ctx.client.clone(), &namespace);
+            ctx.writer()
                 .patch_status(
+                    &api,
                     &name,
                     &PatchParams::apply(MANAGER).force(),
                     &Patch::Apply(body),
                 )
-                .await
-                .map_err(api("writing the import status of", &namespace, &name))?;
+                .await?;
             ctx.metrics.writes.inc();
             Ok(next)
         }
@@ -340,15 +337,6 @@ fn imported(ok: bool, message: &str) -> Condition {
         last_transition_time: None,
         reason: Some(if ok { "Installed" } else { "ImportFailed" }.to_owned()),
         message: Some(message.to_owned()),
-    }
-}
-
-fn api(action: &'static str, namespace: &str, name: &str) -> impl FnOnce(kube::Error) -> Error {
-    let what = format!("Cluster {namespace}/{name}");
-    move |source| Error::Api {
-        action,
-        what,
-        source,
     }
 }
 
@@ -400,21 +388,14 @@ async fn ensure_token(ctx: &Context, namespace: &str, cluster: &str) -> Result<(
         },
     );
     token.metadata.namespace = Some(namespace.to_owned());
-    ctx.check_leading()?;
-    match Api::<ClusterRegistrationToken>::namespaced(ctx.client.clone(), namespace)
-        .create(&PostParams::default(), &token)
-        .await
-    {
+    let api = Api::<ClusterRegistrationToken>::namespaced(ctx.client.clone(), namespace);
+    match ctx.writer().create(&api, &token).await {
         Ok(_) => {
             ctx.metrics.writes.inc();
             Ok(())
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(source) => Err(Error::Api {
-            action: "creating",
-            what: format!("ClusterRegistrationToken {namespace}/{name}"),
-            source,
-        }),
+        Err(e) if e.is_conflict() => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -449,9 +430,9 @@ async fn install(
     let downstream = downstream_client(&kubeconfig.0)
         .await
         .map_err(|e| format!("kubeconfig in Secret {secret_namespace}/{secret_name}: {e}"))?;
+    let writer = ctx.writer();
     for object in agent_objects(cluster, agent, token_values) {
-        ctx.check_leading().map_err(|e| e.to_string())?;
-        apply(&downstream, &object)
+        apply(&writer, &downstream, &object)
             .await
             .map_err(|e| format!("applying the agent downstream: {e}"))?;
     }
@@ -472,7 +453,7 @@ async fn downstream_client(kubeconfig: &[u8]) -> Result<Client, String> {
 }
 
 /// Server-side applies one object downstream under this module's field manager.
-async fn apply(client: &Client, object: &Value) -> Result<(), kube::Error> {
+async fn apply(writer: &Writer, client: &Client, object: &Value) -> Result<(), WriteError> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let kind = object["kind"].as_str().unwrap_or_default();
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
@@ -488,13 +469,16 @@ async fn apply(client: &Client, object: &Value) -> Result<(), kube::Error> {
         Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map(|_| ())
+    writer
+        .patch_dynamic(
+            &api,
+            &resource,
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map(|_| ())
 }
 
 fn plural(kind: &str) -> String {

@@ -162,6 +162,8 @@ async fn main() -> anyhow::Result<()> {
     let client = runtime.client();
     let metrics = Metrics::register(runtime.registry_mut());
     let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
+    let gate =
+        fleet_runtime::WriteGate::new(fleet_controller::bundles::MANAGER, runtime.registry_mut());
     let api_server_ca = match &args.api_server_ca_file {
         Some(path) => Some(
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
@@ -226,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
             settings: settings.clone(),
             metrics: metrics.clone(),
             claims,
+            gate: gate.clone(),
             contents: bundles::KnownContents::default(),
             helm_secrets: Default::default(),
             targeting_errors: Default::default(),
@@ -243,25 +246,17 @@ async fn main() -> anyhow::Result<()> {
             namespace_cache.clone(),
             helmop_cache.clone(),
         );
-        let bootstrap = args_bootstrap_local.then(|| client.clone());
-        let bootstrap_stop = stop.clone();
+        let bootstrap = args_bootstrap_local
+            .then(|| fleet_controller::bootstrap::run(ctx.clone(), client.clone(), stop.clone()));
         if let Some(shards) = &shards {
             let every = Duration::from_secs(5);
             let counting = shards.clone();
             tokio::spawn(counting.count_objects_of(bundle_cache.reader(), every, stop.clone()));
         }
         async move {
-            // Retried until it succeeds: right after an install the CRDs may not be served yet.
             let bootstrap = async move {
-                let Some(client) = bootstrap else { return };
-                let mut delay = Duration::from_secs(1);
-                while let Err(error) = fleet_controller::bootstrap::bootstrap_local(&client).await {
-                    tracing::warn!(%error, retry_in = ?delay, "cannot create the fleet-local workspace yet");
-                    tokio::select! {
-                        () = bootstrap_stop.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(30));
+                if let Some(bootstrap) = bootstrap {
+                    bootstrap.await;
                 }
             };
             let (

@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -55,24 +55,14 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
 {
-    ctx.check_leading()?;
     let namespace = namespace.unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.create(&PostParams::default(), object).await {
+    match ctx.writer().create(&api, object).await {
         Ok(_) => {
             ctx.metrics.writes.inc();
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => {
-            return Err(api_error(
-                "creating",
-                format!(
-                    "{} {namespace}/{}",
-                    K::kind(&()),
-                    object.meta().name.clone().unwrap_or_default()
-                ),
-            )(e));
-        }
+        Err(e) if e.is_conflict() => {}
+        Err(e) => return Err(e.into()),
     }
     Ok(())
 }
@@ -159,13 +149,17 @@ async fn grant_contents(ctx: &Context, sa_namespace: &str, sa: &str) -> Result<(
         role_ref: role_ref("ClusterRole", READER),
         subjects: Some(service_account(sa_namespace, sa)),
     };
+    let writer = ctx.writer();
     for result in [
-        Api::<ClusterRole>::all(ctx.client.clone())
-            .create(&PostParams::default(), &role)
+        writer
+            .create(&Api::<ClusterRole>::all(ctx.client.clone()), &role)
             .await
             .map(|_| ()),
-        Api::<ClusterRoleBinding>::all(ctx.client.clone())
-            .create(&PostParams::default(), &binding)
+        writer
+            .create(
+                &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
+                &binding,
+            )
             .await
             .map(|_| ()),
     ] {
@@ -173,13 +167,8 @@ async fn grant_contents(ctx: &Context, sa_namespace: &str, sa: &str) -> Result<(
             Ok(()) => {
                 ctx.metrics.writes.inc();
             }
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(e) => {
-                return Err(api_error(
-                    "creating",
-                    format!("RBAC for agent {sa_namespace}/{sa}"),
-                )(e));
-            }
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -307,20 +296,11 @@ async fn apply_token(token: &ClusterRegistrationToken, ctx: &Context) -> Result<
     let status = token.status.clone().unwrap_or_default();
     let expires_text = expires.map(|e| e.to_string());
     if status.secret_name.as_deref() != Some(name.as_str()) || status.expires != expires_text {
-        ctx.check_leading()?;
-        Api::<ClusterRegistrationToken>::namespaced(ctx.client.clone(), &namespace)
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(
-                    serde_json::json!({"status": {"secretName": name, "expires": expires_text}}),
-                ),
-            )
-            .await
-            .map_err(api_error(
-                "writing status of",
-                format!("ClusterRegistrationToken {namespace}/{name}"),
-            ))?;
+        let api = Api::<ClusterRegistrationToken>::namespaced(ctx.client.clone(), &namespace);
+        let patch = serde_json::json!({"status": {"secretName": name, "expires": expires_text}});
+        ctx.writer()
+            .patch_status(&api, &name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
         ctx.metrics.writes.inc();
     }
     Ok(match expires {
@@ -337,24 +317,9 @@ async fn expire(ctx: &Context, namespace: &str, name: &str, sa: &str) -> Result<
     ctx.check_leading()?;
     tracing::info!(token = %name, %namespace, "registration token expired: deleting it and its import identity");
     let token_secret = format!("{sa}-token");
-    delete::<ServiceAccount>(ctx, namespace, sa)
-        .await
-        .map_err(api_error(
-            "deleting",
-            format!("ServiceAccount {namespace}/{sa}"),
-        ))?;
-    delete::<Secret>(ctx, namespace, &token_secret)
-        .await
-        .map_err(api_error(
-            "deleting",
-            format!("Secret {namespace}/{token_secret}"),
-        ))?;
-    delete::<ClusterRegistrationToken>(ctx, namespace, name)
-        .await
-        .map_err(api_error(
-            "deleting",
-            format!("ClusterRegistrationToken {namespace}/{name}"),
-        ))?;
+    delete::<ServiceAccount>(ctx, namespace, sa).await?;
+    delete::<Secret>(ctx, namespace, &token_secret).await?;
+    delete::<ClusterRegistrationToken>(ctx, namespace, name).await?;
     Ok(Action::await_change())
 }
 
@@ -504,21 +469,16 @@ async fn apply_registration(
         ..Secret::default()
     };
     create(ctx, Some(REGISTRATION_NAMESPACE), &secret).await?;
-    ctx.check_leading()?;
-    Api::<ClusterRegistration>::namespaced(ctx.client.clone(), &namespace)
+    let api = Api::<ClusterRegistration>::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({"status": {"clusterName": name, "granted": true}});
+    ctx.writer()
         .patch_status(
+            &api,
             &registration.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"status": {"clusterName": name, "granted": true}})),
+            &Patch::Merge(patch),
         )
-        .await
-        .map_err(api_error(
-            "writing status of",
-            format!(
-                "ClusterRegistration {namespace}/{}",
-                registration.name_any()
-            ),
-        ))?;
+        .await?;
     ctx.metrics.writes.inc();
     tracing::info!(cluster = %name, %namespace, "cluster registered");
     Ok(Action::await_change())

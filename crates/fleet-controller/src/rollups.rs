@@ -86,12 +86,6 @@ where
         "desiredReadyClusters": desired_clusters,
         "display": {"readyBundleDeployments": display_ready, "state": state},
     });
-    crate::context::apply_status::<K>(ctx, &namespace, &name, status)
-        .await
-        .map_err(|source| Error::Api {
-            action: "writing the status roll-up of",
-            what: format!("{} {namespace}/{name}", K::kind(&())),
-            source,
-        })?;
+    crate::context::apply_status::<K>(ctx, &namespace, &name, status).await?;
     Ok(Action::await_change())
 }

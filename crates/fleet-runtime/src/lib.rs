@@ -2,7 +2,8 @@
 //! configuration, the Kubernetes client (kubeconfig or in-cluster), logging, the admin HTTP
 //! server (`/metrics`, `/healthz`, `/readyz` reporting the election role), SIGTERM handling,
 //! running the binary's reconcilers only while it holds its Lease (or its shards), and what
-//! every reconcile reports ([`Reconciles`]: a span, duration and errors by reason).
+//! every reconcile reports ([`Reconciles`]: a span, duration and errors by reason), and the
+//! one way to write to the API ([`gate`]: the claim checked right before each request).
 //!
 //! A binary is then its reconcilers plus:
 //!
@@ -25,12 +26,15 @@
 
 mod admin;
 mod args;
+pub mod bundle_store;
+pub mod gate;
 mod reconciles;
 mod runtime;
 mod telemetry;
 
 pub use admin::ReadyState;
 pub use args::{LogFormat, RuntimeArgs};
+pub use gate::{WriteError, WriteGate, Writer};
 pub use reconciles::Reconciles;
 pub use runtime::Runtime;
 pub use telemetry::init_tracing;
@@ -44,6 +48,8 @@ pub enum Error {
     NoConfig(String),
     #[error("Kubernetes client: {0}")]
     Client(#[source] kube::Error),
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error(transparent)]
     Election(#[from] fleet_election::Error),
     #[error("cannot serve on {address}: {source}")]

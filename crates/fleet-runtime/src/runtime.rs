@@ -184,7 +184,7 @@ impl Runtime {
         W: FnMut(Leadership) -> Fut,
         Fut: Future<Output = ()>,
     {
-        ensure_namespace(&self.client, &self.args.namespace).await?;
+        ensure_namespace(&self.client, &self.args.namespace, &self.component).await?;
         let identity = election.identity.clone();
         let elector = match self.args.election.strategy {
             Strategy::Standard => {
@@ -256,7 +256,7 @@ impl Runtime {
         let metrics = ElectionMetrics::register(&mut self.registry);
         let shard_metrics = ShardMetrics::register(&mut self.registry);
         let registry = Arc::new(Mutex::new(std::mem::take(&mut self.registry)));
-        ensure_namespace(&self.client, &self.args.namespace).await?;
+        ensure_namespace(&self.client, &self.args.namespace, &self.component).await?;
         let config = ShardConfig {
             base: self.lease.clone(),
             namespace: self.args.namespace.clone(),
@@ -309,10 +309,9 @@ struct SecondRole {
 /// it cannot create: a missing one is created (as `kubectl create namespace` would), and an
 /// identity that may not create it stops the process with what to do. An identity that may not
 /// even read namespaces (a pod's ServiceAccount, whose namespace exists) is not checked.
-async fn ensure_namespace(client: &Client, namespace: &str) -> Result<(), Error> {
+async fn ensure_namespace(client: &Client, namespace: &str, component: &str) -> Result<(), Error> {
     use k8s_openapi::api::core::v1::Namespace;
     use kube::Api;
-    use kube::api::PostParams;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     match namespaces.get_opt(namespace).await {
         Ok(Some(_)) => return Ok(()),
@@ -322,16 +321,18 @@ async fn ensure_namespace(client: &Client, namespace: &str) -> Result<(), Error>
     }
     let mut object = Namespace::default();
     object.metadata.name = Some(namespace.to_owned());
-    match namespaces.create(&PostParams::default(), &object).await {
+    // Before any election: there is no claim yet.
+    let writer = crate::WriteGate::unregistered(component).unclaimed("the namespace of the Lease");
+    match writer.create(&namespaces, &object).await {
         Ok(_) => {
             tracing::info!(%namespace, "created the namespace of the Lease");
             Ok(())
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 403 => Err(Error::Namespace {
+        Err(error) if error.is_conflict() => Ok(()),
+        Err(error) if error.code() == Some(403) => Err(Error::Namespace {
             namespace: namespace.to_owned(),
         }),
-        Err(error) => Err(Error::Client(error)),
+        Err(error) => Err(Error::Write(error)),
     }
 }
 

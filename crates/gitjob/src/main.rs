@@ -75,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let client = runtime.client();
     let metrics = Metrics::register(runtime.registry_mut());
     let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
+    let gate = fleet_runtime::WriteGate::new(gitjob::reconcile::MANAGER, runtime.registry_mut());
     let settings = Settings {
         cache_dir: args
             .cache_dir
@@ -113,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
         gitrepos: webhook_gitrepos.reader(),
         metrics: metrics.clone(),
         allow_unsigned: args.webhook_allow_unsigned,
+        writer: gate.unclaimed("push webhook"),
     };
     let webhooks = webhook::serve(
         args.webhook_bind_address,
@@ -138,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
             settings.clone(),
             metrics.clone(),
             claims,
+            gate.clone(),
             restrictions.reader(),
         ));
         let (gitrepos, restrictions) = (gitrepos.clone(), restrictions.clone());

@@ -21,9 +21,9 @@ use fleet_api::{
 use fleet_bundle::files::SizeLimits;
 use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
-use fleet_bundle::store::BundleStore;
-use fleet_election::Leadership;
 pub use fleet_election::shards::Claims;
+use fleet_runtime::bundle_store::BundleStore;
+use fleet_runtime::{WriteError, WriteGate, Writer};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Patch, PatchParams};
@@ -68,6 +68,8 @@ pub struct Context {
     repo_locks: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     metrics: Metrics,
     claims: Claims,
+    /// Every write goes through it, under the GitRepo's claim.
+    gate: WriteGate,
     /// GitRepoRestrictions (warm cache).
     restrictions: Store<GitRepoRestriction>,
 }
@@ -80,17 +82,16 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// A reconcile that could not finish (retried with backoff by the controller).
+/// A reconcile that could not finish (retried with backoff by the controller; a write refused
+/// because the claim is gone is the new owner's to redo).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("writing the status of GitRepo {namespace}/{name}: {source}")]
     Status {
         namespace: String,
         name: String,
-        source: kube::Error,
+        source: WriteError,
     },
-    #[error("leadership lost: not writing")]
-    NotLeading,
 }
 
 impl Context {
@@ -100,6 +101,7 @@ impl Context {
         settings: Settings,
         metrics: Metrics,
         claims: Claims,
+        gate: WriteGate,
         restrictions: Store<GitRepoRestriction>,
     ) -> Self {
         Self {
@@ -109,6 +111,7 @@ impl Context {
             repo_locks: std::sync::Mutex::new(HashMap::new()),
             metrics,
             claims,
+            gate,
             restrictions,
         }
     }
@@ -158,7 +161,7 @@ impl Context {
 
 /// One reconcile's claim, and the Bundle writer gated by it.
 struct Claim {
-    leadership: Leadership,
+    writer: Writer,
     store: BundleStore,
 }
 
@@ -174,12 +177,10 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
     let Some(claim) = ctx.claims.claim(&format!("{namespace}/{name}")) else {
         return Ok(Action::await_change());
     };
+    let writer = ctx.gate.writer(claim);
     let claim = Claim {
-        store: BundleStore::new(ctx.client.clone(), MANAGER).gated({
-            let leadership = claim.clone();
-            move || leadership.still_leading()
-        }),
-        leadership: claim,
+        store: BundleStore::new(ctx.client.clone(), writer.clone()),
+        writer,
     };
     let generation = gitrepo.metadata.generation.unwrap_or_default();
     let current = gitrepo.status.clone().unwrap_or_default();
@@ -212,17 +213,16 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
     let now = jiff::Timestamp::now().to_string();
     let next = status::next_status(&current, generation, &outcome, &now);
     if next != current {
-        if !claim.leadership.still_leading() {
-            return Err(Error::NotLeading);
-        }
         let api: Api<GitRepo> = Api::namespaced(ctx.client.clone(), &namespace);
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(status::patch(&next)),
-        )
-        .await
-        .map_err(|source| Error::Status {
+        let patch = Patch::Merge(status::patch(&next));
+        let written = claim
+            .writer
+            .patch_status(&api, &name, &PatchParams::default(), &patch)
+            .await;
+        if written.as_ref().is_err_and(WriteError::is_not_leading) {
+            return Ok(Action::await_change());
+        }
+        written.map_err(|source| Error::Status {
             namespace: namespace.clone(),
             name: name.clone(),
             source,
@@ -430,9 +430,6 @@ async fn sync(
         tracing::warn!(gitrepo = %name, %namespace, paths = %unmatched.join(", "), "paths entries match no directory");
     }
 
-    if !claim.leadership.still_leading() {
-        return Err("leadership lost before writing Bundles".to_owned());
-    }
     let owner = gitrepo.controller_owner_ref(&());
     let report = claim
         .store

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use fleet_api::HelmOp;
-use fleet_bundle::store::BundleStore;
 use fleet_election::WarmCache;
+use fleet_runtime::bundle_store::BundleStore;
 use fleet_runtime::{Runtime, RuntimeArgs};
 use helmops::reconcile::{Context, MANAGER, error_policy, reconcile};
 use kube::Api;
@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         .context("starting helmops")?;
     let client = runtime.client();
     let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
+    let gate = fleet_runtime::WriteGate::new(MANAGER, runtime.registry_mut());
     // Only this shard's HelmOps (Fleet's static sharding).
     let helmops = Arc::new(WarmCache::spawn(
         Api::<HelmOp>::all(client.clone()),
@@ -42,13 +43,11 @@ async fn main() -> anyhow::Result<()> {
     let workers = args.workers;
     runtime
         .run(move |leadership| {
+            let writer = gate.writer(leadership.clone());
             let ctx = Arc::new(Context {
                 client: client.clone(),
-                store: BundleStore::new(client.clone(), MANAGER).gated({
-                    let leadership = leadership.clone();
-                    move || leadership.still_leading()
-                }),
-                leadership: leadership.clone(),
+                store: BundleStore::new(client.clone(), writer.clone()),
+                writer,
             });
             let helmops = helmops.clone();
             let reconciles = reconciles.clone();

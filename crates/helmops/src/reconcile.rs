@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use fleet_api::labels::HELM_OP_NAME;
 use fleet_api::{Bundle, Condition, HelmOp, HelmOpStatus, HelmRepoAccess};
-use fleet_bundle::store::BundleStore;
-use fleet_election::Leadership;
+use fleet_runtime::bundle_store::BundleStore;
+use fleet_runtime::{WriteError, Writer};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -25,8 +25,10 @@ pub const MANAGER: &str = "helmops";
 /// Shared by reconciles during one leadership term.
 pub struct Context {
     pub client: Client,
+    /// Writes the Bundles, through `writer`.
     pub store: BundleStore,
-    pub leadership: Leadership,
+    /// Every write of the term goes through it (checked right before each request).
+    pub writer: Writer,
 }
 
 impl std::fmt::Debug for Context {
@@ -35,13 +37,12 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// A reconcile that could not finish (retried with backoff).
+/// A reconcile that could not finish (retried with backoff; a write refused because the term
+/// ended is the next leader's to redo).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("writing the status of HelmOp {name}: {source}")]
-    Status { name: String, source: kube::Error },
-    #[error("leadership lost: not writing")]
-    NotLeading,
+    Status { name: String, source: WriteError },
 }
 
 pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -57,20 +58,22 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
     let current = helmop.status.clone().unwrap_or_default();
     let next = next_status(&current, &outcome, &jiff::Timestamp::now().to_string());
     if next != current {
-        if !ctx.leadership.still_leading() {
-            return Err(Error::NotLeading);
-        }
         let patch = serde_json::json!({"status": {
             "version": next.version,
             "conditions": next.base.conditions,
         }});
-        Api::<HelmOp>::namespaced(ctx.client.clone(), &namespace)
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map_err(|source| Error::Status {
-                name: name.clone(),
-                source,
-            })?;
+        let api = Api::<HelmOp>::namespaced(ctx.client.clone(), &namespace);
+        let written = ctx
+            .writer
+            .patch_status(&api, &name, &PatchParams::default(), &Patch::Merge(patch))
+            .await;
+        if written.as_ref().is_err_and(WriteError::is_not_leading) {
+            return Ok(Action::await_change());
+        }
+        written.map_err(|source| Error::Status {
+            name: name.clone(),
+            source,
+        })?;
     }
     let polling = helmop
         .spec
@@ -135,9 +138,6 @@ async fn sync(helmop: &HelmOp, ctx: &Context) -> Result<String, String> {
             },
             ..Default::default()
         });
-    }
-    if !ctx.leadership.still_leading() {
-        return Err("leadership lost before writing the Bundle".to_owned());
     }
     ctx.store
         .sync_labelled(

@@ -44,6 +44,9 @@ pub struct Receiver {
     pub metrics: Metrics,
     /// Accept pushes for GitRepos without any webhook secret (unsafe; off by default).
     pub allow_unsigned: bool,
+    /// Every replica serves webhooks: the commit is recorded under no claim (the GitRepo's
+    /// shard owner reads it from the status).
+    pub writer: fleet_runtime::Writer,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -177,8 +180,10 @@ impl Receiver {
                 &gitrepo.namespace().unwrap_or_default(),
             );
             let patch = json!({"status": {"webhookCommit": push.commit, "lastWebhookTime": now}});
-            if let Err(error) = api
+            if let Err(error) = self
+                .writer
                 .patch_status(
+                    &api,
                     &gitrepo.name_any(),
                     &PatchParams::default(),
                     &Patch::Merge(patch),

@@ -1,12 +1,12 @@
 //! Writing a repository's Bundles to a cluster: create, update and prune, as `fleet apply`
-//! does when it has no `-o`, and as gitjob does for each GitRepo.
+//! does when it has no `-o`, and as gitjob (per GitRepo) and helmops (per HelmOp) do.
 //!
 //! Each Bundle carries a hash of what was written ([`CONTENT_HASH`]): a Bundle whose hash is
 //! unchanged is not written again, so re-reading an unchanged repository costs no API write.
-//! Changed Bundles are server-side applied with the caller's field manager, so fields that
+//! Changed Bundles are server-side applied with the writer's field manager, so fields that
 //! disappear from the repository disappear from the Bundle. Bundles labelled with the
-//! repository's name that the repository no longer produces are deleted. A leader-elected
-//! writer gives the store its claim ([`BundleStore::gated`]), checked right before each write.
+//! repository's name that the repository no longer produces are deleted. Every write goes
+//! through the store's [`Writer`], which checks its claim right before each request.
 
 use std::collections::BTreeMap;
 
@@ -17,25 +17,30 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use sha2::{Digest as _, Sha256};
 
+use crate::gate::{WriteError, Writer};
+
 /// Why Bundles could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A failed API call.
-    #[error("{action} Bundle {namespace}/{name}: {source}")]
-    Api {
-        action: &'static str,
+    /// The Bundles of the repository could not be listed.
+    #[error("listing the Bundles of {namespace}/{selector}: {source}")]
+    List {
         namespace: String,
-        name: String,
+        selector: String,
         #[source]
         source: Box<kube::Error>,
     },
-    /// The writer's claim (its Lease) was gone right before a write: nothing more is written.
-    #[error("not writing Bundle {namespace}/{name}: this replica no longer holds its Lease")]
-    NotLeading { namespace: String, name: String },
+    /// A write failed or was refused (the claim was gone: nothing more is written).
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
-/// A writer's claim, asked right before each write (`Leadership::still_leading`).
-type Gate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+impl StoreError {
+    /// The writer's claim was gone right before a write.
+    pub fn is_not_leading(&self) -> bool {
+        matches!(self, Self::Write(error) if error.is_not_leading())
+    }
+}
 
 /// What a sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,47 +58,24 @@ impl SyncReport {
     }
 }
 
-/// Where and as whom Bundles are written.
+/// Where Bundles are written, and under which claim.
 #[derive(Clone)]
 pub struct BundleStore {
     client: Client,
-    field_manager: String,
-    gate: Option<Gate>,
+    writer: Writer,
 }
 
 impl std::fmt::Debug for BundleStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BundleStore")
-            .field("field_manager", &self.field_manager)
+            .field("writer", &self.writer)
             .finish_non_exhaustive()
     }
 }
 
 impl BundleStore {
-    pub fn new(client: Client, field_manager: &str) -> Self {
-        Self {
-            client,
-            field_manager: field_manager.to_owned(),
-            gate: None,
-        }
-    }
-
-    /// The store of a leader-elected writer: every write is sent only if `still_leading()`
-    /// answers true right before it.
-    pub fn gated(mut self, still_leading: impl Fn() -> bool + Send + Sync + 'static) -> Self {
-        self.gate = Some(std::sync::Arc::new(still_leading));
-        self
-    }
-
-    /// Fails unless the writer still holds its claim.
-    fn check(&self, namespace: &str, name: &str) -> Result<(), StoreError> {
-        match &self.gate {
-            Some(still_leading) if !still_leading() => Err(StoreError::NotLeading {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            }),
-            _ => Ok(()),
-        }
+    pub fn new(client: Client, writer: Writer) -> Self {
+        Self { client, writer }
     }
 
     /// Makes the Bundles labelled `fleet.cattle.io/repo-name=<repo>` in `namespace` exactly
@@ -120,21 +102,15 @@ impl BundleStore {
         desired: Vec<Bundle>,
     ) -> Result<SyncReport, StoreError> {
         let api: Api<Bundle> = Api::namespaced(self.client.clone(), namespace);
-        let error = |action, name: &str| {
-            let namespace = namespace.to_owned();
-            let name = name.to_owned();
-            move |source| StoreError::Api {
-                action,
-                namespace,
-                name,
-                source: Box::new(source),
-            }
-        };
         let selector = format!("{label}={value}");
         let existing: BTreeMap<String, Option<String>> = api
             .list_metadata(&ListParams::default().labels(&selector))
             .await
-            .map_err(error("listing", "*"))?
+            .map_err(|source| StoreError::List {
+                namespace: namespace.to_owned(),
+                selector: selector.clone(),
+                source: Box::new(source),
+            })?
             .items
             .into_iter()
             .filter_map(|meta| {
@@ -148,7 +124,7 @@ impl BundleStore {
             .collect();
 
         let mut report = SyncReport::default();
-        let params = PatchParams::apply(&self.field_manager).force();
+        let params = PatchParams::apply(self.writer.manager()).force();
         let mut wanted = Vec::with_capacity(desired.len());
         for mut bundle in desired {
             let name = bundle.metadata.name.clone().unwrap_or_default();
@@ -174,17 +150,17 @@ impl BundleStore {
                 Some(_) => report.updated.push(name.clone()),
                 None => report.created.push(name.clone()),
             }
-            self.check(namespace, &name)?;
-            api.patch(&name, &params, &Patch::Apply(&bundle))
-                .await
-                .map_err(error("applying", &name))?;
+            self.writer
+                .patch(&api, &name, &params, &Patch::Apply(&bundle))
+                .await?;
         }
         for name in existing.keys().filter(|name| !wanted.contains(name)) {
-            self.check(namespace, name)?;
-            match api.delete(name, &DeleteParams::background()).await {
-                Ok(_) => report.deleted.push(name.clone()),
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => return Err(error("deleting", name)(source)),
+            if self
+                .writer
+                .delete(&api, name, &DeleteParams::background())
+                .await?
+            {
+                report.deleted.push(name.clone());
             }
         }
         Ok(report)
