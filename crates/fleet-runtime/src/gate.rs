@@ -5,7 +5,8 @@
 //! - checks that claim with `still_leading()` immediately before it goes out (a replica frozen
 //!   past its lease, whose term another replica now holds, sends nothing: the write is refused
 //!   with [`WriteError::NotLeading`] and counted in `fleet_api_writes_refused_total`);
-//! - carries the binary's field manager, whatever the caller's parameters say;
+//! - carries the binary's field manager (or a sub-manager of it, `<manager>-<part>`, that the
+//!   caller names), whatever else the caller's parameters say;
 //! - is counted by kind and verb in `fleet_api_writes_total`.
 //!
 //! Writes that belong to no term say so with [`WriteGate::unclaimed`]: a push webhook served
@@ -274,9 +275,17 @@ impl Writer {
         self.done_kind(resource.kind.clone(), sent, name, result)
     }
 
+    /// The caller's parameters with the gate's field manager. A sub-manager of it
+    /// (`<manager>-<part>`, for a reconciler that server-side applies its own disjoint part of
+    /// a status) is kept: one manager for both would make each apply remove the other's fields.
     fn params(&self, params: &PatchParams) -> PatchParams {
+        let manager = &self.gate.manager;
+        let field_manager = match &params.field_manager {
+            Some(sub) if sub.starts_with(&format!("{manager}-")) => sub.clone(),
+            _ => manager.clone(),
+        };
         PatchParams {
-            field_manager: Some(self.gate.manager.clone()),
+            field_manager: Some(field_manager),
             ..params.clone()
         }
     }
@@ -355,4 +364,39 @@ fn labels(kind: &str, verb: &str) -> Labels {
         ("kind".to_owned(), kind.to_owned()),
         ("verb".to_owned(), verb.to_owned()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_carry_the_gates_field_manager_or_a_sub_manager_of_it() {
+        let writer = WriteGate::unregistered("fleet-controller").unclaimed("test");
+        let manager = |params: PatchParams| writer.params(&params).field_manager;
+        let own = Some("fleet-controller".to_owned());
+        assert_eq!(manager(PatchParams::default()), own);
+        assert_eq!(manager(PatchParams::apply("someone-else")), own);
+        assert_eq!(manager(PatchParams::apply("fleet-controllerx")), own);
+        assert_eq!(
+            manager(PatchParams::apply("fleet-controller-import").force()),
+            Some("fleet-controller-import".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_refusing_writer_refuses_and_counts() {
+        let gate = WriteGate::unregistered("m");
+        let error = gate
+            .refusing()
+            .check::<k8s_openapi::api::core::v1::ConfigMap>("create", "x")
+            .expect_err("refused");
+        assert!(error.is_not_leading(), "{error}");
+        let refused = gate
+            .refused
+            .get_or_create(&labels("ConfigMap", "create"))
+            .get();
+        assert_eq!(refused, 1);
+        assert!(gate.unclaimed("test").still_leading());
+    }
 }
