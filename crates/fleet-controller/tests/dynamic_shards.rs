@@ -5,13 +5,10 @@
 
 mod support;
 
-use std::time::Duration;
-
-use fleet_api::{Bundle, BundleDeployment, Cluster, ClusterGroup};
-use fleet_testkit::eventually;
+use fleet_api::{Bundle, Cluster, ClusterGroup};
 use fleet_testkit::process::{SIGCONT, SIGSTOP};
 use kube::Api;
-use support::{Controller, NS, WAIT, create, plane};
+use support::{Controller, NS, WAIT, bundle, create, plane, wait_bds};
 
 const BUNDLES: usize = 8;
 const CLUSTERS: usize = 3;
@@ -22,30 +19,6 @@ async fn wait_covered(replicas: &[&Controller]) {
     fleet_testkit::wait_shards_covered(&ports, 6, 2 * WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// Waits until `count` BundleDeployments exist across the cluster namespaces.
-async fn wait_bds(client: &kube::Client, count: usize) {
-    let all: Api<BundleDeployment> = Api::all(client.clone());
-    eventually("the fan-out", WAIT, Duration::from_millis(200), || async {
-        let n = all
-            .list(&Default::default())
-            .await
-            .map_err(|e| e.to_string())?
-            .items
-            .len();
-        if n == count {
-            Ok(())
-        } else {
-            Err(format!("{n}/{count}"))
-        }
-    })
-    .await
-    .expect("fan-out complete");
-}
-
-fn bundle(name: &str) -> String {
-    format!("metadata:\n  name: {name}\nspec:\n  targets:\n  - clusterGroup: default\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,8 @@
 //!   with [`WriteError::NotLeading`] and counted in `fleet_api_writes_refused_total`);
 //! - carries the binary's field manager (or a sub-manager of it, `<manager>-<part>`, that the
 //!   caller names), whatever else the caller's parameters say;
-//! - is counted by kind and verb in `fleet_api_writes_total`.
+//! - is counted by kind, verb and claim (the Lease, or `none`) in `fleet_api_writes_total` as
+//!   it is let through.
 //!
 //! Writes that belong to no term say so with [`WriteGate::unclaimed`]: a push webhook served
 //! by every replica, an agent registering before it elects, the namespace of the Lease created
@@ -94,12 +95,12 @@ impl WriteGate {
         let gate = Self::unregistered(manager);
         registry.register(
             "fleet_api_writes",
-            "API writes sent, by kind and verb",
+            "API writes let through the gate, by kind, verb and claim (the Lease written under)",
             gate.writes.clone(),
         );
         registry.register(
             "fleet_api_writes_refused",
-            "API writes not sent because the claim was gone right before them, by kind and verb",
+            "API writes not sent because the claim was gone right before them, by kind, verb and claim",
             gate.refused.clone(),
         );
         gate
@@ -257,6 +258,15 @@ impl Writer {
             .map(|_| ())
     }
 
+    /// The counters' labels: kind, verb, and the claim (its Lease, or `none`).
+    fn labels(&self, kind: &str, verb: &str) -> Labels {
+        let claim = match &self.claim {
+            Claim::Term(leadership) => leadership.lease(),
+            Claim::Unclaimed(_) | Claim::None => "none",
+        };
+        labels(kind, verb, claim)
+    }
+
     /// Patches `name` of a kind known only at run time (`resource`).
     pub async fn patch_dynamic<P>(
         &self,
@@ -309,9 +319,18 @@ impl Writer {
             if let Claim::Unclaimed(why) = &self.claim {
                 tracing::trace!(verb, name, why, "unclaimed write");
             }
+            // Counted as it is let through, so that a process frozen with a request in flight
+            // counts it before the freeze, never after it resumes.
+            self.gate
+                .writes
+                .get_or_create(&self.labels(kind, verb))
+                .inc();
             return Ok(verb);
         }
-        self.gate.refused.get_or_create(&labels(kind, verb)).inc();
+        self.gate
+            .refused
+            .get_or_create(&self.labels(kind, verb))
+            .inc();
         tracing::debug!(verb, kind, name, "write refused: the claim is gone");
         Err(WriteError::NotLeading {
             verb,
@@ -320,7 +339,7 @@ impl Writer {
         })
     }
 
-    /// Counts a sent request and names a failed one.
+    /// Names a failed request.
     fn done<K, T>(
         &self,
         verb: &'static str,
@@ -341,7 +360,6 @@ impl Writer {
         name: &str,
         result: Result<T, kube::Error>,
     ) -> Result<T, WriteError> {
-        self.gate.writes.get_or_create(&labels(&kind, verb)).inc();
         result.map_err(|source| WriteError::Api {
             verb,
             kind,
@@ -359,10 +377,11 @@ where
     K::kind(&K::DynamicType::default()).into_owned()
 }
 
-fn labels(kind: &str, verb: &str) -> Labels {
+fn labels(kind: &str, verb: &str, claim: &str) -> Labels {
     vec![
         ("kind".to_owned(), kind.to_owned()),
         ("verb".to_owned(), verb.to_owned()),
+        ("claim".to_owned(), claim.to_owned()),
     ]
 }
 
@@ -394,7 +413,7 @@ mod tests {
         assert!(error.is_not_leading(), "{error}");
         let refused = gate
             .refused
-            .get_or_create(&labels("ConfigMap", "create"))
+            .get_or_create(&labels("ConfigMap", "create", "none"))
             .get();
         assert_eq!(refused, 1);
         assert!(gate.unclaimed("test").still_leading());

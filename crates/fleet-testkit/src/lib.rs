@@ -17,6 +17,7 @@
 pub mod binaries;
 pub mod certs;
 mod control_plane;
+pub mod fencing;
 pub mod file_server;
 pub mod git;
 pub mod helm_repo;
@@ -149,6 +150,24 @@ pub async fn metric(port: u16, series: &str) -> f64 {
         })
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The sum of the series of metric `name` (`name{...}` or `name`) on `127.0.0.1:port/metrics`
+/// whose labels contain `labels` (e.g. `claim="fleet-agent"`; "" for all); `None` when the
+/// endpoint does not answer.
+pub async fn metric_sum(port: u16, name: &str, labels: &str) -> Option<f64> {
+    let text = http_get(port, "/metrics").await.ok()?;
+    let sum: f64 = text
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && line.contains(labels)
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .sum();
+    // An empty sum is -0.0.
+    Some(sum + 0.0)
 }
 
 /// The dynamic shards a fleet-rs binary on `127.0.0.1:port` holds (its `/readyz`).

@@ -126,6 +126,17 @@ impl Setup {
 
     /// [`Setup::agent`] running `helm` (e.g. a wrapper that records its command lines).
     pub fn agent_with_helm(&self, name: &str, helm: &std::path::Path) -> (ManagedProcess, u16) {
+        self.agent_with(name, helm, "2s")
+    }
+
+    /// [`Setup::agent`] with its helm and heartbeat interval (a long one: the agent writes only
+    /// when there is work).
+    pub fn agent_with(
+        &self,
+        name: &str,
+        helm: &std::path::Path,
+        heartbeat: &str,
+    ) -> (ManagedProcess, u16) {
         let port = ports::free_port().expect("port");
         let agent = spawn(
             name,
@@ -143,7 +154,7 @@ impl Setup {
                 "--election-lease-duration=3s".to_owned(),
                 "--election-renew-deadline=2s".to_owned(),
                 "--election-retry-period=500ms".to_owned(),
-                "--heartbeat-interval=2s".to_owned(),
+                format!("--heartbeat-interval={heartbeat}"),
                 "--drift-interval=1s".to_owned(),
                 format!("--helm={}", helm.display()),
                 format!(

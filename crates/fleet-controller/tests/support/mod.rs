@@ -122,3 +122,28 @@ pub async fn report_deployed(client: &Client, bd: &BundleDeployment) {
     .await
     .expect("bd status");
 }
+
+/// Waits until `count` BundleDeployments exist across the cluster namespaces.
+pub async fn wait_bds(client: &Client, count: usize) {
+    let all: Api<BundleDeployment> = Api::all(client.clone());
+    fleet_testkit::eventually("the fan-out", WAIT, Duration::from_millis(200), || async {
+        let n = all
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        if n == count {
+            Ok(())
+        } else {
+            Err(format!("{n}/{count}"))
+        }
+    })
+    .await
+    .expect("fan-out complete");
+}
+
+/// A Bundle `name` (no resources) for the cluster group `default`.
+pub fn bundle(name: &str) -> String {
+    format!("metadata:\n  name: {name}\nspec:\n  targets:\n  - clusterGroup: default\n")
+}
