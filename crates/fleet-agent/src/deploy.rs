@@ -41,6 +41,8 @@ pub struct Context {
     pub drift_interval: Duration,
     /// The agent's namespace downstream (where bundles' service accounts live).
     pub agent_namespace: String,
+    /// Events upstream for deploys that fail (on the BundleDeployment).
+    pub events: fleet_runtime::events::Events,
 }
 
 impl std::fmt::Debug for Context {
@@ -100,6 +102,9 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
         Ok(deployed) => deployed,
         Err(message) => {
             tracing::warn!(bundle_deployment = %name, error = %message, "deploy failed");
+            ctx.events
+                .warn(&ctx.writer, bd, "DeployFailed", "Deploy", &message)
+                .await;
             if let Some(patch) = crate::status::failed(&status, &message, &now) {
                 report(bd, ctx, patch).await?;
             }

@@ -19,6 +19,7 @@ use fleet_deployer::Deployer;
 use fleet_election::{Leadership, parse_go_duration};
 use fleet_render::render::Tools;
 use fleet_render::target::ClusterInfo;
+use fleet_runtime::events::Events;
 use fleet_runtime::{Runtime, RuntimeArgs, WriteGate, Writer};
 use kube::Api;
 use kube::runtime::{Controller, controller, watcher};
@@ -99,6 +100,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// The field manager of the agent's writes.
 const MANAGER: &str = "fleet-agent";
+/// The reporting controller of the agent's Events.
+const EVENTS_CONTROLLER: &str = "fleet.cattle.io/fleet-agent";
 /// The deploying role's Lease (Fleet's agent Lease name).
 const LEASE: &str = "fleet-agent";
 /// The monitoring role's Lease.
@@ -226,6 +229,7 @@ impl Agent {
             },
             leadership: leadership.clone(),
             writer,
+            events: Events::new(upstream.clone(), EVENTS_CONTROLLER),
         });
         let deployments = Controller::new(
             Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),

@@ -414,6 +414,8 @@ async fn apply_registration(
                 &[],
             ),
             rule("", &["secrets"], &["get", "list", "watch"], &[]),
+            // Events on its BundleDeployments (a chart that does not install).
+            rule("events.k8s.io", &["events"], &["create"], &[]),
         ],
         &namespace,
         &sa,

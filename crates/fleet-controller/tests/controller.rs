@@ -463,6 +463,7 @@ async fn registration_issues_credentials_for_the_own_cluster_namespace_only() {
         allowed(
             &[
                 "/secrets: get list watch",
+                "events.k8s.io/events: create",
                 "fleet.cattle.io/bundledeployments: get list patch update watch",
                 "fleet.cattle.io/bundledeployments/status: get patch update",
                 "fleet.cattle.io/contents: get",

@@ -166,6 +166,15 @@ impl Writer {
         }
     }
 
+    /// The replica writing: its identity in the claim's Lease (the gate's field manager for
+    /// unclaimed writes).
+    pub fn identity(&self) -> &str {
+        match &self.claim {
+            Claim::Term(leadership) => leadership.identity(),
+            Claim::Unclaimed(_) | Claim::None => &self.gate.manager,
+        }
+    }
+
     /// The field manager every write carries.
     pub fn manager(&self) -> &str {
         &self.gate.manager

@@ -3,7 +3,8 @@
 //! server (`/metrics`, `/healthz`, `/readyz` reporting the election role), SIGTERM handling,
 //! running the binary's reconcilers only while it holds its Lease (or its shards), and what
 //! every reconcile reports ([`Reconciles`]: a span, duration and errors by reason), and the
-//! one way to write to the API ([`gate`]: the claim checked right before each request).
+//! one way to write to the API ([`gate`]: the claim checked right before each request), and
+//! Kubernetes Events for errors users should act on ([`events`]).
 //!
 //! A binary is then its reconcilers plus:
 //!
@@ -27,6 +28,7 @@
 mod admin;
 mod args;
 pub mod bundle_store;
+pub mod events;
 pub mod gate;
 mod reconciles;
 mod runtime;

@@ -23,6 +23,7 @@ use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 pub use fleet_election::shards::Claims;
 use fleet_runtime::bundle_store::BundleStore;
+use fleet_runtime::events::Events;
 use fleet_runtime::{WriteError, WriteGate, Writer};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -38,6 +39,8 @@ use crate::status::{self, Outcome};
 
 /// The field manager of gitjob's writes.
 pub const MANAGER: &str = "gitjob";
+/// The reporting controller of gitjob's Events.
+const EVENTS_CONTROLLER: &str = "fleet.cattle.io/gitjob";
 /// Fleet's polling interval when a GitRepo sets none (or 0).
 pub const DEFAULT_POLLING: Duration = Duration::from_secs(15);
 /// How long a reconcile keeps looking for a commit a webhook announced (Fleet: 30 s).
@@ -70,6 +73,8 @@ pub struct Context {
     claims: Claims,
     /// Every write goes through it, under the GitRepo's claim.
     gate: WriteGate,
+    /// Events for errors the GitRepo's owner should act on.
+    events: Events,
     /// GitRepoRestrictions (warm cache).
     restrictions: Store<GitRepoRestriction>,
 }
@@ -104,6 +109,7 @@ impl Context {
         gate: WriteGate,
         restrictions: Store<GitRepoRestriction>,
     ) -> Self {
+        let client_for_events = client.clone();
         Self {
             client,
             git_slots: Semaphore::new(settings.concurrent_git.max(1)),
@@ -113,6 +119,7 @@ impl Context {
             claims,
             gate,
             restrictions,
+            events: Events::new(client_for_events, EVENTS_CONTROLLER),
         }
     }
 
@@ -207,6 +214,14 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
         | Outcome::SyncFailed { message, .. }
         | Outcome::Rejected { message } => {
             tracing::warn!(gitrepo = %name, %namespace, error = %message, "sync failed");
+            let (reason, action) = match &outcome {
+                Outcome::PollFailed { .. } => ("PollFailed", "Fetch"),
+                Outcome::Rejected { .. } => ("Rejected", "Check"),
+                _ => ("SyncFailed", "Sync"),
+            };
+            ctx.events
+                .warn(&claim.writer, gitrepo.as_ref(), reason, action, message)
+                .await;
         }
     }
 

@@ -7,8 +7,9 @@ use clap::Parser;
 use fleet_api::HelmOp;
 use fleet_election::WarmCache;
 use fleet_runtime::bundle_store::BundleStore;
+use fleet_runtime::events::Events;
 use fleet_runtime::{Runtime, RuntimeArgs};
-use helmops::reconcile::{Context, MANAGER, error_policy, reconcile};
+use helmops::reconcile::{Context, EVENTS_CONTROLLER, MANAGER, error_policy, reconcile};
 use kube::Api;
 use kube::runtime::{controller, watcher};
 
@@ -48,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
                 client: client.clone(),
                 store: BundleStore::new(client.clone(), writer.clone()),
                 writer,
+                events: Events::new(client.clone(), EVENTS_CONTROLLER),
             });
             let helmops = helmops.clone();
             let reconciles = reconciles.clone();

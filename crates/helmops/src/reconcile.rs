@@ -11,6 +11,7 @@ use std::time::Duration;
 use fleet_api::labels::HELM_OP_NAME;
 use fleet_api::{Bundle, Condition, HelmOp, HelmOpStatus, HelmRepoAccess};
 use fleet_runtime::bundle_store::BundleStore;
+use fleet_runtime::events::Events;
 use fleet_runtime::{WriteError, Writer};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -21,6 +22,8 @@ use crate::index::Index;
 
 /// The field manager of helmops' writes.
 pub const MANAGER: &str = "helmops";
+/// The reporting controller of helmops' Events.
+pub const EVENTS_CONTROLLER: &str = "fleet.cattle.io/helmops";
 
 /// Shared by reconciles during one leadership term.
 pub struct Context {
@@ -29,6 +32,8 @@ pub struct Context {
     pub store: BundleStore,
     /// Every write of the term goes through it (checked right before each request).
     pub writer: Writer,
+    /// Events for errors the HelmOp's owner should act on.
+    pub events: Events,
 }
 
 impl std::fmt::Debug for Context {
@@ -54,6 +59,9 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
     let outcome = sync(&helmop, &ctx).await;
     if let Err(message) = &outcome {
         tracing::warn!(helmop = %name, %namespace, error = %message, "sync failed");
+        ctx.events
+            .warn(&ctx.writer, helmop.as_ref(), "SyncFailed", "Sync", message)
+            .await;
     }
     let current = helmop.status.clone().unwrap_or_default();
     let next = next_status(&current, &outcome, &jiff::Timestamp::now().to_string());

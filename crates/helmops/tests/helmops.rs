@@ -135,6 +135,30 @@ async fn helmops_resolve_chart_versions_from_a_real_helm_repository() {
             .contains("no version of chart \"web\" matches"),
         "says why"
     );
+    // And says it as an Event on the HelmOp.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    fleet_testkit::eventually(
+        "a SyncFailed Event",
+        WAIT,
+        Duration::from_millis(200),
+        || async {
+            let items = events
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            items
+                .items
+                .iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("SyncFailed")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("missing")
+                })
+                .map(|_| ())
+                .ok_or_else(|| format!("{} events", items.items.len()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", helmops.log_tail(20)));
 
     // A private repository: HTTPS with a private CA and basic auth, reached with the
     // HelmOp's helmSecretName (username, password, cacerts); without it: a clear error.
