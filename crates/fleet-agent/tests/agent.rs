@@ -157,33 +157,9 @@ async fn bundles_reach_a_registered_downstream_cluster_as_helm_releases() {
         .await
         .expect("the previous release keeps running");
     // And as an Event on the BundleDeployment, in the cluster's namespace upstream.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(up.clone());
-    fleet_testkit::eventually(
-        "a DeployFailed Event",
-        WAIT,
-        Duration::from_millis(200),
-        || async {
-            let items = events
-                .list(&Default::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            items
-                .items
-                .iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("DeployFailed")
-                        && e.regarding.as_ref().and_then(|r| r.kind.as_deref())
-                            == Some("BundleDeployment")
-                        && e.note
-                            .as_deref()
-                            .is_some_and(|n| n.contains("nosuchfunction"))
-                })
-                .map(|_| ())
-                .ok_or_else(|| format!("{} events", items.items.len()))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_tail(40)));
+    fleet_testkit::wait_event(&up, None, "DeployFailed", "plain", "nosuchfunction")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_tail(40)));
 
     // Deleting the Bundle uninstalls the release downstream.
     bundles

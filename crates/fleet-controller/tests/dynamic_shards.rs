@@ -5,10 +5,10 @@
 
 mod support;
 
-use fleet_api::{Bundle, Cluster, ClusterGroup};
+use fleet_api::Bundle;
 use fleet_testkit::process::{SIGCONT, SIGSTOP};
 use kube::Api;
-use support::{Controller, NS, WAIT, bundle, create, plane, wait_bds};
+use support::{Controller, NS, WAIT, bundle, clusters_in_default_group, create, plane, wait_bds};
 
 const BUNDLES: usize = 8;
 const CLUSTERS: usize = 3;
@@ -30,14 +30,7 @@ async fn bundles_fan_out_under_their_shards_claims() {
         |name: &str| Controller::start_with(&plane, name, work.path(), &["--shards=6".to_owned()]);
     let (a, b, mut c) = (start("a"), start("b"), start("c"));
     wait_covered(&[&a, &b, &c]).await;
-    for i in 0..CLUSTERS {
-        create::<Cluster>(&client, &format!("metadata:\n  name: c{i}\nspec: {{}}\n")).await;
-    }
-    create::<ClusterGroup>(
-        &client,
-        "metadata:\n  name: default\nspec:\n  selector: {}\n",
-    )
-    .await;
+    clusters_in_default_group(&client, CLUSTERS).await;
     for i in 0..BUNDLES {
         create::<Bundle>(&client, &bundle(&format!("first-{i}"))).await;
     }

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use fleet_api::{Bundle, Cluster, ClusterGroup};
-use support::{Controller, bundle, create, plane, wait_bds};
+use fleet_api::Bundle;
+use support::{Controller, bundle, clusters_in_default_group, create, plane, wait_bds};
 
 const CLUSTERS: usize = 3;
 const LEASE: &str = "fleet-controller-leader-election-shard";
@@ -21,14 +21,7 @@ async fn a_frozen_leader_writes_nothing_after_another_took_over() {
     a.wait_role("leader").await;
     let b = Controller::start(&plane, "b", work.path());
     b.wait_role("standby").await;
-    for i in 0..CLUSTERS {
-        create::<Cluster>(&client, &format!("metadata:\n  name: c{i}\nspec: {{}}\n")).await;
-    }
-    create::<ClusterGroup>(
-        &client,
-        "metadata:\n  name: default\nspec:\n  selector: {}\n",
-    )
-    .await;
+    clusters_in_default_group(&client, CLUSTERS).await;
     create::<Bundle>(&client, &bundle("first")).await;
     wait_bds(&client, CLUSTERS).await;
 

@@ -170,6 +170,58 @@ pub async fn metric_sum(port: u16, name: &str, labels: &str) -> Option<f64> {
     Some(sum + 0.0)
 }
 
+/// The `events.k8s.io` Events with `reason` about an object named `regarding` (in `namespace`,
+/// or all namespaces).
+pub async fn events_about(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    reason: &str,
+    regarding: &str,
+) -> Result<Vec<k8s_openapi::api::events::v1::Event>, String> {
+    use k8s_openapi::api::events::v1::Event;
+    let api: kube::Api<Event> = match namespace {
+        Some(namespace) => kube::Api::namespaced(client.clone(), namespace),
+        None => kube::Api::all(client.clone()),
+    };
+    let list = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding)
+        })
+        .collect())
+}
+
+/// Waits until an Event with `reason` about `regarding` has a note containing `text`.
+pub async fn wait_event(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    reason: &str,
+    regarding: &str,
+    text: &str,
+) -> Result<(), Error> {
+    eventually(
+        &format!("a {reason} Event about {regarding}"),
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(200),
+        || async {
+            let events = events_about(client, namespace, reason, regarding).await?;
+            let notes: Vec<String> = events.into_iter().filter_map(|e| e.note).collect();
+            if notes.iter().any(|n| n.contains(text)) {
+                Ok(())
+            } else {
+                Err(format!("notes: {notes:?}"))
+            }
+        },
+    )
+    .await
+}
+
 /// The dynamic shards a fleet-rs binary on `127.0.0.1:port` holds (its `/readyz`).
 pub async fn shards_held(port: u16) -> Result<Vec<u32>, String> {
     let body = http_get(port, "/readyz").await.map_err(|e| e.to_string())?;

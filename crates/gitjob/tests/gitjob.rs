@@ -146,41 +146,11 @@ async fn a_file_repository_becomes_bundles_that_follow_its_commits() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
     // The user sees it in the GitRepo's Events too: one per minute, however often it retries.
-    let sync_failed = || async {
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
-        events
-            .list(&Default::default())
-            .await
-            .expect("events")
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.reason.as_deref() == Some("SyncFailed")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("r")
-            })
-            .collect::<Vec<_>>()
-    };
+    let sync_failed = || fleet_testkit::events_about(&client, Some(NS), "SyncFailed", "r");
     let failed_syncs = || gitjob.metric("gitjob_reconciles_total{result=\"sync_failed\"}");
-    eventually(
-        "a SyncFailed Event",
-        WAIT,
-        Duration::from_millis(200),
-        || async {
-            let found = sync_failed().await;
-            match found.first().and_then(|e| e.note.clone()) {
-                Some(note) if note.contains("apps/a/fleet.yaml:") => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}
-{}",
-            gitjob.process.log_tail(30)
-        )
-    });
+    fleet_testkit::wait_event(&client, Some(NS), "SyncFailed", "r", "apps/a/fleet.yaml:")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
     let retries = failed_syncs().await;
     eventually(
         "two more failed syncs",
@@ -197,7 +167,8 @@ async fn a_file_repository_becomes_bundles_that_follow_its_commits() {
     )
     .await
     .expect("retried");
-    assert_eq!(sync_failed().await.len(), 1, "one Event per minute");
+    let events = sync_failed().await.expect("events");
+    assert_eq!(events.len(), 1, "one Event per minute");
     let kept = bundles.get("r-apps-a").await.expect("bundle a kept");
     assert_eq!(commit_of(&kept), Some(second.as_str()));
     let status = gitrepos(&client)

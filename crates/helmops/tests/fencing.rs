@@ -3,21 +3,17 @@
 //! and writes their Bundles, and the resumed replica writes nothing, not even the work that
 //! queued up for it while it was frozen.
 
-use std::process::Command;
+mod support;
+
 use std::time::Duration;
 
 use fleet_api::{Bundle, HelmOp};
 use fleet_testkit::file_server::FileServer;
 use fleet_testkit::helm_repo::HelmRepoDir;
-use fleet_testkit::{
-    ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for, wait_role,
-};
-use k8s_openapi::api::core::v1::Namespace;
+use fleet_testkit::{wait_for, wait_role};
 use kube::Api;
 use kube::api::PostParams;
-
-const NS: &str = "fleet-local";
-const WAIT: Duration = Duration::from_secs(60);
+use support::{NS, WAIT, plane, replica};
 
 fn helmop(name: &str, repo: &str) -> HelmOp {
     serde_saphyr::from_str(&format!(
@@ -26,35 +22,10 @@ fn helmop(name: &str, repo: &str) -> HelmOp {
     .expect("helmop")
 }
 
-fn replica(plane: &ControlPlane, dir: &std::path::Path, name: &str) -> (ManagedProcess, u16) {
-    let port = ports::free_port().expect("port");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_helmops"));
-    cmd.args([
-        format!("--kubeconfig={}", plane.kubeconfig_path().display()),
-        "--namespace=default".to_owned(),
-        format!("--metrics-bind-address=127.0.0.1:{port}"),
-        format!("--health-bind-address=127.0.0.1:{port}"),
-        format!("--election-identity={name}"),
-        "--election-lease-duration=3s".to_owned(),
-        "--election-renew-deadline=2s".to_owned(),
-        "--election-retry-period=500ms".to_owned(),
-    ]);
-    let log = dir.join(format!("{name}.log"));
-    let process = ManagedProcess::spawn(name, cmd, &log, Lifetime::Owned).expect("spawn");
-    (process, port)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_writes_nothing_after_another_took_over() {
-    let plane = ControlPlane::start().await.expect("control plane");
+    let plane = plane().await;
     let client = plane.client();
-    apply_crds(&client, &fleet_api::crds()).await.expect("crds");
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).expect("ns");
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("ns");
     let work = tempfile::tempdir().expect("tempdir");
     let repo = HelmRepoDir::new().expect("repo dir");
     let server = FileServer::start(&repo.root()).await.expect("server");

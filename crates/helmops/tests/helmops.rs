@@ -1,19 +1,15 @@
 //! helmops on a real control plane with a real Helm repository: charts packaged by the test
 //! with the pinned helm, indexed with `helm repo index`, served over HTTP.
 
-use std::process::Command;
-use std::time::Duration;
+mod support;
 
 use fleet_api::{Bundle, HelmOp};
 use fleet_testkit::file_server::FileServer;
 use fleet_testkit::helm_repo::HelmRepoDir;
-use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for};
-use k8s_openapi::api::core::v1::Namespace;
+use fleet_testkit::wait_for;
 use kube::Api;
 use kube::api::PostParams;
-
-const NS: &str = "fleet-local";
-const WAIT: Duration = Duration::from_secs(60);
+use support::{NS, WAIT, plane, replica};
 
 /// Packages chart `web` at `version` into the repository and re-indexes it.
 fn publish(repo: &HelmRepoDir, url: &str, version: &str) {
@@ -47,16 +43,8 @@ fn chart_version(bundle: &Bundle) -> Option<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helmops_resolve_chart_versions_from_a_real_helm_repository() {
-    let plane = ControlPlane::start().await.expect("control plane");
+    let plane = plane().await;
     let client = plane.client();
-    apply_crds(&client, &fleet_api::crds()).await.expect("crds");
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).expect("ns");
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("ns");
-
     let work = tempfile::tempdir().expect("tempdir");
     let repo = HelmRepoDir::new().expect("repo dir");
     let server = FileServer::start(&repo.root()).await.expect("server");
@@ -64,21 +52,7 @@ async fn helmops_resolve_chart_versions_from_a_real_helm_repository() {
         publish(&repo, &server.url(), version);
     }
 
-    let port = ports::free_port().expect("port");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_helmops"));
-    cmd.args([
-        format!("--kubeconfig={}", plane.kubeconfig_path().display()),
-        "--namespace=default".to_owned(),
-        format!("--metrics-bind-address=127.0.0.1:{port}"),
-        format!("--health-bind-address=127.0.0.1:{port}"),
-    ]);
-    let helmops = ManagedProcess::spawn(
-        "helmops",
-        cmd,
-        &work.path().join("helmops.log"),
-        Lifetime::Owned,
-    )
-    .expect("spawn");
+    let (helmops, _port) = replica(&plane, work.path(), "helmops");
 
     let api: Api<HelmOp> = Api::namespaced(client.clone(), NS);
     for (name, constraint) in [
@@ -136,29 +110,9 @@ async fn helmops_resolve_chart_versions_from_a_real_helm_repository() {
         "says why"
     );
     // And says it as an Event on the HelmOp.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
-    fleet_testkit::eventually(
-        "a SyncFailed Event",
-        WAIT,
-        Duration::from_millis(200),
-        || async {
-            let items = events
-                .list(&Default::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            items
-                .items
-                .iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("SyncFailed")
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("missing")
-                })
-                .map(|_| ())
-                .ok_or_else(|| format!("{} events", items.items.len()))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", helmops.log_tail(20)));
+    fleet_testkit::wait_event(&client, Some(NS), "SyncFailed", "missing", "no version")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", helmops.log_tail(20)));
 
     // A private repository: HTTPS with a private CA and basic auth, reached with the
     // HelmOp's helmSecretName (username, password, cacerts); without it: a clear error.

@@ -147,3 +147,16 @@ pub async fn wait_bds(client: &Client, count: usize) {
 pub fn bundle(name: &str) -> String {
     format!("metadata:\n  name: {name}\nspec:\n  targets:\n  - clusterGroup: default\n")
 }
+
+/// Clusters `c0`..`c<n-1>` in `NS` and the ClusterGroup `default` selecting them all.
+pub async fn clusters_in_default_group(client: &Client, n: usize) {
+    for i in 0..n {
+        create::<fleet_api::Cluster>(client, &format!("metadata:\n  name: c{i}\nspec: {{}}\n"))
+            .await;
+    }
+    create::<fleet_api::ClusterGroup>(
+        client,
+        "metadata:\n  name: default\nspec:\n  selector: {}\n",
+    )
+    .await;
+}
