@@ -16,9 +16,9 @@ use fleet_election::Leadership;
 use fleet_render::render::{namespace, release_name};
 use fleet_render::target::ClusterInfo;
 use fleet_runtime::Writer;
+use fleet_runtime::finalizer::{Event, FinalizerError, finalized};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, Client, ResourceExt};
 
 use crate::Error;
@@ -56,16 +56,22 @@ impl std::fmt::Debug for Context {
 pub async fn reconcile(bd: Arc<BundleDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = bd.namespace().unwrap_or_default();
     let api: Api<BundleDeployment> = Api::namespaced(ctx.upstream.clone(), &namespace);
-    finalizer(&api, BUNDLE_DEPLOYMENT_FINALIZER, bd, |event| async {
-        match event {
-            Event::Apply(bd) => apply(&bd, &ctx).await,
-            Event::Cleanup(bd) => cleanup(&bd, &ctx).await,
-        }
-    })
+    finalized(
+        &ctx.writer,
+        &api,
+        BUNDLE_DEPLOYMENT_FINALIZER,
+        bd,
+        |event| async {
+            match event {
+                Event::Apply(bd) => apply(&bd, &ctx).await,
+                Event::Cleanup(bd) => cleanup(&bd, &ctx).await,
+            }
+        },
+    )
     .await
     .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        FinalizerError::Apply(e) | FinalizerError::Cleanup(e) => e,
+        FinalizerError::Write(e) => Error::Write(e),
         other => Error::Finalizer(other.to_string()),
     })
 }

@@ -17,10 +17,10 @@ use fleet_api::{
 };
 use fleet_render::target::ClusterInfo;
 use fleet_runtime::WriteError;
+use fleet_runtime::finalizer::{Event, FinalizerError, finalized};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
 
 use crate::context::{Context, NotLeading};
@@ -57,7 +57,8 @@ pub struct KnownContents(Mutex<HashSet<String>>);
 pub async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = bundle.namespace().unwrap_or_default();
     let api: Api<Bundle> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, BUNDLE_FINALIZER, bundle, |event| async {
+    let writer = ctx.writer();
+    let result = finalized(&writer, &api, BUNDLE_FINALIZER, bundle, |event| async {
         match event {
             Event::Apply(bundle) => apply(&bundle, &ctx).await,
             Event::Cleanup(bundle) => cleanup(&bundle, &ctx).await,
@@ -66,8 +67,8 @@ pub async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action,
     .await;
     ctx.metrics.reconciled("bundle", result.is_ok());
     result.map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        FinalizerError::Apply(e) | FinalizerError::Cleanup(e) => e,
+        FinalizerError::Write(e) => Error::Write(e),
         other => Error::Finalizer(other.to_string()),
     })
 }

@@ -29,6 +29,7 @@ mod admin;
 mod args;
 pub mod bundle_store;
 pub mod events;
+pub mod finalizer;
 pub mod gate;
 mod reconciles;
 mod runtime;
