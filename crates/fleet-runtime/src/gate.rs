@@ -11,8 +11,8 @@
 //!   it is let through.
 //!
 //! Writes that belong to no term say so with [`WriteGate::unclaimed`]: a push webhook served
-//! by every replica, an agent registering before it elects, the namespace of the Lease created
-//! before the election starts, `fleet apply` run by a user.
+//! by every replica, the namespace of the Lease created before the election starts, `fleet
+//! apply` run by a user. (An agent registers under its deploying role's term.)
 //!
 //! `tests/write_gate.rs` fails when an API write call appears anywhere else in the binaries'
 //! crates. The election crate's Lease writes are the one exception: they make the claims.
