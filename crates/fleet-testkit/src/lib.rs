@@ -7,7 +7,8 @@
 //!   drop, also when a test panics; several can run side by side.
 //! - [`binaries`]: the pinned `etcd`, `kube-apiserver`, `kube-controller-manager` and `helm`,
 //!   found in `KUBEBUILDER_ASSETS` or the cache, else built once from `e2e/tools/*/go.mod`.
-//! - [`wait`]: watch-based waits for conditions (no fixed sleeps), CRD apply-and-establish.
+//! - [`wait`]: watch-based waits for conditions (no fixed sleeps), CRD apply-and-establish;
+//!   [`wait_event`]: an Event about an object; [`fencing`]: the frozen-leader drill.
 //! - [`process`]: child processes killed on drop; [`TcpProxy`]: cut one client off a server.
 //! - [`git`]: repositories made with the real `git`, served over smart HTTP by `git http-backend`;
 //!   [`tls::TlsProxy`] puts TLS with the test CA in front of it; [`file_server::FileServer`]
