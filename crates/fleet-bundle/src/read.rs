@@ -45,6 +45,9 @@ pub struct ApplyOptions {
     pub allowed_target_namespace_selector: Option<LabelSelector>,
     /// How much may be read (checked before reading).
     pub limits: SizeLimits,
+    /// The repository root: values files may be read from anywhere below it, never above
+    /// (default: only below the bundle's own directory).
+    pub root: Option<PathBuf>,
 }
 
 /// The GitRepo's targets as `fleet apply --targets-file` receives them.
@@ -111,7 +114,8 @@ pub fn read_bundle(
         message: e.message,
     })?;
     let mut bundle = assemble(name, fleet_yaml, opts);
-    values_files::fold(&mut bundle.spec, dir, &opts.limits)?;
+    let boundary = opts.root.as_deref().unwrap_or(dir);
+    values_files::fold(&mut bundle.spec, dir, boundary, &opts.limits)?;
     // Fleet leaves out `fleet.yaml` and a driven-scan options file, not a `fleet.yml` found by
     // the normal scan (its reader only knows the driven-scan file by name).
     let options_file = options_file

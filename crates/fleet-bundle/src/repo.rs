@@ -67,6 +67,10 @@ pub fn read_repo(
             .collect::<Result<_, _>>()?,
     };
     let mut bundles: Vec<(String, Bundle)> = Vec::with_capacity(dirs.len());
+    let opts = &ApplyOptions {
+        root: Some(root.to_owned()),
+        ..opts.clone()
+    };
     for (path, dir) in dirs {
         let options_file = dir.options_file.as_ref().map(|f| root.join(f));
         let mut bundle = read_bundle(

@@ -27,37 +27,76 @@ pub struct ValuesFileError {
 }
 
 /// Merges the values files of the top-level `helm` and of every target's `helm` into their
-/// `values`, reading them below `dir`.
-pub fn fold(spec: &mut BundleSpec, dir: &Path, limits: &SizeLimits) -> Result<(), ValuesFileError> {
+/// `values`, reading them relative to `dir` and only from below `boundary` (the repository):
+/// a path that leads out of it (`../..`, an absolute path, a link) is refused, so a
+/// repository cannot have the reader's own files copied into a Bundle.
+pub fn fold(
+    spec: &mut BundleSpec,
+    dir: &Path,
+    boundary: &Path,
+    limits: &SizeLimits,
+) -> Result<(), ValuesFileError> {
+    let within = Within {
+        dir,
+        boundary,
+        limits,
+    };
     if let Some(helm) = spec.options.helm.as_mut() {
-        fold_helm(helm, dir, limits)?;
+        within.fold(helm)?;
     }
     for target in &mut spec.targets {
         if let Some(helm) = target.options.helm.as_mut() {
-            fold_helm(helm, dir, limits)?;
+            within.fold(helm)?;
         }
     }
     Ok(())
 }
 
-fn fold_helm(
-    helm: &mut HelmOptions,
-    dir: &Path,
-    limits: &SizeLimits,
-) -> Result<(), ValuesFileError> {
-    if helm.values_files.is_empty() {
-        return Ok(());
+/// Where values files are read from.
+struct Within<'a> {
+    dir: &'a Path,
+    boundary: &'a Path,
+    limits: &'a SizeLimits,
+}
+
+impl Within<'_> {
+    fn fold(&self, helm: &mut HelmOptions) -> Result<(), ValuesFileError> {
+        if helm.values_files.is_empty() {
+            return Ok(());
+        }
+        let mut merged = Value::Object(helm.values.clone().unwrap_or_default());
+        for file in &helm.values_files {
+            merge_json(&mut merged, read(&self.path(file)?, self.limits)?);
+        }
+        if let Value::Object(values) = merged
+            && !values.is_empty()
+        {
+            helm.values = Some(values);
+        }
+        Ok(())
     }
-    let mut merged = Value::Object(helm.values.clone().unwrap_or_default());
-    for file in &helm.values_files {
-        merge_json(&mut merged, read(&dir.join(file), limits)?);
+
+    /// `file` relative to `dir`, if it resolves to a place below the boundary.
+    fn path(&self, file: &str) -> Result<PathBuf, ValuesFileError> {
+        let error = |message: String| ValuesFileError {
+            path: self.dir.join(file),
+            message,
+        };
+        let resolved = self
+            .dir
+            .join(file)
+            .canonicalize()
+            .map_err(|e| error(e.to_string()))?;
+        let boundary = self
+            .boundary
+            .canonicalize()
+            .map_err(|e| error(e.to_string()))?;
+        if resolved.starts_with(&boundary) {
+            Ok(resolved)
+        } else {
+            Err(error("the path leads outside the repository".to_owned()))
+        }
     }
-    if let Value::Object(values) = merged
-        && !values.is_empty()
-    {
-        helm.values = Some(values);
-    }
-    Ok(())
 }
 
 fn read(path: &Path, limits: &SizeLimits) -> Result<Value, ValuesFileError> {
@@ -143,7 +182,7 @@ mod tests {
         let mut target = BundleTarget::default();
         target.options.helm = helm(json!({"t": "inline", "u": 2}), &["target.yaml"]);
         spec.targets.push(target);
-        fold(&mut spec, dir.root(), &SizeLimits::default()).expect("fold");
+        fold(&mut spec, dir.root(), dir.root(), &SizeLimits::default()).expect("fold");
         assert_eq!(
             Value::Object(
                 spec.options
@@ -187,8 +226,34 @@ mod tests {
         ] {
             let mut spec = BundleSpec::default();
             spec.options.helm = helm(json!({}), &[file]);
-            let error = fold(&mut spec, dir.root(), &SizeLimits::default()).expect_err(file);
+            let error =
+                fold(&mut spec, dir.root(), dir.root(), &SizeLimits::default()).expect_err(file);
             assert!(error.to_string().contains(expect), "{error}");
+        }
+    }
+
+    #[test]
+    fn values_files_outside_the_repository_are_refused() {
+        let outside = TempTree::new(&[("secret.yaml", "token: hunter2\n")]);
+        let repo = TempTree::new(&[("app/values.yaml", "a: 1\n"), ("shared.yaml", "b: 2\n")]);
+        let secret = outside.path("secret.yaml").display().to_string();
+        let app = repo.path("app");
+        for file in ["../shared.yaml", "values.yaml"] {
+            let mut spec = BundleSpec::default();
+            spec.options.helm = helm(json!({}), &[file]);
+            fold(&mut spec, &app, repo.root(), &SizeLimits::default()).expect(file);
+        }
+        for file in [secret.as_str(), "../../../../../../../../etc/hostname"] {
+            let mut spec = BundleSpec::default();
+            spec.options.helm = helm(json!({}), &[file]);
+            let error = fold(&mut spec, &app, repo.root(), &SizeLimits::default()).expect_err(file);
+            let message = error.to_string();
+            assert!(
+                message.contains("outside the repository") || message.contains("No such file"),
+                "{message}"
+            );
+            let values = spec.options.helm.and_then(|h| h.values).unwrap_or_default();
+            assert!(values.is_empty(), "nothing read: {values:?}");
         }
     }
 

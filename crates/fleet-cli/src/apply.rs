@@ -131,6 +131,8 @@ pub fn options(args: &BundleArgs) -> anyhow::Result<ApplyOptions> {
             file: args.max_file_size,
             bundle: args.max_bundle_size,
         },
+        // The directory read: `read_repo` sets it.
+        root: None,
     })
 }
 

@@ -535,6 +535,8 @@ pub fn apply_options(gitrepo: &GitRepo, commit: &str) -> ApplyOptions {
         compress: false,
         allowed_target_namespace_selector: None,
         limits: SizeLimits::default(),
+        // The checkout: `read_repo` sets it (values files never come from outside it).
+        root: None,
     }
 }
 
