@@ -104,26 +104,48 @@ impl Node {
         let cgroup = format!("fleetrs-s{}-{}", network.slot(), spec.name);
         let bridge = network.bridge(spec.index);
         let files = NodeFiles::new(&dir);
-        let healthz_port = files.write(
-            plane,
-            &spec,
-            &network.pod_subnet(spec.index),
-            &bridge,
-            &cgroup,
-        )?;
-        let mut node = Self {
-            spec,
-            dir,
-            cgroup,
-            healthz_port,
-            lifetime,
-            processes: Vec::new(),
-            client: plane.client(),
-        };
-        node.start_processes().await?;
-        node.import_image(&pause_image()?)?;
-        node.wait_ready(Duration::from_secs(120)).await?;
-        Ok(node)
+        // The kubelet's ports are free when chosen but may be taken before it binds them
+        // (another test, an outgoing connection): then the node starts again with new ones.
+        let mut attempt = 1;
+        loop {
+            let healthz_port = files.write(
+                plane,
+                &spec,
+                &network.pod_subnet(spec.index),
+                &bridge,
+                &cgroup,
+            )?;
+            let mut node = Self {
+                spec: spec.clone(),
+                dir: dir.clone(),
+                cgroup: cgroup.clone(),
+                healthz_port,
+                lifetime,
+                processes: Vec::new(),
+                client: plane.client(),
+            };
+            match node.boot().await {
+                Ok(()) => return Ok(node),
+                Err(error)
+                    if attempt < 3 && error.to_string().contains("address already in use") =>
+                {
+                    eprintln!(
+                        "fleet-testkit: node {}: a port was taken before the kubelet bound it; starting again",
+                        spec.name
+                    );
+                    drop(node);
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Starts the node's processes, imports the pause image, waits for Ready.
+    async fn boot(&mut self) -> Result<(), Error> {
+        self.start_processes().await?;
+        self.import_image(&pause_image()?)?;
+        self.wait_ready(Duration::from_secs(120)).await
     }
 
     pub fn name(&self) -> &str {
