@@ -266,7 +266,6 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
     let namespace = bd.namespace().unwrap_or_default();
     let name = bd.name_any();
     let api: Api<BundleDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let what = || format!("{namespace}/{name}");
     // At most `write_concurrency` writes in flight across all Bundles.
     let _slot = ctx.write_slots.acquire().await.map_err(|_| NotLeading)?;
     // Each request asks the claim right before it goes out.
@@ -295,10 +294,7 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
         crate::clusters::ensure_namespace(ctx, &namespace, &bd).await?;
         result = apply().await;
     }
-    result.map_err(|e| {
-        tracing::debug!(bundle_deployment = %what(), error = %e, "write failed");
-        e
-    })?;
+    result?;
     ctx.metrics.writes.inc();
     Ok(())
 }

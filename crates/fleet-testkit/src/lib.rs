@@ -40,7 +40,7 @@ pub use control_plane::{
 };
 pub use process::{Lifetime, ManagedProcess};
 pub use proxy::TcpProxy;
-pub use wait::{apply_crds, eventually, wait_deleted, wait_for, wait_for_count};
+pub use wait::{apply_crds, eventually, plane_with, wait_deleted, wait_for, wait_for_count};
 
 /// Everything that can go wrong in the testkit; messages say what to do where they can.
 #[derive(Debug, thiserror::Error)]

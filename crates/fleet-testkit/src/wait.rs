@@ -122,6 +122,24 @@ where
     .await
 }
 
+/// A started control plane with `crds` established and `namespace` created: what most
+/// component tests start from.
+pub async fn plane_with(
+    crds: &[CustomResourceDefinition],
+    namespace: &str,
+) -> Result<crate::ControlPlane, Error> {
+    let plane = crate::ControlPlane::start().await?;
+    let client = plane.client();
+    apply_crds(&client, crds).await?;
+    let mut object = k8s_openapi::api::core::v1::Namespace::default();
+    object.metadata.name = Some(namespace.to_owned());
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .create(&kube::api::PostParams::default(), &object)
+        .await
+        .map_err(Error::Kube)?;
+    Ok(plane)
+}
+
 /// Applies CRDs (server-side) and waits until each is established.
 pub async fn apply_crds(client: &Client, crds: &[CustomResourceDefinition]) -> Result<(), Error> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use fleet_api::BundleDeployment;
 use fleet_bundle::naming::cluster_namespace;
-use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports};
-use k8s_openapi::api::core::v1::Namespace;
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, ports};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -20,15 +19,9 @@ pub const NS: &str = "fleet-default";
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub async fn plane() -> ControlPlane {
-    let plane = ControlPlane::start().await.expect("control plane");
-    let client = plane.client();
-    apply_crds(&client, &fleet_api::crds()).await.expect("crds");
-    let ns: Namespace = yaml(&format!("metadata:\n  name: {NS}\n"));
-    Api::<Namespace>::all(client)
-        .create(&PostParams::default(), &ns)
+    fleet_testkit::plane_with(&fleet_api::crds(), NS)
         .await
-        .expect("namespace");
-    plane
+        .expect("control plane")
 }
 
 pub fn yaml<K: DeserializeOwned>(text: &str) -> K {

@@ -9,9 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fleet_api::{Bundle, GitRepo};
-use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ObjectMeta, PostParams};
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, ports};
 use kube::{Api, Client};
 
 pub const NS: &str = "fleet-local";
@@ -19,24 +17,9 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A control plane with the CRDs and the GitRepo namespace.
 pub async fn plane() -> ControlPlane {
-    let plane = ControlPlane::start().await.expect("control plane");
-    let client = plane.client();
-    apply_crds(&client, &fleet_api::crds()).await.expect("crds");
-    let namespaces: Api<Namespace> = Api::all(client);
-    namespaces
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some(NS.to_owned()),
-                    ..ObjectMeta::default()
-                },
-                ..Namespace::default()
-            },
-        )
+    fleet_testkit::plane_with(&fleet_api::crds(), NS)
         .await
-        .expect("namespace");
-    plane
+        .expect("control plane")
 }
 
 /// One gitjob replica, killed on drop.

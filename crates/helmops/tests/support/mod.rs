@@ -3,26 +3,16 @@
 use std::process::Command;
 use std::time::Duration;
 
-use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, ports};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::Api;
-use kube::api::PostParams;
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, ports};
 
 pub const NS: &str = "fleet-local";
 pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A control plane with the CRDs and the HelmOps' namespace.
 pub async fn plane() -> ControlPlane {
-    let plane = ControlPlane::start().await.expect("control plane");
-    let client = plane.client();
-    apply_crds(&client, &fleet_api::crds()).await.expect("crds");
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).expect("ns");
-    Api::<Namespace>::all(client)
-        .create(&PostParams::default(), &ns)
+    fleet_testkit::plane_with(&fleet_api::crds(), NS)
         .await
-        .expect("ns");
-    plane
+        .expect("control plane")
 }
 
 /// A helmops replica named `name` (short Lease timings); returns it and its admin port.
