@@ -146,6 +146,9 @@ async fn main() -> anyhow::Result<()> {
         let (gitrepos, restrictions) = (gitrepos.clone(), restrictions.clone());
         let reconciles = reconciles.clone();
         async move {
+            // A GitRepo is checked against the restrictions: none is reconciled before they
+            // are all known, or a restricted repository could be fetched and written once.
+            restrictions.wait_until_ready().await;
             let store = gitrepos.reader();
             if let Some(shards) = &rescan {
                 let every = std::time::Duration::from_secs(5);
