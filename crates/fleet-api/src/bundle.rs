@@ -76,6 +76,7 @@ pub struct BundleRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub selector: Option<LabelSelector>,
     /// States of the dependency that count as ready (default: `Ready`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -107,10 +108,12 @@ pub struct ClusterSelection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub cluster_selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub cluster_group_selector: Option<LabelSelector>,
 }
 

@@ -221,6 +221,7 @@ pub struct AgentStatus {
 pub struct ClusterGroupSpec {
     /// Clusters (in the same namespace) whose labels match belong to the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub selector: Option<LabelSelector>,
 }
 

@@ -18,6 +18,7 @@ mod common;
 mod fleet_yaml;
 mod gitrepo;
 mod helmop;
+pub mod label_syntax;
 pub mod labels;
 mod options;
 mod registration;
@@ -64,6 +65,13 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         make_spec_optional(crd);
     }
     crds.extend(top_level::crds());
+    for schema in crds
+        .iter_mut()
+        .flat_map(|crd| crd.spec.versions.iter_mut())
+        .filter_map(|v| v.schema.as_mut()?.open_api_v3_schema.as_mut())
+    {
+        schema::require_expression_values(schema);
+    }
     crds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     crds
 }

@@ -64,6 +64,7 @@ pub struct BundleDeploymentOptions {
     pub downstream_resources: Vec<DownstreamResource>,
     /// Set by the controller from GitRepoRestrictions; checked by the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub allowed_target_namespace_selector: Option<LabelSelector>,
 }
 

@@ -3,9 +3,10 @@
 //! GitRepoRestriction), which `kube::CustomResource` cannot derive.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaProps,
+    CustomResourceDefinition, JSON, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde_json::json;
 
 /// Go's `time.Duration` text (`15s`, `1m30s`, `500ms`, `0`): what Fleet's `metav1.Duration`
 /// fields accept.
@@ -163,3 +164,105 @@ macro_rules! top_level_resource {
     };
 }
 pub(crate) use top_level_resource;
+
+/// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+/// characters (Kubernetes' `IsQualifiedName`).
+pub const LABEL_KEY_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+
+/// A label value: empty, or at most 63 characters (Kubernetes' `IsValidLabelValue`).
+pub const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$";
+
+/// An optional `metav1.LabelSelector`, validated by the API server as far as a structural
+/// schema can without CEL (a CEL rule inside Fleet's unbounded target lists is over the API
+/// server's cost budget): the operator is one of the four, `In`/`NotIn` need values and
+/// `Exists`/`DoesNotExist` take none (added by [`require_expression_values`]: kube's schema
+/// rewriter cannot carry it), expression keys and all values are well-formed. What a schema
+/// cannot say (the keys of `matchLabels`) is reported in a condition by the controller.
+pub(crate) fn label_selector(_: &mut SchemaGenerator) -> Schema {
+    let value = json!({"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN});
+    json_schema!({
+        "type": "object",
+        "nullable": true,
+        "description": "A label selector (matchLabels and matchExpressions are ANDed).",
+        "properties": {
+            "matchLabels": {
+                "type": "object",
+                "additionalProperties": value,
+            },
+            "matchExpressions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {"type": "string", "maxLength": 317, "pattern": LABEL_KEY_PATTERN},
+                        "operator": {
+                            "type": "string",
+                            "enum": ["In", "NotIn", "Exists", "DoesNotExist"],
+                        },
+                        "values": {"type": "array", "items": value},
+                    },
+                },
+            },
+        },
+    })
+}
+
+/// Adds to every label selector expression of `schema` the rule `label_selector` states:
+/// `In`/`NotIn` with at least one value, `Exists`/`DoesNotExist` with none (an `anyOf` of
+/// value validations, which a structural schema allows and which costs no CEL budget).
+pub(crate) fn require_expression_values(schema: &mut JSONSchemaProps) {
+    let is_expression = schema.properties.as_ref().is_some_and(|p| {
+        p.get("operator")
+            .and_then(|o| o.enum_.as_ref())
+            .is_some_and(|e| e.len() == 4)
+            && p.contains_key("values")
+    });
+    if is_expression {
+        let branch =
+            |operators: [&str; 2], values: JSONSchemaProps, required: bool| JSONSchemaProps {
+                required: required.then(|| vec!["values".to_owned()]),
+                properties: Some(
+                    [
+                        (
+                            "operator".to_owned(),
+                            JSONSchemaProps {
+                                enum_: Some(operators.iter().map(|o| JSON(json!(o))).collect()),
+                                ..JSONSchemaProps::default()
+                            },
+                        ),
+                        ("values".to_owned(), values),
+                    ]
+                    .into(),
+                ),
+                ..JSONSchemaProps::default()
+            };
+        schema.any_of = Some(vec![
+            branch(
+                ["In", "NotIn"],
+                JSONSchemaProps {
+                    min_items: Some(1),
+                    ..JSONSchemaProps::default()
+                },
+                true,
+            ),
+            branch(
+                ["Exists", "DoesNotExist"],
+                JSONSchemaProps {
+                    max_items: Some(0),
+                    ..JSONSchemaProps::default()
+                },
+                false,
+            ),
+        ]);
+    }
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        require_expression_values(child);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        require_expression_values(items);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(values)) = schema.additional_properties.as_mut() {
+        require_expression_values(values);
+    }
+}

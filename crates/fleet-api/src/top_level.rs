@@ -48,8 +48,10 @@ pub struct BundleNamespaceMapping {
     #[serde(default)]
     pub metadata: ObjectMeta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub bundle_selector: Option<LabelSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub namespace_selector: Option<LabelSelector>,
 }
 
@@ -77,6 +79,7 @@ pub struct GitRepoRestriction {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_target_namespaces: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::label_selector")]
     pub allowed_target_namespace_selector: Option<LabelSelector>,
 }
 

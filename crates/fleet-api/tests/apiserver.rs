@@ -232,3 +232,127 @@ async fn kubectl_get_shows_fleets_columns_and_category() {
         BTreeSet::from(["clustergroups", "gitrepos", "helmops"])
     );
 }
+
+/// Every place a label selector can be written, as `(kind, object with the selector at
+/// $SELECTOR, path the API server names)`.
+fn selector_places(selector: &Value) -> Vec<(&'static str, Value, &'static str)> {
+    let spec = |spec: Value| json!({"spec": spec});
+    vec![
+        (
+            "ClusterGroup",
+            spec(json!({"selector": selector})),
+            "spec.selector",
+        ),
+        (
+            "GitRepo",
+            spec(json!({"repo": "https://x", "targets": [{"clusterSelector": selector}]})),
+            "spec.targets[0].clusterSelector",
+        ),
+        (
+            "GitRepo",
+            spec(json!({"repo": "https://x", "targets": [{"clusterGroupSelector": selector}]})),
+            "spec.targets[0].clusterGroupSelector",
+        ),
+        (
+            "Bundle",
+            spec(json!({"targetRestrictions": [{"clusterSelector": selector}]})),
+            "spec.targetRestrictions[0].clusterSelector",
+        ),
+        (
+            "Bundle",
+            spec(json!({"dependsOn": [{"selector": selector}]})),
+            "spec.dependsOn[0].selector",
+        ),
+        (
+            "HelmOp",
+            spec(json!({"targets": [{"clusterSelector": selector}]})),
+            "spec.targets[0].clusterSelector",
+        ),
+        (
+            "BundleNamespaceMapping",
+            json!({"bundleSelector": selector}),
+            "bundleSelector",
+        ),
+        (
+            "GitRepoRestriction",
+            json!({"allowedTargetNamespaceSelector": selector}),
+            "allowedTargetNamespaceSelector",
+        ),
+    ]
+}
+
+/// Creates `object` as a dry run: `Err` with the API server's message when refused.
+async fn dry_run(client: &Client, kind: &str, mut object: Value) -> Result<(), String> {
+    object["apiVersion"] = json!("fleet.cattle.io/v1alpha1");
+    object["kind"] = json!(kind);
+    object["metadata"] = json!({"name": "selector"});
+    let object: DynamicObject = serde_json::from_value(object).expect("object");
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match api_for(client, kind, "default")
+        .create(&params, &object)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 422 => Err(status.message),
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+/// A selector Kubernetes could not parse is refused where it is written, in every kind that
+/// holds one, naming the field; every selector Fleet's documentation uses is accepted.
+#[tokio::test]
+async fn invalid_label_selectors_are_refused_where_they_are_written() {
+    let plane = plane_with_crds().await;
+    let client = plane.client();
+    let long_name = "a".repeat(64);
+    let invalid = [
+        json!({"matchExpressions": [{"key": "env", "operator": "Foo", "values": ["prod"]}]}),
+        json!({"matchExpressions": [{"key": "env", "operator": "In"}]}),
+        json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": []}]}),
+        json!({"matchExpressions": [{"key": "env", "operator": "Exists", "values": ["x"]}]}),
+        json!({"matchExpressions": [{"key": "bad key", "operator": "Exists"}]}),
+        json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["a b"]}]}),
+        json!({"matchExpressions": [{"operator": "Exists"}]}),
+        json!({"matchLabels": {"env": "prod!"}}),
+        json!({"matchExpressions": [{"key": "Example.com/env", "operator": "Exists"}]}),
+        json!({"matchExpressions": [{"key": long_name, "operator": "Exists"}]}),
+        json!({"matchLabels": {"env": long_name}}),
+    ];
+    let mut refused_cases = 0;
+    for selector in &invalid {
+        for (kind, object, path) in selector_places(selector) {
+            let message = dry_run(&client, kind, object)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{kind} {path} {selector} was accepted"));
+            assert!(
+                message.contains(path),
+                "{kind}: expected {path} in: {message}"
+            );
+            refused_cases += 1;
+        }
+    }
+    let valid = [
+        json!({}),
+        json!({"matchLabels": {"env": "prod"}}),
+        json!({"matchLabels": {"fleet.cattle.io/cluster": "c-1", "empty": ""}}),
+        json!({"matchLabels": {"management.cattle.io/cluster-display-name": "local"}}),
+        json!({"matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["dev", "test"]},
+            {"key": "example.com/tier", "operator": "NotIn", "values": [""]},
+            {"key": "gpu", "operator": "Exists"},
+            {"key": "legacy", "operator": "DoesNotExist", "values": []},
+        ]}),
+    ];
+    for selector in &valid {
+        for (kind, object, path) in selector_places(selector) {
+            if let Err(message) = dry_run(&client, kind, object).await {
+                panic!("{kind} {path} {selector} was refused: {message}");
+            }
+        }
+    }
+    assert_eq!(refused_cases, invalid.len() * 8);
+}

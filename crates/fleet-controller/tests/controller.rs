@@ -597,7 +597,9 @@ async fn a_first_run_creates_the_namespace_it_leads_in() {
 }
 
 /// A ClusterGroup whose selector cannot be parsed is not Ready and says why, instead of
-/// reporting Ready with 0 clusters.
+/// reporting Ready with 0 clusters. (The API server refuses most bad selectors, see fleet-api's
+/// `invalid_label_selectors_are_refused_where_they_are_written`; a bad `matchLabels` key is
+/// what its schema cannot express.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_group_with_an_invalid_selector_says_so() {
     let plane = plane().await;
@@ -606,7 +608,7 @@ async fn a_cluster_group_with_an_invalid_selector_says_so() {
     let controller = Controller::start(&plane, "controller-0", work.path());
     create::<ClusterGroup>(
         &client,
-        "metadata:\n  name: bad\nspec:\n  selector:\n    matchExpressions:\n    - key: env\n      operator: Foo\n      values: [prod]\n",
+        "metadata:\n  name: bad\nspec:\n  selector:\n    matchLabels:\n      -env: prod\n",
     )
     .await;
     let groups: Api<ClusterGroup> = Api::namespaced(client.clone(), NS);

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use fleet_api::label_syntax::{label_key_error, label_value_error};
 use fleet_api::values::merge_json;
 use fleet_api::{
     BundleDeploymentOptions, BundleSpec, BundleTarget, ClusterSelection, TargetCustomizationMode,
@@ -158,11 +159,29 @@ pub fn selection_matches(
     Ok(false)
 }
 
-/// A label selector against labels; an empty selector matches everything.
+/// A label selector against labels; an empty selector matches everything. A selector
+/// Kubernetes would not parse (an unknown operator, `In` without values, a malformed key or
+/// value) is an error, never "matches nothing".
 pub fn selector_matches(
     selector: &LabelSelector,
     labels: &BTreeMap<String, String>,
 ) -> Result<bool, SelectorError> {
+    let match_labels = selector.match_labels.iter().flatten();
+    let expressions = selector.match_expressions.iter().flatten();
+    let invalid = match_labels
+        .filter_map(|(key, value)| label_key_error(key).or_else(|| label_value_error(value)))
+        .chain(expressions.filter_map(|e| {
+            label_key_error(&e.key).or_else(|| {
+                e.values
+                    .iter()
+                    .flatten()
+                    .find_map(|value| label_value_error(value))
+            })
+        }))
+        .next();
+    if let Some(message) = invalid {
+        return Err(SelectorError(message));
+    }
     let selector =
         Selector::try_from(selector.clone()).map_err(|e| SelectorError(e.to_string()))?;
     Ok(selector.matches(labels))
@@ -232,6 +251,44 @@ mod tests {
             },
             ..BundleTarget::default()
         }
+    }
+
+    #[test]
+    fn a_selector_kubernetes_would_not_parse_is_an_error() {
+        let labels = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+        let bad = |json: serde_json::Value| -> LabelSelector {
+            serde_json::from_value(json).expect("selector")
+        };
+        let cases = [
+            (
+                bad(json!({"matchLabels": {"-env": "prod"}})),
+                "invalid label key",
+            ),
+            (
+                bad(json!({"matchLabels": {"env": "prod!"}})),
+                "invalid label value",
+            ),
+            (
+                bad(json!({"matchExpressions": [{"key": "env", "operator": "Foo"}]})),
+                "operator",
+            ),
+            (
+                bad(json!({"matchExpressions": [{"key": "a b", "operator": "Exists"}]})),
+                "invalid label key",
+            ),
+            (
+                bad(
+                    json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["a b"]}]}),
+                ),
+                "invalid label value",
+            ),
+        ];
+        for (selector, expected) in cases {
+            let error = selector_matches(&selector, &labels).expect_err("invalid");
+            assert!(error.to_string().contains(expected), "{error}");
+        }
+        let good = bad(json!({"matchLabels": {"env": "prod"}}));
+        assert_eq!(selector_matches(&good, &labels), Ok(true));
     }
 
     #[test]
