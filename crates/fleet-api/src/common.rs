@@ -241,7 +241,10 @@ pub struct StatusBase {
     pub summary: BundleSummary,
     #[serde(default)]
     pub display: StatusDisplay,
+    /// A list map keyed by `type`: the controller applies `Ready` of a GitRepo, gitjob and
+    /// helmops their own conditions, each with server-side apply, none removing the others'.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<Resource>,

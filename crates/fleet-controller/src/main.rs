@@ -341,6 +341,14 @@ async fn main() -> anyhow::Result<()> {
                 .watches_shared_stream(bd_cache.changes().await, |bd| {
                     label_ref::<GitRepo>(bd.as_ref(), REPO_NAME, BUNDLE_NAMESPACE)
                 })
+                // A Bundle's Ready condition decides its GitRepo's (one that cannot be
+                // targeted has no BundleDeployments to say so).
+                .watches_shared_stream(bundle_cache.changes().await, |bundle| {
+                    Some(
+                        ObjectRef::<GitRepo>::new(bundle.labels().get(REPO_NAME)?)
+                            .within(&bundle.namespace()?),
+                    )
+                })
                 .with_config(rollup(cluster_workers))
                 .graceful_shutdown_on(leadership.stopped())
                 .run(

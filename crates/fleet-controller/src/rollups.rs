@@ -1,14 +1,16 @@
 //! GitRepo and HelmOp status roll-ups from the BundleDeployments of their Bundles (Fleet's
 //! gitjob and helmops status reconcilers): `summary`, `readyClusters`/`desiredReadyClusters`,
-//! `display.readyBundleDeployments` and `display.state`. gitjob and helmops own the other
-//! fields (commit or version, conditions, `display.message`); each writer writes its own keys
-//! only.
+//! `display.readyBundleDeployments` and `display.state`, and a GitRepo's `Ready` condition
+//! (as Fleet's status reconciler: from its Bundles and their deployments). gitjob and helmops
+//! own the other fields (commit or version, the other conditions, `display.message`); each
+//! writer writes its own keys only (conditions are a list map keyed by type).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use fleet_api::labels::conditions::{READY, STALLED};
 use fleet_api::labels::{BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, REPO_NAME};
-use fleet_api::{BundleState, BundleSummary, GitRepo, HelmOp, StatusBase};
+use fleet_api::{Bundle, BundleState, BundleSummary, Condition, GitRepo, HelmOp, StatusBase};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
@@ -18,8 +20,38 @@ use crate::summary;
 
 /// Reconciles one GitRepo's roll-up (its Bundles carry `fleet.cattle.io/repo-name`).
 pub async fn reconcile_gitrepo(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let current = gitrepo.status.clone().unwrap_or_default().base;
-    let result = apply(gitrepo.as_ref(), REPO_NAME, &current, &ctx).await;
+    let status = gitrepo.status.clone().unwrap_or_default();
+    let namespace = gitrepo.namespace().unwrap_or_default();
+    let name = gitrepo.name_any();
+    let mut bundles: Vec<Arc<Bundle>> = ctx
+        .caches
+        .bundles
+        .state()
+        .into_iter()
+        .filter(|b| {
+            b.namespace().as_deref() == Some(namespace.as_str())
+                && b.labels().get(REPO_NAME) == Some(&name)
+        })
+        .collect();
+    bundles.sort_by_key(|b| b.name_any());
+    let sync = SyncState {
+        synced: status.commit.is_some(),
+        stalled: condition_of(&status.base.conditions, STALLED)
+            .filter(|c| c.status == "True")
+            .map(|c| c.message.clone().unwrap_or_default()),
+    };
+    let bundle_ready: Vec<(String, Option<String>)> = bundles
+        .iter()
+        .filter_map(|b| {
+            let ready = condition_of(&b.status.as_ref()?.conditions, READY)?;
+            (ready.status == "False").then(|| (b.name_any(), ready.message.clone()))
+        })
+        .collect();
+    let ready = Ready::GitRepo {
+        sync,
+        bundles: bundle_ready,
+    };
+    let result = apply(gitrepo.as_ref(), REPO_NAME, &status.base, ready, &ctx).await;
     ctx.metrics.reconciled("gitrepo", result.is_ok());
     result
 }
@@ -27,7 +59,14 @@ pub async fn reconcile_gitrepo(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Resu
 /// Reconciles one HelmOp's roll-up (its Bundles carry `fleet.cattle.io/fleet-helm-name`).
 pub async fn reconcile_helmop(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action, Error> {
     let current = helmop.status.clone().unwrap_or_default().base;
-    let result = apply(helmop.as_ref(), HELM_OP_NAME, &current, &ctx).await;
+    let result = apply(
+        helmop.as_ref(),
+        HELM_OP_NAME,
+        &current,
+        Ready::Unowned,
+        &ctx,
+    )
+    .await;
     ctx.metrics.reconciled("helmop", result.is_ok());
     result
 }
@@ -38,6 +77,7 @@ async fn apply<K>(
     owner: &K,
     label: &str,
     current: &StatusBase,
+    ready: Ready,
     ctx: &Context,
 ) -> Result<Action, Error>
 where
@@ -71,7 +111,12 @@ where
     let desired_clusters = i64::try_from(clusters.len()).unwrap_or(i64::MAX);
     let display_ready = Some(format!("{}/{}", summary.ready, summary.desired_ready));
     let state = summary::display_state(&summary).map(|s| summary::state_name(s).to_owned());
+    let previous = condition_of(&current.conditions, READY);
+    let ready = ready
+        .verdict(&summary)
+        .map(|message| summary::condition(READY, message.is_none(), message, &now(), previous));
     if current.summary == summary
+        && ready.as_ref().is_none_or(|r| Some(r) == previous)
         && current.ready_clusters == ready_clusters
         && current.desired_ready_clusters == desired_clusters
         && current.display.ready_bundle_deployments == display_ready
@@ -80,12 +125,158 @@ where
         return Ok(Action::await_change());
     }
     ctx.check_leading()?;
-    let status = serde_json::json!({
+    let mut status = serde_json::json!({
         "summary": summary,
         "readyClusters": ready_clusters,
         "desiredReadyClusters": desired_clusters,
         "display": {"readyBundleDeployments": display_ready, "state": state},
     });
+    if let Some(ready) = ready {
+        status["conditions"] = serde_json::json!([ready]);
+    }
     crate::context::apply_status::<K>(ctx, &namespace, &name, status).await?;
     Ok(Action::await_change())
+}
+
+fn condition_of<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// What gitjob's own conditions say about the last sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncState {
+    /// Some commit's Bundles were written (`status.commit` is set).
+    pub synced: bool,
+    /// `Stalled=True`: the last sync failed, with gitjob's message.
+    pub stalled: Option<String>,
+}
+
+/// Who decides an owner's `Ready` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    /// Not the roll-up (a HelmOp's is helmops').
+    Unowned,
+    /// A GitRepo's, from gitjob's sync and its Bundles' `Ready=False` conditions (name,
+    /// message), sorted by Bundle name.
+    GitRepo {
+        sync: SyncState,
+        bundles: Vec<(String, Option<String>)>,
+    },
+}
+
+impl Ready {
+    /// `None`: not the roll-up's to write; `Some(None)`: Ready; `Some(Some(message))`: not
+    /// Ready, saying why. As Fleet's GitRepo status reconciler, a Bundle that is not Ready
+    /// (one that cannot be targeted has no deployments to say so) decides before the summary
+    /// of the deployments; beyond Fleet, a GitRepo is not Ready before its first sync or while
+    /// its last sync failed (Fleet reports those in `Stalled` only, and `Ready` 0/0).
+    pub fn verdict(&self, summary: &BundleSummary) -> Option<Option<String>> {
+        let Self::GitRepo { sync, bundles } = self else {
+            return None;
+        };
+        if let Some(message) = &sync.stalled {
+            return Some(Some(message.clone()));
+        }
+        if !sync.synced {
+            return Some(Some(
+                "waiting for the first sync of the repository".to_owned(),
+            ));
+        }
+        if let Some((name, message)) = bundles.first() {
+            let message = message.as_deref().filter(|m| !m.is_empty());
+            return Some(Some(match message {
+                Some(message) => format!("Bundle {name}: {message}"),
+                None => format!("Bundle {name} is not ready"),
+            }));
+        }
+        Some(summary::ready_condition(summary, "Bundle", "", None).message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gitrepo(synced: bool, stalled: Option<&str>, bundles: &[(&str, Option<&str>)]) -> Ready {
+        Ready::GitRepo {
+            sync: SyncState {
+                synced,
+                stalled: stalled.map(str::to_owned),
+            },
+            bundles: bundles
+                .iter()
+                .map(|(n, m)| ((*n).to_owned(), m.map(str::to_owned)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_gitrepo_is_ready_only_when_synced_and_every_bundle_is() {
+        let mut waiting = BundleSummary::default();
+        summary::add(
+            &mut waiting,
+            "fleet-default/c1 app",
+            BundleState::WaitApplied,
+            None,
+        );
+        let ready = BundleSummary {
+            desired_ready: 1,
+            ready: 1,
+            ..BundleSummary::default()
+        };
+        let none = BundleSummary::default();
+        let cases: [(&str, Ready, &BundleSummary, Option<Option<&str>>); 8] = [
+            ("a HelmOp's Ready is helmops'", Ready::Unowned, &ready, None),
+            (
+                "synced, deployed",
+                gitrepo(true, None, &[]),
+                &ready,
+                Some(None),
+            ),
+            (
+                "synced, nothing targeted",
+                gitrepo(true, None, &[]),
+                &none,
+                Some(None),
+            ),
+            (
+                "before the first sync",
+                gitrepo(false, None, &[]),
+                &none,
+                Some(Some("waiting for the first sync of the repository")),
+            ),
+            (
+                "the last sync failed",
+                gitrepo(true, Some("fleet.yaml: bad"), &[("a", Some("x"))]),
+                &ready,
+                Some(Some("fleet.yaml: bad")),
+            ),
+            (
+                "a bundle cannot be targeted",
+                gitrepo(true, None, &[("a", Some("invalid label key \"-env\""))]),
+                &none,
+                Some(Some("Bundle a: invalid label key \"-env\"")),
+            ),
+            (
+                "a bundle not ready without a message",
+                gitrepo(true, None, &[("a", None)]),
+                &none,
+                Some(Some("Bundle a is not ready")),
+            ),
+            (
+                "deployments waiting",
+                gitrepo(true, None, &[]),
+                &waiting,
+                Some(Some("WaitApplied(1) [Bundle fleet-default/c1 app]")),
+            ),
+        ];
+        for (case, ready, summary, expected) in cases {
+            let verdict = ready.verdict(summary);
+            assert_eq!(verdict.as_ref().map(|v| v.as_deref()), expected, "{case}");
+        }
+    }
 }

@@ -628,3 +628,91 @@ async fn a_cluster_group_with_an_invalid_selector_says_so() {
         .unwrap_or_default();
     assert!(message.contains("invalid spec.selector"), "{message}");
 }
+
+/// The Ready condition of GitRepo `name` in `NS`: (status, message).
+fn gitrepo_ready(gitrepo: &GitRepo) -> Option<(String, String)> {
+    let status = gitrepo.status.as_ref()?;
+    let ready = status.base.conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some((
+        ready.status.clone(),
+        ready.message.clone().unwrap_or_default(),
+    ))
+}
+
+/// A GitRepo is Ready only once synced and while each of its Bundles is: a Bundle that
+/// cannot be targeted (it has no BundleDeployments to say so) makes it not Ready with the
+/// Bundle's reason, and fixing the Bundle makes it Ready. gitjob's own conditions and the
+/// roll-up's `Ready` live side by side (conditions are a list map keyed by type).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitrepo_is_not_ready_while_one_of_its_bundles_cannot_be_targeted() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let controller = Controller::start(&plane, "controller-0", work.path());
+    let log = || controller.process.log_tail(20);
+    create::<Cluster>(&client, "metadata:\n  name: c1\nspec: {}\n").await;
+    create::<GitRepo>(
+        &client,
+        "metadata:\n  name: repo\nspec:\n  repo: https://example.com/repo\n",
+    )
+    .await;
+    let gitrepos: Api<GitRepo> = Api::namespaced(client.clone(), NS);
+    let waiting = |g: &GitRepo| {
+        gitrepo_ready(g).is_some_and(|(s, m)| s == "False" && m.contains("first sync"))
+    };
+    wait_for(&gitrepos, "repo", WAIT, waiting)
+        .await
+        .unwrap_or_else(|e| panic!("not Ready before the first sync: {e}\n{}", log()));
+
+    // What gitjob writes after a sync (server-side apply, its own field manager).
+    let synced = serde_json::json!({
+        "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "GitRepo",
+        "status": {"commit": "c0ffee", "conditions": [
+            {"type": "Stalled", "status": "False"}, {"type": "Accepted", "status": "True"},
+        ]},
+    });
+    gitrepos
+        .patch_status(
+            "repo",
+            &PatchParams::apply("gitjob").force(),
+            &Patch::Apply(synced),
+        )
+        .await
+        .expect("gitjob's status");
+    create::<Bundle>(
+        &client,
+        "metadata:\n  name: app\n  labels:\n    fleet.cattle.io/repo-name: repo\nspec:\n  resources:\n  - name: cm.yaml\n    content: 'kind: ConfigMap'\n  targets:\n  - clusterSelector:\n      matchLabels:\n        -env: prod\n",
+    )
+    .await;
+    let untargetable = |g: &GitRepo| {
+        gitrepo_ready(g).is_some_and(|(s, m)| {
+            s == "False" && m.contains("Bundle app") && m.contains("invalid label key")
+        })
+    };
+    let repo = wait_for(&gitrepos, "repo", WAIT, untargetable)
+        .await
+        .unwrap_or_else(|e| panic!("not Ready, naming the Bundle: {e}\n{}", log()));
+    let types: Vec<String> = repo
+        .status
+        .map(|s| s.base.conditions.into_iter().map(|c| c.type_).collect())
+        .unwrap_or_default();
+    for kept in ["Stalled", "Accepted", "Ready"] {
+        assert!(types.iter().any(|t| t == kept), "{kept} in {types:?}");
+    }
+
+    let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
+    let fixed = serde_json::json!({"spec": {"targets": [{"clusterName": "c1"}]}});
+    bundles
+        .patch("app", &PatchParams::default(), &Patch::Merge(fixed))
+        .await
+        .expect("fix the bundle");
+    let bd = wait_for(&bds(&client, "c1"), "app", WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("deployed once fixed: {e}\n{}", log()));
+    report_deployed(&client, &bd).await;
+    wait_for(&gitrepos, "repo", WAIT, |g| {
+        gitrepo_ready(g).is_some_and(|(s, _)| s == "True")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("Ready once deployed: {e}\n{}", log()));
+}

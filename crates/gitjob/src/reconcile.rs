@@ -229,10 +229,11 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
     let next = status::next_status(&current, generation, &outcome, &now);
     if next != current {
         let api: Api<GitRepo> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = Patch::Merge(status::patch(&next));
+        let patch = Patch::Apply(status::patch(&next));
+        let params = PatchParams::apply(MANAGER).force();
         let written = claim
             .writer
-            .patch_status(&api, &name, &PatchParams::default(), &patch)
+            .patch_status(&api, &name, &params, &patch)
             .await;
         if written.as_ref().is_err_and(WriteError::is_not_leading) {
             return Ok(Action::await_change());

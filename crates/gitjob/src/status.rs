@@ -2,13 +2,16 @@
 //! nothing produces an equal status, and so no write.
 //!
 //! gitjob owns these status fields: `commit` (only ever the commit whose Bundles are written),
-//! `pollingCommit`, `observedGeneration`, `gitJobStatus`, `display` and the conditions
-//! `GitPolling`, `Accepted`, `Stalled`, `Reconciling`, `Ready` and `PathsMatched`.
-//! `webhookCommit` and
-//! `lastWebhookTime` belong to the webhook receiver and are never written here.
+//! `pollingCommit`, `observedGeneration`, `gitJobStatus`, `display.message`, `display.error`
+//! and the conditions `GitPolling`, `Accepted`, `Stalled`, `Reconciling` and `PathsMatched`.
+//! As in Fleet, `Ready` is the controller's (from the Bundles and their deployments, and
+//! False while `Stalled` is True); `webhookCommit` and `lastWebhookTime` belong to the webhook
+//! receiver. Neither is ever written here.
 
+use fleet_api::GitRepo;
 use fleet_api::labels::conditions::{ACCEPTED, GIT_POLLING, READY, RECONCILING, STALLED};
 use fleet_api::{Condition, GitRepoStatus};
+use kube::Resource as _;
 use serde_json::json;
 
 /// gitjob's warning condition: False while a `paths` entry matches nothing.
@@ -53,7 +56,6 @@ pub fn next_status(
             set(conditions, ACCEPTED, true, None, now);
             set(conditions, STALLED, false, None, now);
             set(conditions, RECONCILING, false, None, now);
-            set(conditions, READY, true, None, now);
             status.base.display.error = false;
             status.base.display.message = None;
             // A typo in `paths` is a warning, not a failure: Ready stays as Fleet reports it
@@ -84,7 +86,6 @@ pub fn next_status(
             status.git_job_status = Some("Failed".to_owned());
             set(conditions, GIT_POLLING, false, Some(message), now);
             set(conditions, STALLED, true, Some(message), now);
-            set(conditions, READY, false, Some(message), now);
             status.base.display.error = true;
             status.base.display.message = Some(message.clone());
         }
@@ -92,7 +93,6 @@ pub fn next_status(
             status.git_job_status = Some("Failed".to_owned());
             set(conditions, ACCEPTED, false, Some(message), now);
             set(conditions, STALLED, true, Some(message), now);
-            set(conditions, READY, false, Some(message), now);
             status.base.display.error = true;
             status.base.display.message = Some(message.clone());
         }
@@ -102,7 +102,6 @@ pub fn next_status(
             set(conditions, GIT_POLLING, true, None, now);
             set(conditions, ACCEPTED, false, Some(message), now);
             set(conditions, STALLED, true, Some(message), now);
-            set(conditions, READY, false, Some(message), now);
             status.base.display.error = true;
             status.base.display.message = Some(message.clone());
         }
@@ -110,24 +109,38 @@ pub fn next_status(
     status
 }
 
-/// The merge patch writing only gitjob's fields of `status`. The controller writes the
-/// roll-up fields (summary, ready clusters, `display.readyBundleDeployments` and
-/// `display.state`).
+/// The server-side apply body of gitjob's fields of `status` (and only those: the controller
+/// applies the roll-up fields and `Ready`, the webhook receiver its own). A field gitjob no
+/// longer sets is left out, and so removed.
 pub fn patch(status: &GitRepoStatus) -> serde_json::Value {
-    json!({
-        "status": {
-            "commit": status.commit,
-            "pollingCommit": status.polling_commit,
-            "observedGeneration": status.observed_generation,
-            "gitJobStatus": status.git_job_status,
-            "conditions": status.base.conditions,
-            // Only gitjob's keys of `display`: the controller writes the others. A merge
-            // patch removes a key only when it is null.
-            "display": {
-                "message": status.base.display.message,
-                "error": status.base.display.error,
-            },
+    let conditions: Vec<&Condition> = status
+        .base
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != READY)
+        .collect();
+    let mut display = json!({"error": status.base.display.error});
+    if let Some(message) = &status.base.display.message {
+        display["message"] = json!(message);
+    }
+    let mut fields = json!({
+        "observedGeneration": status.observed_generation,
+        "conditions": conditions,
+        "display": display,
+    });
+    for (key, value) in [
+        ("commit", &status.commit),
+        ("pollingCommit", &status.polling_commit),
+        ("gitJobStatus", &status.git_job_status),
+    ] {
+        if let Some(value) = value {
+            fields[key] = json!(value);
         }
+    }
+    json!({
+        "apiVersion": GitRepo::api_version(&()),
+        "kind": GitRepo::kind(&()),
+        "status": fields,
     })
 }
 
@@ -200,9 +213,9 @@ mod tests {
         };
         let warned = next_status(&GitRepoStatus::default(), 1, &typo, "t1");
         assert_eq!(
-            condition(&warned, READY).status,
-            "True",
-            "Ready as Fleet reports it"
+            condition(&warned, STALLED).status,
+            "False",
+            "not a failure, as in Fleet"
         );
         let paths = condition(&warned, PATHS_MATCHED);
         assert_eq!(paths.status, "False");
@@ -250,22 +263,51 @@ mod tests {
         );
         assert_eq!(failed.commit.as_deref(), Some("c1"));
         assert_eq!(failed.polling_commit.as_deref(), Some("c2"));
-        let ready = condition(&failed, READY);
-        assert_eq!(ready.status, "False");
-        assert_eq!(ready.message.as_deref(), Some("app/fleet.yaml:3: bad"));
-        assert_eq!(ready.last_transition_time.as_deref(), Some("t2"));
-        assert_eq!(condition(&failed, STALLED).status, "True");
+        let stalled = condition(&failed, STALLED);
+        assert_eq!(stalled.status, "True");
+        assert_eq!(stalled.message.as_deref(), Some("app/fleet.yaml:3: bad"));
+        assert_eq!(stalled.last_transition_time.as_deref(), Some("t2"));
         assert!(!is_synced(&failed, 1, "c2"));
     }
 
     #[test]
-    fn the_patch_leaves_webhook_fields_alone() {
+    fn the_patch_holds_only_gitjobs_fields() {
         let status = GitRepoStatus {
             webhook_commit: Some("w".to_owned()),
             ..GitRepoStatus::default()
         };
         let patch = patch(&status);
         assert!(patch["status"].get("webhookCommit").is_none());
-        assert!(patch["status"].get("commit").is_some());
+        assert!(
+            patch["status"].get("commit").is_none(),
+            "unset: not applied"
+        );
+        let synced = next_status(
+            &status,
+            1,
+            &Outcome::Synced {
+                commit: "c1".to_owned(),
+                unmatched: None,
+            },
+            "t1",
+        );
+        let mut with_ready = synced.clone();
+        with_ready.base.conditions.push(Condition {
+            type_: READY.to_owned(),
+            status: "True".to_owned(),
+            ..Condition::default()
+        });
+        let patch = super::patch(&with_ready);
+        assert_eq!(patch["status"]["commit"], "c1");
+        let types: Vec<&str> = patch["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
+        assert!(
+            !types.contains(&READY),
+            "Ready is the controller's: {types:?}"
+        );
     }
 }

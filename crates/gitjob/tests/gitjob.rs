@@ -26,8 +26,8 @@ fn synced_to(commit: String) -> impl Fn(&GitRepo) -> bool {
     }
 }
 
-fn not_ready_with(text: &'static str) -> impl Fn(&GitRepo) -> bool {
-    move |g| not_ready_message(g).is_some_and(|m| m.contains(text))
+fn stalled_with(text: &'static str) -> impl Fn(&GitRepo) -> bool {
+    move |g| stalled_message(g).is_some_and(|m| m.contains(text))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +141,7 @@ async fn a_file_repository_becomes_bundles_that_follow_its_commits() {
         &gitrepos(&client),
         "r",
         WAIT,
-        not_ready_with("apps/a/fleet.yaml:"),
+        stalled_with("apps/a/fleet.yaml:"),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
@@ -248,14 +248,14 @@ async fn http_repositories_with_credentials_webhooks_and_clear_errors() {
     wait_for(&bundles, "good", WAIT, bundle_at_commit(first.clone()))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
-    wait_for(&api, "bad-auth", WAIT, not_ready_with("authentication"))
+    wait_for(&api, "bad-auth", WAIT, stalled_with("authentication"))
         .await
         .expect("auth error");
     wait_for(
         &api,
         "no-branch",
         WAIT,
-        not_ready_with("branch \"nope\" not found"),
+        stalled_with("branch \"nope\" not found"),
     )
     .await
     .expect("branch error");
@@ -432,7 +432,7 @@ async fn https_repositories_are_trusted_through_the_gitrepo_ca_bundle() {
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
     }
-    wait_for(&api, "untrusted", WAIT, not_ready_with("certificate"))
+    wait_for(&api, "untrusted", WAIT, stalled_with("certificate"))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
 }
@@ -524,15 +524,15 @@ async fn ssh_repositories_with_keys_and_strict_known_hosts() {
         &api,
         "unknown-host",
         WAIT,
-        not_ready_with("is not in known_hosts"),
+        stalled_with("is not in known_hosts"),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    wait_for(&api, "wrong-key", WAIT, |g| not_ready_message(g).is_some())
+    wait_for(&api, "wrong-key", WAIT, |g| stalled_message(g).is_some())
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
     let message =
-        not_ready_message(&api.get("wrong-key").await.expect("gitrepo")).unwrap_or_default();
+        stalled_message(&api.get("wrong-key").await.expect("gitrepo")).unwrap_or_default();
     assert!(
         message.contains("auth"),
         "says authentication failed: {message}"
@@ -572,7 +572,7 @@ async fn gitrepo_restrictions_refuse_and_default() {
     )
     .await
     .expect("gitrepo");
-    wait_for(&api, "restricted", WAIT, not_ready_with("disallowed repo"))
+    wait_for(&api, "restricted", WAIT, stalled_with("disallowed repo"))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
     assert!(
@@ -713,7 +713,8 @@ async fn a_paths_entry_matching_nothing_is_reported() {
             .base
             .conditions
             .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .any(|c| c.type_ == "Stalled" && c.status == "False"),
+        "a typo is a warning, not a failed sync"
     );
     wait_for(&bundles(client), "typo-apps-a", WAIT, |_| true)
         .await
@@ -760,7 +761,7 @@ async fn an_oversized_file_is_refused_before_it_is_read() {
         api,
         "big",
         WAIT,
-        not_ready_with("more than the 10485760 bytes"),
+        stalled_with("more than the 10485760 bytes"),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(20)));

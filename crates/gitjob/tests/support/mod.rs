@@ -98,13 +98,14 @@ pub fn commit_of(bundle: &Bundle) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// The message of the GitRepo's Ready condition when it is False.
-pub fn not_ready_message(gitrepo: &GitRepo) -> Option<String> {
+/// The message of the GitRepo's Stalled condition when it is True (gitjob's failed sync;
+/// `Ready` is the controller's, which these tests do not run).
+pub fn stalled_message(gitrepo: &GitRepo) -> Option<String> {
     gitrepo.status.as_ref().and_then(|s| {
         s.base
             .conditions
             .iter()
-            .find(|c| c.type_ == "Ready" && c.status == "False")
+            .find(|c| c.type_ == "Stalled" && c.status == "True")
             .and_then(|c| c.message.clone())
     })
 }
