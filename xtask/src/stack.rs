@@ -279,11 +279,12 @@ impl Stack {
 
     /// The current holder of each upstream component's Lease (`default` namespace), then
     /// of each downstream cluster's (named `downstream-<n>/<lease>`).
-    pub async fn leaders(&self) -> anyhow::Result<Vec<(String, String)>> {
+    pub async fn leaders(&self) -> anyhow::Result<Vec<LeaseHolder>> {
         let mut out = lease_holders(&self.upstream.client()).await?;
         for (i, plane) in self.downstreams.iter().enumerate() {
-            for (lease, holder) in lease_holders(&plane.client()).await? {
-                out.push((format!("downstream-{}/{lease}", i + 1), holder));
+            for mut lease in lease_holders(&plane.client()).await? {
+                lease.lease = format!("downstream-{}/{}", i + 1, lease.lease);
+                out.push(lease);
             }
         }
         Ok(out)
@@ -307,8 +308,8 @@ impl Stack {
                 let lease = gitjob_shard_lease(shard);
                 let holder = holders
                     .iter()
-                    .find(|(name, _)| *name == lease)
-                    .map(|(_, holder)| holder.clone())
+                    .find(|l| l.lease == lease)
+                    .map(|l| l.holder.clone())
                     .unwrap_or_default();
                 (shard, holder)
             })
@@ -402,7 +403,7 @@ impl Stack {
 }
 
 /// Each Lease of the `default` namespace with its holder (empty when none).
-async fn lease_holders(client: &kube::Client) -> anyhow::Result<Vec<(String, String)>> {
+async fn lease_holders(client: &kube::Client) -> anyhow::Result<Vec<LeaseHolder>> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
     Ok(leases
         .list(&Default::default())
@@ -410,12 +411,21 @@ async fn lease_holders(client: &kube::Client) -> anyhow::Result<Vec<(String, Str
         .items
         .into_iter()
         .map(|lease| {
-            let holder = lease
-                .spec
-                .as_ref()
-                .and_then(|s| s.holder_identity.clone())
-                .unwrap_or_default();
-            (lease.name_any(), holder)
+            let spec = lease.spec.clone().unwrap_or_default();
+            LeaseHolder {
+                lease: lease.name_any(),
+                holder: spec.holder_identity.unwrap_or_default(),
+                transitions: spec.lease_transitions.unwrap_or_default(),
+            }
         })
         .collect())
+}
+
+/// A Lease of the stack, who holds it, and how often it changed hands.
+#[derive(Debug, Clone)]
+pub struct LeaseHolder {
+    pub lease: String,
+    pub holder: String,
+    /// `spec.leaseTransitions`: every change of holder since the Lease was made.
+    pub transitions: i32,
 }

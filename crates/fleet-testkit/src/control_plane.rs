@@ -562,6 +562,26 @@ impl ControlPlane {
         self.processes.iter_mut().find(|p| p.name() == name)
     }
 
+    /// Kills the plane's process `name` (`etcd`, `kube-apiserver`) and starts it again with
+    /// the same flags, ports and data, then waits until the API server is ready again: the
+    /// restarts an operator's cluster goes through, under the running components.
+    pub async fn restart(&mut self, name: &str, timeout: Duration) -> Result<(), Error> {
+        let plane = self.name.clone();
+        self.process_mut(name)
+            .ok_or_else(|| Error::Config {
+                message: format!("plane {plane} has no process {name}"),
+            })?
+            .restart()?;
+        let client = self.client.clone();
+        wait_until(
+            "kube-apiserver /readyz after a restart",
+            &mut self.processes,
+            Instant::now() + timeout,
+            || api_ready(&client),
+        )
+        .await
+    }
+
     /// Leaves the processes running and returns their pids (`cargo xtask controlplane up`).
     pub fn detach(mut self) -> Vec<(String, u32)> {
         self._temp.take().map(tempfile::TempDir::keep);

@@ -309,3 +309,28 @@ pub async fn wait_role(port: u16, role: &str, timeout: std::time::Duration) -> R
     )
     .await
 }
+
+/// Waits until exactly one of the fleet-rs binaries on `ports` reports `leader` on `/readyz`:
+/// the replicas of one role agree again after a fault.
+pub async fn wait_one_leader(ports: &[u16], timeout: std::time::Duration) -> Result<(), Error> {
+    eventually(
+        "exactly one leader",
+        timeout,
+        std::time::Duration::from_millis(200),
+        || async {
+            let mut leaders = 0;
+            for port in ports {
+                let body = http_get(*port, "/readyz")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                leaders += usize::from(body.contains("\"role\":\"leader\""));
+            }
+            if leaders == 1 {
+                Ok(())
+            } else {
+                Err(format!("{leaders} leaders"))
+            }
+        },
+    )
+    .await
+}

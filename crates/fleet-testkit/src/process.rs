@@ -5,6 +5,7 @@
 //! kernel if the thread that spawned it dies first (`PR_SET_PDEATHSIG`), so a test process
 //! killed from outside leaves no orphans either.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,47 @@ pub struct ManagedProcess {
     name: String,
     child: Option<Child>,
     log: PathBuf,
+    recipe: Recipe,
+}
+
+/// What it takes to start the same process again ([`ManagedProcess::restart`]).
+#[derive(Debug, Clone)]
+struct Recipe {
+    program: OsString,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, Option<OsString>)>,
+    dir: Option<PathBuf>,
+    lifetime: Lifetime,
+}
+
+impl Recipe {
+    fn of(cmd: &Command, lifetime: Lifetime) -> Self {
+        Self {
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(ToOwned::to_owned).collect(),
+            envs: cmd
+                .get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned)))
+                .collect(),
+            dir: cmd.get_current_dir().map(ToOwned::to_owned),
+            lifetime,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (key, value) in &self.envs {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        cmd
+    }
 }
 
 impl ManagedProcess {
@@ -40,32 +82,31 @@ impl ManagedProcess {
     /// Spawn from a thread that lives as long as the process should (an async test's runtime
     /// thread does; a `spawn_blocking` thread does not): `PR_SET_PDEATHSIG` fires when the
     /// spawning *thread* exits.
-    pub fn spawn(
-        name: &str,
-        mut cmd: Command,
-        log: &Path,
-        lifetime: Lifetime,
-    ) -> Result<Self, Error> {
+    pub fn spawn(name: &str, cmd: Command, log: &Path, lifetime: Lifetime) -> Result<Self, Error> {
+        let recipe = Recipe::of(&cmd, lifetime);
         let out = File::create(log).map_err(|e| Error::io(log, e))?;
-        let err = out.try_clone().map_err(|e| Error::io(log, e))?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        match lifetime {
-            Lifetime::Owned => set_parent_death_signal(&mut cmd),
-            Lifetime::Detached => {
-                cmd.process_group(0);
-            }
-        }
-        let child = cmd.spawn().map_err(|source| Error::Spawn {
-            name: name.to_owned(),
-            source,
-        })?;
+        let child = start(name, cmd, out, lifetime)?;
         Ok(Self {
             name: name.to_owned(),
             child: Some(child),
             log: log.to_owned(),
+            recipe,
         })
+    }
+
+    /// Kills the process (if it runs) and starts the same command again, appending to the
+    /// same log: an API server restarted on the same etcd, an etcd on the same data. Spawn
+    /// rules as for [`ManagedProcess::spawn`].
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.kill();
+        let out = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)
+            .map_err(|e| Error::io(&self.log, e))?;
+        let child = start(&self.name, self.recipe.command(), out, self.recipe.lifetime)?;
+        self.child = Some(child);
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -163,6 +204,27 @@ impl ManagedProcess {
     pub fn detach(mut self) -> Option<u32> {
         self.child.take().map(|child| child.id())
     }
+}
+
+/// Starts `cmd` with its output to `out`, killed with its owner unless detached.
+fn start(name: &str, mut cmd: Command, out: File, lifetime: Lifetime) -> Result<Child, Error> {
+    let err = out.try_clone().map_err(|source| Error::Spawn {
+        name: name.to_owned(),
+        source,
+    })?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    match lifetime {
+        Lifetime::Owned => set_parent_death_signal(&mut cmd),
+        Lifetime::Detached => {
+            cmd.process_group(0);
+        }
+    }
+    cmd.spawn().map_err(|source| Error::Spawn {
+        name: name.to_owned(),
+        source,
+    })
 }
 
 impl Drop for ManagedProcess {

@@ -152,7 +152,8 @@ pub fn is_synced(status: &GitRepoStatus, generation: i64, commit: &str) -> bool 
 }
 
 /// Sets a condition as Fleet's `genericcondition` does: the transition time moves when the
-/// status flips, the update time when anything changes.
+/// status flips, the update time when anything changes. The reason is `Error` only with an
+/// error message (`Stalled=False` is no error).
 fn set(conditions: &mut Vec<Condition>, type_: &str, ok: bool, message: Option<&str>, now: &str) {
     let status = if ok { "True" } else { "False" };
     let message = message.map(str::to_owned);
@@ -163,8 +164,8 @@ fn set(conditions: &mut Vec<Condition>, type_: &str, ok: bool, message: Option<&
                 c.last_transition_time = Some(now.to_owned());
             }
             c.status = status.to_owned();
+            c.reason = message.is_some().then(|| "Error".to_owned());
             c.message = message;
-            c.reason = (!ok).then(|| "Error".to_owned());
             c.last_update_time = Some(now.to_owned());
         }
         None => conditions.push(Condition {
@@ -172,7 +173,7 @@ fn set(conditions: &mut Vec<Condition>, type_: &str, ok: bool, message: Option<&
             status: status.to_owned(),
             last_update_time: Some(now.to_owned()),
             last_transition_time: Some(now.to_owned()),
-            reason: (!ok).then(|| "Error".to_owned()),
+            reason: message.is_some().then(|| "Error".to_owned()),
             message,
         }),
     }

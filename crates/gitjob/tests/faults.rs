@@ -1,0 +1,234 @@
+//! gitjob under the faults an operator's control plane goes through, on a real one: the API
+//! server frozen for longer than the Lease, the API server killed and started again on the
+//! same etcd, etcd restarted, and the leader SIGKILLed in the middle of writing 100 Bundles.
+//! After each, the replicas carry on by themselves (no restart of their own), every commit's
+//! Bundles are written exactly once, and `status.commit` names a commit only once all of its
+//! Bundles exist.
+
+mod support;
+
+use std::time::Duration;
+
+use fleet_api::Bundle;
+use fleet_testkit::git::GitRepoFixture;
+use fleet_testkit::process::{SIGCONT, SIGSTOP};
+use fleet_testkit::{wait_for, wait_for_count};
+use futures::StreamExt as _;
+use kube::ResourceExt;
+use kube::api::PostParams;
+use kube::runtime::watcher;
+use support::*;
+
+/// Longer than the test Lease (3 s) and its renew deadline (2 s): the leader cannot renew.
+const FREEZE: Duration = Duration::from_secs(10);
+/// The API server and etcd restart within this.
+const RESTART: Duration = Duration::from_secs(60);
+
+fn gitrepo_yaml(name: &str, repo: &GitRepoFixture) -> String {
+    format!(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: {name}\nspec:\n  repo: {}\n  pollingInterval: 1s\n",
+        repo.file_url()
+    )
+}
+
+/// Waits until the Bundle `name` is at `commit`, saying what both replicas logged if not.
+async fn wait_bundle_at(client: &kube::Client, name: &str, commit: &str, replicas: &[&Gitjob]) {
+    wait_for(&bundles(client), name, WAIT, |b| {
+        commit_of(b) == Some(commit)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(replicas)));
+}
+
+fn logs(replicas: &[&Gitjob]) -> String {
+    replicas
+        .iter()
+        .map(|r| format!("--- {} ---\n{}", r.process.name(), r.process.log_tail(25)))
+        .collect()
+}
+
+/// Both replicas still run (no crash, no restart) and one of them leads again.
+async fn carried_on(replicas: &mut [&mut Gitjob]) {
+    for replica in replicas.iter_mut() {
+        if let Err(e) = replica.process.check_running() {
+            panic!("a replica did not ride out the fault: {e}");
+        }
+    }
+    let ports: Vec<u16> = replicas.iter().map(|r| r.admin_port).collect();
+    fleet_testkit::wait_one_leader(&ports, WAIT)
+        .await
+        .expect("exactly one leader after the fault");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitjob_rides_out_a_frozen_or_restarted_api_server_and_an_etcd_restart() {
+    let mut plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let mut commits = vec![commit_configmap(&repo, "first", "c1")];
+    let mut a = Gitjob::start(&plane, "gitjob-a", work.path());
+    a.wait_role("leader").await;
+    let mut b = Gitjob::start(&plane, "gitjob-b", work.path());
+    b.wait_role("standby").await;
+    gitrepos(&client)
+        .create(
+            &PostParams::default(),
+            &gitrepo(&gitrepo_yaml("faults", &repo)),
+        )
+        .await
+        .expect("gitrepo");
+    wait_bundle_at(&client, "faults", &commits[0], &[&a, &b]).await;
+
+    // Frozen past the Lease: both replicas lose the API server; a commit lands meanwhile.
+    let apiserver = plane.process_mut("kube-apiserver").expect("kube-apiserver");
+    apiserver.signal(SIGSTOP).expect("freeze the API server");
+    commits.push(commit_configmap(&repo, "during the freeze", "c2"));
+    tokio::time::sleep(FREEZE).await;
+    let apiserver = plane.process_mut("kube-apiserver").expect("kube-apiserver");
+    apiserver.signal(SIGCONT).expect("resume the API server");
+    wait_bundle_at(&client, "faults", &commits[1], &[&a, &b]).await;
+    carried_on(&mut [&mut a, &mut b]).await;
+
+    // Killed, and started again on the same etcd a little later.
+    let apiserver = plane.process_mut("kube-apiserver").expect("kube-apiserver");
+    apiserver.kill();
+    commits.push(commit_configmap(
+        &repo,
+        "while the API server is down",
+        "c3",
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    plane
+        .restart("kube-apiserver", RESTART)
+        .await
+        .expect("API server back");
+    wait_bundle_at(&client, "faults", &commits[2], &[&a, &b]).await;
+    carried_on(&mut [&mut a, &mut b]).await;
+
+    // etcd restarted under the API server.
+    plane.restart("etcd", RESTART).await.expect("etcd back");
+    commits.push(commit_configmap(&repo, "after the etcd restart", "c4"));
+    wait_bundle_at(&client, "faults", &commits[3], &[&a, &b]).await;
+    carried_on(&mut [&mut a, &mut b]).await;
+
+    // Nothing done twice: each commit changed the Bundle's spec once (an identical apply,
+    // such as a retried write, does not raise the generation).
+    let bundle = bundles(&client).get("faults").await.expect("bundle");
+    assert_eq!(
+        bundle.metadata.generation,
+        Some(i64::try_from(commits.len()).expect("small")),
+        "one spec change per commit"
+    );
+    let status = gitrepos(&client)
+        .get("faults")
+        .await
+        .expect("gitrepo")
+        .status
+        .unwrap_or_default();
+    assert_eq!(status.commit.as_deref(), commits.last().map(String::as_str));
+}
+
+/// A repository of `n` directories, each a Bundle (a `fleet.yaml` makes it one) with one
+/// ConfigMap.
+fn many_bundles(repo: &GitRepoFixture, n: usize) -> String {
+    let files: Vec<(String, String)> = (0..n)
+        .flat_map(|i| {
+            [
+                (
+                    format!("app-{i:03}/cm.yaml"),
+                    configmap(&format!("cm-{i:03}")),
+                ),
+                (
+                    format!("app-{i:03}/fleet.yaml"),
+                    format!("defaultNamespace: app-{i:03}\n"),
+                ),
+            ]
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    repo.commit_files("many bundles", &files).expect("commit")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_in_the_middle_of_a_100_bundle_sync_leaves_all_100() {
+    const N: usize = 100;
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let commit = many_bundles(&repo, N);
+    let mut a = Gitjob::start(&plane, "gitjob-a", work.path());
+    a.wait_role("leader").await;
+    let b = Gitjob::start(&plane, "gitjob-b", work.path());
+    b.wait_role("standby").await;
+
+    // Freeze the leader on the first Bundle it writes (SIGSTOP takes effect at once; the
+    // writes it has in flight still land), count what it wrote, then SIGKILL it.
+    let api = bundles(&client);
+    let mut watch = Box::pin(watcher::watcher(api.clone(), watcher::Config::default()));
+    gitrepos(&client)
+        .create(
+            &PostParams::default(),
+            &gitrepo(&gitrepo_yaml("many", &repo)),
+        )
+        .await
+        .expect("gitrepo");
+    let first_written = async {
+        while let Some(event) = watch.next().await {
+            if matches!(
+                event,
+                Ok(watcher::Event::Apply(_) | watcher::Event::InitApply(_))
+            ) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, first_written)
+        .await
+        .unwrap_or_else(|_| panic!("no Bundle written\n{}", a.process.log_tail(30)));
+    a.process.signal(SIGSTOP).expect("freeze the leader");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let written = api
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .len();
+    a.process.kill();
+    eprintln!("leader killed with {written}/{N} Bundles written");
+
+    // The other replica takes over and finishes; the commit is recorded only with all of them.
+    b.wait_role("leader").await;
+    let all = wait_for_count(
+        &api,
+        "all Bundles at the commit",
+        N,
+        WAIT,
+        |bundle: &Bundle| commit_of(bundle) == Some(commit.as_str()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", b.process.log_tail(30)));
+    assert_eq!(all.len(), N);
+    let names: std::collections::BTreeSet<String> = all.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(names.len(), N, "no Bundle twice");
+    let gitrepo = wait_for(&gitrepos(&client), "many", WAIT, |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.commit.as_deref() == Some(commit.as_str()))
+    })
+    .await
+    .expect("status.commit");
+    assert_eq!(
+        api.list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        N,
+        "nothing more than the repository's Bundles: {gitrepo:?}"
+    );
+}
