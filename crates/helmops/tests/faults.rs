@@ -1,0 +1,126 @@
+//! helmops under the faults an operator's control plane goes through, on a real one (with a
+//! real Helm repository): the API server frozen for longer than the Lease, killed and started
+//! again on the same etcd, and etcd restarted. After each, both replicas still run (no restart
+//! of their own), one of them leads, a new HelmOp gets its Bundle, and the Bundles written
+//! before are not written again (they keep generation 1).
+
+mod support;
+
+use std::time::Duration;
+
+use fleet_api::{Bundle, HelmOp};
+use fleet_testkit::ManagedProcess;
+use fleet_testkit::file_server::FileServer;
+use fleet_testkit::helm_repo::HelmRepoDir;
+use fleet_testkit::process::{SIGCONT, SIGSTOP};
+use fleet_testkit::{wait_for, wait_role};
+use kube::Api;
+use kube::api::PostParams;
+use support::{NS, WAIT, plane, replica};
+
+/// Longer than the test Lease (3 s) and its renew deadline (2 s).
+const FREEZE: Duration = Duration::from_secs(10);
+const RESTART: Duration = Duration::from_secs(60);
+
+fn helmop(name: &str, repo: &str) -> HelmOp {
+    serde_saphyr::from_str(&format!(
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\nmetadata:\n  name: {name}\nspec:\n  helm:\n    repo: {repo}\n    chart: web\n"
+    ))
+    .expect("helmop")
+}
+
+/// Both replicas still run and one leads; HelmOp `name` gets its Bundle; the Bundles of
+/// `before` kept generation 1.
+async fn carried_on(
+    client: &kube::Client,
+    replicas: &mut [(&mut ManagedProcess, u16)],
+    repo: &str,
+    name: &str,
+    before: &[&str],
+) {
+    let logs = |replicas: &[(&mut ManagedProcess, u16)]| -> String {
+        replicas
+            .iter()
+            .map(|(p, _)| format!("--- {} ---\n{}", p.name(), p.log_tail(25)))
+            .collect()
+    };
+    for (process, _) in replicas.iter_mut() {
+        if let Err(e) = process.check_running() {
+            panic!("a replica did not ride out the fault: {e}");
+        }
+    }
+    let ports: Vec<u16> = replicas.iter().map(|(_, port)| *port).collect();
+    fleet_testkit::wait_one_leader(&ports, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(replicas)));
+    Api::<HelmOp>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &helmop(name, repo))
+        .await
+        .expect("create");
+    let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
+    wait_for(&bundles, name, WAIT, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{name}'s Bundle after the fault: {e}\n{}", logs(replicas)));
+    for earlier in before {
+        let bundle = bundles.get(earlier).await.expect("written before");
+        assert_eq!(
+            bundle.metadata.generation,
+            Some(1),
+            "{earlier} not written again"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helmops_rides_out_a_frozen_or_restarted_api_server_and_an_etcd_restart() {
+    let mut plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = HelmRepoDir::new().expect("repo dir");
+    let server = FileServer::start(&repo.root()).await.expect("server");
+    let chart = [(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n",
+    )];
+    repo.publish("web", "1.0.0", &chart, &server.url())
+        .expect("publish");
+    let url = server.url();
+    let (mut a, a_port) = replica(&plane, work.path(), "a");
+    wait_role(a_port, "leader", WAIT).await.expect("a leads");
+    let (mut b, b_port) = replica(&plane, work.path(), "b");
+    wait_role(b_port, "standby", WAIT)
+        .await
+        .expect("b stands by");
+    carried_on(
+        &client,
+        &mut [(&mut a, a_port), (&mut b, b_port)],
+        &url,
+        "before",
+        &[],
+    )
+    .await;
+
+    let apiserver = plane.process_mut("kube-apiserver").expect("kube-apiserver");
+    apiserver.signal(SIGSTOP).expect("freeze the API server");
+    tokio::time::sleep(FREEZE).await;
+    let apiserver = plane.process_mut("kube-apiserver").expect("kube-apiserver");
+    apiserver.signal(SIGCONT).expect("resume the API server");
+    let replicas = &mut [(&mut a, a_port), (&mut b, b_port)];
+    carried_on(&client, replicas, &url, "after-freeze", &["before"]).await;
+
+    plane
+        .process_mut("kube-apiserver")
+        .expect("kube-apiserver")
+        .kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    plane
+        .restart("kube-apiserver", RESTART)
+        .await
+        .expect("API server back");
+    let before = ["before", "after-freeze"];
+    carried_on(&client, replicas, &url, "after-restart", &before).await;
+
+    plane.restart("etcd", RESTART).await.expect("etcd back");
+    let before = ["before", "after-freeze", "after-restart"];
+    carried_on(&client, replicas, &url, "after-etcd", &before).await;
+}
