@@ -6,17 +6,12 @@
 
 mod support;
 
-use std::time::Duration;
-
 use fleet_api::{BundleDeployment, Cluster};
-use fleet_testkit::process::{SIGCONT, SIGSTOP};
+use fleet_testkit::ManagedProcess;
+use fleet_testkit::faults::{self, Fault};
 use fleet_testkit::wait_for;
 use kube::Api;
 use support::*;
-
-/// Longer than the test Lease (3 s) and its renew deadline (2 s).
-const FREEZE: Duration = Duration::from_secs(10);
-const RESTART: Duration = Duration::from_secs(60);
 
 /// Both replicas still run and one of them leads; `bundle` is deployed to `c0`, and the
 /// BundleDeployments before it kept generation 1.
@@ -26,25 +21,21 @@ async fn carried_on(
     bundle: &str,
     before: &[&str],
 ) {
-    let logs = |replicas: &[&mut Controller]| -> String {
-        replicas
-            .iter()
-            .map(|r| format!("--- {} ---\n{}", r.process.name(), r.process.log_tail(25)))
-            .collect()
-    };
-    for replica in replicas.iter_mut() {
-        if let Err(e) = replica.process.check_running() {
-            panic!("a replica did not ride out the fault: {e}");
-        }
-    }
     let ports: Vec<u16> = replicas.iter().map(|r| r.admin_port).collect();
-    fleet_testkit::wait_one_leader(&ports, WAIT)
+    let mut processes: Vec<&mut ManagedProcess> =
+        replicas.iter_mut().map(|r| &mut r.process).collect();
+    faults::rode_out(&mut processes, &ports, WAIT)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", logs(replicas)));
+        .unwrap_or_else(|e| panic!("{e}\n{}", faults::logs(&processes)));
     create::<fleet_api::Bundle>(client, &support::bundle(bundle)).await;
     wait_for(&bds(client, "c0"), bundle, WAIT, |_| true)
         .await
-        .unwrap_or_else(|e| panic!("{bundle} deployed after the fault: {e}\n{}", logs(replicas)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{bundle} deployed after the fault: {e}\n{}",
+                faults::logs(&processes)
+            )
+        });
     let deployments: Api<BundleDeployment> = bds(client, "c0");
     for name in before {
         let bd = deployments.get(name).await.expect("deployed before");
@@ -72,36 +63,12 @@ async fn the_controller_rides_out_a_frozen_or_restarted_api_server_and_an_etcd_r
     .expect("cluster seen");
     carried_on(&client, &mut [&mut a, &mut b], "before", &[]).await;
 
-    let apiserver = plane.process_mut("kube-apiserver").expect("kube-apiserver");
-    apiserver.signal(SIGSTOP).expect("freeze the API server");
-    tokio::time::sleep(FREEZE).await;
-    let apiserver = plane.process_mut("kube-apiserver").expect("kube-apiserver");
-    apiserver.signal(SIGCONT).expect("resume the API server");
-    carried_on(&client, &mut [&mut a, &mut b], "after-freeze", &["before"]).await;
-
-    plane
-        .process_mut("kube-apiserver")
-        .expect("kube-apiserver")
-        .kill();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    plane
-        .restart("kube-apiserver", RESTART)
-        .await
-        .expect("API server back");
-    carried_on(
-        &client,
-        &mut [&mut a, &mut b],
-        "after-restart",
-        &["before", "after-freeze"],
-    )
-    .await;
-
-    plane.restart("etcd", RESTART).await.expect("etcd back");
-    carried_on(
-        &client,
-        &mut [&mut a, &mut b],
-        "after-etcd",
-        &["before", "after-freeze", "after-restart"],
-    )
-    .await;
+    let mut deployed = vec!["before".to_owned()];
+    for fault in Fault::ALL {
+        fault.inflict(&mut plane).await.expect("fault");
+        let bundle = format!("after-{fault:?}").to_lowercase();
+        let before: Vec<&str> = deployed.iter().map(String::as_str).collect();
+        carried_on(&client, &mut [&mut a, &mut b], &bundle, &before).await;
+        deployed.push(bundle);
+    }
 }

@@ -566,12 +566,7 @@ impl ControlPlane {
     /// the same flags, ports and data, then waits until the API server is ready again: the
     /// restarts an operator's cluster goes through, under the running components.
     pub async fn restart(&mut self, name: &str, timeout: Duration) -> Result<(), Error> {
-        let plane = self.name.clone();
-        self.process_mut(name)
-            .ok_or_else(|| Error::Config {
-                message: format!("plane {plane} has no process {name}"),
-            })?
-            .restart()?;
+        crate::faults::process(self, name)?.restart()?;
         let client = self.client.clone();
         wait_until(
             "kube-apiserver /readyz after a restart",

@@ -18,6 +18,7 @@
 pub mod binaries;
 pub mod certs;
 mod control_plane;
+pub mod faults;
 pub mod fencing;
 pub mod file_server;
 pub mod git;

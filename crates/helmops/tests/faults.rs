@@ -6,21 +6,15 @@
 
 mod support;
 
-use std::time::Duration;
-
 use fleet_api::{Bundle, HelmOp};
 use fleet_testkit::ManagedProcess;
+use fleet_testkit::faults::{self, Fault};
 use fleet_testkit::file_server::FileServer;
 use fleet_testkit::helm_repo::HelmRepoDir;
-use fleet_testkit::process::{SIGCONT, SIGSTOP};
 use fleet_testkit::{wait_for, wait_role};
 use kube::Api;
 use kube::api::PostParams;
 use support::{NS, WAIT, plane, replica};
-
-/// Longer than the test Lease (3 s) and its renew deadline (2 s).
-const FREEZE: Duration = Duration::from_secs(10);
-const RESTART: Duration = Duration::from_secs(60);
 
 fn helmop(name: &str, repo: &str) -> HelmOp {
     serde_saphyr::from_str(&format!(
@@ -38,21 +32,12 @@ async fn carried_on(
     name: &str,
     before: &[&str],
 ) {
-    let logs = |replicas: &[(&mut ManagedProcess, u16)]| -> String {
-        replicas
-            .iter()
-            .map(|(p, _)| format!("--- {} ---\n{}", p.name(), p.log_tail(25)))
-            .collect()
-    };
-    for (process, _) in replicas.iter_mut() {
-        if let Err(e) = process.check_running() {
-            panic!("a replica did not ride out the fault: {e}");
-        }
-    }
     let ports: Vec<u16> = replicas.iter().map(|(_, port)| *port).collect();
-    fleet_testkit::wait_one_leader(&ports, WAIT)
+    let mut processes: Vec<&mut ManagedProcess> =
+        replicas.iter_mut().map(|(p, _)| &mut **p).collect();
+    faults::rode_out(&mut processes, &ports, WAIT)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", logs(replicas)));
+        .unwrap_or_else(|e| panic!("{e}\n{}", faults::logs(&processes)));
     Api::<HelmOp>::namespaced(client.clone(), NS)
         .create(&PostParams::default(), &helmop(name, repo))
         .await
@@ -60,7 +45,12 @@ async fn carried_on(
     let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
     wait_for(&bundles, name, WAIT, |_| true)
         .await
-        .unwrap_or_else(|e| panic!("{name}'s Bundle after the fault: {e}\n{}", logs(replicas)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{name}'s Bundle after the fault: {e}\n{}",
+                faults::logs(&processes)
+            )
+        });
     for earlier in before {
         let bundle = bundles.get(earlier).await.expect("written before");
         assert_eq!(
@@ -100,27 +90,13 @@ async fn helmops_rides_out_a_frozen_or_restarted_api_server_and_an_etcd_restart(
     )
     .await;
 
-    let apiserver = plane.process_mut("kube-apiserver").expect("kube-apiserver");
-    apiserver.signal(SIGSTOP).expect("freeze the API server");
-    tokio::time::sleep(FREEZE).await;
-    let apiserver = plane.process_mut("kube-apiserver").expect("kube-apiserver");
-    apiserver.signal(SIGCONT).expect("resume the API server");
-    let replicas = &mut [(&mut a, a_port), (&mut b, b_port)];
-    carried_on(&client, replicas, &url, "after-freeze", &["before"]).await;
-
-    plane
-        .process_mut("kube-apiserver")
-        .expect("kube-apiserver")
-        .kill();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    plane
-        .restart("kube-apiserver", RESTART)
-        .await
-        .expect("API server back");
-    let before = ["before", "after-freeze"];
-    carried_on(&client, replicas, &url, "after-restart", &before).await;
-
-    plane.restart("etcd", RESTART).await.expect("etcd back");
-    let before = ["before", "after-freeze", "after-restart"];
-    carried_on(&client, replicas, &url, "after-etcd", &before).await;
+    let mut written = vec!["before".to_owned()];
+    for fault in Fault::ALL {
+        fault.inflict(&mut plane).await.expect("fault");
+        let name = format!("after-{fault:?}").to_lowercase();
+        let before: Vec<&str> = written.iter().map(String::as_str).collect();
+        let replicas = &mut [(&mut a, a_port), (&mut b, b_port)];
+        carried_on(&client, replicas, &url, &name, &before).await;
+        written.push(name);
+    }
 }
