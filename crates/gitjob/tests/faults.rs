@@ -153,7 +153,9 @@ async fn a_leader_killed_in_the_middle_of_a_100_bundle_sync_leaves_all_100() {
     tokio::time::timeout(WAIT, first_written)
         .await
         .unwrap_or_else(|_| panic!("no Bundle written\n{}", a.process.log_tail(30)));
-    a.process.signal(fleet_testkit::process::SIGSTOP).expect("freeze the leader");
+    a.process
+        .signal(fleet_testkit::process::SIGSTOP)
+        .expect("freeze the leader");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let written = api
         .list(&Default::default())

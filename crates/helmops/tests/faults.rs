@@ -9,19 +9,10 @@ mod support;
 use fleet_api::{Bundle, HelmOp};
 use fleet_testkit::ManagedProcess;
 use fleet_testkit::faults::{self, Fault};
-use fleet_testkit::file_server::FileServer;
-use fleet_testkit::helm_repo::HelmRepoDir;
 use fleet_testkit::{wait_for, wait_role};
 use kube::Api;
 use kube::api::PostParams;
-use support::{NS, WAIT, plane, replica};
-
-fn helmop(name: &str, repo: &str) -> HelmOp {
-    serde_saphyr::from_str(&format!(
-        "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\nmetadata:\n  name: {name}\nspec:\n  helm:\n    repo: {repo}\n    chart: web\n"
-    ))
-    .expect("helmop")
-}
+use support::{NS, WAIT, plane, replica, web_chart_repo, web_helmop};
 
 /// Both replicas still run and one leads; HelmOp `name` gets its Bundle; the Bundles of
 /// `before` kept generation 1.
@@ -39,7 +30,7 @@ async fn carried_on(
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", faults::logs(&processes)));
     Api::<HelmOp>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &helmop(name, repo))
+        .create(&PostParams::default(), &web_helmop(name, repo))
         .await
         .expect("create");
     let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
@@ -66,14 +57,7 @@ async fn helmops_rides_out_a_frozen_or_restarted_api_server_and_an_etcd_restart(
     let mut plane = plane().await;
     let client = plane.client();
     let work = tempfile::tempdir().expect("tempdir");
-    let repo = HelmRepoDir::new().expect("repo dir");
-    let server = FileServer::start(&repo.root()).await.expect("server");
-    let chart = [(
-        "cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n",
-    )];
-    repo.publish("web", "1.0.0", &chart, &server.url())
-        .expect("publish");
+    let (_repo, server) = web_chart_repo().await;
     let url = server.url();
     let (mut a, a_port) = replica(&plane, work.path(), "a");
     wait_role(a_port, "leader", WAIT).await.expect("a leads");

@@ -8,33 +8,17 @@ mod support;
 use std::time::Duration;
 
 use fleet_api::{Bundle, HelmOp};
-use fleet_testkit::file_server::FileServer;
-use fleet_testkit::helm_repo::HelmRepoDir;
 use fleet_testkit::{wait_for, wait_role};
 use kube::Api;
 use kube::api::PostParams;
-use support::{NS, WAIT, plane, replica};
-
-fn helmop(name: &str, repo: &str) -> HelmOp {
-    serde_saphyr::from_str(&format!(
-        "apiVersion: fleet.cattle.io/v1alpha1\nkind: HelmOp\nmetadata:\n  name: {name}\nspec:\n  helm:\n    repo: {repo}\n    chart: web\n"
-    ))
-    .expect("helmop")
-}
+use support::{NS, WAIT, plane, replica, web_chart_repo, web_helmop};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_writes_nothing_after_another_took_over() {
     let plane = plane().await;
     let client = plane.client();
     let work = tempfile::tempdir().expect("tempdir");
-    let repo = HelmRepoDir::new().expect("repo dir");
-    let server = FileServer::start(&repo.root()).await.expect("server");
-    let chart = [(
-        "cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n",
-    )];
-    repo.publish("web", "1.0.0", &chart, &server.url())
-        .expect("publish");
+    let (_repo, server) = web_chart_repo().await;
 
     let (a, a_port) = replica(&plane, work.path(), "a");
     wait_role(a_port, "leader", WAIT).await.expect("a leads");
@@ -45,7 +29,7 @@ async fn a_frozen_leader_writes_nothing_after_another_took_over() {
     let helmops: Api<HelmOp> = Api::namespaced(client.clone(), NS);
     let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
     helmops
-        .create(&PostParams::default(), &helmop("first", &server.url()))
+        .create(&PostParams::default(), &web_helmop("first", &server.url()))
         .await
         .expect("create");
     wait_for(&bundles, "first", WAIT, |_| true)
@@ -56,7 +40,7 @@ async fn a_frozen_leader_writes_nothing_after_another_took_over() {
     let pending = async {
         for name in names {
             helmops
-                .create(&PostParams::default(), &helmop(name, &server.url()))
+                .create(&PostParams::default(), &web_helmop(name, &server.url()))
                 .await
                 .expect("create");
         }
