@@ -194,6 +194,19 @@ async fn deploy(
             });
         }
     }
+    // Helm already installed this deployment, but its status was not recorded (the upstream
+    // API server went away in between): record it, do not upgrade the release again.
+    let read_release = |source| Error::Api {
+        action: format!("reading release {release}"),
+        source,
+    };
+    if crate::releases::deployed_as(&ctx.inspector.downstream, &release, &name, id)
+        .await
+        .map_err(read_release)?
+    {
+        tracing::info!(bundle_deployment = %name, %release, "already deployed: not run again");
+        return Ok(Ok(fleet_deployer::Deployed { release }));
+    }
     let selector = options.allowed_target_namespace_selector.as_ref();
     match crate::releases::namespace_allowed(
         &ctx.inspector.downstream,
@@ -248,10 +261,11 @@ async fn deploy(
         options.namespace_labels.clone(),
         options.namespace_annotations.clone(),
     );
+    let deployment_id = id.to_owned();
     let deployed = tokio::task::spawn_blocking(move || {
         let files = fleet_deployer::content::files(&content).map_err(|e| e.to_string())?;
         deployer
-            .deploy(&name, &options, &files, &cluster, &resolved)
+            .deploy(&name, &deployment_id, &options, &files, &cluster, &resolved)
             .map_err(|e| e.to_string())
     })
     .await

@@ -8,7 +8,7 @@
 //! release namespace.
 
 use fleet_deployer::Release;
-use fleet_deployer::helm::OWNER_LABEL;
+use fleet_deployer::helm::{DEPLOYMENT_LABEL, OWNER_LABEL, deployment_label};
 use std::collections::BTreeMap;
 
 use fleet_runtime::{WriteError, Writer};
@@ -31,6 +31,28 @@ pub async fn owner(client: &Client, release: &Release) -> Result<Option<String>,
         .items
         .iter()
         .find_map(|s| s.metadata.labels.as_ref()?.get(OWNER_LABEL).cloned()))
+}
+
+/// Whether `release`'s deployed revision is `bundle_deployment`'s deployment `deployment_id`
+/// (helm succeeded, but the status saying so may not have been written).
+pub async fn deployed_as(
+    client: &Client,
+    release: &Release,
+    bundle_deployment: &str,
+    deployment_id: &str,
+) -> Result<bool, kube::Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &release.namespace);
+    let selector = format!("owner=helm,name={},status=deployed", release.name);
+    let list = secrets
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?;
+    let wanted = deployment_label(deployment_id);
+    Ok(list.items.iter().any(|s| {
+        s.metadata.labels.as_ref().is_some_and(|labels| {
+            labels.get(OWNER_LABEL).map(String::as_str) == Some(bundle_deployment)
+                && labels.get(DEPLOYMENT_LABEL) == Some(&wanted)
+        })
+    }))
 }
 
 /// Why `bundle_deployment` may not deploy `release`: another one deploys it.

@@ -19,8 +19,27 @@ use crate::chart::write_generated_chart;
 /// that deploys the release.
 pub const OWNER_LABEL: &str = "fleet.cattle.io/bundle-deployment";
 
+/// The release label (on each revision's history Secret) naming the deployment it installed,
+/// as [`deployment_label`] of the BundleDeployment's `deploymentID`: a deploy whose status
+/// could not be recorded (the upstream API server went away right after helm succeeded) is
+/// recognised on the retry instead of being upgraded a second time.
+pub const DEPLOYMENT_LABEL: &str = "fleet.cattle.io/deployment-id";
+
+/// A label value for a `deploymentID` (which is too long and has a `:`): 32 hex digits of
+/// its SHA-256.
+pub fn deployment_label(deployment_id: &str) -> String {
+    let mut digest = fleet_render::deployments::sha256_hex(deployment_id.as_bytes());
+    digest.truncate(32);
+    digest
+}
+
 /// `helm upgrade --install` flags for a bundle's `helm` options, as Fleet's agent sets them.
-fn upgrade_flags(helm: &HelmOptions, bundle_deployment: &str, local_chart: bool) -> Vec<String> {
+fn upgrade_flags(
+    helm: &HelmOptions,
+    bundle_deployment: &str,
+    deployment_id: &str,
+    local_chart: bool,
+) -> Vec<String> {
     let mut flags = Vec::new();
     if helm.timeout_seconds > 0 {
         flags.push(format!("--timeout={}s", helm.timeout_seconds));
@@ -45,7 +64,10 @@ fn upgrade_flags(helm: &HelmOptions, bundle_deployment: &str, local_chart: bool)
     if local_chart && !helm.disable_dependency_update {
         flags.push("--dependency-update".to_owned());
     }
-    flags.push(format!("--labels={OWNER_LABEL}={bundle_deployment}"));
+    flags.push(format!(
+        "--labels={OWNER_LABEL}={bundle_deployment},{DEPLOYMENT_LABEL}={}",
+        deployment_label(deployment_id)
+    ));
     // Fleet always takes ownership on upgrade, so that existing objects can be adopted.
     flags.push("--take-ownership".to_owned());
     // Server-side apply, forcing conflicts: what git says wins over hand edits, on an
@@ -152,6 +174,7 @@ impl Deployer {
     pub fn deploy(
         &self,
         name: &str,
+        deployment_id: &str,
         options: &BundleDeploymentOptions,
         files: &Files,
         cluster: &ClusterInfo,
@@ -216,6 +239,7 @@ impl Deployer {
         cmd.args(upgrade_flags(
             &helm,
             name,
+            deployment_id,
             matches!(style, Style::LocalChart(_)),
         ));
         run(cmd, "upgrade --install", &release)?;
@@ -402,13 +426,13 @@ mod tests {
 
     #[test]
     fn fleets_helm_options_become_helm_flags() {
-        let defaults = upgrade_flags(&HelmOptions::default(), "bd", true);
+        let defaults = upgrade_flags(&HelmOptions::default(), "bd", "s-1:o", true);
         assert_eq!(
             defaults,
             [
                 "--enable-dns",
                 "--dependency-update",
-                "--labels=fleet.cattle.io/bundle-deployment=bd",
+                "--labels=fleet.cattle.io/bundle-deployment=bd,fleet.cattle.io/deployment-id=952dee6b097a905f44d231e64e8715d9",
                 "--take-ownership",
                 "--server-side=true",
                 "--force-conflicts",
@@ -421,7 +445,7 @@ mod tests {
             "maxHistory": 5,
         }))
         .expect("options");
-        let flags = upgrade_flags(&helm, "bd", true);
+        let flags = upgrade_flags(&helm, "bd", "s-1:o", true);
         for flag in [
             "--timeout=30s",
             "--rollback-on-failure",
