@@ -104,7 +104,11 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
         }
         return Ok(Action::requeue(DEPENDENCY_RECHECK));
     }
-    let deployed = match deploy(bd, &id, ctx).await? {
+    let deployed = match already_installed(bd, &id, ctx).await? {
+        Some(deployed) => Ok(deployed),
+        None => deploy(bd, &id, ctx).await?,
+    };
+    let deployed = match deployed {
         Ok(deployed) => deployed,
         Err(message) => {
             tracing::warn!(bundle_deployment = %name, error = %message, "deploy failed");
@@ -135,6 +139,32 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
     }
     // From here on the monitoring role looks at it (the status just written wakes it).
     Ok(Action::await_change())
+}
+
+/// The release, when helm already installed deployment `id` of `bd` but its status was not
+/// recorded (the upstream API server went away in between): record it, do not upgrade the
+/// release a second time. (Drift correction does run helm again for an applied deployment.)
+async fn already_installed(
+    bd: &BundleDeployment,
+    id: &str,
+    ctx: &Context,
+) -> Result<Option<fleet_deployer::Deployed>, Error> {
+    let name = bd.name_any();
+    let release = Release {
+        name: release_name(&name, &bd.spec.options),
+        namespace: namespace(&bd.spec.options),
+    };
+    let installed = crate::releases::deployed_as(&ctx.inspector.downstream, &release, &name, id)
+        .await
+        .map_err(|source| Error::Api {
+            action: format!("reading release {release}"),
+            source,
+        })?;
+    if !installed {
+        return Ok(None);
+    }
+    tracing::info!(bundle_deployment = %name, %release, "already installed: recorded, not run again");
+    Ok(Some(fleet_deployer::Deployed { release }))
 }
 
 /// A deployment waiting for its dependencies looks again this often.
@@ -193,19 +223,6 @@ async fn deploy(
                 source,
             });
         }
-    }
-    // Helm already installed this deployment, but its status was not recorded (the upstream
-    // API server went away in between): record it, do not upgrade the release again.
-    let read_release = |source| Error::Api {
-        action: format!("reading release {release}"),
-        source,
-    };
-    if crate::releases::deployed_as(&ctx.inspector.downstream, &release, &name, id)
-        .await
-        .map_err(read_release)?
-    {
-        tracing::info!(bundle_deployment = %name, %release, "already deployed: not run again");
-        return Ok(Ok(fleet_deployer::Deployed { release }));
     }
     let selector = options.allowed_target_namespace_selector.as_ref();
     match crate::releases::namespace_allowed(
