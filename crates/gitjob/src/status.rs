@@ -58,8 +58,8 @@ pub fn next_status(
             set(conditions, RECONCILING, false, None, now);
             status.base.display.error = false;
             status.base.display.message = None;
-            // A typo in `paths` is a warning, not a failure: Ready stays as Fleet reports it
-            // (True), and `PathsMatched` says which entries found nothing.
+            // A typo in `paths` is a warning, not a failure (Stalled stays False, as Fleet
+            // reports it), and `PathsMatched` says which entries found nothing.
             if let Some(unmatched) = unmatched {
                 let message = (!unmatched.is_empty()).then(|| {
                     format!(

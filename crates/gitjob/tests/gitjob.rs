@@ -675,7 +675,8 @@ async fn one_repo(name: &str, files: &[(&str, &str)], spec: &str) -> OneRepo {
 }
 
 /// A `paths` entry that matches nothing (a typo) is a warning on the GitRepo: the other paths
-/// are deployed, Ready stays True as in Fleet, `PathsMatched` is False and names the entry.
+/// are deployed, the sync is no failure (Stalled=False, as in Fleet), `PathsMatched` is False
+/// and names the entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paths_entry_matching_nothing_is_reported() {
     // Bound whole: its plane and work dir live as long as the test.
