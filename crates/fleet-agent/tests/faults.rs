@@ -25,7 +25,12 @@ async fn deploy(setup: &Setup, agents: &mut [&mut ManagedProcess], name: &str, c
     let configmaps: Api<ConfigMap> = Api::namespaced(setup.downstream.client(), "apps");
     wait_for(&configmaps, name, WAIT, |_| true)
         .await
-        .unwrap_or_else(|e| panic!("{name} deployed: {e}\n{}", faults::logs(agents)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{name} deployed: {e}\n{}",
+                faults::logs(agents.iter().map(|p| &**p))
+            )
+        });
     let revisions: Vec<String> = Api::<Secret>::all(setup.downstream.client())
         .list(&ListParams::default().labels("owner=helm"))
         .await
@@ -38,7 +43,7 @@ async fn deploy(setup: &Setup, agents: &mut [&mut ManagedProcess], name: &str, c
         revisions.len(),
         count,
         "one revision per release, none twice: {revisions:?}\n{}",
-        faults::logs(agents)
+        faults::logs(agents.iter().map(|p| &**p))
     );
 }
 

@@ -26,14 +26,14 @@ async fn carried_on(
         replicas.iter_mut().map(|r| &mut r.process).collect();
     faults::rode_out(&mut processes, &ports, WAIT)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", faults::logs(&processes)));
+        .unwrap_or_else(|e| panic!("{e}\n{}", faults::logs(processes.iter().map(|p| &**p))));
     create::<fleet_api::Bundle>(client, &support::bundle(bundle)).await;
     wait_for(&bds(client, "c0"), bundle, WAIT, |_| true)
         .await
         .unwrap_or_else(|e| {
             panic!(
                 "{bundle} deployed after the fault: {e}\n{}",
-                faults::logs(&processes)
+                faults::logs(processes.iter().map(|p| &**p))
             )
         });
     let deployments: Api<BundleDeployment> = bds(client, "c0");

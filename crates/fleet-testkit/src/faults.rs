@@ -78,9 +78,9 @@ pub async fn rode_out(
 }
 
 /// The last lines of each replica's log, for a failure message.
-pub fn logs(replicas: &[&mut ManagedProcess]) -> String {
+pub fn logs<'a>(replicas: impl IntoIterator<Item = &'a ManagedProcess>) -> String {
     replicas
-        .iter()
+        .into_iter()
         .map(|p| format!("--- {} ---\n{}\n", p.name(), p.log_tail(25)))
         .collect()
 }

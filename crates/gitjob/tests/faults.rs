@@ -32,14 +32,7 @@ async fn wait_bundle_at(client: &kube::Client, name: &str, commit: &str, replica
         commit_of(b) == Some(commit)
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs(replicas)));
-}
-
-fn logs(replicas: &[&Gitjob]) -> String {
-    replicas
-        .iter()
-        .map(|r| format!("--- {} ---\n{}", r.process.name(), r.process.log_tail(25)))
-        .collect()
+    .unwrap_or_else(|e| panic!("{e}\n{}", faults::logs(replicas.iter().map(|r| &r.process))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

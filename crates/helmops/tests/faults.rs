@@ -28,7 +28,7 @@ async fn carried_on(
         replicas.iter_mut().map(|(p, _)| &mut **p).collect();
     faults::rode_out(&mut processes, &ports, WAIT)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", faults::logs(&processes)));
+        .unwrap_or_else(|e| panic!("{e}\n{}", faults::logs(processes.iter().map(|p| &**p))));
     Api::<HelmOp>::namespaced(client.clone(), NS)
         .create(&PostParams::default(), &web_helmop(name, repo))
         .await
@@ -39,7 +39,7 @@ async fn carried_on(
         .unwrap_or_else(|e| {
             panic!(
                 "{name}'s Bundle after the fault: {e}\n{}",
-                faults::logs(&processes)
+                faults::logs(processes.iter().map(|p| &**p))
             )
         });
     for earlier in before {
