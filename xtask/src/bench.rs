@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use fleet_election::parse_go_duration;
+use fleet_api::duration::parse_go_duration;
 use fleet_election::trace::{TraceEvent, overlaps};
 use fleet_testkit::process::{SIGKILL, SIGTERM};
 use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess};

@@ -5,6 +5,7 @@
 //! (`incompleteState`). Unchanged conditions keep their timestamps, so an unchanged status
 //! builds the same patch and is not written. Pure.
 
+use fleet_api::conditions::{self, Verdict};
 use fleet_api::{BundleDeploymentStatus, Condition};
 use serde_json::{Value, json};
 
@@ -133,7 +134,8 @@ fn sorted(conditions: &[Condition]) -> Vec<Condition> {
     sorted
 }
 
-/// A condition; an unchanged one keeps its timestamps.
+/// A condition; an unchanged one keeps its timestamps. A `False` `Ready` has reason
+/// `NotReady`, any other `False` one `Error`.
 fn condition(
     previous: &[Condition],
     type_: &str,
@@ -141,32 +143,13 @@ fn condition(
     message: Option<&String>,
     now: &str,
 ) -> Condition {
-    let status = if ok { "True" } else { "False" }.to_owned();
-    if let Some(same) = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status && c.message.as_ref() == message)
-    {
-        return same.clone();
-    }
-    let transitioned = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .and_then(|c| c.last_transition_time.clone());
-    Condition {
-        type_: type_.to_owned(),
-        status,
-        last_update_time: Some(now.to_owned()),
-        last_transition_time: Some(transitioned.unwrap_or_else(|| now.to_owned())),
-        reason: (!ok).then(|| {
-            if type_ == "Ready" {
-                "NotReady"
-            } else {
-                "Error"
-            }
-            .to_owned()
-        }),
-        message: message.cloned(),
-    }
+    let reason = if type_ == "Ready" {
+        "NotReady"
+    } else {
+        "Error"
+    };
+    let verdict = Verdict::new(ok, reason, message.cloned());
+    conditions::next(conditions::get(previous, type_), type_, verdict, now)
 }
 
 #[cfg(test)]

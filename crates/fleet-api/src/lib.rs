@@ -15,6 +15,8 @@ mod bundle;
 mod bundle_deployment;
 mod cluster;
 mod common;
+pub mod conditions;
+pub mod duration;
 mod fleet_yaml;
 mod gitrepo;
 mod helmop;

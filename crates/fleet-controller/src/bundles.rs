@@ -365,7 +365,7 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
     let now = jiff::Timestamp::now().to_string();
     let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
     let ready = match &error {
-        Some(message) => summary::condition("Ready", false, Some(message.clone()), &now, previous),
+        Some(message) => summary::not_ready("Ready", false, Some(message.clone()), &now, previous),
         None => summary::ready_condition(&summary, "Cluster", &now, previous),
     };
     let next = BundleStatus {

@@ -141,7 +141,7 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
         agent_freshness(cluster, ctx.settings.agent_timeout, now);
     let mut ready = summary::ready_condition(&summary, "Bundle", &now.to_string(), previous);
     if !agent_ok {
-        ready = summary::condition("Ready", false, agent_message, &now.to_string(), previous);
+        ready = summary::not_ready("Ready", false, agent_message, &now.to_string(), previous);
     }
     let next = ClusterStatus {
         namespace: Some(bd_namespace),
@@ -283,8 +283,8 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
         )
     });
     let ready = match &invalid {
-        Some(error) => summary::condition("Ready", false, Some(error.clone()), &now, previous),
-        None => summary::condition("Ready", non_ready.is_empty(), message, &now, previous),
+        Some(error) => summary::not_ready("Ready", false, Some(error.clone()), &now, previous),
+        None => summary::not_ready("Ready", non_ready.is_empty(), message, &now, previous),
     };
     let next = ClusterGroupStatus {
         cluster_count: count,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use fleet_api::duration::parse_go_duration;
 use fleet_api::labels::{
     BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, MANAGED, REPO_NAME,
 };
@@ -17,8 +18,8 @@ use fleet_api::{
 use fleet_controller::context::{Caches, Context, Settings, claimed, retry};
 use fleet_controller::metrics::Metrics;
 use fleet_controller::{bundles, clusters, registration, rollups};
+use fleet_election::WarmCache;
 use fleet_election::shards::{Claims, ShardSet};
-use fleet_election::{WarmCache, parse_go_duration};
 use fleet_runtime::{Runtime, RuntimeArgs};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::{ObjectRef, Store};

@@ -232,7 +232,7 @@ async fn apply_token(token: &ClusterRegistrationToken, ctx: &Context) -> Result<
         .spec
         .ttl
         .as_deref()
-        .and_then(|t| fleet_election::parse_go_duration(t).ok())
+        .and_then(|t| fleet_api::duration::parse_go_duration(t).ok())
         .filter(|d| !d.is_zero());
     let created = token.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let expires = match (created, ttl) {

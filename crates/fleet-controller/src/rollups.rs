@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use fleet_api::conditions;
 use fleet_api::labels::conditions::{READY, STALLED};
 use fleet_api::labels::{BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, REPO_NAME};
-use fleet_api::{Bundle, BundleState, BundleSummary, Condition, GitRepo, HelmOp, StatusBase};
+use fleet_api::{Bundle, BundleState, BundleSummary, GitRepo, HelmOp, StatusBase};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
@@ -36,14 +37,14 @@ pub async fn reconcile_gitrepo(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Resu
     bundles.sort_by_key(|b| b.name_any());
     let sync = SyncState {
         synced: status.commit.is_some(),
-        stalled: condition_of(&status.base.conditions, STALLED)
+        stalled: conditions::get(&status.base.conditions, STALLED)
             .filter(|c| c.status == "True")
             .map(|c| c.message.clone().unwrap_or_default()),
     };
     let bundle_ready: Vec<(String, Option<String>)> = bundles
         .iter()
         .filter_map(|b| {
-            let ready = condition_of(&b.status.as_ref()?.conditions, READY)?;
+            let ready = conditions::get(&b.status.as_ref()?.conditions, READY)?;
             (ready.status == "False").then(|| (b.name_any(), ready.message.clone()))
         })
         .collect();
@@ -111,10 +112,10 @@ where
     let desired_clusters = i64::try_from(clusters.len()).unwrap_or(i64::MAX);
     let display_ready = Some(format!("{}/{}", summary.ready, summary.desired_ready));
     let state = summary::display_state(&summary).map(|s| summary::state_name(s).to_owned());
-    let previous = condition_of(&current.conditions, READY);
+    let previous = conditions::get(&current.conditions, READY);
     let ready = ready
         .verdict(&summary)
-        .map(|message| summary::condition(READY, message.is_none(), message, &now(), previous));
+        .map(|message| summary::not_ready(READY, message.is_none(), message, &now(), previous));
     if current.summary == summary
         && ready.as_ref().is_none_or(|r| Some(r) == previous)
         && current.ready_clusters == ready_clusters
@@ -136,10 +137,6 @@ where
     }
     crate::context::apply_status::<K>(ctx, &namespace, &name, status).await?;
     Ok(Action::await_change())
-}
-
-fn condition_of<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
 }
 
 fn now() -> String {

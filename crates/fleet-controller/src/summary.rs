@@ -1,6 +1,7 @@
 //! BundleDeployment states and their roll-up into summaries, as Fleet's `summary` package
 //! computes them. Pure.
 
+use fleet_api::conditions::{self, Verdict};
 use fleet_api::{BundleDeployment, BundleState, BundleSummary, Condition, NonReadyResource};
 
 /// At most this many non-ready BundleDeployments are listed in a summary (Fleet's limit).
@@ -98,41 +99,18 @@ pub fn ready_condition(
         };
         format!("{}({count}) [{}]", state_name(state), listed.join("; "))
     });
-    condition("Ready", message.is_none(), message, now, previous)
+    not_ready("Ready", message.is_none(), message, now, previous)
 }
 
-/// A condition whose timestamps move only when it changes (so an unchanged roll-up is equal).
-pub fn condition(
+/// A roll-up's condition: `False` with reason `NotReady` and `message` unless `ok`.
+pub fn not_ready(
     type_: &str,
     ok: bool,
     message: Option<String>,
     now: &str,
     previous: Option<&Condition>,
 ) -> Condition {
-    let status = if ok { "True" } else { "False" }.to_owned();
-    match previous {
-        Some(p) if p.status == status && p.message == message => p.clone(),
-        Some(p) => Condition {
-            type_: type_.to_owned(),
-            last_transition_time: if p.status == status {
-                p.last_transition_time.clone()
-            } else {
-                Some(now.to_owned())
-            },
-            last_update_time: Some(now.to_owned()),
-            status,
-            reason: (!ok).then(|| "NotReady".to_owned()),
-            message,
-        },
-        None => Condition {
-            type_: type_.to_owned(),
-            status,
-            last_update_time: Some(now.to_owned()),
-            last_transition_time: Some(now.to_owned()),
-            reason: (!ok).then(|| "NotReady".to_owned()),
-            message,
-        },
-    }
+    conditions::next(previous, type_, Verdict::new(ok, "NotReady", message), now)
 }
 
 /// A state's name as Fleet prints it.

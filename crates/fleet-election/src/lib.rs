@@ -37,9 +37,7 @@ mod tests;
 pub mod trace;
 mod warm;
 
-pub use config::{
-    ElectionArgs, ElectionConfig, Strategy, Timings, default_identity, parse_go_duration,
-};
+pub use config::{ElectionArgs, ElectionConfig, Strategy, Timings, default_identity};
 pub use elector::{ElectionEvent, Elector, ElectorHandle, Role};
 pub use leadership::Leadership;
 pub use metrics::{ElectionMetrics, LeaseLabels};

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use fleet_api::duration::parse_go_duration;
 use fleet_api::{GitRepo, GitRepoRestriction};
+use fleet_election::WarmCache;
 use fleet_election::shards::ShardSet;
-use fleet_election::{WarmCache, parse_go_duration};
 use fleet_runtime::{Runtime, RuntimeArgs};
 use gitjob::metrics::Metrics;
 use gitjob::reconcile::{Claims, Context, Settings, error_policy, reconcile};

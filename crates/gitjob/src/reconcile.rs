@@ -282,7 +282,7 @@ fn awaiting_webhook_commit(status: &GitRepoStatus) -> bool {
 pub fn polling_interval(spec: &GitRepoSpec, status: &GitRepoStatus) -> Duration {
     spec.polling_interval
         .as_deref()
-        .and_then(|text| fleet_election::parse_go_duration(text).ok())
+        .and_then(|text| fleet_api::duration::parse_go_duration(text).ok())
         .filter(|d| !d.is_zero())
         .unwrap_or(if status.last_webhook_time.is_some() {
             WEBHOOK_POLLING

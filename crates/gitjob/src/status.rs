@@ -9,6 +9,7 @@
 //! receiver. Neither is ever written here.
 
 use fleet_api::GitRepo;
+use fleet_api::conditions::{self, Verdict};
 use fleet_api::labels::conditions::{ACCEPTED, GIT_POLLING, READY, RECONCILING, STALLED};
 use fleet_api::{Condition, GitRepoStatus};
 use kube::Resource as _;
@@ -151,32 +152,15 @@ pub fn is_synced(status: &GitRepoStatus, generation: i64, commit: &str) -> bool 
         && status.git_job_status.as_deref() == Some("Current")
 }
 
-/// Sets a condition as Fleet's `genericcondition` does: the transition time moves when the
-/// status flips, the update time when anything changes. The reason is `Error` only with an
+/// Sets a condition as Fleet's `genericcondition` does; the reason is `Error` only with an
 /// error message (`Stalled=False` is no error).
 fn set(conditions: &mut Vec<Condition>, type_: &str, ok: bool, message: Option<&str>, now: &str) {
-    let status = if ok { "True" } else { "False" };
-    let message = message.map(str::to_owned);
-    match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(c) if c.status == status && c.message == message => {}
-        Some(c) => {
-            if c.status != status {
-                c.last_transition_time = Some(now.to_owned());
-            }
-            c.status = status.to_owned();
-            c.reason = message.is_some().then(|| "Error".to_owned());
-            c.message = message;
-            c.last_update_time = Some(now.to_owned());
-        }
-        None => conditions.push(Condition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            last_update_time: Some(now.to_owned()),
-            last_transition_time: Some(now.to_owned()),
-            reason: message.is_some().then(|| "Error".to_owned()),
-            message,
-        }),
-    }
+    let verdict = Verdict {
+        ok,
+        reason: message.is_some().then(|| "Error".to_owned()),
+        message: message.map(str::to_owned),
+    };
+    conditions::set(conditions, type_, verdict, now);
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fleet_api::conditions::{self, Verdict};
 use fleet_api::labels::HELM_OP_NAME;
-use fleet_api::{Bundle, Condition, HelmOp, HelmOpStatus, HelmRepoAccess};
+use fleet_api::{Bundle, HelmOp, HelmOpStatus, HelmRepoAccess};
 use fleet_runtime::bundle_store::BundleStore;
 use fleet_runtime::events::Events;
 use fleet_runtime::{WriteError, Writer};
@@ -87,7 +88,7 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
         .spec
         .polling_interval
         .as_deref()
-        .and_then(|p| fleet_election::parse_go_duration(p).ok())
+        .and_then(|p| fleet_api::duration::parse_go_duration(p).ok())
         .filter(|d| !d.is_zero());
     Ok(match (&outcome, polling) {
         (_, Some(interval)) => Action::requeue(interval),
@@ -245,26 +246,8 @@ fn next_status(
         Err(message) => (false, Some(message.clone())),
     };
     for type_ in ["Ready", "Accepted"] {
-        let status = if ok { "True" } else { "False" };
-        match next.base.conditions.iter_mut().find(|c| c.type_ == type_) {
-            Some(c) if c.status == status && c.message == message => {}
-            Some(c) => {
-                if c.status != status {
-                    c.last_transition_time = Some(now.to_owned());
-                }
-                c.status = status.to_owned();
-                c.message = message.clone();
-                c.last_update_time = Some(now.to_owned());
-            }
-            None => next.base.conditions.push(Condition {
-                type_: type_.to_owned(),
-                status: status.to_owned(),
-                last_update_time: Some(now.to_owned()),
-                last_transition_time: Some(now.to_owned()),
-                reason: (!ok).then(|| "Error".to_owned()),
-                message: message.clone(),
-            }),
-        }
+        let verdict = Verdict::new(ok, "Error", message.clone());
+        conditions::set(&mut next.base.conditions, type_, verdict, now);
     }
     next
 }

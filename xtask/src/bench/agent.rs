@@ -33,10 +33,10 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 100)]
     deployments: usize,
     /// The agents' drift interval (how often each release is scanned).
-    #[arg(long, default_value = "5s", value_parser = fleet_election::parse_go_duration)]
+    #[arg(long, default_value = "5s", value_parser = fleet_api::duration::parse_go_duration)]
     drift_interval: Duration,
     /// How long CPU is measured, with and without the split.
-    #[arg(long, default_value = "30s", value_parser = fleet_election::parse_go_duration)]
+    #[arg(long, default_value = "30s", value_parser = fleet_api::duration::parse_go_duration)]
     window: Duration,
 }
 

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use fleet_api::duration::parse_go_duration;
 use fleet_api::{Bundle, GitRepo};
-use fleet_election::parse_go_duration;
 use fleet_testkit::git::{GitHttpServer, GitRepoFixture};
 use fleet_testkit::{
     ControlPlane, Lifetime, ManagedProcess, apply_crds, http_post, ports, wait_for,

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use fleet_api::duration::parse_go_duration;
 use fleet_election::trace::TraceEvent;
 use fleet_election::{
-    ElectionArgs, ElectionEvent, ElectionMetrics, Elector, Strategy, parse_go_duration,
-    run_while_leading,
+    ElectionArgs, ElectionEvent, ElectionMetrics, Elector, Strategy, run_while_leading,
 };
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::signal::unix::{SignalKind, signal};
