@@ -414,7 +414,7 @@ async fn each_component_does_its_job_with_exactly_the_charts_rbac() {
     )
     .await
     .unwrap_or_else(|e| panic!("gitjob wrote the Bundle: {e}\n{}", logs()));
-    let bd_namespace = fleet_bundle::naming::cluster_namespace("fleet-local", "local");
+    let bd_namespace = fleet_api::naming::cluster_namespace("fleet-local", "local");
     wait_for(
         &Api::<BundleDeployment>::namespaced(client.clone(), &bd_namespace),
         "app",

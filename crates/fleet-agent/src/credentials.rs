@@ -13,6 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use fleet_api::ClusterRegistration;
+use fleet_api::registration_protocol::{
+    Credentials, REGISTRATION_NAMESPACE, TokenValues, credentials_secret,
+};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::ObjectMeta;
@@ -22,8 +25,6 @@ use serde::{Deserialize, Serialize};
 
 /// The downstream Secret holding the agent's upstream credentials.
 pub const SECRET: &str = "fleet-agent-credentials";
-/// Where the controller puts agents' credential Secrets.
-const REGISTRATION_NAMESPACE: &str = "cattle-fleet-clusters-system";
 
 /// Why the agent has no upstream identity.
 #[derive(Debug, thiserror::Error)]
@@ -54,18 +55,6 @@ pub struct Identity {
     pub cluster_name: String,
     pub cluster_namespace: String,
     pub deployment_namespace: String,
-}
-
-/// A ClusterRegistrationToken's `values`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TokenValues {
-    #[serde(rename = "apiServerURL")]
-    api_server_url: String,
-    #[serde(default, rename = "apiServerCA")]
-    api_server_ca: Option<String>,
-    cluster_namespace: String,
-    token: String,
 }
 
 impl Identity {
@@ -121,10 +110,7 @@ pub async fn direct(
         token: String::new(),
         cluster_name: cluster_name.to_owned(),
         cluster_namespace: cluster_namespace.to_owned(),
-        deployment_namespace: fleet_bundle::naming::cluster_namespace(
-            cluster_namespace,
-            cluster_name,
-        ),
+        deployment_namespace: fleet_api::naming::cluster_namespace(cluster_namespace, cluster_name),
     };
     Ok((client, identity))
 }
@@ -205,8 +191,11 @@ async fn register(
     values: &TokenValues,
     client_id: &str,
 ) -> Result<Identity, CredentialsError> {
+    let api_server_url = values.api_server_url.clone().ok_or_else(|| {
+        CredentialsError::Config("the registration values have no apiServerURL".to_owned())
+    })?;
     let import = Identity {
-        api_server_url: values.api_server_url.clone(),
+        api_server_url: api_server_url.clone(),
         api_server_ca: values.api_server_ca.clone().unwrap_or_default(),
         token: values.token.clone(),
         cluster_name: String::new(),
@@ -232,27 +221,19 @@ async fn register(
         })?;
     tracing::info!(client_id, namespace = %values.cluster_namespace, "registration requested; waiting for the controller");
     let secrets: Api<Secret> = Api::namespaced(client, REGISTRATION_NAMESPACE);
-    // As the controller names it (fleet_controller::registration::credentials_secret).
-    let name = fleet_bundle::naming::safe_concat_name(&["c", client_id, &random]);
+    let name = credentials_secret(client_id, &random);
     let mut delay = Duration::from_millis(200);
     loop {
         match secrets.get_opt(&name).await {
             Ok(Some(secret)) => {
-                let value = |key: &str| {
-                    secret
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get(key))
-                        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-                        .unwrap_or_default()
-                };
+                let granted = Credentials::from_data(&secret.data.unwrap_or_default());
                 return Ok(Identity {
-                    api_server_url: values.api_server_url.clone(),
+                    api_server_url: api_server_url.clone(),
                     api_server_ca: values.api_server_ca.clone().unwrap_or_default(),
-                    token: value("token"),
-                    cluster_name: value("clusterName"),
-                    cluster_namespace: value("clusterNamespace"),
-                    deployment_namespace: value("deploymentNamespace"),
+                    token: granted.token,
+                    cluster_name: granted.cluster_name,
+                    cluster_namespace: granted.cluster_namespace,
+                    deployment_namespace: granted.deployment_namespace,
                 });
             }
             Ok(None) | Err(kube::Error::Api(_)) => {}

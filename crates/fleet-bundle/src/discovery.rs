@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::glob::{BadPattern, glob_dirs};
-use crate::naming::helm_release_name;
+use fleet_api::naming::helm_release_name;
 
 /// `fleet.yaml` and its alternative name, in the order Fleet looks for them.
 pub const OPTIONS_FILES: [&str; 2] = ["fleet.yaml", "fleet.yml"];

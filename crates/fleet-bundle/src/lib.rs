@@ -2,7 +2,7 @@
 //! `fleet apply` builds them: the library behind both gitjob and the `fleet` CLI, so that what
 //! a user previews is exactly what gitjob produces.
 //!
-//! - [`naming`]: bundle names; [`glob`]: Go `path/filepath` glob semantics for GitRepo `paths`;
+//! - [`glob`]: Go `path/filepath` glob semantics for GitRepo `paths`;
 //!   [`discovery`]: which directories are bundles; [`repo`]: a whole tree to its Bundles.
 //! - [`files`]: a bundle directory's files, with `.fleetignore` and size limits;
 //!   [`read`]: a directory with its `fleet.yaml` and the apply options to a Bundle;
@@ -15,7 +15,6 @@ pub mod discovery;
 pub mod files;
 pub mod glob;
 pub mod manifests;
-pub mod naming;
 pub mod read;
 pub mod repo;
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //!
 //! observe ([`Observed`]) → decide ([`plan`], pure) → act ([`reconcile`]).
 
+use fleet_api::registration_protocol::TokenValues;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,7 +72,7 @@ pub enum Plan {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// The token Secret's `values`, once the controller wrote them.
-    pub token_values: Option<Value>,
+    pub token_values: Option<TokenValues>,
     /// Whether the last install failed (then retry, even if the hash matches).
     pub failed: bool,
 }
@@ -132,7 +133,11 @@ fn replicas(cluster: &Cluster, agent: &AgentSettings) -> i32 {
 
 /// The agent's objects in the downstream cluster, as the chart's agent-only mode renders
 /// them (same names, so a chart-installed agent and a managed one look alike).
-pub fn agent_objects(cluster: &Cluster, agent: &AgentSettings, token_values: &Value) -> Vec<Value> {
+pub fn agent_objects(
+    cluster: &Cluster,
+    agent: &AgentSettings,
+    token_values: &TokenValues,
+) -> Vec<Value> {
     let namespace = agent_namespace(cluster);
     let replicas = replicas(cluster, agent);
     let labels =
@@ -204,7 +209,7 @@ pub fn agent_objects(cluster: &Cluster, agent: &AgentSettings, token_values: &Va
         json!({"apiVersion": "v1", "kind": "Secret",
                "metadata": {"name": "fleet-agent-bootstrap", "namespace": namespace, "labels": labels},
                "type": "Opaque",
-               "stringData": {"values.json": token_values.to_string()}}),
+               "stringData": {"values.json": json!(token_values).to_string()}}),
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
                "metadata": {"name": "fleet-agent", "namespace": namespace, "labels": labels},
                "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
@@ -252,7 +257,7 @@ fn short_hash(value: &impl serde::Serialize) -> String {
 
 /// The name of a Cluster's import token (Fleet's).
 pub fn token_name(cluster: &str) -> String {
-    fleet_bundle::naming::safe_concat_name(&["import-token", cluster])
+    fleet_api::naming::safe_concat_name(&["import-token", cluster])
 }
 
 /// Reconciles one Cluster: observe, [`plan`], act.
@@ -283,7 +288,9 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
             Ok(Action::requeue(Duration::from_secs(1)))
         }
         Plan::Install { hash } => {
-            let values = observed.token_values.unwrap_or_default();
+            let Some(values) = observed.token_values else {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            };
             let result = install(&cluster, &ctx, &agent, &values).await;
             let (condition, next) = match &result {
                 Ok(()) => {
@@ -405,7 +412,7 @@ async fn install(
     cluster: &Cluster,
     ctx: &Context,
     agent: &AgentSettings,
-    token_values: &Value,
+    token_values: &TokenValues,
 ) -> Result<(), String> {
     let namespace = cluster.namespace().unwrap_or_default();
     let secret_namespace = cluster
@@ -492,6 +499,7 @@ fn plural(kind: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleet_api::registration_protocol::REGISTRATION_NAMESPACE;
 
     fn settings() -> AgentSettings {
         AgentSettings {
@@ -508,10 +516,20 @@ mod tests {
         .expect("cluster")
     }
 
+    fn test_token() -> TokenValues {
+        TokenValues {
+            api_server_url: Some("https://up:6443".to_owned()),
+            api_server_ca: None,
+            cluster_namespace: "fleet-default".to_owned(),
+            system_registration_namespace: REGISTRATION_NAMESPACE.to_owned(),
+            token: "t".to_owned(),
+        }
+    }
+
     #[test]
     fn the_plan_follows_the_import_through() {
         let values = Observed {
-            token_values: Some(json!({"token": "t"})),
+            token_values: Some(test_token()),
             failed: false,
         };
         let none = Observed::default();
@@ -574,7 +592,7 @@ mod tests {
         let c = cluster(
             "spec:\n  kubeConfigSecret: kc\n  clientID: abc\n  agentNamespace: fleet-agents\n  agentTolerations:\n  - key: dedicated\n    operator: Exists\n  agentSchedulingCustomization:\n    podDisruptionBudget:\n      minAvailable: \"1\"\n",
         );
-        let objects = agent_objects(&c, &settings(), &json!({"token": "t"}));
+        let objects = agent_objects(&c, &settings(), &test_token());
         let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
         assert_eq!(
             kinds,
@@ -595,6 +613,8 @@ mod tests {
         assert_eq!(pod["tolerations"][0]["key"], "dedicated");
         assert_eq!(pod["containers"][0]["env"][0]["value"], "abc");
         assert_eq!(objects[6]["spec"]["minAvailable"], 1);
-        assert_eq!(objects[4]["stringData"]["values.json"], r#"{"token":"t"}"#);
+        let values = objects[4]["stringData"]["values.json"].as_str().unwrap_or_default();
+        let values: TokenValues = serde_json::from_str(values).expect("token values");
+        assert_eq!(values, test_token());
     }
 }

@@ -18,10 +18,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
+use fleet_api::naming::safe_concat_name;
+use fleet_api::registration_protocol::{
+    Credentials, REGISTRATION_NAMESPACE, TokenValues, cluster_name, credentials_secret,
+};
 use fleet_api::{Cluster, ClusterRegistration, ClusterRegistrationToken, ClusterSpec};
-use fleet_bundle::naming::{key_hash, safe_concat_name};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -34,9 +35,6 @@ use serde::de::DeserializeOwned;
 
 use crate::bundles::Error;
 use crate::context::{Context, delete, deployment_namespace};
-
-/// Where agents' credential Secrets live (Fleet's `cattle-fleet-clusters-system`).
-pub const REGISTRATION_NAMESPACE: &str = "cattle-fleet-clusters-system";
 
 fn api_error(action: &'static str, what: String) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Api {
@@ -275,19 +273,16 @@ async fn apply_token(token: &ClusterRegistrationToken, ctx: &Context) -> Result<
     let Some(import_token) = service_account_token(ctx, &namespace, &sa).await? else {
         return Ok(Action::requeue(Duration::from_millis(500)));
     };
-    let values = serde_json::json!({
-        "apiServerURL": ctx.settings.api_server_url,
-        "apiServerCA": ctx.settings.api_server_ca,
-        "clusterNamespace": namespace,
-        "systemRegistrationNamespace": REGISTRATION_NAMESPACE,
-        "token": import_token,
-    });
+    let values = TokenValues {
+        api_server_url: ctx.settings.api_server_url.clone(),
+        api_server_ca: ctx.settings.api_server_ca.clone(),
+        cluster_namespace: namespace.clone(),
+        system_registration_namespace: REGISTRATION_NAMESPACE.to_owned(),
+        token: import_token,
+    };
     let mut secret = Secret {
         metadata: meta(&name, &namespace),
-        data: Some(BTreeMap::from([(
-            "values".to_owned(),
-            ByteString(values.to_string().into_bytes()),
-        )])),
+        data: Some(values.to_data()),
         ..Secret::default()
     };
     secret.metadata.owner_references = token.controller_owner_ref(&()).map(|o| vec![o]);
@@ -321,16 +316,6 @@ async fn expire(ctx: &Context, namespace: &str, name: &str, sa: &str) -> Result<
     delete::<Secret>(ctx, namespace, &token_secret).await?;
     delete::<ClusterRegistrationToken>(ctx, namespace, name).await?;
     Ok(Action::await_change())
-}
-
-/// The Cluster name for an agent's client ID (Fleet's `cluster-<KeyHash(clientID)>`).
-pub fn cluster_name(client_id: &str) -> String {
-    safe_concat_name(&["cluster", &key_hash(client_id)])
-}
-
-/// The name of the Secret with an agent's credentials.
-pub fn credentials_secret(client_id: &str, client_random: &str) -> String {
-    safe_concat_name(&["c", client_id, client_random])
 }
 
 /// Reconciles one ClusterRegistration.
@@ -444,30 +429,20 @@ async fn apply_registration(
     let Some(agent_token) = service_account_token(ctx, &namespace, &sa).await? else {
         return Ok(Action::requeue(Duration::from_millis(500)));
     };
-    let data = BTreeMap::from([
-        ("token", agent_token),
-        ("clusterName", name.clone()),
-        ("clusterNamespace", namespace.clone()),
-        ("deploymentNamespace", bd_namespace),
-        (
-            "apiServerURL",
-            ctx.settings.api_server_url.clone().unwrap_or_default(),
-        ),
-        (
-            "apiServerCA",
-            ctx.settings.api_server_ca.clone().unwrap_or_default(),
-        ),
-    ]);
+    let credentials = Credentials {
+        token: agent_token,
+        cluster_name: name.clone(),
+        cluster_namespace: namespace.clone(),
+        deployment_namespace: bd_namespace,
+        api_server_url: ctx.settings.api_server_url.clone().unwrap_or_default(),
+        api_server_ca: ctx.settings.api_server_ca.clone().unwrap_or_default(),
+    };
     let secret = Secret {
         metadata: meta(
             &credentials_secret(&client_id, &client_random),
             REGISTRATION_NAMESPACE,
         ),
-        data: Some(
-            data.into_iter()
-                .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
-                .collect(),
-        ),
+        data: Some(credentials.to_data()),
         ..Secret::default()
     };
     create(ctx, Some(REGISTRATION_NAMESPACE), &secret).await?;
@@ -486,13 +461,7 @@ async fn apply_registration(
     Ok(Action::await_change())
 }
 
-/// Decodes the `values` of a token Secret (for agents and tests).
-pub fn token_values(secret: &Secret) -> Option<serde_json::Value> {
-    let bytes = secret.data.as_ref()?.get("values")?;
-    serde_json::from_slice(&bytes.0).ok().or_else(|| {
-        base64::engine::general_purpose::STANDARD
-            .decode(&bytes.0)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-    })
+/// The `values` of a token Secret (for imports and tests).
+pub fn token_values(secret: &Secret) -> Option<TokenValues> {
+    TokenValues::from_data(secret.data.as_ref()?).ok()
 }

@@ -5,11 +5,11 @@
 
 mod support;
 
+use fleet_api::naming::cluster_namespace;
 use fleet_api::{
     Bundle, BundleDeployment, Cluster, ClusterGroup, ClusterRegistration, ClusterRegistrationToken,
     GitRepo,
 };
-use fleet_bundle::naming::cluster_namespace;
 use fleet_testkit::{wait_deleted, wait_for};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -296,10 +296,10 @@ async fn register(
         .status
         .and_then(|s| s.cluster_name)
         .unwrap_or_default();
-    let secret_name = fleet_controller::registration::credentials_secret(client_id, "r4nd0m");
+    let secret_name = fleet_api::registration_protocol::credentials_secret(client_id, "r4nd0m");
     let secret = Api::<Secret>::namespaced(
         import.clone(),
-        fleet_controller::registration::REGISTRATION_NAMESPACE,
+        fleet_api::registration_protocol::REGISTRATION_NAMESPACE,
     )
     .get(&secret_name)
     .await
@@ -383,9 +383,9 @@ async fn registration_issues_credentials_for_the_own_cluster_namespace_only() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", controller.process.log_tail(40)));
     let values = fleet_controller::registration::token_values(&values_secret).expect("values");
-    assert_eq!(values["apiServerURL"], plane.server());
+    assert_eq!(values.api_server_url.as_deref(), Some(plane.server()));
     let import = plane
-        .token_client(values["token"].as_str().unwrap_or_default())
+        .token_client(&values.token)
         .await
         .expect("import client");
     assert!(
@@ -480,7 +480,7 @@ async fn registration_issues_credentials_for_the_own_cluster_namespace_only() {
         .expect("short token values");
     let short_values = fleet_controller::registration::token_values(&short).expect("values");
     let short_import = plane
-        .token_client(short_values["token"].as_str().unwrap_or_default())
+        .token_client(&short_values.token)
         .await
         .expect("client");
     wait_deleted(

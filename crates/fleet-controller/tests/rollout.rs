@@ -3,8 +3,8 @@
 
 mod support;
 
+use fleet_api::naming::cluster_namespace;
 use fleet_api::{Bundle, BundleDeployment, Cluster};
-use fleet_bundle::naming::cluster_namespace;
 use fleet_testkit::{wait_deleted, wait_for};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};

@@ -74,7 +74,7 @@ pub fn deployment_namespace(cluster: &Cluster) -> String {
         .as_ref()
         .and_then(|s| s.namespace.clone())
         .unwrap_or_else(|| {
-            fleet_bundle::naming::cluster_namespace(
+            fleet_api::naming::cluster_namespace(
                 &cluster.namespace().unwrap_or_default(),
                 &cluster.name_any(),
             )
@@ -224,7 +224,7 @@ mod tests {
                 labels: BTreeMap::from([("env".to_owned(), env.to_owned())]),
                 ..ClusterInfo::default()
             },
-            deployment_namespace: fleet_bundle::naming::cluster_namespace("fleet-default", name),
+            deployment_namespace: fleet_api::naming::cluster_namespace("fleet-default", name),
         }
     }
 

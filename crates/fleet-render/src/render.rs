@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fleet_api::BundleDeploymentOptions;
-use fleet_bundle::naming::helm_release_name;
+use fleet_api::naming::helm_release_name;
 use serde_json::{Map, Value};
 
 use crate::Files;

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fleet_api::BundleDeployment;
-use fleet_bundle::naming::cluster_namespace;
+use fleet_api::naming::cluster_namespace;
 use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, ports};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
