@@ -613,7 +613,9 @@ mod tests {
         assert_eq!(pod["tolerations"][0]["key"], "dedicated");
         assert_eq!(pod["containers"][0]["env"][0]["value"], "abc");
         assert_eq!(objects[6]["spec"]["minAvailable"], 1);
-        let values = objects[4]["stringData"]["values.json"].as_str().unwrap_or_default();
+        let values = objects[4]["stringData"]["values.json"]
+            .as_str()
+            .unwrap_or_default();
         let values: TokenValues = serde_json::from_str(values).expect("token values");
         assert_eq!(values, test_token());
     }

@@ -1,8 +1,8 @@
 //! Writing a repository's Bundles to a cluster: create, update and prune, as `fleet apply`
 //! does when it has no `-o`, and as gitjob (per GitRepo) and helmops (per HelmOp) do.
 //!
-//! Each Bundle carries a hash of what was written ([`CONTENT_HASH`]): a Bundle whose hash is
-//! unchanged is not written again, so re-reading an unchanged repository costs no API write.
+//! What to write is decided by [`crate::inventory::plan`]: each Bundle carries a hash of what
+//! was written ([`CONTENT_HASH`]), and a Bundle whose hash is unchanged is not written again, so re-reading an unchanged repository costs no API write.
 //! Changed Bundles are server-side applied with the writer's field manager, so fields that
 //! disappear from the repository disappear from the Bundle. Bundles labelled with the
 //! repository's name that the repository no longer produces are deleted. Every write goes
@@ -18,6 +18,7 @@ use kube::{Api, Client};
 use sha2::{Digest as _, Sha256};
 
 use crate::gate::{WriteError, Writer};
+use crate::inventory::{self, hash_of, stamp};
 
 /// Why Bundles could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -113,21 +114,9 @@ impl BundleStore {
             })?
             .items
             .into_iter()
-            .filter_map(|meta| {
-                let hash = meta
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(CONTENT_HASH).cloned());
-                meta.metadata.name.map(|name| (name, hash))
-            })
+            .filter_map(|meta| Some((meta.metadata.name.clone()?, hash_of(&meta.metadata))))
             .collect();
-
-        let mut report = SyncReport::default();
-        let params = PatchParams::apply(self.writer.manager()).force();
-        let mut wanted = Vec::with_capacity(desired.len());
-        for mut bundle in desired {
-            let name = bundle.metadata.name.clone().unwrap_or_default();
+        let desired = desired.into_iter().map(|mut bundle| {
             bundle.metadata.namespace = Some(namespace.to_owned());
             bundle
                 .metadata
@@ -136,31 +125,34 @@ impl BundleStore {
                 .insert(label.to_owned(), value.to_owned());
             bundle.metadata.owner_references = owner.clone().map(|o| vec![o]);
             let hash = content_hash(&bundle);
-            bundle
-                .metadata
-                .annotations
-                .get_or_insert_with(BTreeMap::new)
-                .insert(CONTENT_HASH.to_owned(), hash.clone());
-            wanted.push(name.clone());
-            match existing.get(&name) {
-                Some(Some(old)) if *old == hash => {
-                    report.unchanged.push(name);
-                    continue;
-                }
-                Some(_) => report.updated.push(name.clone()),
-                None => report.created.push(name.clone()),
-            }
+            stamp(&mut bundle.metadata, &hash);
+            (
+                bundle.metadata.name.clone().unwrap_or_default(),
+                hash,
+                bundle,
+            )
+        });
+        let changes = inventory::plan(desired, &existing);
+        let name_of = |bundle: &Bundle| bundle.metadata.name.clone().unwrap_or_default();
+        let mut report = SyncReport {
+            created: changes.create.iter().map(name_of).collect(),
+            updated: changes.update.iter().map(name_of).collect(),
+            unchanged: changes.unchanged,
+            deleted: Vec::new(),
+        };
+        let params = PatchParams::apply(self.writer.manager()).force();
+        for bundle in changes.create.iter().chain(&changes.update) {
             self.writer
-                .patch(&api, &name, &params, &Patch::Apply(&bundle))
+                .patch(&api, &name_of(bundle), &params, &Patch::Apply(bundle))
                 .await?;
         }
-        for name in existing.keys().filter(|name| !wanted.contains(name)) {
+        for name in changes.prune {
             if self
                 .writer
-                .delete(&api, name, &DeleteParams::background())
+                .delete(&api, &name, &DeleteParams::background())
                 .await?
             {
-                report.deleted.push(name.clone());
+                report.deleted.push(name);
             }
         }
         Ok(report)

@@ -31,6 +31,7 @@ pub mod bundle_store;
 pub mod events;
 pub mod finalizer;
 pub mod gate;
+pub mod inventory;
 mod reconciles;
 mod runtime;
 mod telemetry;

@@ -9,13 +9,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fleet_api::labels::{
-    BUNDLE_FINALIZER, BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, CONTENT_HASH,
-};
-use fleet_api::{
-    Bundle, BundleDeployment, BundleDisplay, BundleStatus, BundleSummary, Content, PartitionStatus,
-};
-use fleet_render::target::ClusterInfo;
+use fleet_api::labels::{BUNDLE_FINALIZER, BUNDLE_NAME, BUNDLE_NAMESPACE};
+use fleet_api::{Bundle, BundleDeployment, Content};
 use fleet_runtime::WriteError;
 use fleet_runtime::finalizer::{Event, FinalizerError, finalized};
 use futures::StreamExt;
@@ -24,8 +19,10 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use crate::context::{Context, NotLeading};
-use crate::summary;
-use fleet_render::deployments::{self, sha256_hex};
+
+pub mod plan;
+pub mod status;
+use fleet_render::deployments;
 use fleet_render::rollout;
 
 /// The field manager of the controller's writes.
@@ -84,7 +81,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             let plan = plan_rollout(bundle, &desired.targets, &existing)?;
             Ok((desired, plan))
         });
-    let (desired, plan) = match planned {
+    let (desired, rollout) = match planned {
         Ok(planned) => planned,
         Err(message) => {
             tracing::warn!(bundle = %name, %namespace, error = %message, "cannot target bundle");
@@ -125,57 +122,38 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
-    let mut wanted = HashSet::new();
-    let mut writes = Vec::new();
-    for (index, target) in desired.targets.into_iter().enumerate() {
-        let mut bd = target.deployment;
-        let bd_namespace = bd.metadata.namespace.clone().unwrap_or_default();
-        wanted.insert((bd_namespace.clone(), bd.name_any()));
-        let current = existing.get(&(bd_namespace, bd.name_any()));
-        let promote = plan.as_ref().is_none_or(|p| p.promote[index]);
-        match current {
-            // Paused, or held back by the rollout: the new deployment is staged only.
-            Some(current) if bundle.spec.paused || !promote => {
-                bd.spec.options = current.spec.options.clone();
-                bd.spec.deployment_id = current.spec.deployment_id.clone();
-            }
-            None if !promote => {
-                bd.spec.options = Default::default();
-                bd.spec.deployment_id = None;
-            }
-            _ => {}
-        }
-        let hash = content_hash(&bd);
-        if current.and_then(|c| c.annotations().get(CONTENT_HASH)) == Some(&hash) {
-            continue;
-        }
-        tracing::debug!(
-            bundle = %name,
-            deployment = %bd.name_any(),
-            namespace = ?bd.namespace(),
-            cached = current.is_some(),
-            promote,
-            "bundle deployment changed"
-        );
-        bd.annotations_mut().insert(CONTENT_HASH.to_owned(), hash);
-        writes.push((current.is_none(), bd));
-    }
+    let changes = plan::deployments(desired.targets, rollout.as_ref(), &existing);
+    tracing::debug!(
+        bundle = %name,
+        %namespace,
+        create = changes.create.len(),
+        update = changes.update.len(),
+        prune = changes.prune.len(),
+        "bundle deployments planned"
+    );
     ctx.check_leading()?;
+    let writes = changes
+        .create
+        .into_iter()
+        .map(|bd| (true, bd))
+        .chain(changes.update.into_iter().map(|bd| (false, bd)));
     let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
         .map(|(new, bd)| write_deployment(ctx, bd, new))
         .buffer_unordered(ctx.settings.write_concurrency.max(1))
         .collect()
         .await;
     results.into_iter().collect::<Result<Vec<()>, Error>>()?;
-    for (_, bd) in existing.iter().filter(|(key, _)| !wanted.contains(*key)) {
-        delete_deployment(ctx, bd).await?;
+    for key in &changes.prune {
+        if let Some(bd) = existing.get(key) {
+            delete_deployment(ctx, bd).await?;
+        }
     }
     if credentials_waiting > 0 {
         // Their namespaces exist now that the BundleDeployments are written.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     // The status follows from the BundleDeployments' events (`reconcile_status`).
-    match plan.map(|p| p.held_back()) {
+    match rollout.map(|p| p.held_back()) {
         Some(held) if held > 0 => {
             tracing::info!(bundle = %name, %namespace, held_back = held, "rollout: waiting for clusters to become available");
             Ok(Action::requeue(ROLLOUT_RECHECK))
@@ -339,12 +317,6 @@ async fn ensure_content(ctx: &Context, content: &Content) -> Result<(), Error> {
     Ok(())
 }
 
-/// The hash of what the controller writes of a BundleDeployment.
-fn content_hash(bd: &BundleDeployment) -> String {
-    let json = serde_json::json!({"labels": bd.metadata.labels, "spec": bd.spec});
-    sha256_hex(json.to_string().as_bytes())
-}
-
 /// The Bundle's status from its BundleDeployments in the cache; written when it changed.
 async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
     let namespace = bundle.namespace().unwrap_or_default();
@@ -355,81 +327,7 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&(namespace.clone(), name.clone()))
         .cloned();
-    let current = bundle.status.clone().unwrap_or_default();
-    let mut summary = BundleSummary::default();
     let owned = owned_deployments(ctx, &namespace, &name);
-    for bd in owned.values() {
-        summary::add_deployment(&mut summary, &cluster_of(bd), bd);
-    }
-    let rollout = rollout_status(bundle, ctx, &owned);
-    let now = jiff::Timestamp::now().to_string();
-    let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
-    let ready = match &error {
-        Some(message) => summary::not_ready("Ready", false, Some(message.clone()), &now, previous),
-        None => summary::ready_condition(&summary, "Cluster", &now, previous),
-    };
-    let next = BundleStatus {
-        display: BundleDisplay {
-            ready_clusters: Some(format!("{}/{}", summary.ready, summary.desired_ready)),
-            state: summary::display_state(&summary).map(|s| summary::state_name(s).to_owned()),
-        },
-        summary,
-        conditions: vec![ready],
-        observed_generation: bundle.metadata.generation.unwrap_or_default(),
-        unavailable: rollout.unavailable,
-        unavailable_partitions: rollout.unavailable_partitions,
-        max_unavailable: rollout.max_unavailable,
-        max_unavailable_partitions: rollout.max_unavailable_partitions,
-        partition_status: rollout.partitions,
-        ..current.clone()
-    };
-    if next == current {
-        return Ok(());
-    }
-    tracing::debug!(bundle = %name, %namespace, "bundle status changed");
-    ctx.check_leading()?;
-    let status = serde_json::json!({
-        "summary": next.summary,
-        "display": next.display,
-        "conditions": next.conditions,
-        "observedGeneration": next.observed_generation,
-        "unavailable": next.unavailable,
-        "unavailablePartitions": next.unavailable_partitions,
-        "maxUnavailable": next.max_unavailable,
-        "maxUnavailablePartitions": next.max_unavailable_partitions,
-        "partitions": next.partition_status,
-    });
-    crate::context::apply_status::<Bundle>(ctx, &namespace, &name, status).await?;
-    Ok(())
-}
-
-/// `cluster-namespace/cluster` of a BundleDeployment, from its labels.
-fn cluster_of(bd: &BundleDeployment) -> String {
-    let labels = bd.labels();
-    format!(
-        "{}/{}",
-        labels.get(CLUSTER_NAMESPACE).cloned().unwrap_or_default(),
-        labels.get(CLUSTER).cloned().unwrap_or_default()
-    )
-}
-
-/// The rollout fields of a Bundle's status.
-#[derive(Debug, Default)]
-struct RolloutStatus {
-    unavailable: i64,
-    unavailable_partitions: i64,
-    max_unavailable: i64,
-    max_unavailable_partitions: i64,
-    partitions: Vec<PartitionStatus>,
-}
-
-/// The Bundle's rollout as it stands: its partitions (of the clusters its BundleDeployments
-/// are on), their limits, and how many of their clusters are unavailable now.
-fn rollout_status(
-    bundle: &Bundle,
-    ctx: &Context,
-    owned: &BTreeMap<(String, String), Arc<BundleDeployment>>,
-) -> RolloutStatus {
     // Explicit partitions select clusters by labels and groups: only then are the Clusters
     // looked up; otherwise their names (from the BundleDeployments' labels) are enough.
     let explicit = bundle
@@ -437,78 +335,17 @@ fn rollout_status(
         .rollout_strategy
         .as_ref()
         .is_some_and(|s| !s.partitions.is_empty());
-    let mut clusters: BTreeMap<String, ClusterInfo> = if explicit {
-        ctx.candidates(bundle)
-            .into_iter()
-            .map(|c| (format!("{}/{}", c.info.namespace, c.info.name), c.info))
-            .collect()
-    } else {
-        BTreeMap::new()
-    };
-    if !explicit {
-        for bd in owned.values() {
-            let labels = bd.labels();
-            let (Some(namespace), Some(name)) =
-                (labels.get(CLUSTER_NAMESPACE), labels.get(CLUSTER))
-            else {
-                continue;
-            };
-            let info = ClusterInfo {
-                name: name.clone(),
-                namespace: namespace.clone(),
-                ..ClusterInfo::default()
-            };
-            clusters.insert(cluster_of(bd), info);
-        }
+    let clusters = explicit.then(|| ctx.candidates(bundle).into_iter().map(|c| c.info).collect());
+    let now = jiff::Timestamp::now().to_string();
+    let current = bundle.status.clone().unwrap_or_default();
+    let next = status::next(bundle, &owned, clusters, error, &now);
+    if next == current {
+        return Ok(());
     }
-    let placed: Vec<(&ClusterInfo, &BundleDeployment)> = owned
-        .values()
-        .filter_map(|bd| Some((clusters.get(&cluster_of(bd))?, bd.as_ref())))
-        .collect();
-    let slots: Vec<rollout::Slot<'_>> = placed
-        .iter()
-        .map(|(cluster, bd)| rollout::Slot {
-            cluster,
-            current: Some(bd),
-            wanted: bd.spec.staged_deployment_id.as_deref().unwrap_or_default(),
-        })
-        .collect();
-    let Ok(plan) = rollout::plan(bundle.spec.rollout_strategy.as_ref(), &slots) else {
-        // Reported as the Bundle's targeting error.
-        return RolloutStatus::default();
-    };
-    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    let mut partitions = plan.partitions.clone();
-    let mut unavailable_partitions = 0;
-    for (number, partition) in partitions.iter_mut().enumerate() {
-        partition.summary = BundleSummary::default();
-        let members = placed
-            .iter()
-            .zip(&plan.partition_of)
-            .filter(|(_, p)| **p == number)
-            .map(|((_, bd), _)| *bd);
-        let mut unavailable = 0;
-        for bd in members {
-            summary::add_deployment(&mut partition.summary, &cluster_of(bd), bd);
-            unavailable += usize::from(rollout::unavailable(bd));
-        }
-        partition.unavailable = count(unavailable);
-        if partition.unavailable > partition.max_unavailable {
-            unavailable_partitions += 1;
-        }
-    }
-    RolloutStatus {
-        unavailable: count(
-            placed
-                .iter()
-                .filter(|(_, bd)| rollout::unavailable(bd))
-                .count(),
-        ),
-        unavailable_partitions,
-        max_unavailable: count(plan.max_unavailable),
-        max_unavailable_partitions: count(plan.max_unavailable_partitions),
-        partitions,
-    }
+    tracing::debug!(bundle = %name, %namespace, "bundle status changed");
+    ctx.check_leading()?;
+    crate::context::apply_status::<Bundle>(ctx, &namespace, &name, status::patch(&next)).await?;
+    Ok(())
 }
 
 /// How the controller retries a failed Bundle reconcile.

@@ -1,0 +1,194 @@
+//! What a Bundle reconcile writes, decided without I/O: the BundleDeployments its targets
+//! should have now (a paused Bundle, and clusters the rollout holds back, get the new
+//! deployment staged only), as [`inventory`] changes against those that exist.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fleet_api::BundleDeployment;
+use fleet_render::deployments::{Target, sha256_hex};
+use fleet_render::rollout;
+use fleet_runtime::inventory::{self, Changes, hash_of, stamp};
+use kube::ResourceExt;
+
+/// A BundleDeployment's key: (namespace, name).
+pub type Key = (String, String);
+
+/// The key of a BundleDeployment.
+pub fn key_of(bd: &BundleDeployment) -> Key {
+    (bd.namespace().unwrap_or_default(), bd.name_any())
+}
+
+/// The BundleDeployments to create, update and prune so that `existing` becomes what
+/// `targets` want. `rollout` says per target (same order) whether it gets the new deployment
+/// now; `None` means paused: existing BundleDeployments only stage the new deployment (a
+/// cluster new to the Bundle gets it, as before the pause there was nothing to keep).
+pub fn deployments(
+    targets: Vec<Target>,
+    rollout: Option<&rollout::Plan>,
+    existing: &BTreeMap<Key, Arc<BundleDeployment>>,
+) -> Changes<Key, BundleDeployment> {
+    let desired = targets.into_iter().enumerate().map(|(index, target)| {
+        let mut bd = target.deployment;
+        let key = key_of(&bd);
+        let paused = rollout.is_none();
+        let promote = rollout.is_none_or(|plan| plan.promote.get(index).copied().unwrap_or(true));
+        match existing.get(&key) {
+            // Paused, or held back by the rollout: the new deployment is staged only.
+            Some(current) if paused || !promote => {
+                bd.spec.options = current.spec.options.clone();
+                bd.spec.deployment_id = current.spec.deployment_id.clone();
+            }
+            None if !promote => {
+                bd.spec.options = Default::default();
+                bd.spec.deployment_id = None;
+            }
+            _ => {}
+        }
+        let hash = content_hash(&bd);
+        stamp(&mut bd.metadata, &hash);
+        (key, hash, bd)
+    });
+    let hashes: BTreeMap<Key, Option<String>> = existing
+        .iter()
+        .map(|(key, bd)| (key.clone(), hash_of(&bd.metadata)))
+        .collect();
+    inventory::plan(desired, &hashes)
+}
+
+/// The hash of what the controller writes of a BundleDeployment.
+pub fn content_hash(bd: &BundleDeployment) -> String {
+    let json = serde_json::json!({"labels": bd.metadata.labels, "spec": bd.spec});
+    sha256_hex(json.to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use fleet_api::{BundleDeploymentOptions, BundleDeploymentSpec};
+    use fleet_render::target::ClusterInfo;
+
+    use super::*;
+
+    fn bd(cluster: &str, deployment_id: &str, namespace: &str) -> BundleDeployment {
+        let mut bd = BundleDeployment::new(
+            "app",
+            BundleDeploymentSpec {
+                deployment_id: Some(deployment_id.to_owned()),
+                staged_deployment_id: Some(deployment_id.to_owned()),
+                options: BundleDeploymentOptions {
+                    default_namespace: Some(namespace.to_owned()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        bd.metadata.namespace = Some(format!("cluster-{cluster}"));
+        bd
+    }
+
+    fn target(cluster: &str, deployment_id: &str) -> Target {
+        Target {
+            cluster: ClusterInfo {
+                name: cluster.to_owned(),
+                ..ClusterInfo::default()
+            },
+            deployment: bd(cluster, deployment_id, "new"),
+        }
+    }
+
+    /// What was written before: the deployment, stamped as the controller stamps it.
+    fn written(cluster: &str, deployment_id: &str, namespace: &str) -> Arc<BundleDeployment> {
+        let mut bd = bd(cluster, deployment_id, namespace);
+        let hash = content_hash(&bd);
+        stamp(&mut bd.metadata, &hash);
+        Arc::new(bd)
+    }
+
+    fn existing(bds: &[Arc<BundleDeployment>]) -> BTreeMap<Key, Arc<BundleDeployment>> {
+        bds.iter().map(|bd| (key_of(bd), bd.clone())).collect()
+    }
+
+    fn promote(flags: &[bool]) -> rollout::Plan {
+        rollout::Plan {
+            promote: flags.to_vec(),
+            partition_of: vec![0; flags.len()],
+            unavailable: 0,
+            max_unavailable: 0,
+            unavailable_partitions: 0,
+            max_unavailable_partitions: 0,
+            partitions: Vec::new(),
+        }
+    }
+
+    fn names(bds: &[BundleDeployment]) -> Vec<String> {
+        bds.iter()
+            .map(|bd| bd.namespace().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn new_targets_are_created_and_unchanged_ones_left_alone() {
+        let before = existing(&[written("a", "s-1:o", "new")]);
+        let changes = deployments(
+            vec![target("a", "s-1:o"), target("b", "s-1:o")],
+            Some(&promote(&[true, true])),
+            &before,
+        );
+        assert_eq!(names(&changes.create), ["cluster-b"]);
+        assert!(changes.update.is_empty());
+        assert_eq!(changes.unchanged.len(), 1);
+        assert!(changes.prune.is_empty());
+        let created = &changes.create[0];
+        assert_eq!(hash_of(&created.metadata), Some(content_hash(created)));
+    }
+
+    #[test]
+    fn a_changed_deployment_is_updated_and_an_untargeted_one_pruned() {
+        let before = existing(&[
+            written("a", "s-1:o", "new"),
+            written("gone", "s-1:o", "new"),
+        ]);
+        let changes = deployments(vec![target("a", "s-2:o")], Some(&promote(&[true])), &before);
+        assert_eq!(names(&changes.update), ["cluster-a"]);
+        assert_eq!(
+            changes.prune,
+            [("cluster-gone".to_owned(), "app".to_owned())]
+        );
+    }
+
+    #[test]
+    fn held_back_targets_only_stage_the_new_deployment() {
+        let before = existing(&[written("a", "s-1:o", "old")]);
+        let changes = deployments(
+            vec![target("a", "s-2:o"), target("b", "s-2:o")],
+            Some(&promote(&[false, false])),
+            &before,
+        );
+        let staged = &changes.update[0];
+        assert_eq!(staged.spec.deployment_id.as_deref(), Some("s-1:o"));
+        assert_eq!(staged.spec.staged_deployment_id.as_deref(), Some("s-2:o"));
+        assert_eq!(
+            staged.spec.options.default_namespace.as_deref(),
+            Some("old")
+        );
+        // A new cluster held back gets nothing to deploy yet.
+        let waiting = &changes.create[0];
+        assert_eq!(waiting.spec.deployment_id, None);
+        assert_eq!(waiting.spec.options, BundleDeploymentOptions::default());
+    }
+
+    #[test]
+    fn a_paused_bundle_stages_on_its_clusters_and_deploys_to_new_ones() {
+        let before = existing(&[written("a", "s-1:o", "old")]);
+        let changes = deployments(
+            vec![target("a", "s-2:o"), target("b", "s-2:o")],
+            None,
+            &before,
+        );
+        let staged = &changes.update[0];
+        assert_eq!(staged.spec.deployment_id.as_deref(), Some("s-1:o"));
+        assert_eq!(staged.spec.staged_deployment_id.as_deref(), Some("s-2:o"));
+        let new = &changes.create[0];
+        assert_eq!(new.spec.deployment_id.as_deref(), Some("s-2:o"));
+    }
+}
