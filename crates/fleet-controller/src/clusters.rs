@@ -8,75 +8,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_api::labels::{
-    BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, MANAGED, REPO_NAME,
-};
+use fleet_api::labels::{BUNDLE_NAMESPACE, HELM_OP_NAME, REPO_NAME};
 use fleet_api::{
     BundleState, BundleSummary, Cluster, ClusterDisplay, ClusterGroup, ClusterGroupDisplay,
     ClusterGroupStatus, ClusterStatus,
 };
 use fleet_render::target::selector_matches;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::ObjectMeta;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
 
-use crate::bundles::Error;
 use crate::context::{Context, deployment_namespace};
+use crate::error::Error;
 use crate::summary;
-
-/// Creates a cluster namespace if it is missing, annotated with the cluster it belongs to;
-/// `owner` (the Cluster, or a BundleDeployment with its cluster labels) names it.
-pub async fn ensure_namespace<K: Resource>(
-    ctx: &Context,
-    name: &str,
-    owner: &K,
-) -> Result<(), Error> {
-    let labels = owner.meta().labels.clone().unwrap_or_default();
-    let annotations = BTreeMap::from([
-        (
-            CLUSTER.to_owned(),
-            labels
-                .get(CLUSTER)
-                .cloned()
-                .unwrap_or_else(|| owner.meta().name.clone().unwrap_or_default()),
-        ),
-        (
-            CLUSTER_NAMESPACE.to_owned(),
-            labels
-                .get(CLUSTER_NAMESPACE)
-                .cloned()
-                .unwrap_or_else(|| owner.meta().namespace.clone().unwrap_or_default()),
-        ),
-    ]);
-    create_namespace(ctx, name, annotations).await
-}
-
-/// Creates a namespace labelled `fleet.cattle.io/managed=true` if it is missing.
-pub async fn create_namespace(
-    ctx: &Context,
-    name: &str,
-    annotations: BTreeMap<String, String>,
-) -> Result<(), Error> {
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some(BTreeMap::from([(MANAGED.to_owned(), "true".to_owned())])),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    let api = Api::<Namespace>::all(ctx.client.clone());
-    match ctx.writer().create(&api, &namespace).await {
-        Ok(_) => {
-            ctx.metrics.writes.inc();
-        }
-        Err(e) if e.is_conflict() => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(())
-}
 
 /// Reconciles one Cluster.
 pub async fn reconcile_cluster(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -94,7 +37,7 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
     let bd_namespace = deployment_namespace(cluster);
     let current = cluster.status.clone().unwrap_or_default();
     if current.namespace.as_deref() != Some(bd_namespace.as_str()) {
-        ensure_namespace(ctx, &bd_namespace, cluster).await?;
+        crate::namespaces::ensure(ctx, &bd_namespace, cluster).await?;
     }
 
     let mut summary = BundleSummary::default();

@@ -18,25 +18,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
+use crate::error::NotLeading;
 use crate::metrics::Metrics;
+pub use crate::settings::{AgentSettings, Settings};
 pub use fleet_render::deployments::deployment_namespace;
 use fleet_render::deployments::{Candidate, candidate};
 use fleet_runtime::{WriteError, WriteGate, Writer};
-
-/// The controller's flags that reconcilers read.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// A Cluster whose agent has not checked in for this long is not Ready.
-    pub agent_timeout: Duration,
-    /// The API server URL agents use to reach this cluster (written into registration Secrets).
-    pub api_server_url: Option<String>,
-    /// The CA of that API server, PEM.
-    pub api_server_ca: Option<String>,
-    /// BundleDeployment writes in flight (all Bundles together).
-    pub write_concurrency: usize,
-    /// How managed agents (manager-initiated import) run; none: import is off.
-    pub agent: Option<crate::import::AgentSettings>,
-}
 
 /// The warm caches, kept on every replica.
 #[derive(Clone)]
@@ -97,7 +84,7 @@ where
         .patch_status(
             &api,
             name,
-            &kube::api::PatchParams::apply(crate::bundles::MANAGER).force(),
+            &kube::api::PatchParams::apply(crate::error::MANAGER).force(),
             &kube::api::Patch::Apply(body),
         )
         .await?;
@@ -136,14 +123,10 @@ pub struct Context {
     pub claims: Claims,
     /// Every write goes through it, under the claim of the moment ([`Context::writer`]).
     pub gate: WriteGate,
-    /// Contents known to exist.
-    pub contents: crate::bundles::KnownContents,
-    /// Helm repository credentials copied into cluster namespaces.
-    pub helm_secrets: crate::helm_secrets::Written,
+    /// What this term remembers between reconciles.
+    pub memory: crate::memory::Memory,
     /// Limits BundleDeployment writes in flight across all Bundles.
     pub write_slots: tokio::sync::Semaphore,
-    /// Bundles whose targets cannot be evaluated, by (namespace, name), for their status.
-    pub targeting_errors: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -184,11 +167,6 @@ where
         }
     }
 }
-
-/// A write was about to happen after leadership was lost.
-#[derive(Debug, thiserror::Error)]
-#[error("leadership lost: not writing")]
-pub struct NotLeading;
 
 impl Context {
     /// The writer for the reconcile in progress: under its object's claim ([`claimed`]), else

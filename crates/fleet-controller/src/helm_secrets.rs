@@ -4,8 +4,7 @@
 //! keys are copied (`username`, `password`, `cacerts`); a copy is written only when it
 //! changed, and deleted with its BundleDeployment.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use fleet_api::labels::MANAGED;
 use fleet_api::{Bundle, helm_repo_secret_name};
@@ -20,17 +19,13 @@ use crate::context::Context;
 /// The keys copied.
 const KEYS: [&str; 3] = ["username", "password", "cacerts"];
 
-/// Copies written this term, by (namespace, name), with the hash of their data.
-#[derive(Debug, Default)]
-pub struct Written(Mutex<HashMap<(String, String), String>>);
-
 /// Why the credentials could not be copied (reported in the Bundle's status).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("helmOpSecretName {namespace}/{name} not found")]
     Missing { namespace: String, name: String },
     #[error(transparent)]
-    NotLeading(#[from] crate::context::NotLeading),
+    NotLeading(#[from] crate::error::NotLeading),
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("{action} {what}: {source}")]
@@ -83,14 +78,7 @@ pub async fn distribute(
     for (bd_namespace, bd_name) in deployments {
         let name = helm_repo_secret_name(bd_name);
         let key = (bd_namespace.clone(), name.clone());
-        if ctx
-            .helm_secrets
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            == Some(&hash)
-        {
+        if ctx.memory.helm_secret(&key).as_ref() == Some(&hash) {
             continue;
         }
         let copy = Secret {
@@ -109,7 +97,7 @@ pub async fn distribute(
             .patch(
                 &api,
                 &name,
-                &PatchParams::apply(crate::bundles::MANAGER).force(),
+                &PatchParams::apply(crate::error::MANAGER).force(),
                 &Patch::Apply(serde_json::json!({
                     "apiVersion": "v1",
                     "kind": "Secret",
@@ -127,11 +115,7 @@ pub async fn distribute(
             Err(e) => return Err(e.into()),
         }
         ctx.metrics.writes.inc();
-        ctx.helm_secrets
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, hash.clone());
+        ctx.memory.set_helm_secret(key, Some(hash.clone()));
     }
     Ok(waiting)
 }
@@ -140,10 +124,7 @@ pub async fn distribute(
 pub async fn remove(ctx: &Context, namespace: &str, bd_name: &str) -> Result<(), WriteError> {
     let name = helm_repo_secret_name(bd_name);
     crate::context::delete::<Secret>(ctx, namespace, &name).await?;
-    ctx.helm_secrets
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&(namespace.to_owned(), name));
+    ctx.memory
+        .set_helm_secret((namespace.to_owned(), name), None);
     Ok(())
 }

@@ -31,8 +31,9 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::bundles::Error;
 use crate::context::Context;
+use crate::error::Error;
+pub use crate::settings::AgentSettings;
 use fleet_runtime::{WriteError, Writer};
 
 /// The field manager of what this module writes (the Cluster's import status fields and
@@ -44,14 +45,6 @@ pub const DEFAULT_AGENT_NAMESPACE: &str = "cattle-fleet-system";
 const TOKEN_TTL: &str = "12h";
 /// The key of the kubeconfig in `spec.kubeConfigSecret`, as Fleet reads it.
 const KUBECONFIG_KEY: &str = "value";
-
-/// How managed agents are run (controller flags, from the chart's image).
-#[derive(Debug, Clone)]
-pub struct AgentSettings {
-    pub image: String,
-    pub pull_policy: String,
-    pub replicas: i32,
-}
 
 /// What one reconcile of an imported Cluster must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -372,7 +365,7 @@ async fn observe(cluster: &Cluster, ctx: &Context) -> Result<Observed, Error> {
             source,
         })?
         .as_ref()
-        .and_then(crate::registration::token_values);
+        .and_then(|secret| TokenValues::from_data(secret.data.as_ref()?).ok());
     let failed = cluster.status.as_ref().is_some_and(|s| {
         s.conditions
             .iter()

@@ -164,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::register(runtime.registry_mut());
     let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
     let gate =
-        fleet_runtime::WriteGate::new(fleet_controller::bundles::MANAGER, runtime.registry_mut());
+        fleet_runtime::WriteGate::new(fleet_controller::error::MANAGER, runtime.registry_mut());
     let api_server_ca = match &args.api_server_ca_file {
         Some(path) => Some(
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
@@ -230,9 +230,7 @@ async fn main() -> anyhow::Result<()> {
             metrics: metrics.clone(),
             claims,
             gate: gate.clone(),
-            contents: bundles::KnownContents::default(),
-            helm_secrets: Default::default(),
-            targeting_errors: Default::default(),
+            memory: Default::default(),
             write_slots: tokio::sync::Semaphore::new(settings.write_concurrency.max(1)),
         });
         let caches = (

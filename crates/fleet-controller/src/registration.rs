@@ -33,8 +33,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bundles::Error;
 use crate::context::{Context, delete, deployment_namespace};
+use crate::error::Error;
 
 fn api_error(action: &'static str, what: String) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Api {
@@ -246,7 +246,7 @@ async fn apply_token(token: &ClusterRegistrationToken, ctx: &Context) -> Result<
         return expire(ctx, &namespace, &name, &sa).await;
     }
 
-    crate::clusters::create_namespace(ctx, REGISTRATION_NAMESPACE, BTreeMap::new()).await?;
+    crate::namespaces::create(ctx, REGISTRATION_NAMESPACE, BTreeMap::new()).await?;
     grant(
         ctx,
         &namespace,
@@ -376,7 +376,7 @@ async fn apply_registration(
     cluster.metadata.labels = Some(registration.spec.cluster_labels.clone());
     create(ctx, Some(&namespace), &cluster).await?;
     let bd_namespace = deployment_namespace(&cluster);
-    crate::clusters::ensure_namespace(ctx, &bd_namespace, &cluster).await?;
+    crate::namespaces::ensure(ctx, &bd_namespace, &cluster).await?;
 
     // The agent's identity: its own cluster namespace, its own Cluster's status, Contents.
     let sa = safe_concat_name(&["agent", &name]);

@@ -15,8 +15,8 @@ use fleet_api::{Bundle, BundleState, BundleSummary, GitRepo, HelmOp, StatusBase}
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use crate::bundles::Error;
 use crate::context::Context;
+use crate::error::Error;
 use crate::summary;
 
 /// Reconciles one GitRepo's roll-up (its Bundles carry `fleet.cattle.io/repo-name`).

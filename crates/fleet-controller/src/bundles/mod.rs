@@ -5,8 +5,8 @@
 //! changing what is deployed. A Bundle being deleted first deletes its BundleDeployments
 //! (Fleet's finalizer).
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_api::labels::{BUNDLE_FINALIZER, BUNDLE_NAME, BUNDLE_NAMESPACE};
@@ -18,37 +18,13 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
-use crate::context::{Context, NotLeading};
+use crate::context::Context;
+use crate::error::{Error, MANAGER, NotLeading};
 
 pub mod plan;
 pub mod status;
 use fleet_render::deployments;
 use fleet_render::rollout;
-
-/// The field manager of the controller's writes.
-pub const MANAGER: &str = "fleet-controller";
-
-/// Why a Bundle reconcile failed (retried with backoff).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{action} {what}: {source}")]
-    Api {
-        action: &'static str,
-        what: String,
-        source: kube::Error,
-    },
-    #[error(transparent)]
-    NotLeading(#[from] NotLeading),
-    /// A write failed, or was refused because the claim was gone.
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
-}
-
-/// Contents known to exist (their names are content hashes: they never change).
-#[derive(Debug, Default)]
-pub struct KnownContents(Mutex<HashSet<String>>);
 
 /// Reconciles one Bundle.
 pub async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -85,18 +61,14 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         Ok(planned) => planned,
         Err(message) => {
             tracing::warn!(bundle = %name, %namespace, error = %message, "cannot target bundle");
-            ctx.targeting_errors
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert((namespace.clone(), name.clone()), message);
+            ctx.memory
+                .set_targeting_error((namespace.clone(), name.clone()), Some(message));
             write_status(bundle, ctx).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
     };
-    ctx.targeting_errors
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&(namespace.clone(), name.clone()));
+    ctx.memory
+        .set_targeting_error((namespace.clone(), name.clone()), None);
     ensure_content(ctx, &desired.content).await?;
     let placed: Vec<(String, String)> = desired
         .targets
@@ -113,10 +85,8 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         Err(crate::helm_secrets::Error::NotLeading(e)) => return Err(e.into()),
         Err(e) => {
             tracing::warn!(bundle = %name, %namespace, error = %e, "cannot copy the Helm repository credentials");
-            ctx.targeting_errors
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert((namespace.clone(), name.clone()), e.to_string());
+            ctx.memory
+                .set_targeting_error((namespace.clone(), name.clone()), Some(e.to_string()));
             write_status(bundle, ctx).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
@@ -269,7 +239,7 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
     };
     // The cluster's namespace is not there yet (its Cluster was just created).
     if result.as_ref().is_err_and(WriteError::is_not_found) {
-        crate::clusters::ensure_namespace(ctx, &namespace, &bd).await?;
+        crate::namespaces::ensure(ctx, &namespace, &bd).await?;
         result = apply().await;
     }
     result?;
@@ -290,15 +260,7 @@ async fn delete_deployment(ctx: &Context, bd: &BundleDeployment) -> Result<(), E
 /// Creates the Content once; its name is its hash, so an existing one is the same.
 async fn ensure_content(ctx: &Context, content: &Content) -> Result<(), Error> {
     let name = content.metadata.name.clone().unwrap_or_default();
-    let known = {
-        let set = ctx
-            .contents
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        set.contains(&name)
-    };
-    if known {
+    if ctx.memory.knows_content(&name) {
         return Ok(());
     }
     let api: Api<Content> = Api::all(ctx.client.clone());
@@ -309,11 +271,7 @@ async fn ensure_content(ctx: &Context, content: &Content) -> Result<(), Error> {
         Err(e) if e.is_conflict() => {}
         Err(e) => return Err(e.into()),
     }
-    ctx.contents
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(name);
+    ctx.memory.content_exists(name);
     Ok(())
 }
 
@@ -322,11 +280,8 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
     let namespace = bundle.namespace().unwrap_or_default();
     let name = bundle.name_any();
     let error = ctx
-        .targeting_errors
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&(namespace.clone(), name.clone()))
-        .cloned();
+        .memory
+        .targeting_error(&(namespace.clone(), name.clone()));
     let owned = owned_deployments(ctx, &namespace, &name);
     // Explicit partitions select clusters by labels and groups: only then are the Clusters
     // looked up; otherwise their names (from the BundleDeployments' labels) are enough.

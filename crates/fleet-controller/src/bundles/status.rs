@@ -184,7 +184,8 @@ mod tests {
         bd.metadata.namespace = Some(format!("cluster-{cluster}"));
         bd.labels_mut()
             .insert(CLUSTER_NAMESPACE.to_owned(), "fleet-default".to_owned());
-        bd.labels_mut().insert(CLUSTER.to_owned(), cluster.to_owned());
+        bd.labels_mut()
+            .insert(CLUSTER.to_owned(), cluster.to_owned());
         Arc::new(bd)
     }
 
