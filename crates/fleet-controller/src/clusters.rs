@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_api::labels::{BUNDLE_NAMESPACE, HELM_OP_NAME, REPO_NAME};
+use fleet_api::labels::{BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, REPO_NAME};
 use fleet_api::{
     BundleState, BundleSummary, Cluster, ClusterDisplay, ClusterGroup, ClusterGroupDisplay,
     ClusterGroupStatus, ClusterStatus,
@@ -17,9 +17,10 @@ use fleet_render::target::selector_matches;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use crate::context::{Context, deployment_namespace};
+use crate::context::{Context, deployment_namespace, retry};
 use crate::error::Error;
 use crate::summary;
+use crate::wiring::{Term, in_namespace, label_ref};
 
 /// Reconciles one Cluster.
 pub async fn reconcile_cluster(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -255,6 +256,42 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
         crate::context::apply_status::<ClusterGroup>(ctx, &namespace, &name, status).await?;
     }
     Ok(Action::await_change())
+}
+
+/// The Cluster and ClusterGroup roll-ups of a term (the unsharded controller's): a Cluster on
+/// its BundleDeployments' changes, a ClusterGroup on its namespace's Clusters' (debounced).
+pub async fn run(term: &Term) {
+    let caches = &term.caches;
+    let workers = term.ctx.settings.workers.rollups;
+    let clusters = term
+        .controller(&caches.clusters)
+        .await
+        .watches_shared_stream(caches.deployments.changes().await, |bd| {
+            label_ref::<Cluster>(bd.as_ref(), CLUSTER, CLUSTER_NAMESPACE)
+        });
+    let groups_of = caches.groups.reader();
+    let groups = term
+        .controller(&caches.groups)
+        .await
+        .watches_shared_stream(caches.clusters.changes().await, move |c| {
+            in_namespace(&groups_of, c.namespace())
+        });
+    futures::join!(
+        term.run(
+            clusters,
+            term.rollup(workers),
+            "cluster-status",
+            reconcile_cluster,
+            retry
+        ),
+        term.run(
+            groups,
+            term.rollup(workers),
+            "clustergroup-status",
+            reconcile_group,
+            retry
+        ),
+    );
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@
 //!
 //! observe ([`Observed`]) → decide ([`plan`], pure) → act ([`reconcile`]).
 
-use fleet_api::registration_protocol::TokenValues;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fleet_api::registration_protocol::TokenValues;
 use fleet_api::{Cluster, ClusterRegistrationToken, ClusterRegistrationTokenSpec, Condition};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DynamicObject, Patch, PatchParams};
@@ -31,9 +31,10 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::context::Context;
+use crate::context::{Context, retry};
 use crate::error::Error;
 pub use crate::settings::AgentSettings;
+use crate::wiring::Term;
 use fleet_runtime::{WriteError, Writer};
 
 /// The field manager of what this module writes (the Cluster's import status fields and
@@ -487,6 +488,14 @@ fn plural(kind: &str) -> String {
         "PriorityClass" => "priorityclasses".to_owned(),
         other => format!("{}s", other.to_lowercase()),
     }
+}
+
+/// Manager-initiated import for a term (the unsharded controller's): every Cluster.
+pub async fn run(term: &Term) {
+    let clusters = term.controller(&term.caches.clusters).await;
+    let workers = term.workers(term.ctx.settings.workers.rollups);
+    term.run(clusters, workers, "cluster-import", reconcile, retry)
+        .await;
 }
 
 #[cfg(test)]

@@ -2,12 +2,22 @@
 //! Fleet's controller does, leader-elected. What a Bundle should produce is computed by
 //! `fleet_render::deployments` (pure, shared with `fleet target`).
 //!
-//! - [`summary`]: BundleDeployment states and summaries (pure);
-//! - [`bundles`]: the Bundle reconciler (writes BundleDeployments, Content, Bundle status);
+//! Shared by the reconcilers, and depending on none of them:
+//! - [`error`]: the field manager and why a reconcile failed; [`settings`]: the flags they
+//!   read; [`memory`]: what a term remembers between reconciles;
+//! - [`context`]: one term's client, caches, claims and writer; [`namespaces`]: the
+//!   namespaces the controller creates; [`wiring`]: the warm caches and how a reconciler is
+//!   started for a term;
+//! - [`summary`]: BundleDeployment states and summaries (pure); [`mappings`]: which other
+//!   namespaces' Clusters a bundle targets (BundleNamespaceMappings, pure).
+//!
+//! The reconcilers, each with its decisions as pure functions and its `run` (what it watches,
+//! how events map to its keys):
+//! - [`bundles`]: Bundles to BundleDeployments and Content, and the Bundle status;
 //! - [`helm_secrets`]: Helm repository credentials copied next to HelmOp BundleDeployments;
-//! - [`mappings`]: BundleNamespaceMappings (which other namespaces' Clusters a bundle targets);
-//! - [`clusters`]: Cluster namespaces and status (agent last seen), ClusterGroup status;
+//! - [`clusters`]: Cluster and ClusterGroup status;
 //! - [`rollups`]: GitRepo and HelmOp status roll-ups from BundleDeployments;
+//! - [`import`]: manager-initiated import (agents installed downstream);
 //! - [`registration`]: registration tokens and agent registrations;
 //! - [`bootstrap`]: the `fleet-local` workspace with the management cluster.
 
@@ -26,3 +36,4 @@ pub mod registration;
 pub mod rollups;
 pub mod settings;
 pub mod summary;
+pub mod wiring;

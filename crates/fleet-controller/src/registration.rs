@@ -33,8 +33,9 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::context::{Context, delete, deployment_namespace};
+use crate::context::{Context, delete, deployment_namespace, retry};
 use crate::error::Error;
+use crate::wiring::Term;
 
 fn api_error(action: &'static str, what: String) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Api {
@@ -464,4 +465,28 @@ async fn apply_registration(
 /// The `values` of a token Secret (for imports and tests).
 pub fn token_values(secret: &Secret) -> Option<TokenValues> {
     TokenValues::from_data(secret.data.as_ref()?).ok()
+}
+
+/// Registration for a term (the unsharded controller's): tokens and agents' registrations.
+pub async fn run(term: &Term) {
+    let caches = &term.caches;
+    let workers = term.workers(term.ctx.settings.workers.rollups);
+    let tokens = term.controller(&caches.tokens).await;
+    let registrations = term.controller(&caches.registrations).await;
+    futures::join!(
+        term.run(
+            tokens,
+            workers.clone(),
+            "registration-token",
+            reconcile_token,
+            retry
+        ),
+        term.run(
+            registrations,
+            workers,
+            "registration",
+            reconcile_registration,
+            retry
+        ),
+    );
 }

@@ -14,10 +14,12 @@ use fleet_api::labels::{BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NA
 use fleet_api::{Bundle, BundleState, BundleSummary, GitRepo, HelmOp, StatusBase};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 
-use crate::context::Context;
+use crate::context::{Context, retry};
 use crate::error::Error;
 use crate::summary;
+use crate::wiring::{Term, label_ref};
 
 /// Reconciles one GitRepo's roll-up (its Bundles carry `fleet.cattle.io/repo-name`).
 pub async fn reconcile_gitrepo(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -192,6 +194,48 @@ impl Ready {
         }
         Some(summary::ready_condition(summary, "Bundle", "", None).message)
     }
+}
+
+/// The GitRepo and HelmOp roll-ups of a term: on their BundleDeployments' changes
+/// (debounced), and a GitRepo's also on its Bundles' (a Bundle's Ready condition decides
+/// its GitRepo's: one that cannot be targeted has no BundleDeployments to say so).
+pub async fn run(term: &Term) {
+    let caches = &term.caches;
+    let workers = term.ctx.settings.workers.rollups;
+    let gitrepos = term
+        .controller(&caches.gitrepos)
+        .await
+        .watches_shared_stream(caches.deployments.changes().await, |bd| {
+            label_ref::<GitRepo>(bd.as_ref(), REPO_NAME, BUNDLE_NAMESPACE)
+        })
+        .watches_shared_stream(caches.bundles.changes().await, |bundle| {
+            Some(
+                ObjectRef::<GitRepo>::new(bundle.labels().get(REPO_NAME)?)
+                    .within(&bundle.namespace()?),
+            )
+        });
+    let helmops = term
+        .controller(&caches.helmops)
+        .await
+        .watches_shared_stream(caches.deployments.changes().await, |bd| {
+            label_ref::<HelmOp>(bd.as_ref(), HELM_OP_NAME, BUNDLE_NAMESPACE)
+        });
+    futures::join!(
+        term.run(
+            gitrepos,
+            term.rollup(workers),
+            "gitrepo-status",
+            reconcile_gitrepo,
+            retry
+        ),
+        term.run(
+            helmops,
+            term.rollup(workers),
+            "helmop-status",
+            reconcile_helmop,
+            retry
+        ),
+    );
 }
 
 #[cfg(test)]

@@ -15,6 +15,18 @@ pub struct Settings {
     pub write_concurrency: usize,
     /// How managed agents (manager-initiated import) run; none: import is off.
     pub agent: Option<AgentSettings>,
+    /// Reconciles at once, per reconciler.
+    pub workers: Workers,
+}
+
+/// Reconciles at once, per reconciler.
+#[derive(Debug, Clone, Copy)]
+pub struct Workers {
+    /// Bundles (their BundleDeployments).
+    pub bundles: u16,
+    /// Each roll-up (Bundle, Cluster, ClusterGroup, GitRepo, HelmOp status), import and
+    /// registration.
+    pub rollups: u16,
 }
 
 /// How managed agents are run (controller flags, from the chart's image).

@@ -10,16 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_api::labels::{BUNDLE_FINALIZER, BUNDLE_NAME, BUNDLE_NAMESPACE};
-use fleet_api::{Bundle, BundleDeployment, Content};
+use fleet_api::{Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, Content};
 use fleet_runtime::WriteError;
 use fleet_runtime::finalizer::{Event, FinalizerError, finalized};
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 
-use crate::context::Context;
+use crate::context::{Context, retry};
 use crate::error::{Error, MANAGER, NotLeading};
+use crate::wiring::{Term, in_namespace, label_ref, when_changed};
 
 pub mod plan;
 pub mod status;
@@ -307,4 +310,103 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
 pub fn error_policy(bundle: Arc<Bundle>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(bundle = %bundle.name_any(), namespace = ?bundle.namespace(), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
+}
+
+/// The Bundle reconcilers of a term: Bundles (on their own changes, and when targeting may
+/// have changed: a Cluster's labels or template values, a ClusterGroup's selector, a
+/// BundleNamespaceMapping, a mapped namespace's labels) and their status (on their
+/// BundleDeployments' changes, debounced).
+pub async fn run(term: &Term) {
+    let caches = &term.caches;
+    let workers = term.ctx.settings.workers;
+    let (b1, b2, b3, b4) = (
+        caches.bundles.reader(),
+        caches.bundles.reader(),
+        caches.bundles.reader(),
+        caches.bundles.reader(),
+    );
+    let (m1, m2) = (caches.mappings.reader(), caches.mappings.reader());
+    let cluster_changed = when_changed::<Cluster>(targeting_fingerprint);
+    let group_changed = when_changed::<ClusterGroup>(group_fingerprint);
+    let namespace_changed =
+        when_changed::<Namespace>(|n| serde_json::json!(n.labels()).to_string());
+    let bundles = term
+        .controller(&caches.bundles)
+        .await
+        .watches_shared_stream(caches.clusters.changes().await, move |c| {
+            if !cluster_changed(&c) {
+                return Vec::new();
+            }
+            // Bundles of its namespace, and of namespaces that map others.
+            let mut refs = in_namespace(&b1, c.namespace());
+            for namespace in mapping_namespaces(&m1) {
+                if Some(&namespace) != c.namespace().as_ref() {
+                    refs.extend(in_namespace(&b1, Some(namespace)));
+                }
+            }
+            refs
+        })
+        .watches_shared_stream(caches.mappings.changes().await, move |m| {
+            in_namespace(&b3, m.namespace())
+        })
+        .watches_shared_stream(caches.namespaces.changes().await, move |n| {
+            if !namespace_changed(&n) {
+                return Vec::new();
+            }
+            mapping_namespaces(&m2)
+                .into_iter()
+                .flat_map(|namespace| in_namespace(&b4, Some(namespace)))
+                .collect()
+        })
+        .watches_shared_stream(caches.groups.changes().await, move |g| {
+            if group_changed(&g) {
+                in_namespace(&b2, g.namespace())
+            } else {
+                Vec::new()
+            }
+        });
+    let status = term
+        .controller(&caches.bundles)
+        .await
+        .watches_shared_stream(caches.deployments.changes().await, |bd| {
+            label_ref::<Bundle>(bd.as_ref(), BUNDLE_NAME, BUNDLE_NAMESPACE)
+        });
+    futures::join!(
+        term.run(
+            bundles,
+            term.workers(workers.bundles),
+            "bundle",
+            reconcile,
+            error_policy
+        ),
+        term.run(
+            status,
+            term.rollup(workers.rollups),
+            "bundle-status",
+            reconcile_status,
+            retry
+        ),
+    );
+}
+
+/// Targeting depends on a Cluster's labels, template values and namespace, not on the rest
+/// of its status (which changes with every roll-up): a fingerprint of what matters.
+fn targeting_fingerprint(cluster: &Cluster) -> String {
+    serde_json::json!([
+        cluster.labels(),
+        cluster.annotations(),
+        cluster.spec.template_values,
+        cluster.status.as_ref().and_then(|s| s.namespace.clone()),
+        cluster.metadata.deletion_timestamp.is_some(),
+    ])
+    .to_string()
+}
+
+fn group_fingerprint(group: &ClusterGroup) -> String {
+    serde_json::json!([group.labels(), group.spec.selector]).to_string()
+}
+
+/// The namespaces holding BundleNamespaceMappings.
+fn mapping_namespaces(store: &Store<BundleNamespaceMapping>) -> std::collections::BTreeSet<String> {
+    store.state().iter().filter_map(|m| m.namespace()).collect()
 }

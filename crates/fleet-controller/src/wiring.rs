@@ -1,0 +1,227 @@
+//! How the controller's reconcilers run: the warm caches every replica keeps ([`WarmCaches`]),
+//! and one leadership term's [`Term`], which starts a reconciler from a watch and a
+//! `reconcile` function. What each reconciler watches, and how events map to its keys, is
+//! written beside it (`bundles::run`, `rollups::run`, `clusters::run`, `import::run`,
+//! `registration::run`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_api::labels::MANAGED;
+use fleet_api::sharding::Shard;
+use fleet_api::{
+    Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, ClusterRegistration,
+    ClusterRegistrationToken, GitRepo, HelmOp,
+};
+use fleet_election::WarmCache;
+use fleet_election::shards::ShardSet;
+use fleet_runtime::Reconciles;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::controller::{self, Action};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Caches, Context, claimed};
+
+/// How long roll-up reconcilers wait for a burst of changes to end (and then write once).
+const ROLLUP_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// The caches every replica keeps warm, leading or not, so that a new leader starts at once.
+pub struct WarmCaches {
+    pub bundles: WarmCache<Bundle>,
+    pub clusters: WarmCache<Cluster>,
+    pub groups: WarmCache<ClusterGroup>,
+    pub deployments: WarmCache<BundleDeployment>,
+    pub gitrepos: WarmCache<GitRepo>,
+    pub helmops: WarmCache<HelmOp>,
+    pub tokens: WarmCache<ClusterRegistrationToken>,
+    pub registrations: WarmCache<ClusterRegistration>,
+    pub mappings: WarmCache<BundleNamespaceMapping>,
+    /// Workspaces (for BundleNamespaceMappings), not the cluster namespaces the controller
+    /// creates (labelled managed), which never hold Clusters and are most of them.
+    pub namespaces: WarmCache<Namespace>,
+}
+
+fn warm<K>(client: &Client, config: watcher::Config) -> WarmCache<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    WarmCache::spawn(Api::<K>::all(client.clone()), config)
+}
+
+impl std::fmt::Debug for WarmCaches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.readers().fmt(f)
+    }
+}
+
+impl WarmCaches {
+    /// Starts the caches. Fleet's static sharding: Bundles, GitRepos and HelmOps of `shard`
+    /// only (the BundleDeployments too, except on the unsharded controller, whose Cluster
+    /// roll-ups count every shard's).
+    pub fn spawn(client: &Client, shard: &Shard) -> Self {
+        let of_shard = || watcher::Config::default().labels(&shard.label_selector());
+        let all = watcher::Config::default;
+        Self {
+            bundles: warm(client, of_shard()),
+            clusters: warm(client, all()),
+            groups: warm(client, all()),
+            deployments: warm(
+                client,
+                if shard.is_default() {
+                    all()
+                } else {
+                    of_shard()
+                },
+            ),
+            gitrepos: warm(client, of_shard()),
+            helmops: warm(client, of_shard()),
+            tokens: warm(client, all()),
+            registrations: warm(client, all()),
+            mappings: warm(client, all()),
+            namespaces: warm(client, all().labels(&format!("{MANAGED}!=true"))),
+        }
+    }
+
+    /// What the reconcilers read.
+    pub fn readers(&self) -> Caches {
+        Caches {
+            bundles: self.bundles.reader(),
+            clusters: self.clusters.reader(),
+            groups: self.groups.reader(),
+            deployments: self.deployments.reader(),
+            gitrepos: self.gitrepos.reader(),
+            mappings: self.mappings.reader(),
+            namespaces: self.namespaces.reader(),
+        }
+    }
+}
+
+/// One leadership term (or one replica's dynamic shards): what starting a reconciler needs.
+#[derive(Clone)]
+pub struct Term {
+    pub ctx: Arc<Context>,
+    pub caches: Arc<WarmCaches>,
+    pub reconciles: Reconciles,
+    /// Dynamic shards: an acquired shard's objects are looked at at once.
+    pub shards: Option<ShardSet>,
+    /// Fires when the term (or the process) ends: reconcilers finish what they do and stop.
+    pub stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Term")
+            .field("ctx", &self.ctx)
+            .field("sharded", &self.shards.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Term {
+    /// A reconciler of `cache`'s objects (all of them at the start, and those of every shard
+    /// this replica acquires).
+    pub async fn controller<K>(&self, cache: &WarmCache<K>) -> Controller<K>
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let controller = cache.controller().await;
+        match &self.shards {
+            Some(shards) => controller.reconcile_all_on(shards.acquired_stream()),
+            None => controller,
+        }
+    }
+
+    /// `workers` reconciles at once.
+    pub fn workers(&self, workers: u16) -> controller::Config {
+        controller::Config::default().concurrency(workers)
+    }
+
+    /// A roll-up: `workers` at once, each after a burst of changes ended.
+    pub fn rollup(&self, workers: u16) -> controller::Config {
+        self.workers(workers).debounce(ROLLUP_DEBOUNCE)
+    }
+
+    /// Runs `controller` until the term ends: each object reconciled by `reconcile` under
+    /// its claim, observed as `name` (span, duration, errors), retried by `error_policy`.
+    pub async fn run<K, E, F, Fut>(
+        &self,
+        controller: Controller<K>,
+        config: controller::Config,
+        name: &'static str,
+        reconcile: F,
+        error_policy: fn(Arc<K>, &E, Arc<Context>) -> Action,
+    ) where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+        E: std::error::Error + Send + 'static,
+        F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
+    {
+        let reconcile = claimed(self.reconciles.observe(name, reconcile));
+        let results = controller
+            .with_config(config)
+            .graceful_shutdown_on(self.stop.clone().cancelled_owned())
+            .run(reconcile, error_policy, self.ctx.clone());
+        fleet_runtime::drain_controller(results).await;
+    }
+}
+
+/// The objects of `store` in `namespace`, as references to reconcile.
+pub fn in_namespace<K>(store: &Store<K>, namespace: Option<String>) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == namespace)
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// The object named by two labels of `object` (its name and its namespace).
+pub fn label_ref<K: Resource<DynamicType = ()>>(
+    object: &impl Resource,
+    name: &str,
+    namespace: &str,
+) -> Option<ObjectRef<K>> {
+    let labels = object.meta().labels.as_ref()?;
+    Some(ObjectRef::new(labels.get(name)?).within(labels.get(namespace)?))
+}
+
+/// Passes an object on only when its fingerprint changed since it was last seen.
+pub fn when_changed<K: Resource<DynamicType = ()>>(
+    fingerprint: fn(&K) -> String,
+) -> impl Fn(&K) -> bool + Send + Sync {
+    let seen = std::sync::Mutex::new(std::collections::HashMap::<ObjectRef<K>, String>::new());
+    move |object| {
+        let print = fingerprint(object);
+        let mut seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.insert(ObjectRef::from_obj(object), print.clone())
+            .as_ref()
+            != Some(&print)
+    }
+}
