@@ -6,7 +6,7 @@
 //! It runs under a Lease of its own (`<lease>-monitor`), so with two agent replicas one
 //! deploys while the other monitors, and the deploying replica spends nothing on these reads;
 //! a replica alone holds both Leases. It never runs helm except `helm get manifest`: drift it
-//! reports is corrected by the deploying role ([`crate::deploy`]), woken by the status
+//! reports is corrected by the deploying role (the `deploy` module), woken by the status
 //! written here.
 
 use std::sync::Arc;

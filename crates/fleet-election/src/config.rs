@@ -175,7 +175,7 @@ pub struct ElectionArgs {
 pub enum Strategy {
     /// Replicas race for the Lease (client-go's election).
     Standard,
-    /// The API server chooses among registered candidates ([`crate::coordinated`]).
+    /// The API server chooses among registered candidates.
     Coordinated,
 }
 
@@ -193,7 +193,7 @@ impl ElectionArgs {
         let mut identity = self.identity.clone().unwrap_or_else(default_identity);
         if self.strategy == Strategy::Coordinated {
             // The API server names the holder after the candidate object.
-            identity = crate::coordinated::candidate_identity(&identity);
+            identity = candidate_identity(&identity);
         }
         ElectionConfig::new(lease_name, namespace, identity, self.timings())
     }
@@ -224,6 +224,23 @@ fn random_suffix() -> String {
             .unwrap_or_default(),
     );
     format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff)
+}
+
+/// An identity made valid for a LeaseCandidate name (`host_1a2b` becomes `host-1a2b`).
+pub fn candidate_identity(identity: &str) -> String {
+    let name: String = identity
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -40,23 +40,6 @@ pub fn valid_identity(identity: &str) -> bool {
         && identity.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// An identity made valid for a LeaseCandidate name (`host_1a2b` becomes `host-1a2b`).
-pub fn candidate_identity(identity: &str) -> String {
-    let name: String = identity
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    name.trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_owned()
-}
-
 /// Whether the API server serves LeaseCandidates.
 pub async fn available(client: &kube::Client) -> bool {
     client
@@ -161,7 +144,9 @@ mod tests {
         assert!(valid_identity("gitjob-0"));
         assert!(!valid_identity("host_1a2b"));
         assert!(!valid_identity("-x"));
-        assert_eq!(candidate_identity("Host_1A2b"), "host-1a2b");
-        assert!(valid_identity(&candidate_identity("pod-7d9f_0123abcd")));
+        assert_eq!(crate::config::candidate_identity("Host_1A2b"), "host-1a2b");
+        assert!(valid_identity(&crate::config::candidate_identity(
+            "pod-7d9f_0123abcd"
+        )));
     }
 }

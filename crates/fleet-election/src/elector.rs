@@ -22,10 +22,12 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::config::ElectionConfig;
-use crate::handover;
 use crate::leadership::Leadership;
 use crate::metrics::{ElectionMetrics, LeaseLabels};
-use crate::record::{Observed, Step, decide, next_spec, released_spec};
+use crate::record::{
+    Observed, Step, clear_handover, decide, handover_requested_by, next_spec, released_spec,
+    request_handover,
+};
 use crate::store::{KubeLeaseStore, LeaseEvent, LeaseStore, StoreError};
 
 /// This replica's role, as published to the work and to readiness endpoints.
@@ -65,7 +67,7 @@ pub enum ElectionEvent {
 pub(crate) enum Command {
     /// Fire the current term's stop signal but keep renewing (graceful drain).
     StopWork,
-    /// Ask the holder to hand the Lease over to this replica ([`crate::handover`]).
+    /// Ask the holder to hand the Lease over to this replica (a hand-over request).
     RequestHandover,
     /// Contend for the Lease (true) or only watch it, releasing it if held (false).
     Contend(bool),
@@ -104,7 +106,7 @@ impl<S: LeaseStore> Elector<S> {
 
     /// Coordinated leader election (KEP-4355): the API server picks the holder and writes it
     /// into the Lease; this elector never acquires on its own, renews while the Lease names it,
-    /// and hands over when the Lease names another `preferredHolder`. See [`crate::coordinated`].
+    /// and hands over when the Lease names another `preferredHolder`. See the `coordinated` module.
     #[must_use]
     pub fn coordinated(mut self) -> Self {
         self.coordinated = true;
@@ -201,8 +203,8 @@ impl ElectorHandle {
     }
 
     /// Something that asks the Lease's holder to hand it over to this replica.
-    pub fn handover_requester(&self) -> crate::handover::Requester {
-        crate::handover::Requester::new(self.commands.clone())
+    pub fn handover_requester(&self) -> Requester {
+        Requester::new(self.commands.clone())
     }
 
     /// Whether this replica tries to acquire the Lease. Turned off while leading, the term
@@ -365,7 +367,7 @@ impl<S: LeaseStore> Machine<S> {
         let observed = Observed::update(self.observed.as_ref(), spec, now);
         let changed = observed.changed_at == now;
         let holder = observed.holder().to_owned();
-        let requester = handover::requested_by(&lease)
+        let requester = handover_requested_by(&lease)
             .map(str::to_owned)
             .or_else(|| {
                 // Coordinated election: the API server prefers another candidate.
@@ -489,7 +491,7 @@ impl<S: LeaseStore> Machine<S> {
                 lease.spec = Some(spec.clone());
                 if !leading {
                     // A request to hand the Lease over is answered by this acquire.
-                    handover::clear(&mut lease);
+                    clear_handover(&mut lease);
                 }
                 timeout_at(request_deadline, self.store.replace(&lease)).await
             }
@@ -608,7 +610,7 @@ impl<S: LeaseStore> Machine<S> {
                 return;
             }
             lease.spec = Some(released_spec(lease.spec.as_ref(), jiff::Timestamp::now()));
-            handover::clear(&mut lease);
+            clear_handover(&mut lease);
             match timeout_at(deadline, self.store.replace(&lease)).await {
                 Ok(Ok(written)) => {
                     self.lease = Some(written);
@@ -639,11 +641,11 @@ impl<S: LeaseStore> Machine<S> {
         let holder = self.observed.as_ref().map(|o| o.holder().to_owned());
         if self.term.is_some()
             || holder.as_deref().is_none_or(str::is_empty)
-            || handover::requested_by(&lease) == Some(self.identity())
+            || handover_requested_by(&lease) == Some(self.identity())
         {
             return;
         }
-        handover::request(&mut lease, self.identity());
+        request_handover(&mut lease, self.identity());
         match self.store.replace(&lease).await {
             Ok(written) => {
                 tracing::info!(lease = %self.config.lease_name, identity = %self.identity(), holder = holder.unwrap_or_default(), "asked the holder to hand the Lease over");
@@ -669,5 +671,20 @@ fn is_older(lease: &Lease, current: Option<&Lease>) -> bool {
     match (version(lease), current.and_then(version)) {
         (Some(new), Some(old)) => new < old,
         _ => false,
+    }
+}
+/// Asks the holder of one elector's Lease to hand it over to this replica.
+#[derive(Debug, Clone)]
+pub struct Requester(mpsc::Sender<Command>);
+
+impl Requester {
+    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
+        Self(commands)
+    }
+
+    /// Sends the request (a no-op if this replica leads, the Lease is free, or it asked
+    /// already).
+    pub async fn request(&self) {
+        let _ = self.0.send(Command::RequestHandover).await;
     }
 }

@@ -1,7 +1,7 @@
 //! Handing a Lease over on request, and keeping two roles on different replicas.
 //!
 //! A replica that wants a Lease held by a live leader names itself in the Lease's
-//! [`ANNOTATION`] (a metadata-only write with the resourceVersion it last saw). The holder
+//! [`HANDOVER_ANNOTATION`](crate::record::HANDOVER_ANNOTATION) (a metadata-only write with the resourceVersion it last saw). The holder
 //! sees that on its watch, ends its term (its work stops; `still_leading()` is false from that
 //! moment), releases the Lease and stays away from it for one lease duration; the requester
 //! takes the released Lease at once. The old owner stops before it releases and the new one
@@ -13,55 +13,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::elector::{Command, Role};
-
-/// The annotation naming the replica that asks for the Lease.
-pub const ANNOTATION: &str = "election.fleet-rs.io/handover-to";
-
-/// Who asks for `lease`, if anyone.
-pub fn requested_by(lease: &Lease) -> Option<&str> {
-    lease
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION))
-        .map(String::as_str)
-        .filter(|who| !who.is_empty())
-}
-
-pub(crate) fn request(lease: &mut Lease, identity: &str) {
-    lease
-        .metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(ANNOTATION.to_owned(), identity.to_owned());
-}
-
-pub(crate) fn clear(lease: &mut Lease) {
-    if let Some(annotations) = &mut lease.metadata.annotations {
-        annotations.remove(ANNOTATION);
-    }
-}
-
-/// Asks the holder of one elector's Lease to hand it over to this replica.
-#[derive(Debug, Clone)]
-pub struct Requester(mpsc::Sender<Command>);
-
-impl Requester {
-    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
-        Self(commands)
-    }
-
-    /// Sends the request (a no-op if this replica leads, the Lease is free, or it asked
-    /// already).
-    pub async fn request(&self) {
-        let _ = self.0.send(Command::RequestHandover).await;
-    }
-}
+pub use crate::elector::Requester;
+use crate::elector::Role;
 
 /// Whether this replica should ask for the second role's Lease: it holds neither role, and one
 /// other replica holds both.
@@ -137,15 +93,5 @@ mod tests {
                 "{first:?} / {second:?}"
             );
         }
-    }
-
-    #[test]
-    fn the_annotation_is_read_written_and_cleared() {
-        let mut lease = Lease::default();
-        assert_eq!(requested_by(&lease), None);
-        request(&mut lease, "b");
-        assert_eq!(requested_by(&lease), Some("b"));
-        clear(&mut lease);
-        assert_eq!(requested_by(&lease), None);
     }
 }

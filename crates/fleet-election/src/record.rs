@@ -126,6 +126,37 @@ pub fn released_spec(current: Option<&LeaseSpec>, now: jiff::Timestamp) -> Lease
     }
 }
 
+/// The annotation naming the replica that asks for the Lease.
+pub const HANDOVER_ANNOTATION: &str = "election.fleet-rs.io/handover-to";
+
+/// Who asks for `lease`, if anyone.
+pub fn handover_requested_by(lease: &k8s_openapi::api::coordination::v1::Lease) -> Option<&str> {
+    lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HANDOVER_ANNOTATION))
+        .map(String::as_str)
+        .filter(|who| !who.is_empty())
+}
+
+pub(crate) fn request_handover(
+    lease: &mut k8s_openapi::api::coordination::v1::Lease,
+    identity: &str,
+) {
+    lease
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(HANDOVER_ANNOTATION.to_owned(), identity.to_owned());
+}
+
+pub(crate) fn clear_handover(lease: &mut k8s_openapi::api::coordination::v1::Lease) {
+    if let Some(annotations) = &mut lease.metadata.annotations {
+        annotations.remove(HANDOVER_ANNOTATION);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +281,15 @@ mod tests {
         assert_eq!(released.holder_identity.as_deref(), Some(""));
         assert_eq!(released.lease_duration_seconds, Some(1));
         assert_eq!(released.lease_transitions, Some(5));
+    }
+
+    #[test]
+    fn the_annotation_is_read_written_and_cleared() {
+        let mut lease = k8s_openapi::api::coordination::v1::Lease::default();
+        assert_eq!(handover_requested_by(&lease), None);
+        request_handover(&mut lease, "b");
+        assert_eq!(handover_requested_by(&lease), Some("b"));
+        clear_handover(&mut lease);
+        assert_eq!(handover_requested_by(&lease), None);
     }
 }

@@ -457,7 +457,7 @@ async fn a_requested_handover_stops_the_holder_before_the_requester_acquires() {
     advance(Duration::from_secs(40)).await;
     assert!(is_leading(&b) && !is_leading(&a));
     let lease = shared.store().get().await.expect("read").expect("exists");
-    assert_eq!(crate::handover::requested_by(&lease), None);
+    assert_eq!(crate::record::handover_requested_by(&lease), None);
     // b goes away: a, the only replica left, takes the Lease back.
     b.release().await;
     advance(Duration::from_secs(1)).await;

@@ -1,6 +1,6 @@
 //! Making a set of objects exactly a desired set: what to create, what to update, what is
 //! unchanged and what to prune, decided from content hashes (pure). gitjob's and helmops'
-//! Bundles ([`crate::bundle_store`]) and the controller's BundleDeployments are written by
+//! Bundles (the Bundle store) and the controller's BundleDeployments are written by
 //! this one plan, so that "skip what did not change, prune what is no longer wanted" means
 //! the same everywhere.
 //!

@@ -433,7 +433,7 @@ pub fn build_module(module: ToolModule) -> Result<PathBuf, Error> {
             let _ = fs::remove_dir_all(&staging);
             return Err(Error::Build {
                 binary: tool.binary_name(),
-                message: tail(&String::from_utf8_lossy(&output.stderr), 30),
+                message: crate::process::tail(&String::from_utf8_lossy(&output.stderr), 30),
             });
         }
     }
@@ -534,12 +534,6 @@ pub fn which(program: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(program))
             .find(|candidate| candidate.is_file())
     })
-}
-
-/// The last `n` lines of a text.
-pub(crate) fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]

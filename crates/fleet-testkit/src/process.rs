@@ -13,7 +13,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::Error;
-use crate::binaries::tail;
 
 /// Signals tests send to processes they manage.
 pub use libc::{SIGCONT, SIGKILL, SIGSTOP, SIGTERM};
@@ -340,4 +339,9 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<std::path::PathBuf, 
         )?;
     }
     Ok(path)
+}
+/// The last `n` lines of a text.
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
