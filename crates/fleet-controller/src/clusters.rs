@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use fleet_api::labels::{BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, REPO_NAME};
 use fleet_api::{
-    BundleState, BundleSummary, Cluster, ClusterDisplay, ClusterGroup, ClusterGroupDisplay,
-    ClusterGroupStatus, ClusterStatus,
+    BundleDeployment, BundleState, BundleSummary, Cluster, ClusterDisplay, ClusterGroup,
+    ClusterGroupDisplay, ClusterGroupStatus, ClusterStatus,
 };
 use fleet_render::target::selector_matches;
 use kube::ResourceExt;
@@ -40,19 +40,46 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
     if current.namespace.as_deref() != Some(bd_namespace.as_str()) {
         crate::namespaces::ensure(ctx, &bd_namespace, cluster).await?;
     }
+    let deployments: Vec<Arc<BundleDeployment>> = ctx
+        .caches
+        .deployments
+        .state()
+        .into_iter()
+        .filter(|bd| bd.namespace().as_deref() == Some(bd_namespace.as_str()))
+        .collect();
+    let now = jiff::Timestamp::now();
+    let (next, recheck) = cluster_status(cluster, &deployments, ctx.settings.agent_timeout, now);
+    let last_seen = current
+        .agent
+        .last_seen
+        .as_deref()
+        .and_then(|t| t.parse().ok());
+    ctx.metrics
+        .cluster_observed(&namespace, &name, last_seen, &next.summary);
+    if next != current {
+        ctx.check_leading()?;
+        let status = cluster_patch(&next);
+        crate::context::apply_status::<Cluster>(ctx, &namespace, &name, status).await?;
+    }
+    Ok(recheck.map_or_else(Action::await_change, Action::requeue))
+}
 
+/// A Cluster's status from its BundleDeployments (`deployments`, those in its namespace) and
+/// its agent's last check-in, at `now`; and when to look again (when the agent would become
+/// late).
+pub fn cluster_status(
+    cluster: &Cluster,
+    deployments: &[Arc<BundleDeployment>],
+    agent_timeout: Duration,
+    now: jiff::Timestamp,
+) -> (ClusterStatus, Option<Duration>) {
+    let current = cluster.status.clone().unwrap_or_default();
     let mut summary = BundleSummary::default();
     // GitRepo / HelmOp (namespace, name) → any of its BundleDeployments here is Ready
     // (Fleet's OR: a repo counts as ready on a cluster when one of its bundles is).
     let mut git_repos: BTreeMap<(String, String), bool> = BTreeMap::new();
     let mut helm_ops: BTreeMap<(String, String), bool> = BTreeMap::new();
-    for bd in ctx
-        .caches
-        .deployments
-        .state()
-        .iter()
-        .filter(|bd| bd.namespace().as_deref() == Some(bd_namespace.as_str()))
-    {
+    for bd in deployments {
         summary::add_deployment(&mut summary, &bd.name_any(), bd);
         let ready = bd.state() == BundleState::Ready;
         let labels = bd.labels();
@@ -69,33 +96,23 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
     let ready_count = |owners: &BTreeMap<(String, String), bool>| {
         count(owners.values().filter(|ready| **ready).count())
     };
-    let now = jiff::Timestamp::now();
-    ctx.metrics.cluster_observed(
-        &namespace,
-        &name,
-        current
-            .agent
-            .last_seen
-            .as_deref()
-            .and_then(|t| t.parse().ok()),
-        &summary,
-    );
     let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
-    let (agent_ok, agent_message, recheck) =
-        agent_freshness(cluster, ctx.settings.agent_timeout, now);
-    let mut ready = summary::ready_condition(&summary, "Bundle", &now.to_string(), previous);
-    if !agent_ok {
-        ready = summary::not_ready("Ready", false, agent_message, &now.to_string(), previous);
-    }
+    let (agent_ok, agent_message, recheck) = agent_freshness(cluster, agent_timeout, now);
+    let now = now.to_string();
+    let ready = if agent_ok {
+        summary::ready_condition(&summary, "Bundle", &now, previous)
+    } else {
+        summary::not_ready("Ready", false, agent_message, &now, previous)
+    };
     let next = ClusterStatus {
-        namespace: Some(bd_namespace),
+        namespace: Some(deployment_namespace(cluster)),
         display: ClusterDisplay {
             ready_bundles: Some(format!("{}/{}", summary.ready, summary.desired_ready)),
             state: summary::display_state(&summary).map(|s| summary::state_name(s).to_owned()),
         },
         summary,
         // Ready is this roll-up's; other conditions (the import's) belong to other writers.
-        conditions: std::iter::once(ready.clone())
+        conditions: std::iter::once(ready)
             .chain(
                 current
                     .conditions
@@ -108,23 +125,28 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
         desired_ready_git_repos: count(git_repos.len()),
         ready_helm_ops: ready_count(&helm_ops),
         desired_ready_helm_ops: count(helm_ops.len()),
-        ..current.clone()
+        ..current
     };
-    if next != current {
-        ctx.check_leading()?;
-        let status = serde_json::json!({
-            "namespace": next.namespace,
-            "display": next.display,
-            "summary": next.summary,
-            "conditions": [ready],
-            "readyGitRepos": next.ready_git_repos,
-            "desiredReadyGitRepos": next.desired_ready_git_repos,
-            "readyHelmOps": next.ready_helm_ops,
-            "desiredReadyHelmOps": next.desired_ready_helm_ops,
-        });
-        crate::context::apply_status::<Cluster>(ctx, &namespace, &name, status).await?;
-    }
-    Ok(recheck.map_or_else(Action::await_change, Action::requeue))
+    (next, recheck)
+}
+
+/// The fields of a Cluster's status the roll-up applies (its own: the import writes others).
+fn cluster_patch(status: &ClusterStatus) -> serde_json::Value {
+    let ready: Vec<_> = status
+        .conditions
+        .iter()
+        .filter(|c| c.type_ == "Ready")
+        .collect();
+    serde_json::json!({
+        "namespace": status.namespace,
+        "display": status.display,
+        "summary": status.summary,
+        "conditions": ready,
+        "readyGitRepos": status.ready_git_repos,
+        "desiredReadyGitRepos": status.desired_ready_git_repos,
+        "readyHelmOps": status.ready_helm_ops,
+        "desiredReadyHelmOps": status.desired_ready_helm_ops,
+    })
 }
 
 /// Whether the agent checked in recently; the message when not; when to look again.
@@ -172,6 +194,37 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
     let namespace = group.namespace().unwrap_or_default();
     let name = group.name_any();
     let current = group.status.clone().unwrap_or_default();
+    let clusters: Vec<Arc<Cluster>> = ctx
+        .caches
+        .clusters
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
+        .collect();
+    let next = group_status(group, &clusters, &jiff::Timestamp::now().to_string());
+    if next != current {
+        ctx.check_leading()?;
+        let status = serde_json::json!({
+            "clusterCount": next.cluster_count,
+            "nonReadyClusterCount": next.non_ready_cluster_count,
+            "nonReadyClusters": next.non_ready_clusters,
+            "display": next.display,
+            "summary": next.summary,
+            "conditions": next.conditions,
+        });
+        crate::context::apply_status::<ClusterGroup>(ctx, &namespace, &name, status).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// A ClusterGroup's status from the Clusters of its namespace (`clusters`): those its
+/// selector selects, their readiness and their bundles.
+pub fn group_status(
+    group: &ClusterGroup,
+    clusters: &[Arc<Cluster>],
+    now: &str,
+) -> ClusterGroupStatus {
+    let current = group.status.clone().unwrap_or_default();
     // A selector that cannot be parsed selects nothing, and says so in Ready (not a silent
     // "0 clusters, Ready").
     let invalid = group.spec.selector.as_ref().and_then(|s| {
@@ -179,12 +232,8 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
             .err()
             .map(|e| format!("invalid spec.selector: {e}"))
     });
-    let clusters: Vec<Arc<Cluster>> = ctx
-        .caches
-        .clusters
-        .state()
-        .into_iter()
-        .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
+    let clusters: Vec<&Arc<Cluster>> = clusters
+        .iter()
         .filter(|c| {
             invalid.is_none()
                 && group
@@ -218,7 +267,6 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
     non_ready.sort();
     let count = i64::try_from(clusters.len()).unwrap_or(i64::MAX);
     let non_ready_count = i64::try_from(non_ready.len()).unwrap_or(i64::MAX);
-    let now = jiff::Timestamp::now().to_string();
     let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
     let message = (!non_ready.is_empty()).then(|| {
         format!(
@@ -227,10 +275,10 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
         )
     });
     let ready = match &invalid {
-        Some(error) => summary::not_ready("Ready", false, Some(error.clone()), &now, previous),
-        None => summary::not_ready("Ready", non_ready.is_empty(), message, &now, previous),
+        Some(error) => summary::not_ready("Ready", false, Some(error.clone()), now, previous),
+        None => summary::not_ready("Ready", non_ready.is_empty(), message, now, previous),
     };
-    let next = ClusterGroupStatus {
+    ClusterGroupStatus {
         cluster_count: count,
         non_ready_cluster_count: non_ready_count,
         non_ready_clusters: non_ready.into_iter().take(summary::MAX_NON_READY).collect(),
@@ -240,22 +288,9 @@ async fn apply_group(group: &ClusterGroup, ctx: &Context) -> Result<Action, Erro
             state: summary::display_state(&summary).map(|s| summary::state_name(s).to_owned()),
         },
         summary,
-        conditions: vec![ready.clone()],
-        ..current.clone()
-    };
-    if next != current {
-        ctx.check_leading()?;
-        let status = serde_json::json!({
-            "clusterCount": next.cluster_count,
-            "nonReadyClusterCount": next.non_ready_cluster_count,
-            "nonReadyClusters": next.non_ready_clusters,
-            "display": next.display,
-            "summary": next.summary,
-            "conditions": [ready],
-        });
-        crate::context::apply_status::<ClusterGroup>(ctx, &namespace, &name, status).await?;
+        conditions: vec![ready],
+        ..current
     }
-    Ok(Action::await_change())
 }
 
 /// The Cluster and ClusterGroup roll-ups of a term (the unsharded controller's): a Cluster on
@@ -327,5 +362,128 @@ mod tests {
             message.unwrap_or_default().contains("120s ago"),
             "says since when"
         );
+    }
+
+    fn seen_at(name: &str, last_seen: &str, ready: bool) -> Arc<Cluster> {
+        let mut cluster = Cluster::new(name, ClusterSpec::default());
+        cluster.metadata.namespace = Some("fleet-default".to_owned());
+        cluster
+            .labels_mut()
+            .insert("env".to_owned(), "prod".to_owned());
+        cluster.status = Some(ClusterStatus {
+            agent: AgentStatus {
+                last_seen: Some(last_seen.to_owned()),
+                ..AgentStatus::default()
+            },
+            conditions: vec![fleet_api::Condition {
+                type_: "Ready".to_owned(),
+                status: if ready { "True" } else { "False" }.to_owned(),
+                ..Default::default()
+            }],
+            ..ClusterStatus::default()
+        });
+        Arc::new(cluster)
+    }
+
+    fn deployment(bundle: &str, repo: &str, ready: bool) -> Arc<BundleDeployment> {
+        let mut bd = BundleDeployment::new(bundle, Default::default());
+        bd.metadata.namespace = Some("cluster-fleet-default-c".to_owned());
+        bd.labels_mut()
+            .insert(BUNDLE_NAMESPACE.to_owned(), "fleet-default".to_owned());
+        bd.labels_mut()
+            .insert(REPO_NAME.to_owned(), repo.to_owned());
+        bd.spec.deployment_id = Some("s-1:o".to_owned());
+        bd.spec.staged_deployment_id = Some("s-1:o".to_owned());
+        if ready {
+            bd.status = Some(fleet_api::BundleDeploymentStatus {
+                applied_deployment_id: Some("s-1:o".to_owned()),
+                ready: true,
+                non_modified: true,
+                ..Default::default()
+            });
+        }
+        Arc::new(bd)
+    }
+
+    #[test]
+    fn a_cluster_rolls_up_its_deployments_and_repos() {
+        let now: jiff::Timestamp = "2026-01-01T12:00:00Z".parse().expect("time");
+        let cluster = seen_at("c", "2026-01-01T11:59:00Z", true);
+        let timeout = Duration::from_secs(300);
+        // (deployments, ready bundles, ready repos / desired, Ready)
+        let cases = [
+            (vec![], "0/0", (0, 0), "True"),
+            (vec![deployment("a", "r1", true)], "1/1", (1, 1), "True"),
+            (
+                vec![deployment("a", "r1", true), deployment("b", "r1", false)],
+                "1/2",
+                (1, 1),
+                "False",
+            ),
+            (
+                vec![deployment("a", "r1", false), deployment("b", "r2", false)],
+                "0/2",
+                (0, 2),
+                "False",
+            ),
+        ];
+        for (deployments, bundles, (repos, desired), ready) in cases {
+            let (status, _) = cluster_status(&cluster, &deployments, timeout, now);
+            assert_eq!(status.display.ready_bundles.as_deref(), Some(bundles));
+            assert_eq!(
+                (status.ready_git_repos, status.desired_ready_git_repos),
+                (repos, desired)
+            );
+            assert_eq!(status.conditions[0].status, ready, "{bundles}");
+            assert_eq!(
+                status.namespace.as_deref(),
+                Some(deployment_namespace(&cluster).as_str())
+            );
+        }
+        let late = cluster_status(&cluster, &[], Duration::from_secs(30), now).0;
+        assert_eq!(late.conditions[0].status, "False");
+    }
+
+    #[test]
+    fn a_group_counts_the_clusters_its_selector_selects() {
+        let selector = |labels: &[(&str, &str)]| {
+            serde_json::from_value(serde_json::json!({"matchLabels": labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::json!(v)))
+                .collect::<serde_json::Map<_, _>>()}))
+            .expect("selector")
+        };
+        let clusters = [
+            seen_at("a", "2026-01-01T11:59:00Z", true),
+            seen_at("b", "2026-01-01T11:59:00Z", false),
+        ];
+        // (selector, clusters, non-ready, Ready message)
+        let cases = [
+            (
+                selector(&[("env", "prod")]),
+                2,
+                vec!["b"],
+                Some("NotReady(1) [Cluster b]"),
+            ),
+            (selector(&[("env", "dev")]), 0, vec![], None),
+            (
+                selector(&[("-env", "prod")]),
+                0,
+                vec![],
+                Some("invalid spec.selector: "),
+            ),
+        ];
+        for (selector, count, non_ready, message) in cases {
+            let mut group = ClusterGroup::new("g", Default::default());
+            group.spec.selector = Some(selector);
+            let status = group_status(&group, &clusters, "t");
+            assert_eq!(status.cluster_count, count);
+            assert_eq!(status.non_ready_clusters, non_ready);
+            let got = status.conditions[0].message.as_deref();
+            match message {
+                Some(prefix) => assert!(got.is_some_and(|m| m.starts_with(prefix)), "{got:?}"),
+                None => assert_eq!(got, None),
+            }
+        }
     }
 }
