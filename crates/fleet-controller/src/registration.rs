@@ -223,23 +223,25 @@ pub async fn reconcile_token(
     result
 }
 
-async fn apply_token(token: &ClusterRegistrationToken, ctx: &Context) -> Result<Action, Error> {
-    let namespace = token.namespace().unwrap_or_default();
-    let name = token.name_any();
-    let sa = format!("import-{name}");
+/// When a token expires: `ttl` after its creation (none without a `ttl`, or with `0`).
+pub fn token_expiry(token: &ClusterRegistrationToken) -> Option<jiff::Timestamp> {
     let ttl = token
         .spec
         .ttl
         .as_deref()
         .and_then(|t| fleet_api::duration::parse_go_duration(t).ok())
-        .filter(|d| !d.is_zero());
-    let created = token.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let expires = match (created, ttl) {
-        (Some(created), Some(ttl)) => created
-            .checked_add(jiff::SignedDuration::try_from(ttl).unwrap_or_default())
-            .ok(),
-        _ => None,
-    };
+        .filter(|d| !d.is_zero())?;
+    let created = token.metadata.creation_timestamp.as_ref()?.0;
+    created
+        .checked_add(jiff::SignedDuration::try_from(ttl).ok()?)
+        .ok()
+}
+
+async fn apply_token(token: &ClusterRegistrationToken, ctx: &Context) -> Result<Action, Error> {
+    let namespace = token.namespace().unwrap_or_default();
+    let name = token.name_any();
+    let sa = format!("import-{name}");
+    let expires = token_expiry(token);
     let now = jiff::Timestamp::now();
     if let Some(expires) = expires
         && expires <= now
@@ -319,6 +321,62 @@ async fn expire(ctx: &Context, namespace: &str, name: &str, sa: &str) -> Result<
     Ok(Action::await_change())
 }
 
+/// What a ClusterRegistration asks for.
+#[derive(Debug, Clone)]
+pub enum RegistrationPlan {
+    /// Granted before: nothing to do.
+    Granted,
+    /// No clientID or clientRandom: nothing can be granted.
+    Incomplete,
+    /// Register the agent as `cluster` (created if missing) and grant it credentials.
+    Grant {
+        cluster: Box<Cluster>,
+        client_id: String,
+        client_random: String,
+    },
+}
+
+/// The decision for `registration`, given the Clusters there are: a Cluster of its
+/// workspace that already has its clientID is the one the agent registers as
+/// (manager-initiated import, a re-registration), as in Fleet; otherwise
+/// `cluster-<hash of clientID>`, labelled with the registration's cluster labels.
+pub fn plan_registration(
+    registration: &ClusterRegistration,
+    clusters: &[Arc<Cluster>],
+) -> RegistrationPlan {
+    if registration.status.as_ref().is_some_and(|s| s.granted) {
+        return RegistrationPlan::Granted;
+    }
+    let present = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+    let (Some(client_id), Some(client_random)) = (
+        present(&registration.spec.client_id),
+        present(&registration.spec.client_random),
+    ) else {
+        return RegistrationPlan::Incomplete;
+    };
+    let namespace = registration.namespace();
+    let name = clusters
+        .iter()
+        .find(|c| {
+            c.namespace() == namespace && c.spec.client_id.as_deref() == Some(client_id.as_str())
+        })
+        .map_or_else(|| cluster_name(&client_id), |c| c.name_any());
+    let mut cluster = Cluster::new(
+        &name,
+        ClusterSpec {
+            client_id: Some(client_id.clone()),
+            ..ClusterSpec::default()
+        },
+    );
+    cluster.metadata.namespace = namespace;
+    cluster.metadata.labels = Some(registration.spec.cluster_labels.clone());
+    RegistrationPlan::Grant {
+        cluster: Box::new(cluster),
+        client_id,
+        client_random,
+    }
+}
+
 /// Reconciles one ClusterRegistration.
 pub async fn reconcile_registration(
     registration: Arc<ClusterRegistration>,
@@ -334,99 +392,26 @@ async fn apply_registration(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let namespace = registration.namespace().unwrap_or_default();
-    let status = registration.status.clone().unwrap_or_default();
-    if status.granted {
-        return Ok(Action::await_change());
-    }
-    let (Some(client_id), Some(client_random)) = (
-        registration
-            .spec
-            .client_id
-            .clone()
-            .filter(|c| !c.is_empty()),
-        registration
-            .spec
-            .client_random
-            .clone()
-            .filter(|c| !c.is_empty()),
-    ) else {
-        tracing::warn!(registration = %registration.name_any(), %namespace, "registration without clientID or clientRandom: ignored");
-        return Ok(Action::await_change());
+    let clusters = ctx.caches.clusters.state();
+    let (cluster, client_id, client_random) = match plan_registration(registration, &clusters) {
+        RegistrationPlan::Granted => return Ok(Action::await_change()),
+        RegistrationPlan::Incomplete => {
+            tracing::warn!(registration = %registration.name_any(), %namespace, "registration without clientID or clientRandom: ignored");
+            return Ok(Action::await_change());
+        }
+        RegistrationPlan::Grant {
+            cluster,
+            client_id,
+            client_random,
+        } => (*cluster, client_id, client_random),
     };
-    // A Cluster of this workspace that already has this clientID is the one the agent
-    // registers as (manager-initiated import, a re-registration), as in Fleet; otherwise
-    // `cluster-<hash of clientID>`.
-    let name = ctx
-        .caches
-        .clusters
-        .state()
-        .iter()
-        .find(|c| {
-            c.namespace().as_deref() == Some(namespace.as_str())
-                && c.spec.client_id.as_deref() == Some(client_id.as_str())
-        })
-        .map_or_else(|| cluster_name(&client_id), |c| c.name_any());
-    let mut cluster = Cluster::new(
-        &name,
-        ClusterSpec {
-            client_id: Some(client_id.clone()),
-            ..ClusterSpec::default()
-        },
-    );
-    cluster.metadata.namespace = Some(namespace.clone());
-    cluster.metadata.labels = Some(registration.spec.cluster_labels.clone());
+    let name = cluster.name_any();
     create(ctx, Some(&namespace), &cluster).await?;
     let bd_namespace = deployment_namespace(&cluster);
     crate::namespaces::ensure(ctx, &bd_namespace, &cluster).await?;
 
-    // The agent's identity: its own cluster namespace, its own Cluster's status, Contents.
     let sa = safe_concat_name(&["agent", &name]);
-    grant(
-        ctx,
-        &bd_namespace,
-        &sa,
-        vec![
-            // update/patch: the agent's finalizer, so that a deleted one is uninstalled.
-            rule(
-                "fleet.cattle.io",
-                &["bundledeployments"],
-                &["get", "list", "watch", "update", "patch"],
-                &[],
-            ),
-            rule(
-                "fleet.cattle.io",
-                &["bundledeployments/status"],
-                &["get", "update", "patch"],
-                &[],
-            ),
-            rule("", &["secrets"], &["get", "list", "watch"], &[]),
-            // Events on its BundleDeployments (a chart that does not install).
-            rule("events.k8s.io", &["events"], &["create"], &[]),
-        ],
-        &namespace,
-        &sa,
-    )
-    .await?;
-    grant(
-        ctx,
-        &namespace,
-        &sa,
-        // Its own Cluster: read it, report on its status; never patch the Cluster itself (its
-        // labels decide which bundles it receives).
-        vec![
-            rule("fleet.cattle.io", &["clusters"], &["get"], &[&name]),
-            rule(
-                "fleet.cattle.io",
-                &["clusters/status"],
-                &["get", "patch", "update"],
-                &[&name],
-            ),
-        ],
-        &namespace,
-        &sa,
-    )
-    .await?;
-    grant_contents(ctx, &namespace, &sa).await?;
+    grant_agent(ctx, &namespace, &name, &bd_namespace, &sa).await?;
     let Some(agent_token) = service_account_token(ctx, &namespace, &sa).await? else {
         return Ok(Action::requeue(Duration::from_millis(500)));
     };
@@ -462,6 +447,64 @@ async fn apply_registration(
     Ok(Action::await_change())
 }
 
+/// The agent's identity `sa` for Cluster `namespace/name`: its own cluster namespace
+/// (`bd_namespace`), its own Cluster's status, and Contents.
+async fn grant_agent(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    bd_namespace: &str,
+    sa: &str,
+) -> Result<(), Error> {
+    grant(
+        ctx,
+        bd_namespace,
+        sa,
+        vec![
+            // update/patch: the agent's finalizer, so that a deleted one is uninstalled.
+            rule(
+                "fleet.cattle.io",
+                &["bundledeployments"],
+                &["get", "list", "watch", "update", "patch"],
+                &[],
+            ),
+            rule(
+                "fleet.cattle.io",
+                &["bundledeployments/status"],
+                &["get", "update", "patch"],
+                &[],
+            ),
+            rule("", &["secrets"], &["get", "list", "watch"], &[]),
+            // Events on its BundleDeployments (a chart that does not install).
+            rule("events.k8s.io", &["events"], &["create"], &[]),
+        ],
+        namespace,
+        sa,
+    )
+    .await?;
+    grant(
+        ctx,
+        namespace,
+        sa,
+        // Its own Cluster: read it, report on its status; never patch the Cluster itself (its
+        // labels decide which bundles it receives).
+        vec![
+            rule("fleet.cattle.io", &["clusters"], &["get"], &[name]),
+            rule(
+                "fleet.cattle.io",
+                &["clusters/status"],
+                &["get", "patch", "update"],
+                &[name],
+            ),
+        ],
+        namespace,
+        sa,
+    )
+    .await?;
+    grant_contents(ctx, namespace, sa).await?;
+    Ok(())
+}
+
 /// The `values` of a token Secret (for imports and tests).
 pub fn token_values(secret: &Secret) -> Option<TokenValues> {
     TokenValues::from_data(secret.data.as_ref()?).ok()
@@ -489,4 +532,102 @@ pub async fn run(term: &Term) {
             retry
         ),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use fleet_api::{
+        ClusterRegistrationSpec, ClusterRegistrationStatus, ClusterRegistrationTokenSpec,
+    };
+
+    use super::*;
+
+    fn registration(client_id: &str, random: &str, granted: bool) -> ClusterRegistration {
+        let mut registration = ClusterRegistration::new(
+            "request-1",
+            ClusterRegistrationSpec {
+                client_id: Some(client_id.to_owned()),
+                client_random: Some(random.to_owned()),
+                cluster_labels: BTreeMap::from([("env".to_owned(), "prod".to_owned())]),
+            },
+        );
+        registration.metadata.namespace = Some("fleet-default".to_owned());
+        registration.status = Some(ClusterRegistrationStatus {
+            granted,
+            ..Default::default()
+        });
+        registration
+    }
+
+    fn imported(name: &str, client_id: &str) -> Arc<Cluster> {
+        let mut cluster = Cluster::new(
+            name,
+            ClusterSpec {
+                client_id: Some(client_id.to_owned()),
+                ..ClusterSpec::default()
+            },
+        );
+        cluster.metadata.namespace = Some("fleet-default".to_owned());
+        Arc::new(cluster)
+    }
+
+    #[test]
+    fn a_registration_becomes_its_cluster() {
+        let granted = plan_registration(&registration("id", "r", true), &[]);
+        assert!(matches!(granted, RegistrationPlan::Granted));
+        let incomplete = plan_registration(&registration("", "r", false), &[]);
+        assert!(matches!(incomplete, RegistrationPlan::Incomplete));
+        let incomplete = plan_registration(&registration("id", "", false), &[]);
+        assert!(matches!(incomplete, RegistrationPlan::Incomplete));
+
+        // (Clusters there are, the name the agent registers as)
+        let cases = [
+            (vec![], cluster_name("id")),
+            (vec![imported("mine", "id")], "mine".to_owned()),
+            (vec![imported("other", "another")], cluster_name("id")),
+        ];
+        for (clusters, name) in cases {
+            let RegistrationPlan::Grant {
+                cluster,
+                client_id,
+                client_random,
+            } = plan_registration(&registration("id", "r", false), &clusters)
+            else {
+                panic!("expected a grant");
+            };
+            assert_eq!(cluster.name_any(), name);
+            assert_eq!(cluster.namespace().as_deref(), Some("fleet-default"));
+            assert_eq!(
+                cluster.labels().get("env").map(String::as_str),
+                Some("prod")
+            );
+            assert_eq!((client_id.as_str(), client_random.as_str()), ("id", "r"));
+        }
+    }
+
+    #[test]
+    fn a_token_expires_its_ttl_after_its_creation() {
+        let token = |ttl: Option<&str>| {
+            let mut token = ClusterRegistrationToken::new(
+                "t",
+                ClusterRegistrationTokenSpec {
+                    ttl: ttl.map(str::to_owned),
+                },
+            );
+            token.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    "2026-01-01T00:00:00Z".parse().expect("time"),
+                ));
+            token
+        };
+        let at = |text: &str| Some(text.parse::<jiff::Timestamp>().expect("time"));
+        assert_eq!(token_expiry(&token(Some("1h"))), at("2026-01-01T01:00:00Z"));
+        assert_eq!(
+            token_expiry(&token(Some("90s"))),
+            at("2026-01-01T00:01:30Z")
+        );
+        assert_eq!(token_expiry(&token(Some("0"))), None);
+        assert_eq!(token_expiry(&token(None)), None);
+        assert_eq!(token_expiry(&token(Some("soon"))), None);
+    }
 }
