@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fleet_api::conditions::{self, Verdict};
 use fleet_api::labels::HELM_OP_NAME;
-use fleet_api::{Bundle, HelmOp, HelmOpStatus, HelmRepoAccess};
+use fleet_api::{HelmOp, HelmOpStatus, HelmRepoAccess};
 use fleet_runtime::bundle_store::BundleStore;
 use fleet_runtime::events::Events;
 use fleet_runtime::{WriteError, Writer};
@@ -84,17 +84,8 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
             source,
         })?;
     }
-    let polling = helmop
-        .spec
-        .polling_interval
-        .as_deref()
-        .and_then(|p| fleet_api::duration::parse_go_duration(p).ok())
-        .filter(|d| !d.is_zero());
-    Ok(match (&outcome, polling) {
-        (_, Some(interval)) => Action::requeue(interval),
-        (Err(_), None) => Action::requeue(Duration::from_secs(30)),
-        (Ok(_), None) => Action::await_change(),
-    })
+    Ok(crate::bundle::recheck(&helmop, outcome.is_err())
+        .map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Resolves the version and writes the Bundle; the version, or what went wrong.
@@ -117,37 +108,7 @@ async fn sync(helmop: &HelmOp, ctx: &Context) -> Result<String, String> {
                 .map_err(|e| e.to_string())?
         }
     };
-    let mut bundle = Bundle::new(&helmop.name_any(), helmop.spec.bundle.clone());
-    let mut labels = helmop.spec.labels.clone();
-    labels.extend(helmop.labels().clone());
-    bundle.metadata.labels = Some(labels);
-    if let Some(options) = bundle.spec.options.helm.as_mut() {
-        options.version = Some(version.clone()).filter(|v| !v.is_empty());
-    }
-    // The agents download the chart with the same access (the controller copies the Secret
-    // next to each BundleDeployment).
-    let secret = helmop
-        .spec
-        .helm_secret_name
-        .clone()
-        .filter(|s| !s.is_empty());
-    if secret.is_some() || helmop.spec.insecure_skip_tls_verify {
-        bundle.spec.helm_op_options = Some(fleet_api::HelmOpOptions {
-            helm_op_secret_name: secret,
-            helm_op_insecure_skip_tls_verify: helmop.spec.insecure_skip_tls_verify,
-            helm_op_ca_bundle: None,
-        });
-    }
-    if bundle.spec.targets.is_empty() {
-        bundle.spec.targets.push(fleet_api::BundleTarget {
-            name: Some("default".to_owned()),
-            clusters: fleet_api::ClusterSelection {
-                cluster_group: Some("default".to_owned()),
-                ..Default::default()
-            },
-            ..Default::default()
-        });
-    }
+    let bundle = crate::bundle::bundle(helmop, &version);
     ctx.store
         .sync_labelled(
             &namespace,
