@@ -76,17 +76,59 @@ pub async fn reconcile(bd: Arc<BundleDeployment>, ctx: Arc<Context>) -> Result<A
     })
 }
 
-async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
+/// What the deploying role does for a BundleDeployment, decided from it alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to deploy (no deployment yet, or paused), or deployed and nothing to correct:
+    /// the monitoring role looks at it.
+    Idle,
+    /// Install deployment `id` (after its dependencies are ready).
+    Deploy { id: String },
+    /// Deployment `id` is applied and the monitoring role reported drift that `correctDrift`
+    /// asks to put back (`force`: replace what cannot be patched).
+    CorrectDrift { id: String, force: bool },
+}
+
+/// The step for `bd` (pure).
+pub fn plan(bd: &BundleDeployment) -> Step {
     let Some(id) = bd.spec.deployment_id.clone().filter(|id| !id.is_empty()) else {
-        return Ok(Action::await_change());
+        return Step::Idle;
     };
-    let status = bd.status.clone().unwrap_or_default();
     if bd.spec.paused {
-        return Ok(Action::await_change());
+        return Step::Idle;
     }
-    if status.applied_deployment_id.as_deref() == Some(id.as_str()) {
-        return correct_drift(bd, &id, ctx).await;
+    let status = bd.status.clone().unwrap_or_default();
+    if status.applied_deployment_id.as_deref() != Some(id.as_str()) {
+        return Step::Deploy { id };
     }
+    match bd.spec.correct_drift.as_ref().filter(|c| c.enabled) {
+        Some(correct) if !status.modified_status.is_empty() => Step::CorrectDrift {
+            id,
+            force: correct.force,
+        },
+        _ => Step::Idle,
+    }
+}
+
+/// The Helm release of a BundleDeployment.
+pub fn release_of(bd: &BundleDeployment) -> Release {
+    Release {
+        name: release_name(&bd.name_any(), &bd.spec.options),
+        namespace: namespace(&bd.spec.options),
+    }
+}
+
+async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
+    match plan(bd) {
+        Step::Idle => Ok(Action::await_change()),
+        Step::CorrectDrift { id, force } => correct_drift(bd, &id, force, ctx).await,
+        Step::Deploy { id } => deploy_new(bd, &id, ctx).await,
+    }
+}
+
+/// Installs a new deployment once its dependencies are ready, and reports it.
+async fn deploy_new(bd: &BundleDeployment, id: &str, ctx: &Context) -> Result<Action, Error> {
+    let status = bd.status.clone().unwrap_or_default();
     let name = bd.name_any();
     let now = jiff::Timestamp::now().to_string();
     let upstream: Api<BundleDeployment> =
@@ -104,9 +146,10 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
         }
         return Ok(Action::requeue(DEPENDENCY_RECHECK));
     }
-    let deployed = match already_installed(bd, &id, ctx).await? {
+    let release = release_of(bd);
+    let deployed = match already_installed(bd, &release, id, ctx).await? {
         Some(deployed) => Ok(deployed),
-        None => deploy(bd, &id, ctx).await?,
+        None => deploy(bd, &release, id, ctx).await?,
     };
     let deployed = match deployed {
         Ok(deployed) => deployed,
@@ -123,7 +166,7 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
         }
     };
     tracing::info!(bundle_deployment = %name, release = %deployed.release, "deployed");
-    let inspection = match ctx.inspector.inspect(bd, &id).await {
+    let inspection = match ctx.inspector.inspect(bd, id).await {
         Ok(inspection) => inspection,
         Err(message) => {
             // Installed, but the objects could not be read back: report it applied and let
@@ -133,8 +176,7 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
         }
     };
     let release = deployed.release.to_string();
-    if let Some(patch) = crate::status::observed(&status, &inspection, Some((&id, &release)), &now)
-    {
+    if let Some(patch) = crate::status::observed(&status, &inspection, Some((id, &release)), &now) {
         report(bd, ctx, patch).await?;
     }
     // From here on the monitoring role looks at it (the status just written wakes it).
@@ -146,15 +188,12 @@ async fn apply(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
 /// release a second time. (Drift correction does run helm again for an applied deployment.)
 async fn already_installed(
     bd: &BundleDeployment,
+    release: &Release,
     id: &str,
     ctx: &Context,
 ) -> Result<Option<fleet_deployer::Deployed>, Error> {
     let name = bd.name_any();
-    let release = Release {
-        name: release_name(&name, &bd.spec.options),
-        namespace: namespace(&bd.spec.options),
-    };
-    let installed = crate::releases::deployed_as(&ctx.inspector.downstream, &release, &name, id)
+    let installed = crate::releases::deployed_as(&ctx.inspector.downstream, release, &name, id)
         .await
         .map_err(|source| Error::Api {
             action: format!("reading release {release}"),
@@ -164,7 +203,9 @@ async fn already_installed(
         return Ok(None);
     }
     tracing::info!(bundle_deployment = %name, %release, "already installed: recorded, not run again");
-    Ok(Some(fleet_deployer::Deployed { release }))
+    Ok(Some(fleet_deployer::Deployed {
+        release: release.clone(),
+    }))
 }
 
 /// A deployment waiting for its dependencies looks again this often.
@@ -189,10 +230,12 @@ async fn report(
     .await
 }
 
-/// Installs the Content of `id` with the BundleDeployment's options; the inner error is
-/// helm's message (or why the content or `valuesFrom` could not be read), for the status.
+/// Installs the Content of `id` as `release` with the BundleDeployment's options; the inner
+/// error is helm's message (or why the content or `valuesFrom` could not be read), for the
+/// status.
 async fn deploy(
     bd: &BundleDeployment,
+    release: &Release,
     id: &str,
     ctx: &Context,
 ) -> Result<Result<fleet_deployer::Deployed, String>, Error> {
@@ -208,77 +251,16 @@ async fn deploy(
         Ok(content) => content,
         Err(e) => return Ok(Err(format!("reading content {manifest}: {e}"))),
     };
-    let options = bd.spec.options.clone();
-    let name = bd.name_any();
-    let release = Release {
-        name: release_name(&name, &options),
-        namespace: namespace(&options),
-    };
-    match crate::releases::conflict(&ctx.inspector.downstream, &release, &name).await {
-        Ok(None) => {}
-        Ok(Some(conflict)) => return Ok(Err(conflict)),
-        Err(source) => {
-            return Err(Error::Api {
-                action: format!("reading release {release}"),
-                source,
-            });
-        }
-    }
-    let selector = options.allowed_target_namespace_selector.as_ref();
-    match crate::releases::namespace_allowed(
-        &ctx.inspector.downstream,
-        &release.namespace,
-        selector,
-    )
-    .await
-    {
-        Ok(None) => {}
-        Ok(Some(refused)) => return Ok(Err(refused)),
-        Err(source) => {
-            return Err(Error::Api {
-                action: format!("reading namespace {}", release.namespace),
-                source,
-            });
-        }
-    }
-    let values_from = match crate::values_from::resolve(
-        &ctx.inspector.downstream,
-        &options,
-        &namespace(&options),
-    )
-    .await
-    {
-        Ok(values) => values,
-        Err(message) => return Ok(Err(message)),
-    };
-    let repo = match repo_access(bd, ctx).await {
-        Ok(repo) => repo,
-        Err(message) => return Ok(Err(message)),
-    };
-    let impersonate = match crate::releases::service_account(
-        &ctx.inspector.downstream,
-        &ctx.agent_namespace,
-        options.service_account.as_deref(),
-    )
-    .await
-    {
-        Ok(user) => user,
-        Err(message) => return Ok(Err(message)),
-    };
-    let resolved = fleet_deployer::Resolved {
-        values_from,
-        repo,
-        impersonate,
+    let resolved = match prepare(bd, release, ctx).await? {
+        Ok(resolved) => resolved,
+        Err(refused) => return Ok(Err(refused)),
     };
     // Whatever happens now, the release's objects may change.
-    ctx.inspector.forget(&release);
+    ctx.inspector.forget(release);
     let deployer = ctx.inspector.deployer.clone();
     let cluster = ctx.cluster.clone();
-    let (labels, annotations) = (
-        options.namespace_labels.clone(),
-        options.namespace_annotations.clone(),
-    );
-    let deployment_id = id.to_owned();
+    let options = bd.spec.options.clone();
+    let (name, deployment_id) = (bd.name_any(), id.to_owned());
     let deployed = tokio::task::spawn_blocking(move || {
         let files = fleet_deployer::content::files(&content).map_err(|e| e.to_string())?;
         deployer
@@ -287,13 +269,14 @@ async fn deploy(
     })
     .await
     .map_err(|e| Error::Deploy(e.to_string()))?;
+    let options = &bd.spec.options;
     if deployed.is_ok()
         && let Err(e) = crate::releases::label_namespace(
             &ctx.writer,
             &ctx.inspector.downstream,
             &release.namespace,
-            labels.as_ref(),
-            annotations.as_ref(),
+            options.namespace_labels.as_ref(),
+            options.namespace_annotations.as_ref(),
         )
         .await
     {
@@ -303,6 +286,51 @@ async fn deploy(
         )));
     }
     Ok(deployed)
+}
+
+/// What helm needs besides the chart, or why the release may not be installed: another
+/// BundleDeployment owns it, its namespace is not allowed, or `valuesFrom`, the Helm
+/// repository's credentials or the service account cannot be read.
+async fn prepare(
+    bd: &BundleDeployment,
+    release: &Release,
+    ctx: &Context,
+) -> Result<Result<fleet_deployer::Resolved, String>, Error> {
+    let downstream = &ctx.inspector.downstream;
+    let options = &bd.spec.options;
+    let reading = |what: String| {
+        move |source| Error::Api {
+            action: format!("reading {what}"),
+            source,
+        }
+    };
+    let conflict = crate::releases::conflict(downstream, release, &bd.name_any())
+        .await
+        .map_err(reading(format!("release {release}")))?;
+    if let Some(conflict) = conflict {
+        return Ok(Err(conflict));
+    }
+    let selector = options.allowed_target_namespace_selector.as_ref();
+    let refused = crate::releases::namespace_allowed(downstream, &release.namespace, selector)
+        .await
+        .map_err(reading(format!("namespace {}", release.namespace)))?;
+    if let Some(refused) = refused {
+        return Ok(Err(refused));
+    }
+    let resolved = async {
+        Ok(fleet_deployer::Resolved {
+            values_from: crate::values_from::resolve(downstream, options, &namespace(options))
+                .await?,
+            repo: repo_access(bd, ctx).await?,
+            impersonate: crate::releases::service_account(
+                downstream,
+                &ctx.agent_namespace,
+                options.service_account.as_deref(),
+            )
+            .await?,
+        })
+    };
+    Ok(resolved.await)
 }
 
 /// Credentials and TLS for the chart's Helm repository: the Secret the controller copied
@@ -340,21 +368,20 @@ async fn repo_access(bd: &BundleDeployment, ctx: &Context) -> Result<HelmRepoAcc
 /// A deployed BundleDeployment with `correctDrift` whose status (written by the monitoring
 /// role) lists modified objects: installed again (`correctDrift.force`: replacing what cannot
 /// be patched back), then looked at and reported.
-async fn correct_drift(bd: &BundleDeployment, id: &str, ctx: &Context) -> Result<Action, Error> {
+async fn correct_drift(
+    bd: &BundleDeployment,
+    id: &str,
+    force: bool,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let status = bd.status.clone().unwrap_or_default();
-    let Some(correct) = bd.spec.correct_drift.as_ref().filter(|c| c.enabled) else {
-        return Ok(Action::await_change());
-    };
-    if status.modified_status.is_empty() {
-        return Ok(Action::await_change());
-    }
     let name = bd.name_any();
     tracing::info!(bundle_deployment = %name, objects = status.modified_status.len(), "correcting drift");
     let mut correcting = bd.clone();
-    if correct.force {
+    if force {
         correcting.spec.options.helm.get_or_insert_default().force = true;
     }
-    if let Err(message) = deploy(&correcting, id, ctx).await? {
+    if let Err(message) = deploy(&correcting, &release_of(bd), id, ctx).await? {
         tracing::warn!(bundle_deployment = %name, error = %message, "drift correction failed");
         return Ok(Action::requeue(ctx.drift_interval));
     }
@@ -382,10 +409,7 @@ async fn correct_drift(bd: &BundleDeployment, id: &str, ctx: &Context) -> Result
 /// namespace goes too.
 async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> {
     let options = &bd.spec.options;
-    let release = Release {
-        name: release_name(&bd.name_any(), options),
-        namespace: namespace(options),
-    };
+    let release = release_of(bd);
     let name = bd.name_any();
     match crate::releases::conflict(&ctx.inspector.downstream, &release, &name).await {
         Ok(None) => {}
@@ -428,4 +452,96 @@ async fn cleanup(bd: &BundleDeployment, ctx: &Context) -> Result<Action, Error> 
 pub fn error_policy(bd: Arc<BundleDeployment>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(bundle_deployment = %bd.name_any(), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use fleet_api::{BundleDeploymentStatus, CorrectDrift, ModifiedStatus};
+
+    use super::*;
+
+    fn bd(
+        id: Option<&str>,
+        applied: Option<&str>,
+        paused: bool,
+        correct: Option<bool>,
+        drifted: bool,
+    ) -> BundleDeployment {
+        let mut bd = BundleDeployment::new("app", Default::default());
+        bd.spec.deployment_id = id.map(str::to_owned);
+        bd.spec.paused = paused;
+        bd.spec.correct_drift = correct.map(|force| CorrectDrift {
+            enabled: true,
+            force,
+            ..Default::default()
+        });
+        bd.status = Some(BundleDeploymentStatus {
+            applied_deployment_id: applied.map(str::to_owned),
+            modified_status: if drifted {
+                vec![ModifiedStatus::default()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        });
+        bd
+    }
+
+    #[test]
+    fn the_step_follows_the_deployment_and_the_drift() {
+        let deploy = || Step::Deploy {
+            id: "s-2:o".to_owned(),
+        };
+        let correct = |force| Step::CorrectDrift {
+            id: "s-2:o".to_owned(),
+            force,
+        };
+        // (deploymentID, applied, paused, correctDrift (force), drift reported, step)
+        let cases = [
+            (None, None, false, None, false, Step::Idle),
+            (Some(""), None, false, None, false, Step::Idle),
+            (Some("s-2:o"), Some("s-1:o"), true, None, false, Step::Idle),
+            (Some("s-2:o"), None, false, None, false, deploy()),
+            (
+                Some("s-2:o"),
+                Some("s-1:o"),
+                false,
+                Some(false),
+                true,
+                deploy(),
+            ),
+            (Some("s-2:o"), Some("s-2:o"), false, None, true, Step::Idle),
+            (
+                Some("s-2:o"),
+                Some("s-2:o"),
+                false,
+                Some(false),
+                false,
+                Step::Idle,
+            ),
+            (
+                Some("s-2:o"),
+                Some("s-2:o"),
+                false,
+                Some(false),
+                true,
+                correct(false),
+            ),
+            (
+                Some("s-2:o"),
+                Some("s-2:o"),
+                false,
+                Some(true),
+                true,
+                correct(true),
+            ),
+        ];
+        for (id, applied, paused, correct, drifted, step) in cases {
+            assert_eq!(
+                plan(&bd(id, applied, paused, correct, drifted)),
+                step,
+                "{id:?} applied {applied:?} paused {paused} correct {correct:?} drift {drifted}"
+            );
+        }
+    }
 }
