@@ -4,9 +4,11 @@
 //! - [`git`]: ls-remote, fetch into a bare cache, export a commit's tree (libgit2);
 //! - [`credentials`]: a GitRepo's Secret to git credentials;
 //! - [`reconcile`]: the GitRepo reconciler (poll, fetch, build, write Bundles, status);
+//!   [`controller`]: what it watches, for one term;
 //! - [`webhook`]: push webhooks from GitHub, GitLab, Bitbucket, Gogs/Gitea and Azure DevOps,
 //!   served by every replica.
 
+pub mod controller;
 pub mod credentials;
 pub mod git;
 pub mod known_hosts;

@@ -10,16 +10,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use fleet_api::duration::parse_go_duration;
+use fleet_api::sharding::Shard;
 use fleet_api::{GitRepo, GitRepoRestriction};
 use fleet_election::WarmCache;
 use fleet_election::shards::ShardSet;
 use fleet_runtime::{Runtime, RuntimeArgs};
+use gitjob::controller::Caches;
 use gitjob::metrics::Metrics;
-use gitjob::reconcile::{Claims, Context, Settings, error_policy, reconcile};
+use gitjob::reconcile::{Claims, Context, Settings};
 use gitjob::webhook::{self, Receiver};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{controller, watcher};
-use kube::{Api, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 /// Fleet's Lease name for the (unsharded) gitops controller.
@@ -67,6 +68,23 @@ struct Args {
     max_bundle_size: u64,
 }
 
+impl Args {
+    fn settings(&self) -> Settings {
+        Settings {
+            cache_dir: self
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("gitjob")),
+            git_timeout: self.git_client_timeout,
+            concurrent_git: self.concurrent_git,
+            limits: SizeLimits {
+                file: self.max_file_size,
+                bundle: self.max_bundle_size,
+            },
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -77,18 +95,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::register(runtime.registry_mut());
     let reconciles = fleet_runtime::Reconciles::register(runtime.registry_mut());
     let gate = fleet_runtime::WriteGate::new(gitjob::reconcile::MANAGER, runtime.registry_mut());
-    let settings = Settings {
-        cache_dir: args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("gitjob")),
-        git_timeout: args.git_client_timeout,
-        concurrent_git: args.concurrent_git,
-        limits: SizeLimits {
-            file: args.max_file_size,
-            bundle: args.max_bundle_size,
-        },
-    };
+    let settings = args.settings();
     std::fs::create_dir_all(&settings.cache_dir)
         .with_context(|| format!("creating the cache dir {}", settings.cache_dir.display()))?;
 
@@ -99,88 +106,44 @@ async fn main() -> anyhow::Result<()> {
         Api::<GitRepo>::all(client.clone()),
         watcher::Config::default().labels(&shard.label_selector()),
     ));
-    // The webhook receiver (every replica serves it): the chart's Service sends webhooks to the
-    // unsharded gitjob, which takes them for every shard's GitRepos.
-    let webhook_gitrepos = if shard.is_default() {
-        Arc::new(WarmCache::spawn(
-            Api::<GitRepo>::all(client.clone()),
-            watcher::Config::default(),
-        ))
-    } else {
-        gitrepos.clone()
-    };
     let receiver = Receiver {
         client: client.clone(),
         namespace: args.runtime.namespace.clone(),
-        gitrepos: webhook_gitrepos.reader(),
+        gitrepos: webhook_gitrepos(&client, &shard, &gitrepos).reader(),
         metrics: metrics.clone(),
         allow_unsigned: args.webhook_allow_unsigned,
         writer: gate.unclaimed("push webhook"),
     };
-    let webhooks = webhook::serve(
-        args.webhook_bind_address,
-        receiver,
-        runtime.shutdown_token(),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "binding the webhook receiver to {}",
-            args.webhook_bind_address
-        )
-    })?;
+    let address = args.webhook_bind_address;
+    let webhooks = webhook::serve(address, receiver, runtime.shutdown_token())
+        .await
+        .with_context(|| format!("binding the webhook receiver to {address}"))?;
 
-    let restrictions = Arc::new(WarmCache::spawn(
-        Api::<GitRepoRestriction>::all(client.clone()),
-        watcher::Config::default(),
-    ));
+    let caches = Caches {
+        gitrepos,
+        restrictions: Arc::new(WarmCache::spawn(
+            Api::<GitRepoRestriction>::all(client.clone()),
+            watcher::Config::default(),
+        )),
+    };
     let workers = args.workers;
-    let controller = move |claims: Claims, stop: CancellationToken, rescan: Option<ShardSet>| {
+    let controller = move |claims: Claims, stop: CancellationToken, shards: Option<ShardSet>| {
         let ctx = Arc::new(Context::new(
             client.clone(),
             settings.clone(),
             metrics.clone(),
             claims,
             gate.clone(),
-            restrictions.reader(),
+            caches.restrictions.reader(),
         ));
-        let (gitrepos, restrictions) = (gitrepos.clone(), restrictions.clone());
-        let reconciles = reconciles.clone();
-        async move {
-            // A GitRepo is checked against the restrictions: none is reconciled before they
-            // are all known, or a restricted repository could be fetched and written once.
-            restrictions.wait_until_ready().await;
-            let store = gitrepos.reader();
-            if let Some(shards) = &rescan {
-                let every = std::time::Duration::from_secs(5);
-                tokio::spawn(
-                    shards
-                        .clone()
-                        .count_objects_of(store.clone(), every, stop.clone()),
-                );
-            }
-            let mut controller = gitrepos
-                .controller()
-                .await
-                // A restriction changed: the GitRepos of its namespace are checked again.
-                .watches_shared_stream(restrictions.changes().await, move |r| {
-                    store
-                        .state()
-                        .iter()
-                        .filter(|g| g.namespace() == r.namespace())
-                        .map(|g| ObjectRef::from_obj(g.as_ref()))
-                        .collect::<Vec<_>>()
-                })
-                .with_config(controller::Config::default().concurrency(workers))
-                .graceful_shutdown_on(async move { stop.cancelled().await });
-            if let Some(shards) = rescan {
-                // A shard acquired: its GitRepos are looked at at once.
-                controller = controller.reconcile_all_on(shards.acquired_stream());
-            }
-            let results =
-                controller.run(reconciles.observe("gitrepo", reconcile), error_policy, ctx);
-            fleet_runtime::drain_controller(results).await;
-        }
+        gitjob::controller::run(
+            ctx,
+            caches.clone(),
+            reconciles.clone(),
+            workers,
+            stop,
+            shards,
+        )
     };
     if args.shards > 0 {
         runtime
@@ -197,4 +160,19 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = webhooks.await;
     Ok(())
+}
+
+/// The GitRepos webhooks are taken for (every replica serves them): the chart's Service sends
+/// webhooks to the unsharded gitjob, which takes them for every shard's GitRepos.
+fn webhook_gitrepos(
+    client: &Client,
+    shard: &Shard,
+    own: &Arc<WarmCache<GitRepo>>,
+) -> Arc<WarmCache<GitRepo>> {
+    if shard.is_default() {
+        let all = Api::<GitRepo>::all(client.clone());
+        Arc::new(WarmCache::spawn(all, watcher::Config::default()))
+    } else {
+        own.clone()
+    }
 }
