@@ -104,122 +104,141 @@ impl Provider {
 
     /// The push announced by the payload, `Ok(None)` for events that are not pushes.
     pub fn parse(self, headers: &HeaderMap, body: &[u8]) -> Result<Option<Push>, String> {
-        let event = |name: &str| {
+        let payload: Value =
+            serde_json::from_slice(body).map_err(|e| format!("payload is not JSON: {e}"))?;
+        let header = |name: &str| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned()
         };
-        let payload: Value =
-            serde_json::from_slice(body).map_err(|e| format!("payload is not JSON: {e}"))?;
-        let text = |v: &Value, pointer: &str| {
-            v.pointer(pointer)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+        let is_push = match self {
+            Self::GitHub => header("x-github-event") == "push",
+            Self::Gogs => header("x-gogs-event") == "push",
+            Self::GitLab => matches!(
+                header("x-gitlab-event").as_str(),
+                "Push Hook" | "Tag Push Hook"
+            ),
+            Self::Bitbucket => header("x-event-key") == "repo:push",
+            Self::BitbucketServer => header("x-event-key") == "repo:refs_changed",
+            Self::Azure => text(&payload, "/eventType").as_deref() == Some("git.push"),
         };
-        let urls = |pointers: &[&str]| -> Vec<String> {
-            pointers.iter().filter_map(|p| text(&payload, p)).collect()
-        };
+        if !is_push {
+            return Ok(None);
+        }
         let push = match self {
-            Self::GitHub | Self::Gogs => {
-                let name = if self == Self::GitHub {
-                    "x-github-event"
-                } else {
-                    "x-gogs-event"
-                };
-                if event(name) != "push" {
-                    return Ok(None);
-                }
-                Push::from_ref(
-                    text(&payload, "/ref"),
-                    text(&payload, "/after"),
-                    urls(&[
-                        "/repository/html_url",
-                        "/repository/clone_url",
-                        "/repository/ssh_url",
-                        "/repository/git_url",
-                    ]),
-                )
-            }
-            Self::GitLab => {
-                if !matches!(
-                    event("x-gitlab-event").as_str(),
-                    "Push Hook" | "Tag Push Hook"
-                ) {
-                    return Ok(None);
-                }
-                Push::from_ref(
-                    text(&payload, "/ref"),
-                    text(&payload, "/checkout_sha").or_else(|| text(&payload, "/after")),
-                    urls(&[
-                        "/project/web_url",
-                        "/project/git_http_url",
-                        "/project/git_ssh_url",
-                        "/repository/homepage",
-                        "/repository/git_http_url",
-                        "/repository/git_ssh_url",
-                    ]),
-                )
-            }
-            Self::Bitbucket => {
-                if event("x-event-key") != "repo:push" {
-                    return Ok(None);
-                }
-                let change = payload
-                    .pointer("/push/changes")
-                    .and_then(Value::as_array)
-                    .and_then(|changes| {
-                        changes
-                            .iter()
-                            .find_map(|c| c.get("new").filter(|n| !n.is_null()))
-                    });
-                change.and_then(|new| {
-                    let branch = (text(new, "/type").as_deref() == Some("branch"))
-                        .then(|| text(new, "/name"))
-                        .flatten();
-                    Some(Push {
-                        branch,
-                        commit: text(new, "/target/hash")?,
-                        repo_urls: urls(&["/repository/links/html/href"]),
-                    })
-                })
-            }
-            Self::BitbucketServer => {
-                if event("x-event-key") != "repo:refs_changed" {
-                    return Ok(None);
-                }
-                let change = payload
-                    .pointer("/changes/0")
-                    .ok_or("payload has no changes")?;
-                let mut repo_urls: Vec<String> = payload
-                    .pointer("/repository/links/clone")
-                    .and_then(Value::as_array)
-                    .map(|links| links.iter().filter_map(|l| text(l, "/href")).collect())
-                    .unwrap_or_default();
-                repo_urls.extend(urls(&["/repository/links/self/0/href"]));
-                Push::from_ref(text(change, "/refId"), text(change, "/toHash"), repo_urls)
-            }
-            Self::Azure => {
-                if text(&payload, "/eventType").as_deref() != Some("git.push") {
-                    return Ok(None);
-                }
-                let update = payload
-                    .pointer("/resource/refUpdates/0")
-                    .ok_or("payload has no refUpdates")?;
-                Push::from_ref(
-                    text(update, "/name"),
-                    text(update, "/newObjectId"),
-                    urls(&[
-                        "/resource/repository/remoteUrl",
-                        "/resource/repository/sshUrl",
-                    ]),
-                )
-            }
+            Self::GitHub | Self::Gogs => github_push(&payload),
+            Self::GitLab => gitlab_push(&payload),
+            Self::Bitbucket => bitbucket_push(&payload),
+            Self::BitbucketServer => bitbucket_server_push(&payload)?,
+            Self::Azure => azure_push(&payload)?,
         };
         push.map(Some)
             .ok_or_else(|| "payload has no ref, commit or repository".to_owned())
     }
+}
+
+/// The string at `pointer` in `value`.
+fn text(value: &Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The strings at `pointers` in `payload` (repository URLs).
+fn urls(payload: &Value, pointers: &[&str]) -> Vec<String> {
+    pointers.iter().filter_map(|p| text(payload, p)).collect()
+}
+
+/// GitHub's and Gogs/Gitea's `push`.
+fn github_push(payload: &Value) -> Option<Push> {
+    Push::from_ref(
+        text(payload, "/ref"),
+        text(payload, "/after"),
+        urls(
+            payload,
+            &[
+                "/repository/html_url",
+                "/repository/clone_url",
+                "/repository/ssh_url",
+                "/repository/git_url",
+            ],
+        ),
+    )
+}
+
+/// GitLab's `Push Hook` and `Tag Push Hook`.
+fn gitlab_push(payload: &Value) -> Option<Push> {
+    Push::from_ref(
+        text(payload, "/ref"),
+        text(payload, "/checkout_sha").or_else(|| text(payload, "/after")),
+        urls(
+            payload,
+            &[
+                "/project/web_url",
+                "/project/git_http_url",
+                "/project/git_ssh_url",
+                "/repository/homepage",
+                "/repository/git_http_url",
+                "/repository/git_ssh_url",
+            ],
+        ),
+    )
+}
+
+/// Bitbucket Cloud's `repo:push`: the first change with a new head.
+fn bitbucket_push(payload: &Value) -> Option<Push> {
+    let new = payload
+        .pointer("/push/changes")
+        .and_then(Value::as_array)?
+        .iter()
+        .find_map(|c| c.get("new").filter(|n| !n.is_null()))?;
+    let branch = (text(new, "/type").as_deref() == Some("branch"))
+        .then(|| text(new, "/name"))
+        .flatten();
+    Some(Push {
+        branch,
+        commit: text(new, "/target/hash")?,
+        repo_urls: urls(payload, &["/repository/links/html/href"]),
+    })
+}
+
+/// Bitbucket Server's `repo:refs_changed`: its first change.
+fn bitbucket_server_push(payload: &Value) -> Result<Option<Push>, String> {
+    let change = payload
+        .pointer("/changes/0")
+        .ok_or("payload has no changes")?;
+    let mut repo_urls: Vec<String> = payload
+        .pointer("/repository/links/clone")
+        .and_then(Value::as_array)
+        .map(|links| links.iter().filter_map(|l| text(l, "/href")).collect())
+        .unwrap_or_default();
+    repo_urls.extend(urls(payload, &["/repository/links/self/0/href"]));
+    Ok(Push::from_ref(
+        text(change, "/refId"),
+        text(change, "/toHash"),
+        repo_urls,
+    ))
+}
+
+/// Azure DevOps' `git.push`: its first ref update.
+fn azure_push(payload: &Value) -> Result<Option<Push>, String> {
+    let update = payload
+        .pointer("/resource/refUpdates/0")
+        .ok_or("payload has no refUpdates")?;
+    Ok(Push::from_ref(
+        text(update, "/name"),
+        text(update, "/newObjectId"),
+        urls(
+            payload,
+            &[
+                "/resource/repository/remoteUrl",
+                "/resource/repository/sshUrl",
+            ],
+        ),
+    ))
 }
 
 /// What a push webhook announces.
