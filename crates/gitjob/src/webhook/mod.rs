@@ -131,6 +131,23 @@ impl Receiver {
                 .await;
         }
         // Verify for every matching GitRepo before changing any.
+        let verified = match self.verify_all(provider, headers, body, matching).await {
+            Ok(verified) => verified,
+            Err(refused) => return refused,
+        };
+        self.record(&push, verified).await
+    }
+
+    /// The GitRepos whose webhook secret signed the request (or, with
+    /// `--webhook-allow-unsigned`, that have none); refused when one's secret does not match
+    /// or none could be verified.
+    async fn verify_all(
+        &self,
+        provider: Provider,
+        headers: &HeaderMap,
+        body: &[u8],
+        matching: Vec<Arc<GitRepo>>,
+    ) -> Result<Vec<Arc<GitRepo>>, (StatusCode, String)> {
         let mut verified = Vec::new();
         let mut unsigned = Vec::new();
         for gitrepo in matching {
@@ -139,38 +156,42 @@ impl Receiver {
                     verified.push(gitrepo)
                 }
                 Ok(Some(_)) => {
-                    return (
+                    return Err((
                         StatusCode::UNAUTHORIZED,
                         format!(
                             "signature does not match the secret of GitRepo {}",
                             key(&gitrepo)
                         ),
-                    );
+                    ));
                 }
                 Ok(None) if self.allow_unsigned => {
                     tracing::warn!(gitrepo = %key(&gitrepo), "webhook accepted without a secret (--webhook-allow-unsigned)");
                     verified.push(gitrepo);
                 }
                 Ok(None) => unsigned.push(key(&gitrepo)),
-                Err(message) => return (StatusCode::UNAUTHORIZED, message),
+                Err(message) => return Err((StatusCode::UNAUTHORIZED, message)),
             }
         }
         if !unsigned.is_empty() {
             tracing::warn!(gitrepos = %unsigned.join(", "), "push not applied to GitRepos without a webhook secret: set spec.webhookSecret or the gitjob-webhook Secret");
         }
         if verified.is_empty() {
-            return (
+            return Err((
                 StatusCode::UNAUTHORIZED,
                 format!(
                     "no webhook secret for [{}]: set spec.webhookSecret or the {GLOBAL_SECRET} Secret (or run gitjob with --webhook-allow-unsigned, unsafe)",
                     unsigned.join(", ")
                 ),
-            );
+            ));
         }
-        let matching = verified;
+        Ok(verified)
+    }
+
+    /// Records the pushed commit on each GitRepo that does not have it yet.
+    async fn record(&self, push: &Push, gitrepos: Vec<Arc<GitRepo>>) -> (StatusCode, String) {
         let now = jiff::Timestamp::now().to_string();
         let mut updated = Vec::new();
-        for gitrepo in matching {
+        for gitrepo in gitrepos {
             let status = gitrepo.status.clone().unwrap_or_default();
             if status.webhook_commit.as_deref() == Some(push.commit.as_str()) {
                 continue;
