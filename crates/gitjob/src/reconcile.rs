@@ -330,38 +330,10 @@ async fn attempt(
         ),
         Err(message) => return (Outcome::Rejected { message }, false),
     };
-    let spec = &gitrepo.spec;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let auth =
-        match crate::credentials::load(&secrets, &namespace, spec.client_secret_name.as_deref())
-            .await
-        {
-            Ok(auth) => auth,
-            Err(e) => {
-                return (
-                    Outcome::PollFailed {
-                        message: e.to_string(),
-                    },
-                    false,
-                );
-            }
-        };
-    let ca_bundle = match spec.ca_bundle.as_deref().filter(|b| !b.trim().is_empty()) {
-        None => None,
-        Some(encoded) => match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
-            Ok(pem) => Some(pem),
-            Err(e) => {
-                let message = format!("caBundle is not base64: {e}");
-                return (Outcome::PollFailed { message }, false);
-            }
-        },
-    };
-    let source = Source {
-        url: spec.repo.clone(),
-        reference: reference(spec),
-        auth,
-        insecure_skip_tls_verify: spec.insecure_skip_tls_verify,
-        ca_bundle,
+    let source = match source(&gitrepo.spec, &secrets, &namespace).await {
+        Ok(source) => source,
+        Err(message) => return (Outcome::PollFailed { message }, false),
     };
     let resolving = source.clone();
     let commit = match ctx
@@ -397,6 +369,33 @@ async fn attempt(
         ),
         Err(message) => (Outcome::SyncFailed { commit, message }, false),
     }
+}
+
+/// Where and how to fetch the GitRepo's repository: its URL and reference, the credentials
+/// of its `clientSecretName`, its TLS settings; or why they cannot be had.
+async fn source(
+    spec: &GitRepoSpec,
+    secrets: &Api<Secret>,
+    namespace: &str,
+) -> Result<Source, String> {
+    let auth = crate::credentials::load(secrets, namespace, spec.client_secret_name.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let ca_bundle = match spec.ca_bundle.as_deref().filter(|b| !b.trim().is_empty()) {
+        None => None,
+        Some(encoded) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .map_err(|e| format!("caBundle is not base64: {e}"))?,
+        ),
+    };
+    Ok(Source {
+        url: spec.repo.clone(),
+        reference: reference(spec),
+        auth,
+        insecure_skip_tls_verify: spec.insecure_skip_tls_verify,
+        ca_bundle,
+    })
 }
 
 /// Fetches `commit`, reads its Bundles and writes them.
