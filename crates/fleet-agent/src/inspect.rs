@@ -161,95 +161,37 @@ pub async fn inspect(
     release: &Release,
     options: &BundleDeploymentOptions,
 ) -> Result<Inspection, String> {
-    let namespace = release.namespace.as_str();
     let mut seen_kinds: Vec<(ApiResource, bool)> = Vec::new();
     let mut wanted: HashSet<ResourceRef> = HashSet::new();
-    let compare_patches = options
-        .diff
-        .as_ref()
-        .map(|d| d.compare_patches.as_slice())
-        .unwrap_or_default();
-    let ignore_conditions = options
-        .ignore
-        .as_ref()
-        .map(|i| i.conditions.as_slice())
-        .unwrap_or_default();
+    let rules = Rules {
+        compare_patches: options
+            .diff
+            .as_ref()
+            .map(|d| d.compare_patches.as_slice())
+            .unwrap_or_default(),
+        ignore_conditions: options
+            .ignore
+            .as_ref()
+            .map(|i| i.conditions.as_slice())
+            .unwrap_or_default(),
+    };
     let mut out = Inspection::default();
     for desired in manifest {
-        let text = |pointer: &str| {
-            desired
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (api_version, kind, name) =
-            (text("/apiVersion"), text("/kind"), text("/metadata/name"));
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
-        let gvk = GroupVersionKind::gvk(group, version, &kind);
-        let (resource, namespaced) = kinds
-            .resolve(client, &gvk)
-            .await
-            .map_err(|e| format!("{api_version} {kind}: {e}"))?;
-        let object_namespace = namespaced.then(|| {
-            let own = text("/metadata/namespace");
-            if own.is_empty() {
-                namespace.to_owned()
-            } else {
-                own
-            }
-        });
-        if !seen_kinds.iter().any(|(r, _)| r == &resource) {
-            seen_kinds.push((resource.clone(), namespaced));
+        let object = locate(client, kinds, desired, &release.namespace).await?;
+        if !seen_kinds.iter().any(|(r, _)| r == &object.resource) {
+            seen_kinds.push((object.resource.clone(), object.namespaced));
         }
-        let api: Api<DynamicObject> = match &object_namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
+        let api: Api<DynamicObject> = match &object.reference.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &object.resource),
+            None => Api::all_with(client.clone(), &object.resource),
         };
-        let reference = ResourceRef {
-            kind: Some(kind.clone()),
-            api_version: Some(api_version.clone()),
-            namespace: object_namespace.clone(),
-            name: Some(name.clone()),
-        };
-        wanted.insert(reference.clone());
-        let Some(live) = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| format!("{kind} {name}: {e}"))?
-        else {
-            out.modified.push(ModifiedStatus {
-                resource: reference,
-                missing: true,
-                ..ModifiedStatus::default()
-            });
-            continue;
-        };
-        let uid = live.metadata.uid.clone();
-        out.resources.push(BundleDeploymentResource {
-            resource: reference.clone(),
-            created_at: live
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string()),
-        });
-        let live = serde_json::to_value(live).unwrap_or_default();
-        let ignored = fleet_deployer::drift::ignored_pointers(compare_patches, &reference);
-        if let Some(patch) = fleet_deployer::drift::drift_ignoring(desired, &live, &ignored) {
-            out.modified.push(ModifiedStatus {
-                resource: reference.clone(),
-                patch: Some(patch.to_string()),
-                ..ModifiedStatus::default()
-            });
-        }
-        if let Some(summary) = fleet_deployer::readiness::not_ready(&live, ignore_conditions) {
-            out.non_ready.push(NonReadyStatus {
-                uid,
-                resource: reference,
-                summary,
-            });
-        }
+        let name = object.reference.name.clone().unwrap_or_default();
+        let live = api.get_opt(&name).await.map_err(|e| {
+            let kind = object.reference.kind.as_deref().unwrap_or_default();
+            format!("{kind} {name}: {e}")
+        })?;
+        wanted.insert(object.reference.clone());
+        judge(&mut out, desired, object.reference, live, &rules);
     }
     for (resource, namespaced) in &seen_kinds {
         out.modified
@@ -329,4 +271,153 @@ pub fn non_ready_message(non_ready: &[NonReadyStatus]) -> Option<String> {
         })
         .collect();
     (!parts.is_empty()).then(|| parts.join("; "))
+}
+/// What decides whether an object counts as drifted or not ready.
+struct Rules<'a> {
+    /// `diff.comparePatches`: differences that do not count as drift.
+    compare_patches: &'a [fleet_api::ComparePatch],
+    /// `ignore.conditions`: conditions that do not make an object not ready.
+    ignore_conditions: &'a [std::collections::BTreeMap<String, String>],
+}
+
+/// One object of a manifest and where it lives.
+struct Located {
+    resource: ApiResource,
+    namespaced: bool,
+    reference: ResourceRef,
+}
+
+/// Where the manifest's object `desired` lives: its API resource, and its namespace (its
+/// own, else the release's, for namespaced kinds).
+async fn locate(
+    client: &Client,
+    kinds: &Kinds,
+    desired: &Value,
+    namespace: &str,
+) -> Result<Located, String> {
+    let text = |pointer: &str| {
+        desired
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (api_version, kind, name) = (text("/apiVersion"), text("/kind"), text("/metadata/name"));
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+    let gvk = GroupVersionKind::gvk(group, version, &kind);
+    let (resource, namespaced) = kinds
+        .resolve(client, &gvk)
+        .await
+        .map_err(|e| format!("{api_version} {kind}: {e}"))?;
+    let object_namespace = namespaced.then(|| {
+        let own = text("/metadata/namespace");
+        if own.is_empty() {
+            namespace.to_owned()
+        } else {
+            own
+        }
+    });
+    Ok(Located {
+        resource,
+        namespaced,
+        reference: ResourceRef {
+            kind: Some(kind),
+            api_version: Some(api_version),
+            namespace: object_namespace,
+            name: Some(name),
+        },
+    })
+}
+
+/// Adds what `live` (the object `reference` as it is, if it exists) says against `desired`:
+/// missing, drifted (as `rules` count drift), not ready; and that it exists.
+fn judge(
+    out: &mut Inspection,
+    desired: &Value,
+    reference: ResourceRef,
+    live: Option<DynamicObject>,
+    rules: &Rules<'_>,
+) {
+    let Some(live) = live else {
+        out.modified.push(ModifiedStatus {
+            resource: reference,
+            missing: true,
+            ..ModifiedStatus::default()
+        });
+        return;
+    };
+    let uid = live.metadata.uid.clone();
+    out.resources.push(BundleDeploymentResource {
+        resource: reference.clone(),
+        created_at: live
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string()),
+    });
+    let live = serde_json::to_value(live).unwrap_or_default();
+    let ignored = fleet_deployer::drift::ignored_pointers(rules.compare_patches, &reference);
+    if let Some(patch) = fleet_deployer::drift::drift_ignoring(desired, &live, &ignored) {
+        out.modified.push(ModifiedStatus {
+            resource: reference.clone(),
+            patch: Some(patch.to_string()),
+            ..ModifiedStatus::default()
+        });
+    }
+    if let Some(summary) = fleet_deployer::readiness::not_ready(&live, rules.ignore_conditions) {
+        out.non_ready.push(NonReadyStatus {
+            uid,
+            resource: reference,
+            summary,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn config_map(data: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "app", "namespace": "default"}, "data": {"color": data}})
+    }
+
+    fn reference() -> ResourceRef {
+        ResourceRef {
+            kind: Some("ConfigMap".to_owned()),
+            api_version: Some("v1".to_owned()),
+            namespace: Some("default".to_owned()),
+            name: Some("app".to_owned()),
+        }
+    }
+
+    #[test]
+    fn an_object_is_missing_drifted_or_as_desired() {
+        let rules = Rules {
+            compare_patches: &[],
+            ignore_conditions: &[],
+        };
+        let live = |data: &str| {
+            let mut object: DynamicObject =
+                serde_json::from_value(config_map(data)).expect("object");
+            object.metadata.uid = Some("u1".to_owned());
+            Some(object)
+        };
+        // (live, missing, drifted, exists)
+        let cases = [
+            (None, true, false, false),
+            (live("blue"), false, false, true),
+            (live("red"), false, true, true),
+        ];
+        for (live, missing, drifted, exists) in cases {
+            let mut out = Inspection::default();
+            judge(&mut out, &config_map("blue"), reference(), live, &rules);
+            assert_eq!(out.modified.iter().any(|m| m.missing), missing);
+            assert_eq!(out.modified.iter().any(|m| m.patch.is_some()), drifted);
+            assert_eq!(out.resources.len(), usize::from(exists));
+            assert!(out.non_ready.is_empty());
+        }
+    }
 }
