@@ -110,49 +110,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let term = Arc::new(AtomicU64::new(0));
-    let mut events = elector.subscribe();
-    let printer = {
-        let identity = identity.clone();
-        let term = term.clone();
-        tokio::spawn(async move {
-            while let Ok(event) = events.recv().await {
-                let current = Some(term.load(Ordering::SeqCst));
-                match event {
-                    ElectionEvent::Attempting => print(&identity, "attempting", None, None, None),
-                    ElectionEvent::Acquired { failover, .. } => {
-                        let n = term.fetch_add(1, Ordering::SeqCst) + 1;
-                        let failover_ms = failover.map(|d| d.as_secs_f64() * 1000.0);
-                        print(&identity, "acquired", Some(n), failover_ms, None);
-                    }
-                    ElectionEvent::RenewFailed { error } => {
-                        print(&identity, "renew_failed", current, None, Some(error));
-                    }
-                    ElectionEvent::Lost { reason } => {
-                        print(&identity, "lost", current, None, Some(reason))
-                    }
-                    ElectionEvent::Released => print(&identity, "released", current, None, None),
-                    ElectionEvent::NewLeader { holder } => {
-                        print(&identity, "new_leader", None, None, Some(holder));
-                    }
-                }
-            }
-        })
-    };
+    let printer = tokio::spawn(print_events(elector.subscribe(), identity.clone()));
     print(&identity, "ready", None, None, None);
 
-    {
-        let shutdown = shutdown.clone();
-        let mut term_signal = signal(SignalKind::terminate())?;
-        let mut int_signal = signal(SignalKind::interrupt())?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term_signal.recv() => {}
-                _ = int_signal.recv() => {}
-            }
-            shutdown.cancel();
-        });
-    }
+    cancel_on_signals(shutdown.clone())?;
 
     let act_interval = args.act_interval;
     let work_terms = Arc::new(AtomicU64::new(0));
@@ -181,5 +142,46 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(20)).await;
     printer.abort();
     print(&identity, "exited", None, None, None);
+    Ok(())
+}
+
+/// Prints each election event as a trace line, numbering the terms this replica acquires.
+async fn print_events(
+    mut events: tokio::sync::broadcast::Receiver<ElectionEvent>,
+    identity: String,
+) {
+    let mut term = 0;
+    while let Ok(event) = events.recv().await {
+        let current = Some(term);
+        match event {
+            ElectionEvent::Attempting => print(&identity, "attempting", None, None, None),
+            ElectionEvent::Acquired { failover, .. } => {
+                term += 1;
+                let failover_ms = failover.map(|d| d.as_secs_f64() * 1000.0);
+                print(&identity, "acquired", Some(term), failover_ms, None);
+            }
+            ElectionEvent::RenewFailed { error } => {
+                print(&identity, "renew_failed", current, None, Some(error));
+            }
+            ElectionEvent::Lost { reason } => print(&identity, "lost", current, None, Some(reason)),
+            ElectionEvent::Released => print(&identity, "released", current, None, None),
+            ElectionEvent::NewLeader { holder } => {
+                print(&identity, "new_leader", None, None, Some(holder));
+            }
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+fn cancel_on_signals(shutdown: CancellationToken) -> std::io::Result<()> {
+    let mut term_signal = signal(SignalKind::terminate())?;
+    let mut int_signal = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term_signal.recv() => {}
+            _ = int_signal.recv() => {}
+        }
+        shutdown.cancel();
+    });
     Ok(())
 }
