@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use fleet_api::labels::{BUNDLE_FINALIZER, BUNDLE_NAME, BUNDLE_NAMESPACE};
 use fleet_api::{Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, Content};
-use fleet_runtime::WriteError;
 use fleet_runtime::finalizer::{Event, FinalizerError, finalized};
+use fleet_runtime::{WriteError, inventory};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams};
@@ -104,6 +104,28 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         prune = changes.prune.len(),
         "bundle deployments planned"
     );
+    apply_changes(ctx, changes, &existing).await?;
+    if credentials_waiting > 0 {
+        // Their namespaces exist now that the BundleDeployments are written.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    // The status follows from the BundleDeployments' events (`reconcile_status`).
+    match rollout.map(|p| p.held_back()) {
+        Some(held) if held > 0 => {
+            tracing::info!(bundle = %name, %namespace, held_back = held, "rollout: waiting for clusters to become available");
+            Ok(Action::requeue(ROLLOUT_RECHECK))
+        }
+        _ => Ok(Action::await_change()),
+    }
+}
+
+/// Writes the planned BundleDeployments (`write_concurrency` at once) and deletes the pruned
+/// ones, each request under the claim.
+async fn apply_changes(
+    ctx: &Context,
+    changes: inventory::Changes<plan::Key, BundleDeployment>,
+    existing: &BTreeMap<plan::Key, Arc<BundleDeployment>>,
+) -> Result<(), Error> {
     ctx.check_leading()?;
     let writes = changes
         .create
@@ -121,18 +143,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             delete_deployment(ctx, bd).await?;
         }
     }
-    if credentials_waiting > 0 {
-        // Their namespaces exist now that the BundleDeployments are written.
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
-    // The status follows from the BundleDeployments' events (`reconcile_status`).
-    match rollout.map(|p| p.held_back()) {
-        Some(held) if held > 0 => {
-            tracing::info!(bundle = %name, %namespace, held_back = held, "rollout: waiting for clusters to become available");
-            Ok(Action::requeue(ROLLOUT_RECHECK))
-        }
-        _ => Ok(Action::await_change()),
-    }
+    Ok(())
 }
 
 /// While a rollout holds clusters back, it is looked at again this often.
