@@ -137,57 +137,12 @@ pub fn agent_objects(
     let labels =
         json!({"app.kubernetes.io/name": "fleet-agent", "app.kubernetes.io/part-of": "fleet-rs"});
     let selector = json!({"app.kubernetes.io/name": "fleet-agent"});
-    let spec = &cluster.spec;
-    let mut env = vec![
-        json!({"name": "CLIENT_ID", "value": spec.client_id}),
-        json!({"name": "FLEET_ELECTION_IDENTITY", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
-    ];
-    env.extend(spec.agent_env_vars.iter().map(|e| json!(e)));
-    let scheduling = spec
+    let scheduling = cluster
+        .spec
         .agent_scheduling_customization
         .clone()
         .unwrap_or_default();
-    let mut pod = json!({
-        "serviceAccountName": "fleet-agent",
-        "volumes": [
-            {"name": "tmp", "emptyDir": {}},
-            {"name": "bootstrap", "secret": {"secretName": "fleet-agent-bootstrap"}},
-        ],
-        "tolerations": spec.agent_tolerations,
-        "containers": [{
-            "name": "fleet-agent",
-            "image": agent.image,
-            "imagePullPolicy": agent.pull_policy,
-            "command": ["/usr/local/bin/fleet-agent"],
-            "args": [
-                format!("--namespace={namespace}"),
-                "--registration-values=/etc/fleet/bootstrap/values.json",
-                "--helm=/usr/local/bin/helm",
-                "--kustomize=/usr/local/bin/kustomize",
-                "--metrics-bind-address=0.0.0.0:8080",
-                "--health-bind-address=0.0.0.0:8081",
-            ],
-            "env": env,
-            "ports": [{"name": "metrics", "containerPort": 8080}, {"name": "health", "containerPort": 8081}],
-            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 10},
-            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}, "periodSeconds": 5},
-            "resources": spec.agent_resources,
-            "volumeMounts": [
-                {"name": "tmp", "mountPath": "/tmp"},
-                {"name": "bootstrap", "mountPath": "/etc/fleet/bootstrap", "readOnly": true},
-            ],
-            "securityContext": {
-                "runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false,
-                "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]},
-            },
-        }],
-    });
-    if let Some(affinity) = &spec.agent_affinity {
-        pod["affinity"] = json!(affinity);
-    }
-    if scheduling.priority_class.is_some() {
-        pod["priorityClassName"] = json!("fleet-agent-priority-class");
-    }
+    let pod = agent_pod(cluster, agent, &namespace);
     let mut objects = vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
@@ -231,6 +186,60 @@ pub fn agent_objects(
         );
     }
     objects
+}
+
+/// The agent's pod: the image and pull policy of `agent`, the Cluster's agent settings
+/// (environment, tolerations, affinity, resources, priority class), and the bootstrap values.
+fn agent_pod(cluster: &Cluster, agent: &AgentSettings, namespace: &str) -> Value {
+    let spec = &cluster.spec;
+    let mut env = vec![
+        json!({"name": "CLIENT_ID", "value": spec.client_id}),
+        json!({"name": "FLEET_ELECTION_IDENTITY", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+    ];
+    env.extend(spec.agent_env_vars.iter().map(|e| json!(e)));
+    let mut pod = json!({
+        "serviceAccountName": "fleet-agent",
+        "volumes": [
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "bootstrap", "secret": {"secretName": "fleet-agent-bootstrap"}},
+        ],
+        "tolerations": spec.agent_tolerations,
+        "containers": [{
+            "name": "fleet-agent",
+            "image": agent.image,
+            "imagePullPolicy": agent.pull_policy,
+            "command": ["/usr/local/bin/fleet-agent"],
+            "args": [
+                format!("--namespace={namespace}"),
+                "--registration-values=/etc/fleet/bootstrap/values.json",
+                "--helm=/usr/local/bin/helm",
+                "--kustomize=/usr/local/bin/kustomize",
+                "--metrics-bind-address=0.0.0.0:8080",
+                "--health-bind-address=0.0.0.0:8081",
+            ],
+            "env": env,
+            "ports": [{"name": "metrics", "containerPort": 8080}, {"name": "health", "containerPort": 8081}],
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 10},
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}, "periodSeconds": 5},
+            "resources": spec.agent_resources,
+            "volumeMounts": [
+                {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "bootstrap", "mountPath": "/etc/fleet/bootstrap", "readOnly": true},
+            ],
+            "securityContext": {
+                "runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]},
+            },
+        }],
+    });
+    if let Some(affinity) = &spec.agent_affinity {
+        pod["affinity"] = json!(affinity);
+    }
+    let scheduling = spec.agent_scheduling_customization.as_ref();
+    if scheduling.is_some_and(|s| s.priority_class.is_some()) {
+        pod["priorityClassName"] = json!("fleet-agent-priority-class");
+    }
+    pod
 }
 
 /// A PodDisruptionBudget count: an integer, or a percentage string.
