@@ -54,17 +54,7 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     if args.print_bundle {
         return crate::apply::write_yaml("-", &bundles);
     }
-    let mut cluster = args.cluster.cluster();
-    if args.cluster.groups.is_empty()
-        && args.cluster.labels.is_empty()
-        && args.cluster.group_labels.is_empty()
-        && args.target.is_none()
-    {
-        cluster.groups.push(fleet_render::target::GroupInfo {
-            name: "default".to_owned(),
-            labels: Default::default(),
-        });
-    }
+    let cluster = args.cluster_info();
     let tools = Tools {
         helm: args.tools.helm.clone(),
         kustomize: args.tools.kustomize.clone(),
@@ -96,27 +86,49 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
             continue;
         }
         let files = decode_resources(&bundle.spec.resources)?;
-        let documents = render(
-            Input {
-                bundle: &name,
-                files: &files,
-                options: &found.options,
-                cluster: &cluster,
-            },
-            &tools,
-        )
-        .with_context(|| format!("bundle {name}"))?;
-        for document in documents {
-            out.push_str("---\n");
-            out.push_str(&serde_saphyr::to_string(&document)?);
-            if !out.ends_with('\n') {
-                out.push('\n');
-            }
-        }
+        let input = Input {
+            bundle: &name,
+            files: &files,
+            options: &found.options,
+            cluster: &cluster,
+        };
+        let documents = render(input, &tools).with_context(|| format!("bundle {name}"))?;
+        append_yaml(&mut out, &documents)?;
     }
     if matched == 0 {
         bail!("no match found");
     }
     std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+impl TestArgs {
+    /// The cluster to match: as the flags describe it; with none of `-g/-l/-L/-t`, a member of
+    /// the group `default`, as Fleet's CLI takes it.
+    fn cluster_info(&self) -> fleet_render::target::ClusterInfo {
+        let mut cluster = self.cluster.cluster();
+        if self.cluster.groups.is_empty()
+            && self.cluster.labels.is_empty()
+            && self.cluster.group_labels.is_empty()
+            && self.target.is_none()
+        {
+            cluster.groups.push(fleet_render::target::GroupInfo {
+                name: "default".to_owned(),
+                labels: Default::default(),
+            });
+        }
+        cluster
+    }
+}
+
+/// Appends `documents` to `out` as a YAML stream.
+fn append_yaml(out: &mut String, documents: &[serde_json::Value]) -> anyhow::Result<()> {
+    for document in documents {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(document)?);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
     Ok(())
 }
