@@ -13,7 +13,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use fleet_testkit::{ControlPlane, apply_crds, wait_deleted, wait_for};
+use fleet_testkit::{ControlPlane, apply_crds, eventually, wait_deleted, wait_for};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -210,10 +210,21 @@ async fn rbac_denies_what_no_role_grants() {
         .service_account_client("team-a", "reader")
         .await
         .expect("SA client");
-    Api::<ConfigMap>::namespaced(reader.clone(), "team-a")
-        .list(&Default::default())
-        .await
-        .expect("the role grants listing ConfigMaps in team-a");
+    // The authorizer learns of the binding from its watch: wait for the grant to take effect.
+    let team_a = Api::<ConfigMap>::namespaced(reader.clone(), "team-a");
+    eventually(
+        "the role grants listing ConfigMaps in team-a",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            team_a
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
+    .expect("the role grants listing ConfigMaps in team-a");
 
     let denied = Api::<ConfigMap>::namespaced(reader.clone(), "team-b")
         .list(&Default::default())

@@ -18,11 +18,14 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
-use crate::binaries::{self, Tool};
-use crate::certs::{CertAuthority, ServiceAccountSigner};
+use crate::certs::CertAuthority;
 use crate::network::{ClusterNetwork, HOST_IP};
 use crate::process::{Lifetime, ManagedProcess};
 use crate::{Error, ports};
+
+mod components;
+
+use components::{Binaries, Layout, Pki};
 
 /// The admin identity: full access through the `system:masters` group.
 pub const ADMIN_USER: &str = "fleet-rs-admin";
@@ -154,129 +157,46 @@ impl ControlPlaneBuilder {
         let kubeconfig_path = dir.join("kubeconfig");
         write(&kubeconfig_path, &serialize_kubeconfig(&kubeconfig)?)?;
 
-        let mut processes = Vec::new();
-        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut etcd = Command::new(&binaries.etcd);
-        etcd.arg(format!("--name={}", self.name))
-            .arg(format!("--data-dir={}", dir.join("etcd").display()))
-            .arg(format!("--listen-client-urls={etcd_url}"))
-            .arg(format!("--advertise-client-urls={etcd_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster={}={peer_url}", self.name))
-            .arg("--unsafe-no-fsync=true");
-        processes.push(ManagedProcess::spawn(
-            "etcd",
-            etcd,
-            &dir.join("etcd.log"),
-            self.lifetime,
-        )?);
+        let layout = Layout {
+            name: &self.name,
+            dir: &dir,
+            pki: &pki,
+            host: &host,
+            server: &server,
+            kubeconfig: &kubeconfig_path,
+            ports: [etcd_port, peer_port, api_port],
+            network: network.as_ref(),
+        };
         let deadline = Instant::now() + self.ready_timeout;
+        let spawn = |name: &str, command: Command| {
+            ManagedProcess::spawn(
+                name,
+                command,
+                &dir.join(format!("{name}.log")),
+                self.lifetime,
+            )
+        };
+        let mut processes = vec![spawn("etcd", components::etcd(&binaries.etcd, &layout))?];
         wait_until("etcd /health", &mut processes, deadline, || {
             etcd_healthy(etcd_port)
         })
         .await?;
-
-        let mut apiserver = Command::new(&binaries.apiserver);
-        apiserver
-            .arg(format!("--etcd-servers={etcd_url}"))
-            .arg(format!("--bind-address={host}"))
-            .arg(format!("--advertise-address={host}"))
-            .arg(format!("--secure-port={api_port}"))
-            .arg(format!("--cert-dir={}", pki.dir.display()))
-            .arg(format!(
-                "--tls-cert-file={}",
-                pki.path("apiserver.crt").display()
-            ))
-            .arg(format!(
-                "--tls-private-key-file={}",
-                pki.path("apiserver.key").display()
-            ))
-            .arg(format!("--client-ca-file={}", pki.path("ca.crt").display()))
-            .arg(format!("--service-account-issuer={server}/"))
-            .arg(format!(
-                "--service-account-key-file={}",
-                pki.path("sa.pub").display()
-            ))
-            .arg(format!(
-                "--service-account-signing-key-file={}",
-                pki.path("sa.key").display()
-            ))
-            .arg("--allow-privileged=true");
-        match &network {
-            Some(network) => {
-                apiserver
-                    .arg(format!(
-                        "--service-cluster-ip-range={}",
-                        network.service_cidr()
-                    ))
-                    // Kubelets are nodes (client certificates `system:node:<name>`), limited
-                    // to their own Node and pods; the API server reaches them for logs/exec.
-                    .arg("--authorization-mode=Node,RBAC")
-                    .arg("--enable-admission-plugins=NodeRestriction")
-                    .arg(format!(
-                        "--kubelet-client-certificate={}",
-                        pki.path("apiserver-kubelet-client.crt").display()
-                    ))
-                    .arg(format!(
-                        "--kubelet-client-key={}",
-                        pki.path("apiserver-kubelet-client.key").display()
-                    ))
-                    .arg("--kubelet-preferred-address-types=InternalIP");
-            }
-            None => {
-                apiserver
-                    .arg("--service-cluster-ip-range=10.0.0.0/24")
-                    .arg("--authorization-mode=RBAC")
-                    // On loopback the `kubernetes` Service cannot have endpoints.
-                    .arg("--endpoint-reconciler-type=none");
-            }
-        }
+        let mut apiserver = components::apiserver(&binaries.apiserver, &layout);
         if binaries.controller_manager.is_none() {
             // Without the ServiceAccount controller no `default` ServiceAccount appears, and
             // the admission plugin would refuse every pod-bearing object (envtest's choice).
             apiserver.arg("--disable-admission-plugins=ServiceAccount");
         }
         apiserver.args(&self.apiserver_args);
-        processes.push(ManagedProcess::spawn(
-            "kube-apiserver",
-            apiserver,
-            &dir.join("kube-apiserver.log"),
-            self.lifetime,
-        )?);
+        processes.push(spawn("kube-apiserver", apiserver)?);
         let client = client_from(&kubeconfig).await?;
         wait_until("kube-apiserver /readyz", &mut processes, deadline, || {
             api_ready(&client)
         })
         .await?;
-
-        if let Some(kcm_binary) = &binaries.controller_manager {
-            let mut kcm = Command::new(kcm_binary);
-            kcm.arg(format!("--kubeconfig={}", kubeconfig_path.display()))
-                .arg(format!(
-                    "--service-account-private-key-file={}",
-                    pki.path("sa.key").display()
-                ))
-                .arg(format!("--root-ca-file={}", pki.path("ca.crt").display()))
-                .arg(format!(
-                    "--controllers={BASE_CONTROLLERS}{}",
-                    if self.nodes {
-                        format!(",{NODE_CONTROLLERS}")
-                    } else {
-                        String::new()
-                    }
-                ))
-                .arg("--leader-elect=false")
-                .arg("--use-service-account-credentials=false")
-                .arg("--bind-address=127.0.0.1")
-                .arg("--secure-port=0");
-            processes.push(ManagedProcess::spawn(
-                "kube-controller-manager",
-                kcm,
-                &dir.join("kube-controller-manager.log"),
-                self.lifetime,
-            )?);
+        if let Some(binary) = &binaries.controller_manager {
+            let kcm = components::controller_manager(binary, &layout);
+            processes.push(spawn("kube-controller-manager", kcm)?);
             wait_until(
                 "kube-controller-manager (ServiceAccount default/default)",
                 &mut processes,
@@ -285,19 +205,11 @@ impl ControlPlaneBuilder {
             )
             .await?;
         }
-        if let (Some(network), Some(scheduler)) = (network.as_mut(), &binaries.scheduler) {
-            let mut command = Command::new(scheduler);
-            command
-                .arg(format!("--kubeconfig={}", kubeconfig_path.display()))
-                .arg("--leader-elect=false")
-                .arg("--bind-address=127.0.0.1")
-                .arg("--secure-port=0");
-            processes.push(ManagedProcess::spawn(
-                "kube-scheduler",
-                command,
-                &dir.join("kube-scheduler.log"),
-                self.lifetime,
-            )?);
+        if let Some(scheduler) = binaries.scheduler.as_ref().filter(|_| network.is_some()) {
+            let command = components::scheduler(scheduler, &layout);
+            processes.push(spawn("kube-scheduler", command)?);
+        }
+        if let Some(network) = network.as_mut().filter(|_| binaries.scheduler.is_some()) {
             network.route_kubernetes_service(api_port)?;
         }
         tracing::info!(name = %self.name, %server, elapsed = ?started.elapsed(), "control plane ready");
@@ -314,75 +226,6 @@ impl ControlPlaneBuilder {
             client,
             startup: started.elapsed(),
         })
-    }
-}
-
-/// The binaries one control plane runs.
-struct Binaries {
-    etcd: PathBuf,
-    apiserver: PathBuf,
-    controller_manager: Option<PathBuf>,
-    scheduler: Option<PathBuf>,
-}
-
-impl Binaries {
-    fn locate(controller_manager: bool, nodes: bool) -> Result<Self, Error> {
-        Ok(Self {
-            etcd: binaries::ensure(Tool::Etcd)?,
-            apiserver: binaries::ensure(Tool::KubeApiserver)?,
-            controller_manager: controller_manager
-                .then(|| binaries::ensure(Tool::KubeControllerManager))
-                .transpose()?,
-            scheduler: nodes
-                .then(|| binaries::ensure(Tool::KubeScheduler))
-                .transpose()?,
-        })
-    }
-}
-
-/// The certificate files of one plane.
-struct Pki {
-    dir: PathBuf,
-    ca: CertAuthority,
-}
-
-impl Pki {
-    fn generate(dir: &Path, network: Option<&ClusterNetwork>) -> Result<Self, Error> {
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let ca = CertAuthority::new("fleet-rs-testkit-ca")?;
-        let serving = match network {
-            Some(network) => {
-                // What in-cluster clients dial: the `kubernetes` Service by IP and by name.
-                let kubelet = ca.client_cert("kube-apiserver-kubelet-client", &[ADMIN_GROUP])?;
-                write(&dir.join("apiserver-kubelet-client.crt"), &kubelet.cert_pem)?;
-                write(&dir.join("apiserver-kubelet-client.key"), &kubelet.key_pem)?;
-                ca.serving_cert_for(
-                    &[
-                        "kubernetes",
-                        "kubernetes.default",
-                        "kubernetes.default.svc",
-                        "kubernetes.default.svc.cluster.local",
-                    ],
-                    &[HOST_IP.into(), network.kubernetes_service_ip().into()],
-                )?
-            }
-            None => ca.serving_cert()?,
-        };
-        let signer = ServiceAccountSigner::new()?;
-        let pki = Self {
-            dir: dir.to_owned(),
-            ca,
-        };
-        write(&pki.path("ca.crt"), &pki.ca.cert_pem())?;
-        write(&pki.path("apiserver.crt"), &serving.cert_pem)?;
-        write(&pki.path("apiserver.key"), &serving.key_pem)?;
-        write(&pki.path("sa.key"), &signer.private_key_pem)?;
-        write(&pki.path("sa.pub"), &signer.public_key_pem)?;
-        Ok(pki)
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
     }
 }
 
