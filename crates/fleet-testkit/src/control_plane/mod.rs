@@ -129,21 +129,22 @@ impl ControlPlaneBuilder {
         }
     }
 
+    /// The plane's state directory: the one given, or a temporary one (removed on drop).
+    fn dir(&self) -> Result<(PathBuf, Option<tempfile::TempDir>), Error> {
+        if let Some(dir) = &self.state_dir {
+            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            return Ok((dir.clone(), None));
+        }
+        let temp = tempfile::Builder::new()
+            .prefix("fleet-rs-plane-")
+            .tempdir()
+            .map_err(|e| Error::io(Path::new("tempdir"), e))?;
+        Ok((temp.path().to_owned(), Some(temp)))
+    }
+
     async fn start_once(&self, binaries: &Binaries) -> Result<ControlPlane, Error> {
         let started = Instant::now();
-        let (dir, temp) = match &self.state_dir {
-            Some(dir) => {
-                fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                (dir.clone(), None)
-            }
-            None => {
-                let temp = tempfile::Builder::new()
-                    .prefix("fleet-rs-plane-")
-                    .tempdir()
-                    .map_err(|e| Error::io(Path::new("tempdir"), e))?;
-                (temp.path().to_owned(), Some(temp))
-            }
-        };
+        let (dir, temp) = self.dir()?;
         let mut network = self.nodes.then(ClusterNetwork::claim).transpose()?;
         let pki = Pki::generate(&dir.join("pki"), network.as_ref())?;
         let [etcd_port, peer_port, api_port] = ports::free_ports()?;

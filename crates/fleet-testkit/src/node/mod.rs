@@ -392,81 +392,104 @@ impl NodeFiles {
         write(&pki.join("kubelet.crt"), &serving.cert_pem)?;
         write(&pki.join("kubelet.key"), &serving.key_pem)?;
 
-        write(
-            &cni.join("10-fleetrs.conflist"),
-            &json!({
-                "cniVersion": "1.0.0",
-                "name": format!("fleetrs-{bridge}"),
-                "plugins": [
-                    {
-                        "type": "bridge",
-                        "bridge": bridge,
-                        "isGateway": true,
-                        "ipMasq": false,
-                        "hairpinMode": true,
-                        "ipam": {
-                            "type": "host-local",
-                            "ranges": [[{"subnet": subnet}]],
-                            "routes": [{"dst": "0.0.0.0/0"}],
-                            "dataDir": dir.join("cni-ipam"),
-                        },
-                    },
-                    {"type": "portmap", "capabilities": {"portMappings": true}},
-                ],
-            })
-            .to_string(),
-        )?;
+        let cni_config = cni_config(bridge, subnet, &dir.join("cni-ipam"));
+        write(&cni.join("10-fleetrs.conflist"), &cni_config.to_string())?;
         write(
             &self.containerd_config,
             &containerd_config(dir, &self.socket),
         )?;
 
         let [port, healthz] = ports::free_ports()?;
-        write(
-            &self.kubelet_config,
-            &json!({
-                "apiVersion": "kubelet.config.k8s.io/v1beta1",
-                "kind": "KubeletConfiguration",
-                "address": HOST_IP.to_string(),
-                "port": port,
-                "readOnlyPort": 0,
-                "healthzBindAddress": "127.0.0.1",
-                "healthzPort": healthz,
-                "tlsCertFile": pki.join("kubelet.crt"),
-                "tlsPrivateKeyFile": pki.join("kubelet.key"),
-                "authentication": {
-                    "anonymous": {"enabled": false},
-                    "webhook": {"enabled": true},
-                    "x509": {"clientCAFile": ca_file},
-                },
-                "authorization": {"mode": "Webhook"},
-                "cgroupDriver": "cgroupfs",
-                "cgroupRoot": format!("/{cgroup}"),
-                "failCgroupV1": false,
-                "failSwapOn": false,
-                "oomScoreAdj": 0,
-                "containerRuntimeEndpoint": format!("unix://{}", self.socket.display()),
-                "imageServiceEndpoint": format!("unix://{}", self.socket.display()),
-                "clusterDomain": "cluster.local",
-                "resolvConf": "/etc/resolv.conf",
-                "serializeImagePulls": false,
-                // Images are imported, never pulled: garbage-collecting one would strand pods.
-                "imageGCHighThresholdPercent": 100,
-                "imageGCLowThresholdPercent": 99,
-                "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
-                "maxPods": 60,
-                "podLogsDir": dir.join("pod-logs"),
-                "volumePluginDir": dir.join("volume-plugins"),
-                "nodeStatusUpdateFrequency": "5s",
-            })
-            .to_string(),
-        )?;
+        let kubelet = KubeletConfig {
+            port,
+            healthz,
+            pki: &pki,
+            cgroup,
+            socket: &self.socket,
+            dir,
+        };
+        write(&self.kubelet_config, &kubelet.json().to_string())?;
         create_cgroup_root(cgroup)?;
         write(
             &dir.join("node.json"),
             &json!({"cgroup": cgroup, "bridge": bridge}).to_string(),
         )?;
         Ok(healthz)
+    }
+}
+
+/// The node's CNI network: a bridge with host-local addresses from `subnet`, and port maps.
+fn cni_config(bridge: &str, subnet: &str, ipam: &Path) -> serde_json::Value {
+    json!({
+        "cniVersion": "1.0.0",
+        "name": format!("fleetrs-{bridge}"),
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": subnet}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": ipam,
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}},
+        ],
+    })
+}
+
+/// What the kubelet's configuration file says.
+struct KubeletConfig<'a> {
+    port: u16,
+    healthz: u16,
+    /// Holds `ca.crt`, `kubelet.crt` and `kubelet.key`.
+    pki: &'a Path,
+    cgroup: &'a str,
+    socket: &'a Path,
+    dir: &'a Path,
+}
+
+impl KubeletConfig<'_> {
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "address": HOST_IP.to_string(),
+            "port": self.port,
+            "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": self.healthz,
+            "tlsCertFile": self.pki.join("kubelet.crt"),
+            "tlsPrivateKeyFile": self.pki.join("kubelet.key"),
+            "authentication": {
+                "anonymous": {"enabled": false},
+                "webhook": {"enabled": true},
+                "x509": {"clientCAFile": self.pki.join("ca.crt")},
+            },
+            "authorization": {"mode": "Webhook"},
+            "cgroupDriver": "cgroupfs",
+            "cgroupRoot": format!("/{}", self.cgroup),
+            "failCgroupV1": false,
+            "failSwapOn": false,
+            "oomScoreAdj": 0,
+            "containerRuntimeEndpoint": format!("unix://{}", self.socket.display()),
+            "imageServiceEndpoint": format!("unix://{}", self.socket.display()),
+            "clusterDomain": "cluster.local",
+            "resolvConf": "/etc/resolv.conf",
+            "serializeImagePulls": false,
+            // Images are imported, never pulled: garbage-collecting one would strand pods.
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+            "maxPods": 60,
+            "podLogsDir": self.dir.join("pod-logs"),
+            "volumePluginDir": self.dir.join("volume-plugins"),
+            "nodeStatusUpdateFrequency": "5s",
+        })
     }
 }
 
