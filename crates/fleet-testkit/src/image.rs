@@ -149,58 +149,16 @@ impl ImageBuilder {
         drop(layer_tar);
         let layer_digest = sha256(&layer);
 
-        let config = serde_json::to_vec(&json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {
-                "User": self.user,
-                "Env": self.env,
-                "Entrypoint": self.entrypoint,
-                "WorkingDir": "/",
-            },
-            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
-            "history": [{"created_by": "fleet-rs image builder (fleet-testkit::image)"}],
-        }))
-        .map_err(|e| json_error(out, &e))?;
+        let Documents {
+            config,
+            manifest,
+            index,
+            docker_manifest,
+        } = self
+            .documents(&diff_id, &layer_digest, layer.len())
+            .map_err(|e| json_error(out, &e))?;
         let config_digest = sha256(&config);
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": format!("sha256:{config_digest}"),
-                "size": config.len(),
-            },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": format!("sha256:{layer_digest}"),
-                "size": layer.len(),
-            }],
-        }))
-        .map_err(|e| json_error(out, &e))?;
         let manifest_digest = sha256(&manifest);
-        let tag = self.name.rsplit_once(':').map_or("latest", |(_, tag)| tag);
-        let index = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": format!("sha256:{manifest_digest}"),
-                "size": manifest.len(),
-                "annotations": {
-                    "io.containerd.image.name": self.name,
-                    "org.opencontainers.image.ref.name": tag,
-                },
-            }],
-        }))
-        .map_err(|e| json_error(out, &e))?;
-        let docker_manifest = serde_json::to_vec(&json!([{
-            "Config": format!("blobs/sha256/{config_digest}"),
-            "RepoTags": [self.name],
-            "Layers": [format!("blobs/sha256/{layer_digest}")],
-        }]))
-        .map_err(|e| json_error(out, &e))?;
-
         if let Some(dir) = out.parent() {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -235,6 +193,70 @@ impl ImageBuilder {
                 .filter(|(_, entry)| !matches!(entry, Entry::Dir { .. }))
                 .map(|(path, _)| path.clone())
                 .collect(),
+        })
+    }
+
+    /// The image's JSON documents around a layer (`diff_id` and `layer_digest` of it,
+    /// `layer_len` bytes compressed): its config, OCI manifest and index, and Docker's
+    /// `manifest.json`.
+    fn documents(
+        &self,
+        diff_id: &str,
+        layer_digest: &str,
+        layer_len: usize,
+    ) -> Result<Documents, serde_json::Error> {
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "User": self.user,
+                "Env": self.env,
+                "Entrypoint": self.entrypoint,
+                "WorkingDir": "/",
+            },
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+            "history": [{"created_by": "fleet-rs image builder (fleet-testkit::image)"}],
+        }))?;
+        let config_digest = sha256(&config);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": format!("sha256:{config_digest}"),
+                "size": config.len(),
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": format!("sha256:{layer_digest}"),
+                "size": layer_len,
+            }],
+        }))?;
+        let manifest_digest = sha256(&manifest);
+        let tag = self.name.rsplit_once(':').map_or("latest", |(_, tag)| tag);
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": format!("sha256:{manifest_digest}"),
+                "size": manifest.len(),
+                "annotations": {
+                    "io.containerd.image.name": self.name,
+                    "org.opencontainers.image.ref.name": tag,
+                },
+            }],
+        }))?;
+        let docker_manifest = serde_json::to_vec(&json!([{
+            "Config": format!("blobs/sha256/{config_digest}"),
+            "RepoTags": [self.name],
+            "Layers": [format!("blobs/sha256/{layer_digest}")],
+        }]))?;
+        Ok(Documents {
+            config,
+            manifest,
+            index,
+            docker_manifest,
         })
     }
 
@@ -306,6 +328,14 @@ fn json_error(out: &Path, error: &serde_json::Error) -> Error {
     Error::Config {
         message: format!("{}: image metadata: {error}", out.display()),
     }
+}
+
+/// An image's JSON documents, serialized.
+struct Documents {
+    config: Vec<u8>,
+    manifest: Vec<u8>,
+    index: Vec<u8>,
+    docker_manifest: Vec<u8>,
 }
 
 #[cfg(test)]
