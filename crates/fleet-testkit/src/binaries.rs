@@ -408,33 +408,9 @@ pub fn build_module(module: ToolModule) -> Result<PathBuf, Error> {
         target.display()
     );
     for tool in &pending {
-        let mut cmd = Command::new(&go);
-        cmd.current_dir(&source)
-            .args([
-                "build",
-                "-trimpath",
-                "-tags",
-                module.build_tags(),
-                "-ldflags",
-                &module.ldflags(&version),
-                "-o",
-            ])
-            .arg(staging.join(tool.binary_name()))
-            .arg(tool.go_package())
-            .env("CGO_ENABLED", "0")
-            .env("GOFLAGS", "-buildvcs=false -mod=readonly");
-        if go_needs_nojsonv2(&go) {
-            // Go >= 1.27 enables encoding/json/v2 by default; Kubernetes 1.36 then serves
-            // broken OpenAPI (CONTROL-PLANE.md, "Go version trap").
-            cmd.env("GOEXPERIMENT", "nojsonv2");
-        }
-        let output = cmd.output().map_err(|e| Error::io(&go, e))?;
-        if !output.status.success() {
+        if let Err(error) = go_build(&go, module, &version, &source, *tool, &staging) {
             let _ = fs::remove_dir_all(&staging);
-            return Err(Error::Build {
-                binary: tool.binary_name(),
-                message: crate::process::tail(&String::from_utf8_lossy(&output.stderr), 30),
-            });
+            return Err(error);
         }
     }
     if target.exists() {
@@ -447,6 +423,45 @@ pub fn build_module(module: ToolModule) -> Result<PathBuf, Error> {
         started.elapsed()
     );
     Ok(target)
+}
+
+/// `go build`s `tool` of `module` (at `version`, sources in `source`) into `staging`.
+fn go_build(
+    go: &Path,
+    module: ToolModule,
+    version: &str,
+    source: &Path,
+    tool: Tool,
+    staging: &Path,
+) -> Result<(), Error> {
+    let mut cmd = Command::new(go);
+    cmd.current_dir(source)
+        .args([
+            "build",
+            "-trimpath",
+            "-tags",
+            module.build_tags(),
+            "-ldflags",
+            &module.ldflags(version),
+            "-o",
+        ])
+        .arg(staging.join(tool.binary_name()))
+        .arg(tool.go_package())
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-buildvcs=false -mod=readonly");
+    if go_needs_nojsonv2(go) {
+        // Go >= 1.27 enables encoding/json/v2 by default; Kubernetes 1.36 then serves broken
+        // OpenAPI (CONTROL-PLANE.md, "Go version trap").
+        cmd.env("GOEXPERIMENT", "nojsonv2");
+    }
+    let output = cmd.output().map_err(|e| Error::io(go, e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Build {
+        binary: tool.binary_name(),
+        message: crate::process::tail(&String::from_utf8_lossy(&output.stderr), 30),
+    })
 }
 
 fn go_needs_nojsonv2(go: &Path) -> bool {
