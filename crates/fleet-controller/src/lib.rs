@@ -18,7 +18,8 @@
 //! - [`clusters`]: Cluster and ClusterGroup status;
 //! - [`rollups`]: GitRepo and HelmOp status roll-ups from BundleDeployments;
 //! - [`import`]: manager-initiated import (agents installed downstream);
-//! - [`registration`]: registration tokens and agent registrations;
+//! - [`registration`]: registration tokens and agent registrations, with the [`identities`]
+//!   they grant;
 //! - [`bootstrap`]: the `fleet-local` workspace with the management cluster.
 
 pub mod bootstrap;
@@ -27,6 +28,7 @@ pub mod clusters;
 pub mod context;
 pub mod error;
 pub mod helm_secrets;
+pub mod identities;
 pub mod import;
 pub mod mappings;
 pub mod memory;
