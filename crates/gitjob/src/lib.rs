@@ -4,7 +4,7 @@
 //! - [`git`]: ls-remote, fetch into a bare cache, export a commit's tree (libgit2);
 //! - [`credentials`]: a GitRepo's Secret to git credentials;
 //! - [`reconcile`]: the GitRepo reconciler (poll, fetch, build, write Bundles, status);
-//!   [`controller`]: what it watches, for one term;
+//!   [`controller`]: what it watches, for one term; [`sync`]: a commit to its Bundles;
 //! - [`webhook`]: push webhooks from GitHub, GitLab, Bitbucket, Gogs/Gitea and Azure DevOps,
 //!   served by every replica.
 
@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod reconcile;
 pub mod restrictions;
 pub mod status;
+pub mod sync;
 pub mod tls;
 pub mod webhook;

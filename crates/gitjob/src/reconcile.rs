@@ -13,29 +13,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use fleet_api::labels::{COMMIT, REPO_NAME};
-use fleet_api::{
-    BundleTarget, BundleTargetRestriction, GitRepo, GitRepoRestriction, GitRepoSpec, GitRepoStatus,
-};
+use fleet_api::{GitRepo, GitRepoRestriction, GitRepoSpec, GitRepoStatus};
 use fleet_bundle::files::SizeLimits;
-use fleet_bundle::read::{ApplyOptions, TargetsFile};
-use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 pub use fleet_election::shards::Claims;
 use fleet_runtime::bundle_store::BundleStore;
 use fleet_runtime::events::Events;
 use fleet_runtime::{WriteError, WriteGate, Writer};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::git::{self, GitError, Reference, Source};
+use crate::git::{self, GitError};
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome};
+use crate::sync::{source, sync};
 
 /// The field manager of gitjob's writes.
 pub const MANAGER: &str = "gitjob";
@@ -66,10 +60,10 @@ pub struct Settings {
 /// What the reconciler shares across GitRepos during one leadership term.
 pub struct Context {
     client: Client,
-    settings: Settings,
+    pub(crate) settings: Settings,
     git_slots: Semaphore,
     repo_locks: std::sync::Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
-    metrics: Metrics,
+    pub(crate) metrics: Metrics,
     claims: Claims,
     /// Every write goes through it, under the GitRepo's claim.
     gate: WriteGate,
@@ -125,7 +119,7 @@ impl Context {
 
     /// Runs a blocking git operation with a slot, a per-cache lock and the timeout; on
     /// timeout the operation is told to stop at its next progress callback.
-    async fn git<T, F>(&self, url: &str, op: F) -> Result<T, GitError>
+    pub(crate) async fn git<T, F>(&self, url: &str, op: F) -> Result<T, GitError>
     where
         T: Send + 'static,
         F: FnOnce(&AtomicBool) -> Result<T, GitError> + Send + 'static,
@@ -167,9 +161,9 @@ impl Context {
 }
 
 /// One reconcile's claim, and the Bundle writer gated by it.
-struct Claim {
-    writer: Writer,
-    store: BundleStore,
+pub(crate) struct Claim {
+    pub writer: Writer,
+    pub store: BundleStore,
 }
 
 /// Reconciles one GitRepo.
@@ -371,175 +365,6 @@ async fn attempt(
     }
 }
 
-/// Where and how to fetch the GitRepo's repository: its URL and reference, the credentials
-/// of its `clientSecretName`, its TLS settings; or why they cannot be had.
-async fn source(
-    spec: &GitRepoSpec,
-    secrets: &Api<Secret>,
-    namespace: &str,
-) -> Result<Source, String> {
-    let auth = crate::credentials::load(secrets, namespace, spec.client_secret_name.as_deref())
-        .await
-        .map_err(|e| e.to_string())?;
-    let ca_bundle = match spec.ca_bundle.as_deref().filter(|b| !b.trim().is_empty()) {
-        None => None,
-        Some(encoded) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .map_err(|e| format!("caBundle is not base64: {e}"))?,
-        ),
-    };
-    Ok(Source {
-        url: spec.repo.clone(),
-        reference: reference(spec),
-        auth,
-        insecure_skip_tls_verify: spec.insecure_skip_tls_verify,
-        ca_bundle,
-    })
-}
-
-/// Fetches `commit`, reads its Bundles and writes them.
-async fn sync(
-    gitrepo: &GitRepo,
-    allowed_target_namespaces: Option<LabelSelector>,
-    source: &Source,
-    commit: &str,
-    ctx: &Context,
-    claim: &Claim,
-) -> Result<Vec<String>, String> {
-    let namespace = gitrepo.namespace().unwrap_or_default();
-    let name = gitrepo.name_any();
-    let cache_root = ctx.settings.cache_dir.join("repositories");
-    let checkouts = ctx.settings.cache_dir.join("checkouts");
-    for dir in [&cache_root, &checkouts] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    let fetching = source.clone();
-    let wanted = commit.to_owned();
-    let repo_path = ctx
-        .git(&source.url, move |cancel| {
-            git::fetch(&cache_root, &fetching, &wanted, cancel)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-
-    let mut opts = apply_options(gitrepo, commit);
-    opts.limits = ctx.settings.limits;
-    opts.allowed_target_namespace_selector = allowed_target_namespaces;
-    let scan = scan(&gitrepo.spec);
-    let wanted = commit.to_owned();
-    let bundle_namespace = namespace.clone();
-    let repo_name = name.clone();
-    let bundles = tokio::task::spawn_blocking(move || {
-        let tree = tempfile::tempdir_in(&checkouts).map_err(|e| format!("checkout: {e}"))?;
-        git::export(&repo_path, &wanted, tree.path(), opts.limits.file)
-            .map_err(|e| e.to_string())?;
-        let bundles = read_repo(&repo_name, &bundle_namespace, tree.path(), "", &scan, &opts)
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((bundles, unmatched_paths(tree.path(), &scan)))
-    })
-    .await
-    .map_err(|e| format!("reading the repository: {e}"))??;
-    let (bundles, unmatched) = bundles;
-    if !unmatched.is_empty() {
-        tracing::warn!(gitrepo = %name, %namespace, paths = %unmatched.join(", "), "paths entries match no directory");
-    }
-
-    let owner = gitrepo.controller_owner_ref(&());
-    let report = claim
-        .store
-        .sync(&namespace, &name, owner, bundles)
-        .await
-        .map_err(|e| e.to_string())?;
-    ctx.metrics.bundle_writes.inc_by(report.writes() as u64);
-    tracing::debug!(gitrepo = %name, %namespace, created = report.created.len(), updated = report.updated.len(), deleted = report.deleted.len(), unchanged = report.unchanged.len(), "bundles written");
-    Ok(unmatched)
-}
-
-/// The `paths` entries that find no bundle directory in the tree (each looked up alone).
-fn unmatched_paths(root: &std::path::Path, scan: &Scan) -> Vec<String> {
-    let Scan::Paths(patterns) = scan else {
-        return Vec::new();
-    };
-    patterns
-        .iter()
-        .filter(|pattern| {
-            fleet_bundle::discovery::discover(root, std::slice::from_ref(pattern))
-                .is_ok_and(|dirs| dirs.is_empty())
-        })
-        .cloned()
-        .collect()
-}
-
-fn reference(spec: &GitRepoSpec) -> Reference {
-    match (&spec.revision, &spec.branch) {
-        (Some(revision), _) if !revision.is_empty() => Reference::Revision(revision.clone()),
-        (_, Some(branch)) if !branch.is_empty() => Reference::Branch(branch.clone()),
-        // Fleet's default branch.
-        _ => Reference::Branch("master".to_owned()),
-    }
-}
-
-fn scan(spec: &GitRepoSpec) -> Scan {
-    if spec.bundles.is_empty() {
-        Scan::Paths(spec.paths.clone())
-    } else {
-        Scan::Explicit(
-            spec.bundles
-                .iter()
-                .map(|b| ExplicitBundle {
-                    base: b.base.clone(),
-                    options: b.options.clone(),
-                })
-                .collect(),
-        )
-    }
-}
-
-/// What Fleet's gitjob passes to `fleet apply` for this GitRepo.
-pub fn apply_options(gitrepo: &GitRepo, commit: &str) -> ApplyOptions {
-    let spec = &gitrepo.spec;
-    let mut labels = gitrepo.labels().clone();
-    labels.insert(REPO_NAME.to_owned(), gitrepo.name_any());
-    labels.insert(COMMIT.to_owned(), commit.to_owned());
-    // Fleet writes the GitRepo's targets both as targets and as restrictions.
-    let targets = (!spec.targets.is_empty()).then(|| TargetsFile {
-        targets: spec
-            .targets
-            .iter()
-            .map(|t| BundleTarget {
-                name: t.name.clone(),
-                clusters: t.clusters.clone(),
-                ..BundleTarget::default()
-            })
-            .collect(),
-        target_restrictions: spec
-            .targets
-            .iter()
-            .map(|t| BundleTargetRestriction {
-                name: t.name.clone(),
-                clusters: t.clusters.clone(),
-            })
-            .collect(),
-    });
-    ApplyOptions {
-        labels,
-        service_account: spec.service_account.clone(),
-        targets,
-        target_namespace: spec.target_namespace.clone(),
-        paused: spec.paused,
-        sync_generation: spec.force_sync_generation,
-        keep_resources: spec.keep_resources,
-        delete_namespace: spec.delete_namespace,
-        correct_drift: spec.correct_drift.clone(),
-        compress: false,
-        allowed_target_namespace_selector: None,
-        limits: SizeLimits::default(),
-        // The checkout: `read_repo` sets it (values files never come from outside it).
-        root: None,
-    }
-}
-
 /// How the controller retries a reconcile that returned an error.
 pub fn error_policy(gitrepo: Arc<GitRepo>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(gitrepo = %gitrepo.name_any(), %error, "reconcile failed; retrying");
@@ -583,16 +408,6 @@ mod tests {
                 "{d:?}"
             );
         }
-    }
-
-    #[test]
-    fn revision_wins_over_branch_and_master_is_the_default() {
-        let mut spec = spec();
-        assert_eq!(reference(&spec), Reference::Branch("master".to_owned()));
-        spec.branch = Some("main".to_owned());
-        assert_eq!(reference(&spec), Reference::Branch("main".to_owned()));
-        spec.revision = Some("v1".to_owned());
-        assert_eq!(reference(&spec), Reference::Revision("v1".to_owned()));
     }
 
     #[test]
