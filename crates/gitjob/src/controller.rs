@@ -13,7 +13,8 @@ use kube::runtime::controller;
 use kube::runtime::reflector::ObjectRef;
 use tokio_util::sync::CancellationToken;
 
-use crate::reconcile::{Context, error_policy, reconcile};
+use crate::context::Context;
+use crate::reconcile::{error_policy, reconcile};
 
 /// The caches every replica keeps warm, leading or not.
 #[derive(Clone)]

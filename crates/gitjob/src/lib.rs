@@ -4,10 +4,12 @@
 //! - [`git`]: ls-remote, fetch into a bare cache, export a commit's tree (libgit2);
 //! - [`credentials`]: a GitRepo's Secret to git credentials;
 //! - [`reconcile`]: the GitRepo reconciler (poll, fetch, build, write Bundles, status);
-//!   [`controller`]: what it watches, for one term; [`sync`]: a commit to its Bundles;
+//!   [`controller`]: what it watches, for one term; [`context`]: what a term's reconciles
+//!   share; [`sync`]: a commit to its Bundles;
 //! - [`webhook`]: push webhooks from GitHub, GitLab, Bitbucket, Gogs/Gitea and Azure DevOps,
 //!   served by every replica.
 
+pub mod context;
 pub mod controller;
 pub mod credentials;
 pub mod git;

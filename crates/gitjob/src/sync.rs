@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{Api, Resource, ResourceExt};
 
+use crate::context::{Claim, Context};
 use crate::git::{self, Reference, Source};
-use crate::reconcile::{Claim, Context};
 
 /// Where and how to fetch the GitRepo's repository: its URL and reference, the credentials
 /// of its `clientSecretName`, its TLS settings; or why they cannot be had.
