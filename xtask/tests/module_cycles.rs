@@ -5,15 +5,19 @@
 //! belongs in a module of its own that the features use, so that each feature can be read,
 //! tested and changed without the others.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use support::{rust_files, workspace_root};
 
 /// A crate's top-level modules and the modules each one names.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 #[test]
 fn no_crate_has_a_module_cycle() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace_root();
     let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))
         .expect("crates/")
         .map(|entry| entry.expect("entry").path())
@@ -191,18 +195,4 @@ fn find_cycle(graph: &Graph) -> Option<Vec<String>> {
     graph
         .keys()
         .find_map(|module| visit(module, graph, &mut marks, &mut Vec::new()))
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }

@@ -189,16 +189,9 @@ pub fn apply_options(gitrepo: &GitRepo, commit: &str) -> ApplyOptions {
 mod tests {
     use super::*;
 
-    fn spec() -> GitRepoSpec {
-        GitRepoSpec {
-            repo: "https://example.com/r".to_owned(),
-            ..GitRepoSpec::default()
-        }
-    }
-
     #[test]
     fn revision_wins_over_branch_and_master_is_the_default() {
-        let mut spec = spec();
+        let mut spec = GitRepoSpec::default();
         assert_eq!(reference(&spec), Reference::Branch("master".to_owned()));
         spec.branch = Some("main".to_owned());
         assert_eq!(reference(&spec), Reference::Branch("main".to_owned()));

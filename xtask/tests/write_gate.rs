@@ -13,7 +13,10 @@
 //! Exempt: the gate itself; the election crate (its Lease writes make the claims); the test
 //! kit and xtask (tooling that sets clusters up, not product writes); and `tests/` directories.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+
+use support::{rust_files, workspace_root};
 
 /// Where each write verb of `kube::Api` takes its parameters (0-based argument index).
 const VERBS: [(&str, usize); 8] = [
@@ -32,7 +35,7 @@ const GATE: &str = "fleet-runtime/src/gate.rs";
 
 #[test]
 fn every_api_write_goes_through_the_gate() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let crates = workspace_root().join("crates");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&crates).expect("crates/") {
         let dir = entry.expect("entry").path();
@@ -95,20 +98,6 @@ fn the_lint_tells_raw_writes_from_gated_ones() {
     ];
     for code in fine {
         assert!(raw_writes(code).is_empty(), "{code}");
-    }
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
     }
 }
 
