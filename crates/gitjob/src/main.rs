@@ -107,10 +107,12 @@ async fn main() -> anyhow::Result<()> {
         Api::<GitRepo>::all(client.clone()),
         watcher::Config::default().labels(&shard.label_selector()),
     ));
+    // Kept for as long as the receiver serves: the cache stops when dropped.
+    let webhook_cache = webhook_gitrepos(&client, &shard, &gitrepos);
     let receiver = Receiver {
         client: client.clone(),
         namespace: args.runtime.namespace.clone(),
-        gitrepos: webhook_gitrepos(&client, &shard, &gitrepos).reader(),
+        gitrepos: webhook_cache.reader(),
         metrics: metrics.clone(),
         allow_unsigned: args.webhook_allow_unsigned,
         writer: gate.unclaimed("push webhook"),
@@ -160,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     let _ = webhooks.await;
+    drop(webhook_cache);
     Ok(())
 }
 
