@@ -15,7 +15,6 @@
 
 mod support;
 
-
 use support::{rust_files, workspace_root};
 
 /// Where each write verb of `kube::Api` takes its parameters (0-based argument index).

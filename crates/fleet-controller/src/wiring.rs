@@ -29,6 +29,23 @@ use crate::context::{Caches, Context, claimed};
 /// How long roll-up reconcilers wait for a burst of changes to end (and then write once).
 const ROLLUP_DEBOUNCE: Duration = Duration::from_secs(1);
 
+/// A kind the controller watches and reconciles.
+pub trait Watched:
+    Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The caches every replica keeps warm, leading or not, so that a new leader starts at once.
 pub struct WarmCaches {
     pub bundles: WarmCache<Bundle>,
@@ -45,16 +62,7 @@ pub struct WarmCaches {
     pub namespaces: WarmCache<Namespace>,
 }
 
-fn warm<K>(client: &Client, config: watcher::Config) -> WarmCache<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
+fn warm<K: Watched>(client: &Client, config: watcher::Config) -> WarmCache<K> {
     WarmCache::spawn(Api::<K>::all(client.clone()), config)
 }
 
@@ -130,16 +138,7 @@ impl std::fmt::Debug for Term {
 impl Term {
     /// A reconciler of `cache`'s objects (all of them at the start, and those of every shard
     /// this replica acquires).
-    pub async fn controller<K>(&self, cache: &WarmCache<K>) -> Controller<K>
-    where
-        K: Resource<DynamicType = ()>
-            + Clone
-            + std::fmt::Debug
-            + DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
-    {
+    pub async fn controller<K: Watched>(&self, cache: &WarmCache<K>) -> Controller<K> {
         let controller = cache.controller().await;
         match &self.shards {
             Some(shards) => controller.reconcile_all_on(shards.acquired_stream()),
@@ -167,13 +166,7 @@ impl Term {
         reconcile: F,
         error_policy: fn(Arc<K>, &E, Arc<Context>) -> Action,
     ) where
-        K: Resource<DynamicType = ()>
-            + Clone
-            + std::fmt::Debug
-            + DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
+        K: Watched,
         E: std::error::Error + Send + 'static,
         F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
