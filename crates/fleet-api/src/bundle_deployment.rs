@@ -57,7 +57,7 @@ pub struct BundleDeploymentSpec {
     /// The chart comes from a Helm repository (helmops).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm_chart_options: Option<HelmOpOptions>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub values_hash: Option<String>,
     /// Outside the cluster's schedule: do not update.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -79,7 +79,7 @@ pub struct BundleDeploymentStatus {
     )]
     pub applied_deployment_id: Option<String>,
     /// `<namespace>/<release name>:<revision>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub release: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub ready: bool,
@@ -107,11 +107,11 @@ pub struct BundleDeploymentStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleDeploymentDisplay {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub deployed: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub monitored: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub state: Option<String>,
 }
 
@@ -121,7 +121,7 @@ pub struct BundleDeploymentDisplay {
 pub struct BundleDeploymentResource {
     #[serde(flatten)]
     pub resource: ResourceRef,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub created_at: Option<String>,
 }
 

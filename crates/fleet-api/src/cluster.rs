@@ -30,12 +30,16 @@ pub struct ClusterSpec {
     #[serde(default, skip_serializing_if = "is_false")]
     pub paused: bool,
     /// The agent's identity for registration (e.g. the kube-system namespace UID).
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientID")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::common::is_blank",
+        rename = "clientID"
+    )]
     pub client_id: Option<String>,
     /// Manager-initiated import: Secret with the cluster's kubeconfig.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub kube_config_secret: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub kube_config_secret_namespace: Option<String>,
     /// Increment to redeploy the agent.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -46,7 +50,7 @@ pub struct ClusterSpec {
     pub template_values: Option<Values>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent_env_vars: Vec<EnvVar>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub agent_namespace: Option<String>,
     #[serde(
         default,
@@ -85,16 +89,16 @@ pub struct AgentSchedulingCustomization {
 #[serde(rename_all = "camelCase")]
 pub struct PriorityClassSpec {
     pub value: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub preemption_policy: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodDisruptionBudgetSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub min_available: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub max_unavailable: Option<String>,
 }
 
@@ -107,7 +111,7 @@ pub struct ClusterStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The cluster namespace upstream, holding its BundleDeployments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub namespace: Option<String>,
     #[serde(default)]
     pub summary: BundleSummary,
@@ -121,7 +125,7 @@ pub struct ClusterStatus {
     pub ready_helm_ops: i64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub desired_ready_helm_ops: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub agent_env_vars_hash: Option<String>,
     #[serde(
         default,
@@ -139,11 +143,11 @@ pub struct ClusterStatus {
     pub agent_namespace_migrated: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub cattle_namespace_migrated: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub agent_affinity_hash: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub agent_resources_hash: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub agent_tolerations_hash: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub agent_config_changed: bool,
@@ -169,13 +173,13 @@ pub struct ClusterStatus {
     pub display: ClusterDisplay,
     #[serde(default)]
     pub agent: AgentStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub garbage_collection_interval: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub agent_scheduling_customization_hash: Option<String>,
     /// fleet-rs: a hash of everything a managed agent's objects are made from (image,
     /// replicas and the agent fields above); a change re-applies them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub agent_manifest_hash: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub scheduled: bool,
@@ -187,9 +191,9 @@ pub struct ClusterStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterDisplay {
     /// `"<ready>/<desired>"` bundles.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub ready_bundles: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub state: Option<String>,
 }
 
@@ -198,9 +202,9 @@ pub struct ClusterDisplay {
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
     /// RFC 3339 time of the agent's last check-in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub last_seen: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub namespace: Option<String>,
 }
 
@@ -247,10 +251,10 @@ pub struct ClusterGroupStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterGroupDisplay {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub ready_clusters: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub ready_bundles: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub state: Option<String>,
 }

@@ -14,6 +14,12 @@ pub(crate) fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 
+/// An optional string written as Fleet's Go types write a `string` with `omitempty`: absent
+/// when empty.
+pub(crate) fn is_blank(value: &Option<String>) -> bool {
+    value.as_deref().is_none_or(str::is_empty)
+}
+
 /// A condition as wrangler writes it (`genericcondition.GenericCondition`), which is what
 /// Fleet's status fields hold. Times are RFC 3339 strings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -24,13 +30,13 @@ pub struct Condition {
     pub type_: String,
     /// `True`, `False` or `Unknown`.
     pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub last_update_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub last_transition_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub message: Option<String>,
 }
 
@@ -89,11 +95,11 @@ pub struct BundleSummary {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NonReadyResource {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_state: Option<BundleState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modified_status: Vec<ModifiedStatus>,
@@ -106,13 +112,13 @@ pub struct NonReadyResource {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub api_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub name: Option<String>,
 }
 
@@ -129,7 +135,7 @@ pub struct ModifiedStatus {
     #[serde(default, skip_serializing_if = "is_false")]
     pub delete: bool,
     /// The JSON merge patch from the desired to the live object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub patch: Option<String>,
 }
 
@@ -137,7 +143,7 @@ pub struct ModifiedStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NonReadyStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub uid: Option<String>,
     #[serde(flatten)]
     pub resource: ResourceRef,
@@ -149,7 +155,7 @@ pub struct NonReadyStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceSummary {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub error: bool,
@@ -186,11 +192,11 @@ pub struct ResourceCounts {
 #[serde(rename_all = "camelCase")]
 pub struct StatusDisplay {
     /// `"<ready>/<total>"` BundleDeployments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub ready_bundle_deployments: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub state: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub error: bool,
@@ -200,27 +206,31 @@ pub struct StatusDisplay {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resource {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub api_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::common::is_blank",
+        rename = "type"
+    )]
     pub type_: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub incomplete_state: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub error: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub transitioning: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub message: Option<String>,
     /// Cluster ids per state (`ready`, `waitApplied`, `pending`, `modified`, `orphaned`,
     /// `missing`, `unknown`, `notReady`).

@@ -28,10 +28,10 @@ pub struct GitRepoSpec {
     #[schemars(length(min = 1))]
     pub repo: String,
     /// The branch to follow (default `master`); wins over `revision`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub branch: Option<String>,
     /// A commit, tag or branch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub revision: Option<String>,
     /// Directories with bundles, globs allowed (default: the repository root).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -40,17 +40,17 @@ pub struct GitRepoSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bundles: Vec<BundlePath>,
     /// Deploy every resource into this namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub target_namespace: Option<String>,
     /// Secret with git credentials (`kubernetes.io/basic-auth` or `kubernetes.io/ssh-auth`);
     /// default `gitcredential`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub client_secret_name: Option<String>,
     /// Secret with credentials for Helm repositories.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub helm_secret_name: Option<String>,
     /// Secret with Helm credentials per path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub helm_secret_name_for_paths: Option<String>,
     /// Use the Helm credentials only for repositories matching this regular expression.
     #[serde(
@@ -60,7 +60,7 @@ pub struct GitRepoSpec {
     )]
     pub helm_repo_url_regex: Option<String>,
     /// PEM CA bundle for the repository's certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     #[schemars(schema_with = "crate::schema::bytes")]
     pub ca_bundle: Option<String>,
     #[serde(
@@ -73,13 +73,13 @@ pub struct GitRepoSpec {
     #[serde(default, skip_serializing_if = "is_false")]
     pub paused: bool,
     /// ServiceAccount used downstream to deploy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub service_account: Option<String>,
     /// Clusters to deploy to (default: the `default` cluster group).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<GitTarget>,
     /// How often to check for new commits (Go duration; Fleet's default is 15 s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     #[schemars(schema_with = "crate::schema::go_duration")]
     pub polling_interval: Option<String>,
     /// Only webhooks trigger syncs.
@@ -88,7 +88,7 @@ pub struct GitRepoSpec {
     /// Increment to force a redeployment.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub force_sync_generation: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     #[schemars(schema_with = "crate::schema::go_duration")]
     pub image_scan_interval: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,10 +101,10 @@ pub struct GitRepoSpec {
     pub delete_namespace: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correct_drift: Option<CorrectDrift>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub oci_registry_secret: Option<String>,
     /// Secret with the webhook secret for this repository.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub webhook_secret: Option<String>,
 }
 
@@ -114,7 +114,7 @@ pub struct GitRepoSpec {
 pub struct BundlePath {
     pub base: String,
     /// A `fleet.yaml`-style options file, relative to the repository root.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub options: Option<String>,
 }
 
@@ -122,7 +122,7 @@ pub struct BundlePath {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitTarget {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub name: Option<String>,
     #[serde(flatten)]
     pub clusters: ClusterSelection,
@@ -134,7 +134,7 @@ pub struct GitTarget {
 pub struct CommitSpec {
     pub author_name: String,
     pub author_email: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub message_template: Option<String>,
 }
 
@@ -148,22 +148,22 @@ pub struct GitRepoStatus {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub update_generation: i64,
     /// The commit whose Bundles are written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub commit: Option<String>,
     /// The newest commit a webhook reported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub webhook_commit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub last_webhook_time: Option<String>,
     /// The newest commit polling found.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub polling_commit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub last_polling_triggered: Option<String>,
     /// Fleet reports its git Job's state here (`Current`, `InProgress`, `Failed`); fleet-rs
     /// syncs in process and reports the sync's state the same way.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub git_job_status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub last_synced_image_scan_time: Option<String>,
 }

@@ -33,11 +33,11 @@ pub struct HelmOpSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// How often to look for a new chart version (Go duration).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     #[schemars(schema_with = "crate::schema::go_duration")]
     pub polling_interval: Option<String>,
     /// Secret with credentials for the Helm repository.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub helm_secret_name: Option<String>,
     #[serde(
         default,
@@ -53,9 +53,9 @@ pub struct HelmOpStatus {
     #[serde(flatten)]
     pub base: StatusBase,
     /// The chart version resolved from the constraint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub last_polling_triggered: Option<String>,
 }
 

@@ -16,17 +16,21 @@ pub type Values = serde_json::Map<String, serde_json::Value>;
 #[serde(rename_all = "camelCase")]
 pub struct BundleDeploymentOptions {
     /// Namespace for resources that do not set one (not enforced).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub default_namespace: Option<String>,
     /// Forces every resource into this namespace; cluster-scoped resources then fail.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "namespace")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::common::is_blank",
+        rename = "namespace"
+    )]
     pub target_namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kustomize: Option<KustomizeOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmOptions>,
     /// ServiceAccount the agent deploys as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub service_account: Option<String>,
     /// Increment to force a redeployment.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -72,7 +76,7 @@ pub struct BundleDeploymentOptions {
 #[serde(rename_all = "camelCase")]
 pub struct KustomizeOptions {
     /// Directory holding the `kustomization.yaml`, relative to the bundle.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub dir: Option<String>,
 }
 
@@ -108,11 +112,11 @@ pub struct ComparePatch {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub op: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub value: Option<String>,
 }
 
@@ -152,10 +156,10 @@ pub struct DownstreamResource {
 #[serde(rename_all = "camelCase")]
 pub struct HelmOptions {
     /// A chart: a path in the bundle, a URL, an `oci://` reference or a name in `repo`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub chart: Option<String>,
     /// The Helm repository URL the chart is fetched from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub repo: Option<String>,
     /// The release name (default: from the GitRepo name and path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,7 +169,7 @@ pub struct HelmOptions {
     )]
     pub release_name: Option<String>,
     /// The chart version (a semver constraint for charts from a repository).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub version: Option<String>,
     /// How long Helm may take.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -218,8 +222,8 @@ pub struct ValuesFrom {
 #[serde(rename_all = "camelCase")]
 pub struct KeyRef {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub key: Option<String>,
 }

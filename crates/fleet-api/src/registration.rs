@@ -22,7 +22,7 @@ use crate::common::is_false;
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRegistrationTokenSpec {
     /// How long the token is valid (Go duration, e.g. `240h`); none means no expiry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     #[schemars(schema_with = "crate::schema::go_duration")]
     pub ttl: Option<String>,
 }
@@ -31,10 +31,10 @@ pub struct ClusterRegistrationTokenSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRegistrationTokenStatus {
     /// RFC 3339 expiry time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub expires: Option<String>,
     /// The Secret holding the values an agent needs to register.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub secret_name: Option<String>,
 }
 
@@ -52,10 +52,14 @@ pub struct ClusterRegistrationTokenStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRegistrationSpec {
     /// The agent's stable identity (configured, or its kube-system namespace UID).
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientID")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::common::is_blank",
+        rename = "clientID"
+    )]
     pub client_id: Option<String>,
     /// A random value per registration attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub client_random: Option<String>,
     /// Labels for the Cluster.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -65,7 +69,7 @@ pub struct ClusterRegistrationSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRegistrationStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub cluster_name: Option<String>,
     /// Credentials have been issued.
     #[serde(default, skip_serializing_if = "is_false")]

@@ -20,10 +20,14 @@ pub struct Content {
     #[serde(default)]
     pub metadata: ObjectMeta,
     /// gzip-compressed JSON of the manifest (base64 in YAML and JSON).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     #[schemars(schema_with = "crate::schema::bytes")]
     pub content: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "sha256sum")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::common::is_blank",
+        rename = "sha256sum"
+    )]
     pub sha256sum: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ContentStatus>,
@@ -65,14 +69,14 @@ pub struct GitRepoRestriction {
     #[schemars(skip)]
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub default_service_account: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_service_accounts: Vec<String>,
     /// Regular expressions the GitRepo's `repo` must match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_repo_patterns: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "crate::common::is_blank")]
     pub default_client_secret_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_client_secret_names: Vec<String>,

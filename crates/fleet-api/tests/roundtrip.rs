@@ -80,7 +80,7 @@ fn fleet_yaml_errors_name_the_line() {
     let message = err.to_string();
     assert_eq!(err.line, Some(4), "{message}");
     assert!(
-        message.contains("\"soon\"") && message.contains("i64"),
+        message.contains("helm.timeoutSeconds: expected an integer, got \"soon\""),
         "{message}"
     );
     let syntax = FleetYaml::from_yaml("helm: [unclosed\n").expect_err("bad YAML");

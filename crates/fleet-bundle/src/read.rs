@@ -74,6 +74,16 @@ pub enum BundleError {
         line: Option<usize>,
         message: String,
     },
+    /// `helm.chart` names a local chart that is not there (and no `helm.repo`, no URL).
+    #[error(
+        "{field}: chart {chart:?} not found at {} (a local chart directory or archive; or set helm.repo, or give a chart URL)",
+        path.display()
+    )]
+    MissingChart {
+        field: String,
+        chart: String,
+        path: PathBuf,
+    },
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
@@ -114,6 +124,7 @@ pub fn read_bundle(
         message: e.message,
     })?;
     let mut bundle = assemble(name, fleet_yaml, opts);
+    check_local_charts(&bundle.spec, dir)?;
     let boundary = opts.root.as_deref().unwrap_or(dir);
     values_files::fold(&mut bundle.spec, dir, boundary, &opts.limits)?;
     // Fleet leaves out `fleet.yaml` and a driven-scan options file, not a `fleet.yml` found by
@@ -129,6 +140,53 @@ pub fn read_bundle(
         bundle.spec.resources = resources(&files, true)?;
     }
     Ok(bundle)
+}
+
+/// Refuses a `helm.chart` (of the bundle or a target customization) that can only be a
+/// local path, when that path does not exist: with no `helm.repo` and no URL scheme, Fleet's
+/// reader looks for it in the bundle directory and fails otherwise; refused here, when the
+/// Bundle is built, and not later on every cluster.
+fn check_local_charts(spec: &BundleSpec, dir: &Path) -> Result<(), BundleError> {
+    let helms = std::iter::once(("helm.chart".to_owned(), spec.options.helm.as_ref())).chain(
+        spec.targets.iter().map(|target| {
+            let name = target.name.as_deref().unwrap_or_default();
+            (
+                format!("targetCustomizations[{name}].helm.chart"),
+                target.options.helm.as_ref(),
+            )
+        }),
+    );
+    for (field, helm) in helms {
+        let Some(helm) = helm else { continue };
+        let chart = helm.chart.as_deref().unwrap_or_default();
+        let repo = helm.repo.as_deref().unwrap_or_default();
+        if chart.is_empty() || !repo.is_empty() || is_chart_url(chart) {
+            continue;
+        }
+        let path: PathBuf = dir
+            .join(chart)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if !path.exists() {
+            return Err(BundleError::MissingChart {
+                field,
+                chart: chart.to_owned(),
+                path,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `chart` is a URL Fleet downloads (`https://`, `oci://`, go-getter `git::` and
+/// `github.com/...` forms) rather than a path.
+fn is_chart_url(chart: &str) -> bool {
+    chart.contains("://")
+        || chart.starts_with("git::")
+        || chart.starts_with("github.com/")
+        || chart.starts_with("gitlab.com/")
+        || chart.starts_with("bitbucket.org/")
 }
 
 fn json_size(bundle: &Bundle) -> usize {
@@ -522,5 +580,41 @@ mod tests {
         .expect_err("bad fleet.yaml");
         let message = err.to_string();
         assert!(message.contains("fleet.yaml:2:"), "{message}");
+    }
+
+    #[test]
+    fn a_local_chart_that_is_not_there_is_refused_naming_the_field() {
+        let tree = TempTree::new(&[
+            ("app/fleet.yaml", "helm:\n  chart: ./chart\n"),
+            ("app/chart/Chart.yaml", "name: app\nversion: 0.1.0\n"),
+            (
+                "gone/fleet.yaml",
+                "targetCustomizations:\n- name: prod\n  helm:\n    chart: ./missing\n",
+            ),
+            (
+                "remote/fleet.yaml",
+                "helm:\n  chart: oci://registry.example/app\n",
+            ),
+            (
+                "repo/fleet.yaml",
+                "helm:\n  repo: https://charts.example\n  chart: app\n",
+            ),
+        ]);
+        for ok in ["app", "remote", "repo"] {
+            let dir = tree.path(ok);
+            let options = dir.join("fleet.yaml");
+            read_bundle(ok, &dir, Some(&options), &ApplyOptions::default())
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let dir = tree.path("gone");
+        let options = dir.join("fleet.yaml");
+        let error = read_bundle("gone", &dir, Some(&options), &ApplyOptions::default())
+            .expect_err("a missing chart");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("targetCustomizations[prod].helm.chart: chart \"./missing\""),
+            "{message}"
+        );
+        assert!(message.contains("gone/missing"), "{message}");
     }
 }

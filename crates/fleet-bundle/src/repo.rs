@@ -171,6 +171,11 @@ fn relative(error: BundleError, root: &Path, prefix: &str) -> BundleError {
             line,
             message,
         },
+        BundleError::MissingChart { field, chart, path } => BundleError::MissingChart {
+            field,
+            chart,
+            path: shorten(path),
+        },
         BundleError::ValuesFile(error) => {
             BundleError::ValuesFile(crate::values_files::ValuesFileError {
                 path: shorten(error.path),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use fleet_api::{BundleTarget, BundleTargetRestriction, CorrectDrift};
 use fleet_bundle::read::{ApplyOptions, TargetsFile};
-use fleet_bundle::repo::{Scan, read_repo};
+use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 use fleet_runtime::WriteGate;
 use fleet_runtime::bundle_store::BundleStore;
 use serde::Deserialize;
@@ -18,6 +18,10 @@ pub struct ApplyArgs {
     /// Write the Bundles to this file (`-` for standard output) instead of a cluster.
     #[arg(short = 'o', long = "output")]
     output: Option<String>,
+    /// A Bundle (YAML or JSON) to apply as it is, from this file (`-` for standard input),
+    /// named by the first argument, instead of reading directories.
+    #[arg(short = 'f', long = "file")]
+    file: Option<String>,
     /// Kubeconfig of the cluster to write to (without `-o`).
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -44,7 +48,7 @@ pub struct BundleArgs {
     #[arg(long, default_value_t = 0)]
     sync_generation: i64,
     /// ServiceAccount the agent deploys as.
-    #[arg(long)]
+    #[arg(short = 'a', long)]
     service_account: Option<String>,
     /// Deploy every resource into this namespace.
     #[arg(long)]
@@ -61,8 +65,22 @@ pub struct BundleArgs {
     #[arg(long)]
     correct_drift_keep_fail_history: bool,
     /// Compress every resource (`base64+gz`).
-    #[arg(long)]
+    #[arg(short = 'c', long)]
     compress: bool,
+    /// The commit the Bundles come from (label `fleet.cattle.io/commit`); by default the
+    /// HEAD of the git repository around the current directory, if there is one.
+    #[arg(long, env = "COMMIT")]
+    commit: Option<String>,
+    /// Each bundle's options file, instead of `fleet.yaml` (its name goes into the bundle's).
+    #[arg(short = 'b', long)]
+    bundle_file: Option<String>,
+    /// Driven scan: each path is one bundle, `DIR` or `DIR<sep>OPTIONS-FILE`, and nothing
+    /// below it is discovered.
+    #[arg(long)]
+    driven_scan: bool,
+    /// The separator of `--driven-scan` paths.
+    #[arg(long, default_value = ":")]
+    driven_scan_sep: String,
     /// The largest file read, in bytes (checked before reading it).
     #[arg(long, default_value_t = fleet_bundle::files::SizeLimits::DEFAULT_FILE)]
     max_file_size: u64,
@@ -71,8 +89,8 @@ pub struct BundleArgs {
     max_bundle_size: u64,
     /// The bundle name prefix (a GitRepo's name).
     name: String,
-    /// Directories to read (default: the current directory).
-    paths: Vec<PathBuf>,
+    /// Directories to read, as Go globs (`apps/*`; default: the current directory).
+    paths: Vec<String>,
 }
 
 pub fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -93,9 +111,12 @@ struct TargetsYaml {
 
 pub fn options(args: &BundleArgs) -> anyhow::Result<ApplyOptions> {
     let mut labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
-    if let Ok(commit) = std::env::var("COMMIT")
-        && !commit.is_empty()
-    {
+    let commit = args
+        .commit
+        .clone()
+        .filter(|c| !c.is_empty())
+        .or_else(head_commit);
+    if let Some(commit) = commit {
         labels.insert(fleet_api::labels::COMMIT.to_owned(), commit);
     }
     let targets = match &args.targets_file {
@@ -137,7 +158,10 @@ pub fn options(args: &BundleArgs) -> anyhow::Result<ApplyOptions> {
 }
 
 pub fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
-    let bundles = read_bundles(&args.bundles)?;
+    let bundles = match &args.file {
+        Some(file) => vec![bundle_from_file(file, &args.bundles)?],
+        None => read_bundles(&args.bundles)?,
+    };
     // Nothing is written when anything failed above.
     match &args.output {
         Some(output) => write_yaml(output, &bundles),
@@ -145,32 +169,124 @@ pub fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The Bundle in `file` (`-`: standard input), named by the first argument, in the
+/// namespace of `-n` (Fleet's `-f`).
+fn bundle_from_file(file: &str, args: &BundleArgs) -> anyhow::Result<fleet_api::Bundle> {
+    if !args.paths.is_empty() {
+        bail!("with -f, the bundle name is the only argument");
+    }
+    let text = if file == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the Bundle from stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+    };
+    let mut bundle: fleet_api::Bundle =
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    bundle.metadata.name = Some(args.name.clone());
+    bundle.metadata.namespace = Some(args.namespace.clone());
+    Ok(bundle)
+}
+
 /// The Bundles of the directories, as `fleet apply` builds them.
 pub fn read_bundles(args: &BundleArgs) -> anyhow::Result<Vec<fleet_api::Bundle>> {
     let opts = options(args)?;
-    let default_paths = [PathBuf::from(".")];
-    let paths = if args.paths.is_empty() {
-        &default_paths[..]
-    } else {
-        &args.paths
-    };
+    if args.driven_scan {
+        let root = Path::new(".");
+        let scan = Scan::Explicit(driven(&args.paths, &args.driven_scan_sep));
+        return Ok(read_repo(
+            &args.name,
+            &args.namespace,
+            root,
+            "",
+            &scan,
+            &opts,
+        )?);
+    }
     let mut bundles = Vec::new();
-    for base in paths {
-        if !base.is_dir() {
-            bail!("{}: not a directory", base.display());
-        }
-        let scan = Scan::Paths(Vec::new());
+    for base in directories(&args.paths)? {
         let prefix = base.to_string_lossy();
+        let scan = match &args.bundle_file {
+            Some(file) => Scan::Explicit(with_options_file(&base, file)?),
+            None => Scan::Paths(Vec::new()),
+        };
         bundles.extend(read_repo(
             &args.name,
             &args.namespace,
-            base,
+            &base,
             &prefix,
             &scan,
             &opts,
         )?);
     }
     Ok(bundles)
+}
+
+/// The directories the path arguments name: each a Go glob (`apps/*`) of directories
+/// relative to the current directory, as Fleet expands them; an absolute path as it is.
+fn directories(paths: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    if paths.is_empty() {
+        return Ok(vec![PathBuf::from(".")]);
+    }
+    let mut dirs = Vec::new();
+    for path in paths {
+        if Path::new(path).is_absolute() && Path::new(path).is_dir() {
+            dirs.push(PathBuf::from(path));
+            continue;
+        }
+        let matched = fleet_bundle::glob::glob_dirs(Path::new("."), path)
+            .map_err(|e| anyhow::anyhow!("invalid path glob {path}: {e}"))?;
+        if matched.is_empty() {
+            bail!("{path}: no such directory");
+        }
+        dirs.extend(matched.into_iter().map(PathBuf::from));
+    }
+    Ok(dirs)
+}
+
+/// `--driven-scan` paths (`DIR` or `DIR<sep>OPTIONS-FILE`) as explicit bundles.
+fn driven(paths: &[String], separator: &str) -> Vec<ExplicitBundle> {
+    paths
+        .iter()
+        .map(|path| match path.split_once(separator) {
+            Some((base, options)) if !separator.is_empty() => ExplicitBundle {
+                base: base.to_owned(),
+                options: Some(options.to_owned()),
+            },
+            _ => ExplicitBundle {
+                base: path.clone(),
+                options: None,
+            },
+        })
+        .collect()
+}
+
+/// The bundles discovered below `base`, each reading its options from `file` where it has
+/// one (`-b`), as Fleet's reader does.
+fn with_options_file(base: &Path, file: &str) -> anyhow::Result<Vec<ExplicitBundle>> {
+    let found = fleet_bundle::discovery::discover(base, &[])
+        .map_err(|e| anyhow::anyhow!("{}: {e}", base.display()))?;
+    Ok(found
+        .into_iter()
+        .map(|dir| {
+            let has_file = base.join(&dir.path).join(file).is_file();
+            ExplicitBundle {
+                options: has_file.then(|| file.to_owned()),
+                base: dir.path,
+            }
+        })
+        .collect())
+}
+
+/// The HEAD commit of the git repository around the current directory, if any (Fleet's
+/// `fleet apply` labels Bundles with it).
+fn head_commit() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--verify", "--quiet", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (output.status.success() && !commit.is_empty()).then_some(commit)
 }
 
 pub fn write_yaml(output: &str, bundles: &[fleet_api::Bundle]) -> anyhow::Result<()> {

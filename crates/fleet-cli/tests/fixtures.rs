@@ -209,7 +209,7 @@ fn bad_input_gets_one_clear_message_and_writes_nothing() {
         &[("app/cm.yaml", "kind: ConfigMap\n")],
         &["apply", "-o", "out.yaml", "r", "missing"],
     );
-    assert_fails_naming(&out, "missing: not a directory");
+    assert_fails_naming(&out, "missing: no such directory");
     assert!(!dir.path().join("out.yaml").exists());
 
     let (out, dir) = in_temp_repo(
@@ -248,4 +248,119 @@ fn bad_input_gets_one_clear_message_and_writes_nothing() {
         &["test", "-g", "default", "."],
     );
     assert_fails_naming(&out, "templates/cm.yaml");
+}
+
+/// The names of the Bundles in `fleet apply -o -` output.
+fn bundle_names(output: &Output) -> Vec<String> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("  name: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `fleet apply`'s path arguments and flags as Fleet's (`internal/cmd/cli/apply.go`,
+/// `internal/cmd/cli/apply/apply.go`): paths are globs of directories (`globDirs`), `-b`
+/// reads each bundle's options from another file and names the bundle after it,
+/// `--driven-scan` takes `DIR:OPTIONS` (`CreateBundlesDriven`), `--commit` labels the Bundles,
+/// `-f` applies a Bundle as it is.
+#[test]
+fn apply_paths_are_globs_and_flags_are_fleets() {
+    let files = [
+        (
+            "apps/a/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+        ),
+        (
+            "apps/b/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n",
+        ),
+        ("apps/b/prod.yaml", "defaultNamespace: prod\n"),
+        (
+            "other/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: o}\n",
+        ),
+    ];
+    let (globbed, _dir) = in_temp_repo(&files, &["apply", "-o", "-", "r", "apps/*"]);
+    assert_eq!(bundle_names(&globbed), ["r-apps-a", "r-apps-b"]);
+    let (none, _dir) = in_temp_repo(&files, &["apply", "-o", "-", "r", "nothing/*"]);
+    assert_fails_naming(&none, "nothing/*: no such directory");
+
+    let (bundle_file, _dir) = in_temp_repo(
+        &files,
+        &["apply", "-o", "-", "-b", "prod.yaml", "r", "apps/b"],
+    );
+    assert_eq!(bundle_names(&bundle_file), ["r-apps-b-prod"]);
+    assert!(String::from_utf8_lossy(&bundle_file.stdout).contains("defaultNamespace: prod"));
+
+    let driven = [
+        "apply",
+        "-o",
+        "-",
+        "--driven-scan",
+        "r",
+        "apps/b:prod.yaml",
+        "other",
+    ];
+    let (driven, _dir) = in_temp_repo(&files, &driven);
+    assert_eq!(bundle_names(&driven), ["r-apps-b-prod", "r-other"]);
+
+    let (commit, _dir) = in_temp_repo(
+        &files,
+        &["apply", "-o", "-", "--commit", "abc123", "r", "other"],
+    );
+    assert!(String::from_utf8_lossy(&commit.stdout).contains("fleet.cattle.io/commit: abc123"));
+
+    let raw = (
+        "bundle.yaml",
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: Bundle\nmetadata: {name: ignored}\nspec: {defaultNamespace: raw}\n",
+    );
+    let (file, _dir) = in_temp_repo(
+        &[raw],
+        &[
+            "apply",
+            "-o",
+            "-",
+            "-n",
+            "team",
+            "-f",
+            "bundle.yaml",
+            "given",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&file.stdout);
+    assert_eq!(bundle_names(&file), ["given"]);
+    assert!(
+        stdout.contains("namespace: team") && stdout.contains("defaultNamespace: raw"),
+        "{stdout}"
+    );
+}
+
+/// Mistakes in `fleet.yaml` are refused when the Bundle is built, naming what is wrong: a
+/// type error its field path (and line), a local `helm.chart` that is not there its path
+/// (Fleet's reader fails to resolve it in `addRemoteCharts`).
+#[test]
+fn fleet_yaml_mistakes_name_the_field() {
+    let (typed, _dir) = in_temp_repo(
+        &[("app/fleet.yaml", "helm:\n  timeoutSeconds: not-a-number\n")],
+        &["apply", "-o", "-", "r", "app"],
+    );
+    assert_fails_naming(
+        &typed,
+        "app/fleet.yaml:2: helm.timeoutSeconds: expected an integer, got \"not-a-number\"",
+    );
+    let (chart, _dir) = in_temp_repo(
+        &[("app/fleet.yaml", "helm:\n  chart: ./charts/web\n")],
+        &["apply", "-o", "-", "r", "app"],
+    );
+    assert_fails_naming(
+        &chart,
+        "helm.chart: chart \"./charts/web\" not found at app/charts/web",
+    );
 }
