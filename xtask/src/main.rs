@@ -3,7 +3,8 @@
 //! - `tools`: build the pinned control-plane and helm binaries into the cache (once per machine);
 //! - `controlplane up|down|list`: detached local control planes for manual work;
 //! - `test`: the README's test command (tools, fmt, clippy, all tests);
-//! - `crds [--check]`: the CRDs generated from the Rust types, into the chart;
+//! - `crds [--check|--apply]`: the CRDs generated from the Rust types, into the chart (or
+//!   into the cluster of `KUBECONFIG`);
 //! - `image`: the OCI image archive of every binary, without Docker;
 //! - `bench failover|gitjob|fanout|agent`: numbers;
 //! - `demo`, `e2e`: the whole stack on local control planes.
@@ -42,8 +43,12 @@ enum Command {
     /// Write the CRDs generated from crates/fleet-api into the chart.
     Crds {
         /// Only check that the checked-in CRDs are up to date.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "apply")]
         check: bool,
+        /// Install them into the cluster of `KUBECONFIG` instead (server-side apply; waits
+        /// until each is established), e.g. a plane of `cargo xtask controlplane up`.
+        #[arg(long)]
+        apply: bool,
     },
     /// The whole stack on local control planes, a GitRepo deployed to a registered cluster,
     /// and a leader failover, narrated.
@@ -67,7 +72,8 @@ fn main() -> anyhow::Result<()> {
         Command::Tools => tools().map(|_| ()),
         Command::Controlplane { command } => controlplane::run(command),
         Command::Test(args) => test::run(args),
-        Command::Crds { check } => crds(check),
+        Command::Crds { apply: true, .. } => apply_crds(),
+        Command::Crds { check, .. } => crds(check),
         Command::Bench { bench } => bench::run(bench),
         Command::Image(args) => image::run(&args),
         Command::Demo(args) => demo::demo(&args),
@@ -77,6 +83,22 @@ fn main() -> anyhow::Result<()> {
 
 /// Where the generated CRDs live in the umbrella chart.
 pub const CRDS_PATH: &str = "charts/fleet/templates/crds.yaml";
+
+/// Installs the CRDs into the cluster of `KUBECONFIG`.
+fn apply_crds() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| anyhow::anyhow!("no cluster to install into (set KUBECONFIG): {e}"))?;
+        let crds = fleet_api::crds();
+        fleet_testkit::apply_crds(&client, &crds).await?;
+        eprintln!("installed {} CRDs; each is established", crds.len());
+        Ok(())
+    })
+}
 
 fn crds(check: bool) -> anyhow::Result<()> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

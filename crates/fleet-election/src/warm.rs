@@ -9,6 +9,7 @@
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Api;
@@ -45,6 +46,49 @@ where
     }
 }
 
+/// A failing watch, reported when it starts failing and then once a minute while it fails
+/// (the watcher retries with backoff meanwhile), so that a missing CRD or a refused list is
+/// never silent and never floods the log.
+#[derive(Debug, Default)]
+struct Failing {
+    since: Option<std::time::Instant>,
+    reported: Option<std::time::Instant>,
+}
+
+impl Failing {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn report<K: kube::Resource<DynamicType = ()>>(&mut self, error: &watcher::Error) {
+        let now = std::time::Instant::now();
+        let since = *self.since.get_or_insert(now);
+        if self
+            .reported
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            return;
+        }
+        self.reported = Some(now);
+        let kind = K::kind(&());
+        let api_version = K::api_version(&());
+        let failing_for = now.duration_since(since).as_secs();
+        if is_not_found(error) {
+            tracing::warn!(%kind, %api_version, failing_for, "{api_version} {kind} is not served by the API server: install the CRDs (the chart, or `cargo xtask crds --apply`); waiting for them");
+        } else {
+            tracing::warn!(%kind, %error, failing_for, "watching {kind} failed; retrying with backoff");
+        }
+    }
+}
+
+/// Whether a watch failed because the API server does not serve the kind (404).
+fn is_not_found(error: &watcher::Error) -> bool {
+    matches!(
+        error,
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchFailed(kube::Error::Api(status))
+            if status.code == 404
+    )
+}
+
 impl<K> WarmCache<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
@@ -67,12 +111,13 @@ where
             .boxed();
         let (requests, mut incoming) =
             mpsc::unbounded_channel::<oneshot::Sender<ReflectHandle<K>>>();
+        let mut failing = Failing::default();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     change = changes.next() => match change {
-                        Some(Ok(_)) => {}
-                        Some(Err(error)) => tracing::debug!(%error, "warm cache watch error; retrying with backoff"),
+                        Some(Ok(_)) => failing = Failing::default(),
+                        Some(Err(error)) => failing.report::<K>(&error),
                         None => break,
                     },
                     Some(_) = template.next() => {}

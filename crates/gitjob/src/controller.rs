@@ -45,7 +45,10 @@ pub async fn run(
 ) {
     // A GitRepo is checked against the restrictions: none is reconciled before they are all
     // known, or a restricted repository could be fetched and written once.
-    caches.restrictions.wait_until_ready().await;
+    tokio::select! {
+        () = caches.restrictions.wait_until_ready() => {}
+        () = stop.cancelled() => return,
+    }
     let store = caches.gitrepos.reader();
     if let Some(shards) = &shards {
         let every = Duration::from_secs(5);
