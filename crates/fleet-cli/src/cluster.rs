@@ -80,7 +80,30 @@ pub fn read_clusters(path: &Path) -> anyhow::Result<Vec<Candidate>> {
             group.metadata.namespace = Some("fleet-default".to_owned());
         }
     }
-    Ok(clusters.iter().map(|c| candidate(c, &groups)).collect())
+    Ok(candidates(&clusters, &groups))
+}
+
+/// The Clusters of `namespace` in the cluster `client` talks to, as the controller sees them
+/// (Fleet's `fleet target` reads them there).
+pub async fn live_clusters(
+    client: &kube::Client,
+    namespace: &str,
+) -> anyhow::Result<Vec<Candidate>> {
+    let list = kube::api::ListParams::default();
+    let clusters = kube::Api::<Cluster>::namespaced(client.clone(), namespace)
+        .list(&list)
+        .await
+        .with_context(|| format!("listing the Clusters of {namespace}"))?;
+    let groups = kube::Api::<ClusterGroup>::namespaced(client.clone(), namespace)
+        .list(&list)
+        .await
+        .with_context(|| format!("listing the ClusterGroups of {namespace}"))?;
+    Ok(candidates(&clusters.items, &groups.items))
+}
+
+/// Each Cluster with the groups of its namespace (those whose selector matches it).
+fn candidates(clusters: &[Cluster], groups: &[ClusterGroup]) -> Vec<Candidate> {
+    clusters.iter().map(|c| candidate(c, groups)).collect()
 }
 
 /// One object of the file; a missing `spec` is an empty one, as the API server defaults it.

@@ -5,10 +5,13 @@
 //! - `fleet apply NAME [PATH ...]`: the Bundles, written to a cluster (create, update, prune)
 //!   or, with `-o FILE|-`, printed;
 //! - `fleet test [-l k=v] [-g GROUP] [-N NAME] [PATH]`: the manifests such a cluster receives;
-//! - `fleet target --clusters FILE NAME [PATH ...]`: the BundleDeployments clusters get.
+//! - `fleet target -b BUNDLE-FILE [--clusters FILE]`: the Content and BundleDeployments
+//!   clusters get;
+//! - `fleet deploy -i FILE [--dry-run]`: those installed as a Helm release, as the agent does.
 
 mod apply;
 mod cluster;
+mod deploy_cmd;
 mod target_cmd;
 mod test_cmd;
 
@@ -27,8 +30,11 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Print the manifests a cluster with these labels, groups and name would receive.
     Test(test_cmd::TestArgs),
-    /// Print the BundleDeployments that a set of clusters would get.
+    /// Print the Content and BundleDeployments that clusters would get from a Bundle file.
     Target(target_cmd::TargetArgs),
+    /// Install a Content and BundleDeployment (`fleet target`'s output) as a Helm release,
+    /// as the agent would; `--dry-run` prints the resources only.
+    Deploy(deploy_cmd::DeployArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Command::Apply(args) => apply::apply(&args),
         Command::Test(args) => test_cmd::test(&args),
         Command::Target(args) => target_cmd::target(&args),
+        Command::Deploy(args) => deploy_cmd::deploy(&args),
     }
 }
 

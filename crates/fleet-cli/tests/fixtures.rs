@@ -107,10 +107,36 @@ fn kustomize_directories_are_chosen_per_target() {
 fn yaml_overlays_replace_add_and_patch() {
     check("overlays", "test-prod", &["test", "-l", "env=prod", "."]);
     check("overlays", "test-dev", &["test", "-l", "env=dev", "."]);
+    // Fleet's `fleet target -b` on the Bundle `fleet apply -o` wrote: the Content, then a
+    // BundleDeployment per matched cluster (`internal/cmd/cli/target.go`).
+    let repo = fixtures().join("overlays").join("repo");
+    let bundles = tempfile::tempdir().expect("tempdir");
+    let bundle_file = bundles.path().join("bundles.yaml");
+    let bundle_path = bundle_file.display().to_string();
+    let applied = fleet(&repo, &["apply", "-o", &bundle_path, "api", "."]);
+    assert!(applied.status.success(), "{applied:?}");
+    let target = [
+        "target",
+        "-b",
+        &bundle_path,
+        "--clusters",
+        "../../clusters.yaml",
+    ];
+    check("overlays", "target", &target);
+    // Fleet's `fleet deploy --dry-run` on that output: the resources of the release.
+    let targeted = fleet(&repo, &target);
+    let deploy_input = bundles.path().join("dev.yaml");
+    let dev: String = String::from_utf8_lossy(&targeted.stdout)
+        .split("---\n")
+        .filter(|doc| doc.contains("kind: Content") || doc.contains("cluster-fleet-default-dev"))
+        .map(|doc| format!("---\n{doc}"))
+        .collect();
+    std::fs::write(&deploy_input, dev).expect("write");
+    let input = deploy_input.display().to_string();
     check(
         "overlays",
-        "target",
-        &["target", "--clusters", "../../clusters.yaml", "api", "."],
+        "deploy-dev",
+        &["deploy", "--dry-run", "-i", &input],
     );
 }
 
