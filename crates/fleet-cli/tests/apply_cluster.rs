@@ -93,3 +93,106 @@ async fn apply_creates_updates_and_prunes_bundles() {
     let log = apply(&plane, repo.path());
     assert!(log.contains("repo-apps-b deleted"), "{log}");
 }
+
+/// `fleet` with `args` in `dir`, against `plane`; its standard output.
+fn fleet_on(plane: &ControlPlane, dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_fleet"))
+        .current_dir(dir)
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .env(
+            "FLEET_HELM",
+            fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm).expect("helm"),
+        )
+        .args(args)
+        .output()
+        .expect("fleet runs");
+    assert!(
+        output.status.success(),
+        "fleet {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Fleet's `fleet target -b` reads the Clusters of the Bundle's namespace from the cluster of
+/// the kubeconfig; `fleet deploy -i` installs what it printed as a Helm release there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_reads_live_clusters_and_deploy_installs_the_release() {
+    let plane = ControlPlane::start().await.expect("control plane");
+    let client = plane.client();
+    apply_crds(&client, &fleet_api::crds()).await.expect("crds");
+    for name in ["fleet-default", "apps"] {
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("ns");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace");
+    }
+    for (name, env) in [("dev-1", "dev"), ("prod-1", "prod")] {
+        let cluster: fleet_api::Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": name, "namespace": "fleet-default", "labels": {"env": env}},
+            "spec": {},
+        }))
+        .expect("cluster");
+        Api::<fleet_api::Cluster>::namespaced(client.clone(), "fleet-default")
+            .create(&PostParams::default(), &cluster)
+            .await
+            .expect("cluster");
+    }
+    let repo = tempfile::tempdir().expect("tempdir");
+    write(
+        repo.path(),
+        &[
+            (
+                "app/fleet.yaml",
+                "defaultNamespace: apps\ntargets:\n- clusterSelector: {matchLabels: {env: dev}}\n",
+            ),
+            (
+                "app/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: greeting}\ndata: {hello: world}\n",
+            ),
+        ],
+    );
+    fleet_on(
+        &plane,
+        repo.path(),
+        &[
+            "apply",
+            "-n",
+            "fleet-default",
+            "-o",
+            "bundle.yaml",
+            "r",
+            "app",
+        ],
+    );
+    let targeted = fleet_on(&plane, repo.path(), &["target", "-b", "bundle.yaml"]);
+    assert!(targeted.contains("kind: Content"), "{targeted}");
+    assert_eq!(
+        targeted.matches("kind: BundleDeployment").count(),
+        1,
+        "{targeted}"
+    );
+    assert!(
+        targeted.contains("fleet.cattle.io/cluster: dev-1"),
+        "{targeted}"
+    );
+    std::fs::write(repo.path().join("dev.yaml"), &targeted).expect("write");
+
+    let deployed = fleet_on(&plane, repo.path(), &["deploy", "-i", "dev.yaml"]);
+    assert!(deployed.contains("name: greeting"), "{deployed}");
+    let greeting = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "apps")
+        .get("greeting")
+        .await
+        .expect("the release's ConfigMap exists");
+    assert_eq!(
+        greeting
+            .data
+            .unwrap_or_default()
+            .get("hello")
+            .map(String::as_str),
+        Some("world")
+    );
+}
