@@ -9,8 +9,11 @@
 //!   [`values_files`]: `helm.valuesFiles` merged into the values, as Fleet's reader does;
 //!   [`manifests`]: which files are plain manifests, checked when the Bundle is built.
 //!
-//! Pure: nothing here talks to a cluster (`fleet_runtime::bundle_store` writes the Bundles).
+//! Nothing here talks to a cluster (`fleet_runtime::bundle_store` writes the Bundles); the one
+//! program it runs is helm, to fetch chart dependencies into a Bundle when given one
+//! ([`dependencies`]).
 
+pub mod dependencies;
 pub mod discovery;
 pub mod files;
 pub mod glob;

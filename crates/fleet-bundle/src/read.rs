@@ -48,6 +48,9 @@ pub struct ApplyOptions {
     /// The repository root: values files may be read from anywhere below it, never above
     /// (default: only below the bundle's own directory).
     pub root: Option<PathBuf>,
+    /// The helm binary that fetches the bundle's chart dependencies into the Bundle (unless
+    /// `helm.disableDependencyUpdate`); none: they are left to the agent.
+    pub helm: Option<PathBuf>,
 }
 
 /// The GitRepo's targets as `fleet apply --targets-file` receives them.
@@ -88,6 +91,8 @@ pub enum BundleError {
     Read(#[from] ReadError),
     #[error(transparent)]
     ValuesFile(#[from] ValuesFileError),
+    #[error(transparent)]
+    Dependencies(#[from] crate::dependencies::DependencyError),
     #[error("compressing {name}: {source}")]
     Compress {
         name: String,
@@ -117,7 +122,7 @@ pub fn read_bundle(
         }
         None => FleetYaml::default(),
     };
-    let files = read_dir_files(dir, &opts.limits)?;
+    let mut files = read_dir_files(dir, &opts.limits)?;
     check_manifests(&files).map_err(|e| BundleError::Manifest {
         path: dir.join(&e.path),
         line: e.line,
@@ -125,6 +130,15 @@ pub fn read_bundle(
     })?;
     let mut bundle = assemble(name, fleet_yaml, opts);
     check_local_charts(&bundle.spec, dir)?;
+    let disabled = bundle
+        .spec
+        .options
+        .helm
+        .as_ref()
+        .is_some_and(|h| h.disable_dependency_update);
+    if let Some(helm) = opts.helm.as_deref().filter(|_| !disabled) {
+        crate::dependencies::update(&mut files, helm)?;
+    }
     let boundary = opts.root.as_deref().unwrap_or(dir);
     values_files::fold(&mut bundle.spec, dir, boundary, &opts.limits)?;
     // Fleet leaves out `fleet.yaml` and a driven-scan options file, not a `fleet.yml` found by

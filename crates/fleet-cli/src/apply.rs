@@ -81,6 +81,10 @@ pub struct BundleArgs {
     /// The separator of `--driven-scan` paths.
     #[arg(long, default_value = ":")]
     driven_scan_sep: String,
+    /// The helm that fetches charts' dependencies into their Bundles (unless a bundle's
+    /// `helm.disableDependencyUpdate`), as Fleet's `fleet apply` does.
+    #[arg(long, env = "FLEET_HELM", default_value = "helm")]
+    helm: PathBuf,
     /// The largest file read, in bytes (checked before reading it).
     #[arg(long, default_value_t = fleet_bundle::files::SizeLimits::DEFAULT_FILE)]
     max_file_size: u64,
@@ -154,6 +158,7 @@ pub fn options(args: &BundleArgs) -> anyhow::Result<ApplyOptions> {
         },
         // The directory read: `read_repo` sets it.
         root: None,
+        helm: Some(args.helm.clone()),
     })
 }
 

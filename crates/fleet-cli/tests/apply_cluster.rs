@@ -196,3 +196,71 @@ async fn target_reads_live_clusters_and_deploy_installs_the_release() {
         Some("world")
     );
 }
+
+/// A chart whose dependency lives in a Helm repository: `fleet apply` fetches it into the
+/// Bundle (`Chart.lock` and `charts/<dep>-<version>.tgz`), as Fleet's reader does, so no
+/// downstream cluster needs the repository; `disableDependencyUpdate` leaves it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_dependencies_are_fetched_into_the_bundle() {
+    let repo = fleet_testkit::helm_repo::HelmRepoDir::new().expect("helm repo");
+    let files = fleet_testkit::file_server::FileServer::start(&repo.root())
+        .await
+        .expect("file server");
+    let url = format!("http://{}", files.address());
+    repo.publish(
+        "redis",
+        "1.2.3",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: redis\n",
+        )],
+        &url,
+    )
+    .expect("publish");
+    let chart = format!(
+        "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- name: redis\n  version: 1.2.3\n  repository: {url}\n"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        &[
+            ("app/Chart.yaml", chart.as_str()),
+            (
+                "app/templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+            ),
+            ("off/Chart.yaml", chart.as_str()),
+            ("off/fleet.yaml", "helm:\n  disableDependencyUpdate: true\n"),
+        ],
+    );
+    let helm = fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm).expect("helm");
+    let run = |path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_fleet"))
+            .current_dir(dir.path())
+            .env("FLEET_HELM", &helm)
+            .args(["apply", "-o", "-", "r", path])
+            .output()
+            .expect("fleet runs")
+    };
+    let fetched = run("app");
+    let stdout = String::from_utf8_lossy(&fetched.stdout);
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    assert!(stdout.contains("name: charts/redis-1.2.3.tgz"), "{stdout}");
+    assert!(stdout.contains("name: Chart.lock"), "{stdout}");
+    assert!(
+        !dir.path().join("app/charts").exists(),
+        "the repository is left as it is"
+    );
+    let left = run("off");
+    let stdout = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        left.status.success(),
+        "{}",
+        String::from_utf8_lossy(&left.stderr)
+    );
+    assert!(!stdout.contains("charts/redis"), "{stdout}");
+}

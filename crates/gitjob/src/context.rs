@@ -35,6 +35,8 @@ pub struct Settings {
     pub concurrent_git: usize,
     /// How much of a repository is read (per file, per bundle), checked before reading.
     pub limits: SizeLimits,
+    /// The helm that fetches chart dependencies into the Bundles (none: the agent does).
+    pub helm: Option<PathBuf>,
 }
 
 /// What the reconciler shares across GitRepos during one leadership term.

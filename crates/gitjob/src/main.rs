@@ -64,6 +64,11 @@ struct Args {
     /// The largest file read from a repository, in bytes (checked before reading it).
     #[arg(long, env = "GITJOB_MAX_FILE_SIZE", default_value_t = SizeLimits::DEFAULT_FILE)]
     max_file_size: u64,
+    /// The helm binary that fetches a chart's dependencies into its Bundle, as Fleet's reader
+    /// does (so downstream clusters need no access to their repositories); without it the
+    /// agent fetches them when it installs the chart.
+    #[arg(long, env = "FLEET_HELM")]
+    helm: Option<PathBuf>,
     /// The most bytes the files of one bundle may add up to.
     #[arg(long, env = "GITJOB_MAX_BUNDLE_SIZE", default_value_t = SizeLimits::DEFAULT_BUNDLE)]
     max_bundle_size: u64,
@@ -82,6 +87,7 @@ impl Args {
                 file: self.max_file_size,
                 bundle: self.max_bundle_size,
             },
+            helm: self.helm.clone(),
         }
     }
 }

@@ -70,6 +70,7 @@ pub(crate) async fn sync(
 
     let mut opts = apply_options(gitrepo, commit);
     opts.limits = ctx.settings.limits;
+    opts.helm.clone_from(&ctx.settings.helm);
     opts.allowed_target_namespace_selector = allowed_target_namespaces;
     let scan = scan(&gitrepo.spec);
     let wanted = commit.to_owned();
@@ -182,6 +183,8 @@ pub fn apply_options(gitrepo: &GitRepo, commit: &str) -> ApplyOptions {
         limits: SizeLimits::default(),
         // The checkout: `read_repo` sets it (values files never come from outside it).
         root: None,
+        // gitjob's `--helm`.
+        helm: None,
     }
 }
 
