@@ -66,6 +66,15 @@ pub fn helm_release_name(input: &str) -> String {
     limit(cleaned, MAX_RELEASE_NAME_LEN)
 }
 
+/// Where a chart downloaded when its Bundle was built lives among the Bundle's resources:
+/// `.chart/<sha256 of "chart:repo:version">`, as Fleet's reader names it (`checksum`).
+pub fn embedded_chart_dir(chart: &str, repo: &str, version: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(format!("{chart}:{repo}:{version}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!(".chart/{hex}")
+}
+
 /// Fleet's `KeyHash`: the first 12 hex digits of the SHA-256 of (at most the first 100
 /// bytes of) `s`.
 pub fn key_hash(s: &str) -> String {

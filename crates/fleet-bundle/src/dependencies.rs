@@ -133,21 +133,31 @@ fn fetched(chart: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     if lock.is_file() {
         found.push(("Chart.lock".to_owned(), std::fs::read(&lock)?));
     }
-    let mut pending: Vec<PathBuf> = vec![chart.join("charts")];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
+    let charts = chart.join("charts");
+    if charts.is_dir() {
+        for (relative, content) in files_below(&charts)? {
+            found.push((format!("charts/{relative}"), content));
+        }
+    }
+    Ok(found)
+}
+
+/// Every file below `dir`, with its path relative to `dir` (`/`-separated).
+pub(crate) fn files_below(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut found = Vec::new();
+    let mut pending: Vec<PathBuf> = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current)? {
             let path = entry?.path();
             if path.is_dir() {
                 pending.push(path);
-            } else if let Ok(relative) = path.strip_prefix(chart) {
+            } else if let Ok(relative) = path.strip_prefix(dir) {
                 let relative = relative.to_string_lossy().replace('\\', "/");
                 found.push((relative, std::fs::read(&path)?));
             }
         }
     }
+    found.sort();
     Ok(found)
 }
 

@@ -10,8 +10,8 @@
 //!   [`manifests`]: which files are plain manifests, checked when the Bundle is built.
 //!
 //! Nothing here talks to a cluster (`fleet_runtime::bundle_store` writes the Bundles); the one
-//! program it runs is helm, to fetch chart dependencies into a Bundle when given one
-//! ([`dependencies`]).
+//! program it runs is helm, to download charts ([`remote_charts`]) and chart dependencies
+//! ([`dependencies`]) into a Bundle, when given one.
 
 pub mod dependencies;
 pub mod discovery;
@@ -19,6 +19,7 @@ pub mod files;
 pub mod glob;
 pub mod manifests;
 pub mod read;
+pub mod remote_charts;
 pub mod repo;
 #[cfg(test)]
 mod testutil;

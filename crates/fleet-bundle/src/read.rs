@@ -93,6 +93,8 @@ pub enum BundleError {
     ValuesFile(#[from] ValuesFileError),
     #[error(transparent)]
     Dependencies(#[from] crate::dependencies::DependencyError),
+    #[error(transparent)]
+    ChartDownload(#[from] crate::remote_charts::ChartDownloadError),
     #[error("compressing {name}: {source}")]
     Compress {
         name: String,
@@ -136,8 +138,11 @@ pub fn read_bundle(
         .helm
         .as_ref()
         .is_some_and(|h| h.disable_dependency_update);
-    if let Some(helm) = opts.helm.as_deref().filter(|_| !disabled) {
-        crate::dependencies::update(&mut files, helm)?;
+    if let Some(helm) = opts.helm.as_deref() {
+        crate::remote_charts::embed(&bundle.spec, &mut files, helm)?;
+        if !disabled {
+            crate::dependencies::update(&mut files, helm)?;
+        }
     }
     let boundary = opts.root.as_deref().unwrap_or(dir);
     values_files::fold(&mut bundle.spec, dir, boundary, &opts.limits)?;

@@ -264,3 +264,68 @@ async fn chart_dependencies_are_fetched_into_the_bundle() {
     );
     assert!(!stdout.contains("charts/redis"), "{stdout}");
 }
+
+/// A chart from a Helm repository (`helm.repo` + `helm.chart`) is downloaded into the Bundle
+/// when it is built, as Fleet's reader does: what the agent renders comes from the Bundle,
+/// with the repository gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_charts_are_embedded_in_the_bundle() {
+    let repo = fleet_testkit::helm_repo::HelmRepoDir::new().expect("helm repo");
+    let files = fleet_testkit::file_server::FileServer::start(&repo.root())
+        .await
+        .expect("file server");
+    let url = format!("http://{}", files.address());
+    repo.publish(
+        "web",
+        "2.0.0",
+        &[(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-the-repo\n",
+        )],
+        &url,
+    )
+    .expect("publish");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet_yaml = format!("helm:\n  repo: {url}\n  chart: web\n  version: 2.0.0\n");
+    write(dir.path(), &[("app/fleet.yaml", fleet_yaml.as_str())]);
+    std::fs::write(
+        dir.path().join("clusters.yaml"),
+        "apiVersion: fleet.cattle.io/v1alpha1\nkind: Cluster\nmetadata: {name: c1, namespace: fleet-local}\nspec: {}\n---\napiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\nmetadata: {name: default, namespace: fleet-local}\nspec: {selector: {}}\n",
+    )
+    .expect("clusters");
+    let helm = fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm).expect("helm");
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_fleet"))
+            .current_dir(dir.path())
+            .env("FLEET_HELM", &helm)
+            .args(args)
+            .output()
+            .expect("fleet runs");
+        assert!(
+            output.status.success(),
+            "fleet {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let bundle = run(&["apply", "-o", "bundle.yaml", "r", "app"]);
+    assert!(bundle.is_empty());
+    let written = std::fs::read_to_string(dir.path().join("bundle.yaml")).expect("bundle");
+    let written: Bundle = serde_saphyr::from_str(&written).expect("a Bundle");
+    let embedded = fleet_api::naming::embedded_chart_dir("web", &url, "2.0.0");
+    let names: Vec<String> = written
+        .spec
+        .resources
+        .iter()
+        .filter_map(|r| r.name.clone())
+        .collect();
+    assert!(
+        names.contains(&format!("{embedded}/web/Chart.yaml")),
+        "{names:?}"
+    );
+    let targets = run(&["target", "-b", "bundle.yaml", "--clusters", "clusters.yaml"]);
+    std::fs::write(dir.path().join("targets.yaml"), targets).expect("targets");
+    drop(files);
+    let rendered = run(&["deploy", "--dry-run", "-i", "targets.yaml"]);
+    assert!(rendered.contains("name: from-the-repo"), "{rendered}");
+}

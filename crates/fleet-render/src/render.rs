@@ -92,6 +92,10 @@ pub fn style(files: &Files, options: &BundleDeploymentOptions) -> Result<Style, 
         if files.contains_key(&join(dir, "Chart.yaml")) {
             return Ok(Style::LocalChart(dir.to_owned()));
         }
+        let repo = helm.and_then(|h| h.repo.as_deref()).unwrap_or_default();
+        if let Some(embedded) = embedded_chart(files, chart, repo, version.as_deref()) {
+            return Ok(Style::LocalChart(embedded));
+        }
         if let Some(repo) = helm.and_then(|h| h.repo.clone()).filter(|r| !r.is_empty()) {
             return Ok(Style::RepoChart {
                 repo,
@@ -329,6 +333,18 @@ fn run(tool: &str, mut cmd: Command) -> Result<String, RenderError> {
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The directory of the chart downloaded into the Bundle when it was built (below
+/// `fleet_api::naming::embedded_chart_dir`), if it was.
+fn embedded_chart(files: &Files, chart: &str, repo: &str, version: Option<&str>) -> Option<String> {
+    let prefix = fleet_api::naming::embedded_chart_dir(chart, repo, version.unwrap_or_default());
+    files.keys().find_map(|path| {
+        let dir = path
+            .strip_prefix(&format!("{prefix}/"))?
+            .strip_suffix("/Chart.yaml")?;
+        (!dir.contains('/')).then(|| format!("{prefix}/{dir}"))
+    })
 }
 
 fn join(dir: &str, file: &str) -> String {
