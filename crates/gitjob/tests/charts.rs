@@ -1,0 +1,74 @@
+//! gitjob downloads a GitRepo's repository charts into its Bundles when given `--helm`, as
+//! Fleet's reader does: the chart's files are in the Bundle; a download that fails is the
+//! GitRepo's `Stalled` condition, and the last Bundle stays.
+
+mod support;
+
+use fleet_testkit::binaries::{Tool, ensure};
+use fleet_testkit::file_server::FileServer;
+use fleet_testkit::git::GitRepoFixture;
+use fleet_testkit::helm_repo::HelmRepoDir;
+use fleet_testkit::wait_for;
+use kube::api::PostParams;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_charts_are_downloaded_into_the_bundle_and_failures_stall() {
+    let plane = plane().await;
+    let client = plane.client();
+    let helm_repo = HelmRepoDir::new().expect("helm repo");
+    let server = FileServer::start(&helm_repo.root())
+        .await
+        .expect("file server");
+    let url = format!("http://{}", server.address());
+    helm_repo
+        .publish("web", "1.0.0", &[("cm.yaml", &configmap("web"))], &url)
+        .expect("publish");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let fleet_yaml =
+        |version: &str| format!("helm:\n  repo: {url}\n  chart: web\n  version: {version}\n");
+    repo.commit_files("chart", &[("app/fleet.yaml", &fleet_yaml("1.0.0"))])
+        .expect("commit");
+    let work = tempfile::tempdir().expect("tempdir");
+    let helm = ensure(Tool::Helm).expect("helm").display().to_string();
+    let gitjob = Gitjob::start_with(&plane, "gitjob-0", work.path(), &["--helm", &helm]);
+    gitrepos(&client)
+        .create(
+            &PostParams::default(),
+            &gitrepo(&format!(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: charts\nspec:\n  repo: {}\n  pollingInterval: 1s\n  paths: [app]\n",
+                repo.file_url()
+            )),
+        )
+        .await
+        .expect("gitrepo");
+    let embedded = fleet_api::naming::embedded_chart_dir("web", &url, "1.0.0");
+    let chart_file = format!("{embedded}/web/Chart.yaml");
+    let bundle = wait_for(&bundles(&client), "charts-app", WAIT, |b| {
+        b.spec
+            .resources
+            .iter()
+            .any(|r| r.name.as_deref() == Some(chart_file.as_str()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    let first_commit = commit_of(&bundle).map(str::to_owned);
+
+    // A version the repository does not have: the GitRepo stalls naming the chart.
+    repo.commit_files(
+        "missing version",
+        &[("app/fleet.yaml", &fleet_yaml("9.9.9"))],
+    )
+    .expect("commit");
+    wait_for(&gitrepos(&client), "charts", WAIT, |g| {
+        stalled_message(g).is_some_and(|m| m.contains("downloading chart web"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    let kept = bundles(&client).get("charts-app").await.expect("bundle");
+    assert_eq!(
+        commit_of(&kept).map(str::to_owned),
+        first_commit,
+        "the last Bundle stays"
+    );
+}
