@@ -61,9 +61,10 @@ pub(crate) async fn sync(
     }
     let fetching = source.clone();
     let wanted = commit.to_owned();
+    let fetch_root = cache_root.clone();
     let repo_path = ctx
         .git(&source.url, move |cancel| {
-            git::fetch(&cache_root, &fetching, &wanted, cancel)
+            git::fetch_with_submodules(&fetch_root, &fetching, &wanted, cancel)
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -76,10 +77,19 @@ pub(crate) async fn sync(
     let wanted = commit.to_owned();
     let bundle_namespace = namespace.clone();
     let repo_name = name.clone();
+    let url = source.url.clone();
     let bundles = tokio::task::spawn_blocking(move || {
         let tree = tempfile::tempdir_in(&checkouts).map_err(|e| format!("checkout: {e}"))?;
-        git::export(&repo_path, &wanted, tree.path(), opts.limits.file)
-            .map_err(|e| e.to_string())?;
+        let max_blob = opts.limits.file;
+        git::export_with_submodules(
+            &cache_root,
+            &repo_path,
+            &url,
+            &wanted,
+            tree.path(),
+            max_blob,
+        )
+        .map_err(|e| e.to_string())?;
         let bundles = read_repo(&repo_name, &bundle_namespace, tree.path(), "", &scan, &opts)
             .map_err(|e| e.to_string())?;
         Ok::<_, String>((bundles, unmatched_paths(tree.path(), &scan)))
