@@ -199,6 +199,10 @@ pub struct HelmOptions {
     /// Do not process templates in values.
     #[serde(default, skip_serializing_if = "is_false")]
     pub disable_pre_process: bool,
+    /// Values rendered per cluster from Go templates (`${ }` delimiters, sprig functions),
+    /// each parsed as YAML and set over `values` under its key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub template_values: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "is_false", rename = "disableDNS")]
     pub disable_dns: bool,
     #[serde(default, skip_serializing_if = "is_false")]

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use crate::target::{ClusterInfo, GroupInfo, SelectorError, match_cluster, selector_matches};
-use crate::values::{TemplateError, cluster_values};
+use crate::values::{TemplateError, ValueTemplates, cluster_values};
 use base64::Engine as _;
 use fleet_api::labels::{
     BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, FLEET_LABEL_PREFIX, MANAGED,
@@ -139,15 +139,22 @@ pub fn desired(bundle: &Bundle, candidates: &[Candidate]) -> Result<Desired, Tar
             continue;
         };
         let mut options = found.options;
-        if let Some(helm) = options.helm.as_mut()
-            && let Some(values) = helm.values.as_ref()
-        {
-            helm.values = Some(cluster_values(values, &candidate.info).map_err(|source| {
-                TargetError::Template {
-                    cluster: format!("{}/{}", candidate.info.namespace, candidate.info.name),
-                    source,
-                }
-            })?);
+        if let Some(helm) = options.helm.as_mut() {
+            let values = helm.values.clone().unwrap_or_default();
+            if !values.is_empty() || !helm.template_values.is_empty() {
+                let templates = ValueTemplates {
+                    values: &values,
+                    template_values: &helm.template_values,
+                    disable_pre_process: helm.disable_pre_process,
+                };
+                let templated = cluster_values(templates, &candidate.info).map_err(|source| {
+                    TargetError::Template {
+                        cluster: format!("{}/{}", candidate.info.namespace, candidate.info.name),
+                        source,
+                    }
+                })?;
+                helm.values = Some(templated);
+            }
         }
         let id = format!(
             "{manifest}:{}",

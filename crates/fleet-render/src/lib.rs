@@ -13,6 +13,7 @@ pub mod overlay;
 pub mod render;
 pub mod rollout;
 pub mod target;
+pub mod template;
 pub mod values;
 
 /// A bundle's files: path (relative to the bundle, `/`-separated) → content.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::Files;
 use crate::overlay::{OverlayError, apply_overlays};
 use crate::target::ClusterInfo;
-use crate::values::{TemplateError, cluster_values};
+use crate::values::{TemplateError, ValueTemplates, cluster_values};
 
 /// The helm and kustomize binaries to run.
 #[derive(Debug, Clone)]
@@ -272,7 +272,16 @@ pub fn chart_args(cmd: &mut Command, style: &Style, bundle_dir: &Path) {
 /// `helm.values` templated for the cluster (`fleet test`; the controller templates
 /// `helm.values` itself, so the agent uses [`helm_values`]).
 pub fn values(input: &Input<'_>) -> Result<Map<String, Value>, RenderError> {
-    Ok(cluster_values(&helm_values(input), input.cluster)?)
+    let values = helm_values(input);
+    let Some(helm) = input.options.helm.as_ref() else {
+        return Ok(values);
+    };
+    let templates = ValueTemplates {
+        values: &values,
+        template_values: &helm.template_values,
+        disable_pre_process: helm.disable_pre_process,
+    };
+    Ok(cluster_values(templates, input.cluster)?)
 }
 
 /// `helm.values` as the BundleDeployment carries them: the values files were merged into them
