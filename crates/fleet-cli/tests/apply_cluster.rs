@@ -94,24 +94,55 @@ async fn apply_creates_updates_and_prunes_bundles() {
     assert!(log.contains("repo-apps-b deleted"), "{log}");
 }
 
-/// `fleet` with `args` in `dir`, against `plane`; its standard output.
-fn fleet_on(plane: &ControlPlane, dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_fleet"))
-        .current_dir(dir)
-        .env("KUBECONFIG", plane.kubeconfig_path())
-        .env(
-            "FLEET_HELM",
-            fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm).expect("helm"),
-        )
-        .args(args)
-        .output()
-        .expect("fleet runs");
+/// `fleet args` in `dir` with the pinned helm (and `kubeconfig`, if any).
+fn fleet_in(dir: &Path, kubeconfig: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleet"));
+    command.current_dir(dir).env(
+        "FLEET_HELM",
+        fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm).expect("helm"),
+    );
+    if let Some(kubeconfig) = kubeconfig {
+        command.env("KUBECONFIG", kubeconfig);
+    }
+    command.args(args).output().expect("fleet runs")
+}
+
+/// The standard output of `fleet args` in `dir`, which must succeed.
+fn fleet_ok(dir: &Path, kubeconfig: Option<&Path>, args: &[&str]) -> String {
+    let output = fleet_in(dir, kubeconfig, args);
     assert!(
         output.status.success(),
         "fleet {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `fleet args` in `dir` against `plane`; its standard output.
+fn fleet_on(plane: &ControlPlane, dir: &Path, args: &[&str]) -> String {
+    fleet_ok(dir, Some(plane.kubeconfig_path()), args)
+}
+
+/// A served Helm repository with chart `name` at `version` holding one ConfigMap named
+/// `configmap`: the repository, its server (stopped on drop) and its URL.
+async fn served_chart(
+    name: &str,
+    version: &str,
+    configmap: &str,
+) -> (
+    fleet_testkit::helm_repo::HelmRepoDir,
+    fleet_testkit::file_server::FileServer,
+    String,
+) {
+    let repo = fleet_testkit::helm_repo::HelmRepoDir::new().expect("helm repo");
+    let server = fleet_testkit::file_server::FileServer::start(&repo.root())
+        .await
+        .expect("file server");
+    let url = format!("http://{}", server.address());
+    let template = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {configmap}\n");
+    repo.publish(name, version, &[("cm.yaml", &template)], &url)
+        .expect("publish");
+    (repo, server, url)
 }
 
 /// Fleet's `fleet target -b` reads the Clusters of the Bundle's namespace from the cluster of
@@ -202,21 +233,7 @@ async fn target_reads_live_clusters_and_deploy_installs_the_release() {
 /// downstream cluster needs the repository; `disableDependencyUpdate` leaves it out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_dependencies_are_fetched_into_the_bundle() {
-    let repo = fleet_testkit::helm_repo::HelmRepoDir::new().expect("helm repo");
-    let files = fleet_testkit::file_server::FileServer::start(&repo.root())
-        .await
-        .expect("file server");
-    let url = format!("http://{}", files.address());
-    repo.publish(
-        "redis",
-        "1.2.3",
-        &[(
-            "cm.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: redis\n",
-        )],
-        &url,
-    )
-    .expect("publish");
+    let (_repo, _server, url) = served_chart("redis", "1.2.3", "redis").await;
     let chart = format!(
         "apiVersion: v2\nname: app\nversion: 0.1.0\ndependencies:\n- name: redis\n  version: 1.2.3\n  repository: {url}\n"
     );
@@ -233,15 +250,7 @@ async fn chart_dependencies_are_fetched_into_the_bundle() {
             ("off/fleet.yaml", "helm:\n  disableDependencyUpdate: true\n"),
         ],
     );
-    let helm = fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm).expect("helm");
-    let run = |path: &str| {
-        Command::new(env!("CARGO_BIN_EXE_fleet"))
-            .current_dir(dir.path())
-            .env("FLEET_HELM", &helm)
-            .args(["apply", "-o", "-", "r", path])
-            .output()
-            .expect("fleet runs")
-    };
+    let run = |path: &str| fleet_in(dir.path(), None, &["apply", "-o", "-", "r", path]);
     let fetched = run("app");
     let stdout = String::from_utf8_lossy(&fetched.stdout);
     assert!(
@@ -270,21 +279,7 @@ async fn chart_dependencies_are_fetched_into_the_bundle() {
 /// with the repository gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_charts_are_embedded_in_the_bundle() {
-    let repo = fleet_testkit::helm_repo::HelmRepoDir::new().expect("helm repo");
-    let files = fleet_testkit::file_server::FileServer::start(&repo.root())
-        .await
-        .expect("file server");
-    let url = format!("http://{}", files.address());
-    repo.publish(
-        "web",
-        "2.0.0",
-        &[(
-            "cm.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-the-repo\n",
-        )],
-        &url,
-    )
-    .expect("publish");
+    let (_repo, files, url) = served_chart("web", "2.0.0", "from-the-repo").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let fleet_yaml = format!("helm:\n  repo: {url}\n  chart: web\n  version: 2.0.0\n");
     write(dir.path(), &[("app/fleet.yaml", fleet_yaml.as_str())]);
@@ -293,21 +288,7 @@ async fn repository_charts_are_embedded_in_the_bundle() {
         "apiVersion: fleet.cattle.io/v1alpha1\nkind: Cluster\nmetadata: {name: c1, namespace: fleet-local}\nspec: {}\n---\napiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\nmetadata: {name: default, namespace: fleet-local}\nspec: {selector: {}}\n",
     )
     .expect("clusters");
-    let helm = fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm).expect("helm");
-    let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_fleet"))
-            .current_dir(dir.path())
-            .env("FLEET_HELM", &helm)
-            .args(args)
-            .output()
-            .expect("fleet runs");
-        assert!(
-            output.status.success(),
-            "fleet {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let run = |args: &[&str]| fleet_ok(dir.path(), None, args);
     let bundle = run(&["apply", "-o", "bundle.yaml", "r", "app"]);
     assert!(bundle.is_empty());
     let written = std::fs::read_to_string(dir.path().join("bundle.yaml")).expect("bundle");
