@@ -23,7 +23,6 @@ use fleet_render::target::ClusterInfo;
 use fleet_runtime::events::Events;
 use fleet_runtime::{Runtime, RuntimeArgs, WriteGate, Writer};
 use kube::Api;
-use kube::runtime::{Controller, controller, watcher};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -232,18 +231,9 @@ impl Agent {
             writer,
             events: Events::new(upstream.clone(), EVENTS_CONTROLLER),
         });
-        let deployments = Controller::new(
-            Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
-            watcher::Config::default(),
-        )
-        .with_config(controller::Config::default().concurrency(args.workers))
-        .graceful_shutdown_on(leadership.stopped())
-        .run(
-            reconciles.observe("bundledeployment-deploy", deploy::reconcile),
-            deploy::error_policy,
-            ctx,
-        );
-        futures::join!(heartbeat, fleet_runtime::drain_controller(deployments));
+        let api = Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace);
+        let deployments = deploy::run(ctx, api, args.workers, reconciles, leadership.stopped());
+        futures::join!(heartbeat, deployments);
     }
 
     /// The monitoring role: readiness and drift of every deployed release, reported upstream.
@@ -268,17 +258,7 @@ impl Agent {
             writer,
             drift_interval: args.drift_interval,
         });
-        let scans = Controller::new(
-            Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
-            watcher::Config::default(),
-        )
-        .with_config(controller::Config::default().concurrency(args.workers))
-        .graceful_shutdown_on(leadership.stopped())
-        .run(
-            reconciles.observe("bundledeployment-monitor", monitor::reconcile),
-            monitor::error_policy,
-            ctx,
-        );
-        fleet_runtime::drain_controller(scans).await;
+        let api = Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace);
+        monitor::run(ctx, api, args.workers, reconciles, leadership.stopped()).await;
     }
 }

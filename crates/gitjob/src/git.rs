@@ -207,12 +207,8 @@ pub fn export(repo_path: &Path, commit: &str, dest: &Path, max_blob: u64) -> Res
         path: repo_path.to_owned(),
         message,
     };
-    let repo = Repository::open_bare(repo_path).map_err(|e| cache_error(e.message().to_owned()))?;
-    let oid = Oid::from_str(commit).map_err(|e| cache_error(e.message().to_owned()))?;
-    let tree = repo
-        .find_commit(oid)
-        .and_then(|c| c.tree())
-        .map_err(|e| cache_error(e.message().to_owned()))?;
+    let repo = open_cache(repo_path)?;
+    let tree = commit_tree(&repo, repo_path, commit)?;
     let odb = repo
         .odb()
         .map_err(|e| cache_error(e.message().to_owned()))?;
@@ -251,6 +247,29 @@ pub fn export(repo_path: &Path, commit: &str, dest: &Path, max_blob: u64) -> Res
         Some(message) => Err(cache_error(message)),
         None => Ok(()),
     }
+}
+
+/// The bare cache repository at `repo_path`.
+fn open_cache(repo_path: &Path) -> Result<Repository, GitError> {
+    Repository::open_bare(repo_path).map_err(|e| GitError::Cache {
+        path: repo_path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+/// The tree of `commit` in `repo` (the cache at `repo_path`).
+fn commit_tree<'r>(
+    repo: &'r Repository,
+    repo_path: &Path,
+    commit: &str,
+) -> Result<git2::Tree<'r>, GitError> {
+    Oid::from_str(commit)
+        .and_then(|oid| repo.find_commit(oid))
+        .and_then(|c| c.tree())
+        .map_err(|e| GitError::Cache {
+            path: repo_path.to_owned(),
+            message: e.message().to_owned(),
+        })
 }
 
 /// A submodule of a commit: where it goes, its repository and its commit.
@@ -333,12 +352,8 @@ pub fn submodules(repo_path: &Path, commit: &str, url: &str) -> Result<Vec<Submo
         path: repo_path.to_owned(),
         message,
     };
-    let repo = Repository::open_bare(repo_path).map_err(|e| cache_error(e.message().to_owned()))?;
-    let oid = Oid::from_str(commit).map_err(|e| cache_error(e.message().to_owned()))?;
-    let tree = repo
-        .find_commit(oid)
-        .and_then(|c| c.tree())
-        .map_err(|e| cache_error(e.message().to_owned()))?;
+    let repo = open_cache(repo_path)?;
+    let tree = commit_tree(&repo, repo_path, commit)?;
     let mut links = Vec::new();
     tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
         if entry.filemode() == 0o160000
