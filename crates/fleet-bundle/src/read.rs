@@ -48,9 +48,12 @@ pub struct ApplyOptions {
     /// The repository root: values files may be read from anywhere below it, never above
     /// (default: only below the bundle's own directory).
     pub root: Option<PathBuf>,
-    /// The helm binary that fetches the bundle's chart dependencies into the Bundle (unless
-    /// `helm.disableDependencyUpdate`); none: they are left to the agent.
+    /// The helm binary that fetches the bundle's charts and chart dependencies into the
+    /// Bundle (dependencies unless `helm.disableDependencyUpdate`); none: they are left to
+    /// the agent.
     pub helm: Option<PathBuf>,
+    /// How those charts are downloaded (credentials, TLS).
+    pub chart_access: crate::remote_charts::ChartAccess,
 }
 
 /// The GitRepo's targets as `fleet apply --targets-file` receives them.
@@ -139,7 +142,7 @@ pub fn read_bundle(
         .as_ref()
         .is_some_and(|h| h.disable_dependency_update);
     if let Some(helm) = opts.helm.as_deref() {
-        crate::remote_charts::embed(&bundle.spec, &mut files, helm)?;
+        crate::remote_charts::embed(&bundle.spec, &mut files, helm, &opts.chart_access)?;
         if !disabled {
             crate::dependencies::update(&mut files, helm)?;
         }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use fleet_api::naming::embedded_chart_dir;
-use fleet_api::{BundleSpec, HelmOptions};
+use fleet_api::{BundleSpec, HelmOptions, HelmRepoAccess};
 
 use crate::files::Files;
 
@@ -51,8 +51,35 @@ pub fn charts(spec: &BundleSpec) -> Vec<(String, String, String)> {
     found
 }
 
+/// How charts are downloaded: the Helm repository access (credentials used only for URLs
+/// `url_regex` matches, as Fleet's `helmRepoURLRegex`; CA and TLS settings always), and
+/// plain HTTP for OCI registries.
+#[derive(Debug, Clone, Default)]
+pub struct ChartAccess {
+    pub access: HelmRepoAccess,
+    pub url_regex: Option<String>,
+    pub plain_http: bool,
+}
+
+/// Whether credentials go with a request for `repo` (or `chart`, without a repo): only when
+/// `regex` is set and matches from the start of the URL (Fleet's `shouldAddAuthToRequest`).
+pub fn credentials_apply(regex: Option<&str>, repo: &str, chart: &str) -> Result<bool, String> {
+    let Some(regex) = regex.filter(|r| !r.is_empty()) else {
+        return Ok(false);
+    };
+    regex::Regex::new(regex).map_err(|e| format!("helmRepoURLRegex {regex:?}: {e}"))?;
+    let anchored = regex::Regex::new(&format!("^(?:{regex})"))
+        .map_err(|e| format!("helmRepoURLRegex {regex:?}: {e}"))?;
+    Ok(anchored.is_match(if repo.is_empty() { chart } else { repo }))
+}
+
 /// Downloads every remote chart of `spec` with `helm` into `files`.
-pub fn embed(spec: &BundleSpec, files: &mut Files, helm: &Path) -> Result<(), ChartDownloadError> {
+pub fn embed(
+    spec: &BundleSpec,
+    files: &mut Files,
+    helm: &Path,
+    access: &ChartAccess,
+) -> Result<(), ChartDownloadError> {
     for (chart, repo, version) in charts(spec) {
         let error = |message: String| ChartDownloadError {
             chart: chart.clone(),
@@ -60,47 +87,231 @@ pub fn embed(spec: &BundleSpec, files: &mut Files, helm: &Path) -> Result<(), Ch
             version: version.clone(),
             message,
         };
+        let with_credentials =
+            credentials_apply(access.url_regex.as_deref(), &repo, &chart).map_err(error)?;
         let work = tempfile::tempdir().map_err(|e| error(e.to_string()))?;
         let untar = work.path().join("chart");
-        let mut command = Command::new(helm);
-        command
-            .args(["pull", &chart, "--untar", "--untardir"])
-            .arg(&untar);
-        if !repo.is_empty() {
-            command.args(["--repo", &repo]);
-        }
-        if !version.is_empty() {
-            command.args(["--version", &version]);
-        }
-        for (variable, dir) in [
-            ("HELM_CACHE_HOME", "cache"),
-            ("HELM_CONFIG_HOME", "config"),
-            ("HELM_DATA_HOME", "data"),
-        ] {
-            if std::env::var_os(variable).is_none() {
-                command.env(variable, work.path().join(dir));
-            }
-        }
-        let output = command
-            .output()
-            .map_err(|e| error(format!("running {}: {e}", helm.display())))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(error(
-                stderr
-                    .trim()
-                    .lines()
-                    .last()
-                    .unwrap_or("helm pull failed")
-                    .to_owned(),
-            ));
-        }
+        let pull = Pull {
+            helm,
+            work: work.path(),
+            access,
+            with_credentials,
+        };
+        pull.run(&chart, &repo, &version, &untar).map_err(error)?;
         let prefix = embedded_chart_dir(&chart, &repo, &version);
-        for (relative, content) in
-            crate::dependencies::files_below(&untar).map_err(|e| error(e.to_string()))?
-        {
+        let fetched = crate::dependencies::files_below(&untar).map_err(|e| error(e.to_string()))?;
+        for (relative, content) in fetched {
             files.insert(format!("{prefix}/{relative}"), content);
         }
     }
     Ok(())
+}
+
+/// One `helm pull` in a scratch directory of its own.
+struct Pull<'a> {
+    helm: &'a Path,
+    work: &'a Path,
+    access: &'a ChartAccess,
+    with_credentials: bool,
+}
+
+impl Pull<'_> {
+    /// A helm command with its own configuration, cache and registry login (credentials
+    /// never go on a command line, where other processes could read them).
+    fn helm(&self) -> Command {
+        let mut command = Command::new(self.helm);
+        let private = self.with_credentials;
+        for (variable, dir) in [
+            ("HELM_CACHE_HOME", "cache"),
+            ("HELM_CONFIG_HOME", "config"),
+            ("HELM_DATA_HOME", "data"),
+            ("HELM_REGISTRY_CONFIG", "registry.json"),
+        ] {
+            if private || std::env::var_os(variable).is_none() {
+                command.env(variable, self.work.join(dir));
+            }
+        }
+        command
+    }
+
+    fn run(&self, chart: &str, repo: &str, version: &str, untar: &Path) -> Result<(), String> {
+        let access = &self.access.access;
+        let ca_file = match &access.ca_bundle {
+            Some(pem) => {
+                let path = self.work.join("ca.pem");
+                std::fs::write(&path, pem).map_err(|e| e.to_string())?;
+                Some(path)
+            }
+            None => None,
+        };
+        let credentials = match (&access.username, &access.password) {
+            (Some(user), Some(password)) if self.with_credentials => Some((user, password)),
+            _ => None,
+        };
+        let mut target = vec![chart.to_owned()];
+        let mut tls: Vec<String> = Vec::new();
+        if let Some(path) = &ca_file {
+            tls.extend(["--ca-file".to_owned(), path.display().to_string()]);
+        }
+        if access.insecure_skip_tls_verify {
+            tls.push("--insecure-skip-tls-verify".to_owned());
+        }
+        match credentials {
+            Some((user, password)) if !chart.starts_with("oci://") && !repo.is_empty() => {
+                self.add_repository(repo, user, password, ca_file.as_deref())?;
+                target = vec![format!("{REPOSITORY}/{chart}")];
+            }
+            Some((user, password)) if chart.starts_with("oci://") => {
+                self.registry_login(chart, user, password, &tls)?;
+            }
+            _ if !repo.is_empty() => target.extend(["--repo".to_owned(), repo.to_owned()]),
+            _ => {}
+        }
+        let mut command = self.helm();
+        command
+            .arg("pull")
+            .args(&target)
+            .args(["--untar", "--untardir"])
+            .arg(untar)
+            .args(&tls);
+        if !version.is_empty() {
+            command.args(["--version", version]);
+        }
+        if self.access.plain_http && chart.starts_with("oci://") {
+            command.arg("--plain-http");
+        }
+        run(command)
+    }
+
+    /// A repository entry with the credentials in helm's `repositories.yaml`, and its index.
+    fn add_repository(
+        &self,
+        repo: &str,
+        user: &str,
+        password: &str,
+        ca_file: Option<&Path>,
+    ) -> Result<(), String> {
+        let config = self.work.join("config");
+        std::fs::create_dir_all(&config).map_err(|e| e.to_string())?;
+        let entry = serde_json::json!({
+            "name": REPOSITORY,
+            "url": repo,
+            "username": user,
+            "password": password,
+            "caFile": ca_file.map(|p| p.display().to_string()).unwrap_or_default(),
+            "insecure_skip_tls_verify": self.access.access.insecure_skip_tls_verify,
+        });
+        let file = serde_json::json!({"apiVersion": "", "repositories": [entry]});
+        std::fs::write(config.join("repositories.yaml"), file.to_string())
+            .map_err(|e| e.to_string())?;
+        let mut update = self.helm();
+        update.args(["repo", "update", REPOSITORY]);
+        run(update)
+    }
+
+    /// `helm registry login` with the password on standard input.
+    fn registry_login(
+        &self,
+        chart: &str,
+        user: &str,
+        password: &str,
+        tls: &[String],
+    ) -> Result<(), String> {
+        use std::io::Write as _;
+        let host = chart
+            .trim_start_matches("oci://")
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let mut login = self.helm();
+        login
+            .args([
+                "registry",
+                "login",
+                host,
+                "--username",
+                user,
+                "--password-stdin",
+            ])
+            .args(tls.iter().filter(|a| *a != "--insecure-skip-tls-verify"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if self.access.access.insecure_skip_tls_verify {
+            login.arg("--insecure");
+        }
+        if self.access.plain_http {
+            login.arg("--plain-http");
+        }
+        let mut child = login.spawn().map_err(|e| e.to_string())?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(password.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        let output = child.wait_with_output().map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(last_line(&output.stderr, "helm registry login failed"))
+        }
+    }
+}
+
+/// The name of the repository entry a pull with credentials uses.
+const REPOSITORY: &str = "fleet-bundle";
+
+fn run(mut command: Command) -> Result<(), String> {
+    let output = command.output().map_err(|e| format!("running helm: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(last_line(&output.stderr, "helm failed"))
+    }
+}
+
+fn last_line(stderr: &[u8], fallback: &str) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    text.trim().lines().last().unwrap_or(fallback).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_go_only_where_the_regex_matches_from_the_start() {
+        // (regex, repo, chart, credentials sent)
+        let cases = [
+            (None, "https://charts.example", "web", false),
+            (Some(""), "https://charts.example", "web", false),
+            (
+                Some("https://charts\\.example"),
+                "https://charts.example",
+                "web",
+                true,
+            ),
+            (
+                Some("https://charts\\.example"),
+                "https://evil/?u=https://charts.example",
+                "web",
+                false,
+            ),
+            (
+                Some("a|https://charts"),
+                "https://charts.example",
+                "web",
+                true,
+            ),
+            (Some("oci://registry"), "", "oci://registry/web", true),
+        ];
+        for (regex, repo, chart, want) in cases {
+            assert_eq!(
+                credentials_apply(regex, repo, chart),
+                Ok(want),
+                "{regex:?} {repo}"
+            );
+        }
+        assert!(credentials_apply(Some("("), "https://x", "c").is_err());
+    }
 }

@@ -85,6 +85,26 @@ pub struct BundleArgs {
     /// `helm.disableDependencyUpdate`), as Fleet's `fleet apply` does.
     #[arg(long, env = "FLEET_HELM", default_value = "helm")]
     helm: PathBuf,
+    /// Basic auth user for Helm repositories (with `--password-file`; sent only where
+    /// `--helm-repo-url-regex` matches).
+    #[arg(long, env = "HELM_USERNAME")]
+    username: Option<String>,
+    /// A file holding the basic auth password for Helm repositories.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// A PEM file of CA certificates trusted for Helm repositories.
+    #[arg(long = "cacerts-file")]
+    cacerts_file: Option<PathBuf>,
+    /// Helm credentials are sent only to repositories whose URL this regex matches from the
+    /// start (none: never, as in Fleet).
+    #[arg(long = "helm-repo-url-regex")]
+    helm_repo_url_regex: Option<String>,
+    /// Skip TLS verification when downloading from Helm repositories.
+    #[arg(long = "helm-insecure-skip-tls")]
+    helm_insecure_skip_tls: bool,
+    /// Plain HTTP to OCI registries when downloading charts.
+    #[arg(long = "helm-basic-http")]
+    helm_basic_http: bool,
     /// The largest file read, in bytes (checked before reading it).
     #[arg(long, default_value_t = fleet_bundle::files::SizeLimits::DEFAULT_FILE)]
     max_file_size: u64,
@@ -159,6 +179,39 @@ pub fn options(args: &BundleArgs) -> anyhow::Result<ApplyOptions> {
         // The directory read: `read_repo` sets it.
         root: None,
         helm: Some(args.helm.clone()),
+        chart_access: chart_access(args)?,
+    })
+}
+
+/// How charts are downloaded into the Bundles: `--username` with `--password-file`,
+/// `--cacerts-file`, `--helm-repo-url-regex`, `--helm-insecure-skip-tls`, `--helm-basic-http`
+/// (Fleet's `addAuthToOpts`: a password file that does not exist is no password).
+fn chart_access(args: &BundleArgs) -> anyhow::Result<fleet_bundle::remote_charts::ChartAccess> {
+    let read = |path: &Option<PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
+        match path {
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+            },
+            None => Ok(None),
+        }
+    };
+    let password = read(&args.password_file)?
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim_end().to_owned());
+    let (username, password) = match (&args.username, password) {
+        (Some(user), Some(password)) => (Some(user.clone()), Some(password)),
+        _ => (None, None),
+    };
+    Ok(fleet_bundle::remote_charts::ChartAccess {
+        access: fleet_api::HelmRepoAccess {
+            username,
+            password,
+            ca_bundle: read(&args.cacerts_file)?,
+            insecure_skip_tls_verify: args.helm_insecure_skip_tls,
+        },
+        url_regex: args.helm_repo_url_regex.clone(),
+        plain_http: args.helm_basic_http,
     })
 }
 

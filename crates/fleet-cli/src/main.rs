@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the Bundles for the paths, as gitjob would; write them to a cluster or as YAML.
-    Apply(apply::ApplyArgs),
+    Apply(Box<apply::ApplyArgs>),
     /// Print the manifests a cluster with these labels, groups and name would receive.
     Test(test_cmd::TestArgs),
     /// Print the Content and BundleDeployments that clusters would get from a Bundle file.

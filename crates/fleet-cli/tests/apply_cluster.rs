@@ -310,3 +310,45 @@ async fn repository_charts_are_embedded_in_the_bundle() {
     let rendered = run(&["deploy", "--dry-run", "-i", "targets.yaml"]);
     assert!(rendered.contains("name: from-the-repo"), "{rendered}");
 }
+
+/// A chart from a repository that wants basic auth: with `--username`/`--password-file` and a
+/// `--helm-repo-url-regex` that matches it, `fleet apply` downloads it; without the regex
+/// the credentials are not sent (Fleet's rule) and the download fails, naming the chart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_repository_charts_need_credentials_the_regex_lets_through() {
+    let repo = fleet_testkit::helm_repo::HelmRepoDir::new().expect("helm repo");
+    let server = fleet_testkit::file_server::FileServer::start_with_basic_auth(
+        &repo.root(),
+        Some(("fleet", "s3cret")),
+    )
+    .await
+    .expect("file server");
+    let url = format!("http://{}", server.address());
+    let template = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: private\n";
+    repo.publish("private", "1.0.0", &[("cm.yaml", template)], &url)
+        .expect("publish");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet_yaml = format!("helm:\n  repo: {url}\n  chart: private\n  version: 1.0.0\n");
+    write(
+        dir.path(),
+        &[
+            ("app/fleet.yaml", fleet_yaml.as_str()),
+            ("password", "s3cret\n"),
+        ],
+    );
+    let credentials = ["--username", "fleet", "--password-file", "password"];
+    let regex = format!("--helm-repo-url-regex=http://{}", server.address());
+    let mut allowed = vec!["apply", "-o", "-"];
+    allowed.extend(credentials);
+    allowed.extend([regex.as_str(), "r", "app"]);
+    let bundle = fleet_ok(dir.path(), None, &allowed);
+    assert!(bundle.contains("kind: Bundle"), "{bundle}");
+
+    let mut refused = vec!["apply", "-o", "-"];
+    refused.extend(credentials);
+    refused.extend(["r", "app"]);
+    let output = fleet_in(dir.path(), None, &refused);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "without the regex: {stderr}");
+    assert!(stderr.contains("downloading chart private"), "{stderr}");
+}

@@ -4,9 +4,10 @@
 
 use base64::Engine as _;
 use fleet_api::labels::{COMMIT, REPO_NAME};
-use fleet_api::{BundleTarget, BundleTargetRestriction, GitRepo, GitRepoSpec};
+use fleet_api::{BundleTarget, BundleTargetRestriction, GitRepo, GitRepoSpec, HelmRepoAccess};
 use fleet_bundle::files::SizeLimits;
 use fleet_bundle::read::{ApplyOptions, TargetsFile};
+use fleet_bundle::remote_charts::ChartAccess;
 use fleet_bundle::repo::{ExplicitBundle, Scan, read_repo};
 pub use fleet_election::shards::Claims;
 use k8s_openapi::api::core::v1::Secret;
@@ -43,6 +44,33 @@ pub(crate) async fn source(
     })
 }
 
+/// How the GitRepo's charts are downloaded when its Bundles are built: its `helmSecretName`
+/// (`username`, `password`, `cacerts`), the credentials going only to URLs its
+/// `helmRepoURLRegex` matches, as in Fleet.
+async fn chart_access(
+    spec: &GitRepoSpec,
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<ChartAccess, String> {
+    let url_regex = spec.helm_repo_url_regex.clone();
+    let Some(name) = spec.helm_secret_name.as_deref().filter(|n| !n.is_empty()) else {
+        return Ok(ChartAccess {
+            url_regex,
+            ..ChartAccess::default()
+        });
+    };
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading helmSecretName {namespace}/{name}: {e}"))?
+        .ok_or_else(|| format!("helmSecretName {namespace}/{name} not found"))?;
+    Ok(ChartAccess {
+        access: HelmRepoAccess::from_secret_data(&secret.data.unwrap_or_default(), false),
+        url_regex,
+        plain_http: false,
+    })
+}
+
 /// Fetches `commit`, reads its Bundles and writes them.
 pub(crate) async fn sync(
     gitrepo: &GitRepo,
@@ -72,6 +100,9 @@ pub(crate) async fn sync(
     let mut opts = apply_options(gitrepo, commit);
     opts.limits = ctx.settings.limits;
     opts.helm.clone_from(&ctx.settings.helm);
+    if opts.helm.is_some() {
+        opts.chart_access = chart_access(&gitrepo.spec, &ctx.client, &namespace).await?;
+    }
     opts.allowed_target_namespace_selector = allowed_target_namespaces;
     let scan = scan(&gitrepo.spec);
     let wanted = commit.to_owned();
@@ -193,8 +224,9 @@ pub fn apply_options(gitrepo: &GitRepo, commit: &str) -> ApplyOptions {
         limits: SizeLimits::default(),
         // The checkout: `read_repo` sets it (values files never come from outside it).
         root: None,
-        // gitjob's `--helm`.
+        // gitjob's `--helm`, and the GitRepo's Helm credentials (read by `sync`).
         helm: None,
+        chart_access: Default::default(),
     }
 }
 
