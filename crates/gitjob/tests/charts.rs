@@ -72,3 +72,62 @@ async fn repository_charts_are_downloaded_into_the_bundle_and_failures_stall() {
         "the last Bundle stays"
     );
 }
+
+/// A chart from a repository that wants basic auth: the GitRepo's `helmSecretName` is used
+/// for URLs its `helmRepoURLRegex` matches, as in Fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_repository_chart_is_downloaded_with_the_gitrepos_helm_secret() {
+    use base64::Engine as _;
+    let plane = plane().await;
+    let client = plane.client();
+    let helm_repo = HelmRepoDir::new().expect("helm repo");
+    let server = FileServer::start_with_basic_auth(&helm_repo.root(), Some(("fleet", "s3cret")))
+        .await
+        .expect("file server");
+    let url = format!("http://{}", server.address());
+    helm_repo
+        .publish(
+            "private",
+            "1.0.0",
+            &[("cm.yaml", &configmap("private"))],
+            &url,
+        )
+        .expect("publish");
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "helm-creds", "namespace": NS},
+        "data": {"username": b64("fleet"), "password": b64("s3cret")},
+    }))
+    .expect("secret");
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let repo = GitRepoFixture::new().expect("git repo");
+    let fleet_yaml = format!("helm:\n  repo: {url}\n  chart: private\n  version: 1.0.0\n");
+    repo.commit_files("chart", &[("app/fleet.yaml", &fleet_yaml)])
+        .expect("commit");
+    let work = tempfile::tempdir().expect("tempdir");
+    let helm = ensure(Tool::Helm).expect("helm").display().to_string();
+    let gitjob = Gitjob::start_with(&plane, "gitjob-0", work.path(), &["--helm", &helm]);
+    gitrepos(&client)
+        .create(
+            &PostParams::default(),
+            &gitrepo(&format!(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: private\nspec:\n  repo: {}\n  pollingInterval: 1s\n  paths: [app]\n  helmSecretName: helm-creds\n  helmRepoURLRegex: \"{url}\"\n",
+                repo.file_url()
+            )),
+        )
+        .await
+        .expect("gitrepo");
+    let embedded = fleet_api::naming::embedded_chart_dir("private", &url, "1.0.0");
+    let chart_file = format!("{embedded}/private/Chart.yaml");
+    wait_for(&bundles(&client), "private-app", WAIT, |b| {
+        b.spec
+            .resources
+            .iter()
+            .any(|r| r.name.as_deref() == Some(chart_file.as_str()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+}
