@@ -32,7 +32,8 @@ fn remote(helm: &HelmOptions) -> Option<(String, String, String)> {
     let repo = helm.repo.clone().unwrap_or_default();
     let url = chart.starts_with("oci://")
         || chart.starts_with("https://")
-        || chart.starts_with("http://");
+        || chart.starts_with("http://")
+        || GitChart::parse(&chart).is_some();
     (!repo.is_empty() || url).then(|| (chart, repo, helm.version.clone().unwrap_or_default()))
 }
 
@@ -97,7 +98,10 @@ pub fn embed(
             access,
             with_credentials,
         };
-        pull.run(&chart, &repo, &version, &untar).map_err(error)?;
+        match GitChart::parse(&chart).filter(|_| repo.is_empty()) {
+            Some(git) => git.fetch(&untar).map_err(error)?,
+            None => pull.run(&chart, &repo, &version, &untar).map_err(error)?,
+        }
         let prefix = embedded_chart_dir(&chart, &repo, &version);
         let fetched = crate::dependencies::files_below(&untar).map_err(|e| error(e.to_string()))?;
         for (relative, content) in fetched {
@@ -258,6 +262,111 @@ impl Pull<'_> {
     }
 }
 
+/// A chart in a git repository, as go-getter addresses it (Fleet downloads `helm.chart`
+/// with go-getter): `git::<url>//<subdir>?ref=<ref>`, or `github.com/<org>/<repo>//<subdir>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitChart {
+    pub url: String,
+    pub subdir: String,
+    pub reference: Option<String>,
+}
+
+impl GitChart {
+    /// The git chart `chart` names, if it names one.
+    pub fn parse(chart: &str) -> Option<Self> {
+        let rest = if let Some(rest) = chart.strip_prefix("git::") {
+            rest.to_owned()
+        } else if chart.starts_with("github.com/") || chart.starts_with("gitlab.com/") {
+            format!("https://{chart}")
+        } else {
+            return None;
+        };
+        let (rest, query) = rest.split_once('?').unwrap_or((&rest, ""));
+        let reference = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("ref="))
+            .map(str::to_owned);
+        // The subdirectory follows the first `//` after the scheme's.
+        let scheme_end = rest.find("://").map_or(0, |i| i + 3);
+        let (url, subdir) = match rest[scheme_end..].find("//") {
+            Some(at) => (
+                rest[..scheme_end + at].to_owned(),
+                rest[scheme_end + at + 2..].to_owned(),
+            ),
+            None => (rest.to_owned(), String::new()),
+        };
+        let url = if chart.starts_with("git::") || url.ends_with(".git") {
+            url
+        } else {
+            format!("{url}.git")
+        };
+        Some(Self {
+            url,
+            subdir: subdir.trim_matches('/').to_owned(),
+            reference,
+        })
+    }
+
+    /// Clones the repository at the reference (the real `git`) and copies the chart's
+    /// directory to `dest/<its name>`.
+    fn fetch(&self, dest: &Path) -> Result<(), String> {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let checkout = work.path().join("repo");
+        let mut clone = Command::new("git");
+        clone
+            .args(["-c", "advice.detachedHead=false", "clone", "--quiet"])
+            .arg(&self.url)
+            .arg(&checkout)
+            .env("GIT_TERMINAL_PROMPT", "0");
+        run_git(clone)?;
+        if let Some(reference) = &self.reference {
+            let mut checkout_ref = Command::new("git");
+            checkout_ref
+                .args([
+                    "-c",
+                    "advice.detachedHead=false",
+                    "checkout",
+                    "--quiet",
+                    reference,
+                ])
+                .current_dir(&checkout);
+            run_git(checkout_ref)?;
+        }
+        let source = checkout.join(&self.subdir);
+        if !source.join("Chart.yaml").is_file() {
+            return Err(format!(
+                "no Chart.yaml in {:?} of {}",
+                self.subdir, self.url
+            ));
+        }
+        let name = Path::new(&self.subdir)
+            .file_name()
+            .map_or_else(|| "chart".to_owned(), |n| n.to_string_lossy().into_owned());
+        for (relative, content) in
+            crate::dependencies::files_below(&source).map_err(|e| e.to_string())?
+        {
+            if relative.starts_with(".git/") {
+                continue;
+            }
+            let target = dest.join(&name).join(&relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(&target, content).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn run_git(mut command: Command) -> Result<(), String> {
+    let output = command.output().map_err(|e| format!("running git: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(last_line(&output.stderr, "git failed"))
+    }
+}
+
 /// The name of the repository entry a pull with credentials uses.
 const REPOSITORY: &str = "fleet-bundle";
 
@@ -313,5 +422,35 @@ mod tests {
             );
         }
         assert!(credentials_apply(Some("("), "https://x", "c").is_err());
+    }
+
+    #[test]
+    fn go_getter_git_charts_are_recognized() {
+        // (chart, url, subdir, ref)
+        let cases = [
+            (
+                "git::https://example.com/org/charts.git//web?ref=v1.2.0",
+                Some(("https://example.com/org/charts.git", "web", Some("v1.2.0"))),
+            ),
+            (
+                "git::file:///srv/repo//charts/app",
+                Some(("file:///srv/repo", "charts/app", None)),
+            ),
+            (
+                "github.com/org/charts//web?ref=main",
+                Some(("https://github.com/org/charts.git", "web", Some("main"))),
+            ),
+            ("https://example.com/web-1.0.0.tgz", None),
+            ("./chart", None),
+        ];
+        for (chart, want) in cases {
+            let got = GitChart::parse(chart);
+            let want = want.map(|(url, subdir, reference)| GitChart {
+                url: url.to_owned(),
+                subdir: subdir.to_owned(),
+                reference: reference.map(str::to_owned),
+            });
+            assert_eq!(got, want, "{chart}");
+        }
     }
 }

@@ -94,6 +94,9 @@ async fn apply_creates_updates_and_prunes_bundles() {
     assert!(log.contains("repo-apps-b deleted"), "{log}");
 }
 
+/// A Cluster `c1` in group `default` (for `fleet target --clusters`).
+const ONE_CLUSTER: &str = "apiVersion: fleet.cattle.io/v1alpha1\nkind: Cluster\nmetadata: {name: c1, namespace: fleet-local}\nspec: {}\n---\napiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\nmetadata: {name: default, namespace: fleet-local}\nspec: {selector: {}}\n";
+
 /// `fleet args` in `dir` with the pinned helm (and `kubeconfig`, if any).
 fn fleet_in(dir: &Path, kubeconfig: Option<&Path>, args: &[&str]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fleet"));
@@ -283,11 +286,7 @@ async fn repository_charts_are_embedded_in_the_bundle() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fleet_yaml = format!("helm:\n  repo: {url}\n  chart: web\n  version: 2.0.0\n");
     write(dir.path(), &[("app/fleet.yaml", fleet_yaml.as_str())]);
-    std::fs::write(
-        dir.path().join("clusters.yaml"),
-        "apiVersion: fleet.cattle.io/v1alpha1\nkind: Cluster\nmetadata: {name: c1, namespace: fleet-local}\nspec: {}\n---\napiVersion: fleet.cattle.io/v1alpha1\nkind: ClusterGroup\nmetadata: {name: default, namespace: fleet-local}\nspec: {selector: {}}\n",
-    )
-    .expect("clusters");
+    std::fs::write(dir.path().join("clusters.yaml"), ONE_CLUSTER).expect("clusters");
     let run = |args: &[&str]| fleet_ok(dir.path(), None, args);
     let bundle = run(&["apply", "-o", "bundle.yaml", "r", "app"]);
     assert!(bundle.is_empty());
@@ -351,4 +350,66 @@ async fn private_repository_charts_need_credentials_the_regex_lets_through() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "without the regex: {stderr}");
     assert!(stderr.contains("downloading chart private"), "{stderr}");
+}
+
+/// A chart in a git repository, addressed as go-getter addresses it (`git::<url>//<dir>?ref=`),
+/// is cloned at the reference and embedded in the Bundle, as Fleet's reader downloads it.
+#[test]
+fn git_charts_are_cloned_into_the_bundle() {
+    let charts = fleet_testkit::git::GitRepoFixture::new().expect("git repo");
+    charts
+        .commit_files(
+            "v1",
+            &[
+                (
+                    "charts/web/Chart.yaml",
+                    "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+                ),
+                (
+                    "charts/web/templates/cm.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-git-v1\n",
+                ),
+            ],
+        )
+        .expect("commit");
+    charts.git(&["tag", "v1"]).expect("tag");
+    charts
+        .commit_files(
+            "v2",
+            &[(
+                "charts/web/templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-git-v2\n",
+            )],
+        )
+        .expect("commit");
+    let chart = format!("git::{}//charts/web?ref=v1", charts.file_url());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet_yaml = format!("helm:\n  chart: {chart}\n");
+    write(
+        dir.path(),
+        &[
+            ("app/fleet.yaml", fleet_yaml.as_str()),
+            ("clusters.yaml", ONE_CLUSTER),
+        ],
+    );
+    fleet_ok(
+        dir.path(),
+        None,
+        &["apply", "-o", "bundle.yaml", "r", "app"],
+    );
+    let targets = fleet_ok(
+        dir.path(),
+        None,
+        &["target", "-b", "bundle.yaml", "--clusters", "clusters.yaml"],
+    );
+    std::fs::write(dir.path().join("targets.yaml"), targets).expect("targets");
+    let rendered = fleet_ok(
+        dir.path(),
+        None,
+        &["deploy", "--dry-run", "-i", "targets.yaml"],
+    );
+    assert!(
+        rendered.contains("name: from-git-v1"),
+        "the chart at ref v1: {rendered}"
+    );
 }
