@@ -6,12 +6,13 @@ use anyhow::Context as _;
 use clap::Parser;
 use fleet_api::HelmOp;
 use fleet_election::WarmCache;
-use fleet_runtime::bundle_store::BundleStore;
+use fleet_election::shards::{Claims, ShardSet};
 use fleet_runtime::events::Events;
 use fleet_runtime::{Runtime, RuntimeArgs};
 use helmops::reconcile::{Context, EVENTS_CONTROLLER, MANAGER, error_policy, reconcile};
 use kube::Api;
 use kube::runtime::{controller, watcher};
+use tokio_util::sync::CancellationToken;
 
 const LEASE: &str = "fleet-helmops-leader-election-shard";
 
@@ -23,6 +24,10 @@ struct Args {
     /// HelmOps reconciled at once (Fleet's `HELMOPS_RECONCILER_WORKERS`).
     #[arg(long, env = "HELMOPS_RECONCILER_WORKERS", default_value_t = 4)]
     workers: u16,
+    /// Dynamic shards: HelmOps spread over this many shard Leases, held by the live replicas
+    /// (about shards/replicas each, spread over zones); 0: one leader does all.
+    #[arg(long, env = "HELMOPS_SHARDS", default_value_t = 0)]
+    shards: u32,
 }
 
 #[tokio::main]
@@ -42,27 +47,47 @@ async fn main() -> anyhow::Result<()> {
         watcher::Config::default().labels(&args.runtime.shard().label_selector()),
     ));
     let workers = args.workers;
-    runtime
-        .run(move |leadership| {
-            let writer = gate.writer(leadership.clone());
-            let ctx = Arc::new(Context {
-                client: client.clone(),
-                store: BundleStore::new(client.clone(), writer.clone()),
-                writer,
-                events: Events::new(client.clone(), EVENTS_CONTROLLER),
-            });
-            let helmops = helmops.clone();
-            let reconciles = reconciles.clone();
-            async move {
-                let results = helmops
-                    .controller()
-                    .await
-                    .with_config(controller::Config::default().concurrency(workers))
-                    .graceful_shutdown_on(leadership.stopped())
-                    .run(reconciles.observe("helmop", reconcile), error_policy, ctx);
-                fleet_runtime::drain_controller(results).await;
+    let work = move |claims: Claims, stop: CancellationToken, shards: Option<ShardSet>| {
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            claims,
+            gate: gate.clone(),
+            events: Events::new(client.clone(), EVENTS_CONTROLLER),
+        });
+        let helmops = helmops.clone();
+        let reconciles = reconciles.clone();
+        if let Some(shards) = &shards {
+            let every = std::time::Duration::from_secs(5);
+            let counting = shards.clone();
+            tokio::spawn(counting.count_objects_of(helmops.reader(), every, stop.clone()));
+        }
+        async move {
+            let mut controller = helmops
+                .controller()
+                .await
+                .with_config(controller::Config::default().concurrency(workers))
+                .graceful_shutdown_on(stop.cancelled_owned());
+            if let Some(shards) = shards {
+                // A shard acquired: its HelmOps are looked at at once.
+                controller = controller.reconcile_all_on(shards.acquired_stream());
             }
-        })
-        .await?;
+            let results =
+                controller.run(reconciles.observe("helmop", reconcile), error_policy, ctx);
+            fleet_runtime::drain_controller(results).await;
+        }
+    };
+    if args.shards > 0 {
+        runtime
+            .run_sharded(args.shards, move |shards, stop| {
+                work(Claims::Shards(shards.clone()), stop, Some(shards))
+            })
+            .await?;
+    } else {
+        runtime
+            .run(move |leadership| {
+                work(Claims::Leader(leadership.clone()), leadership.token(), None)
+            })
+            .await?;
+    }
     Ok(())
 }

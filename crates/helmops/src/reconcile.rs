@@ -11,9 +11,10 @@ use std::time::Duration;
 use fleet_api::conditions::{self, Verdict};
 use fleet_api::labels::HELM_OP_NAME;
 use fleet_api::{HelmOp, HelmOpStatus, HelmRepoAccess};
+use fleet_election::shards::Claims;
 use fleet_runtime::bundle_store::BundleStore;
 use fleet_runtime::events::Events;
-use fleet_runtime::{WriteError, Writer};
+use fleet_runtime::{WriteError, WriteGate, Writer};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -26,15 +27,22 @@ pub const MANAGER: &str = "helmops";
 /// The reporting controller of helmops' Events.
 pub const EVENTS_CONTROLLER: &str = "fleet.cattle.io/helmops";
 
-/// Shared by reconciles during one leadership term.
+/// Shared by reconciles during one leadership term (or one replica's dynamic shards).
 pub struct Context {
     pub client: Client,
-    /// Writes the Bundles, through `writer`.
-    pub store: BundleStore,
-    /// Every write of the term goes through it (checked right before each request).
-    pub writer: Writer,
+    /// Under what claim writes go out: the term of helmops' Lease, or each HelmOp's shard.
+    pub claims: Claims,
+    /// Every write goes through it, under the HelmOp's claim (checked right before each
+    /// request).
+    pub gate: WriteGate,
     /// Events for errors the HelmOp's owner should act on.
     pub events: Events,
+}
+
+/// One reconcile's claim: its writer, and the Bundle store writing through it.
+struct Claim {
+    writer: Writer,
+    store: BundleStore,
 }
 
 impl std::fmt::Debug for Context {
@@ -57,11 +65,26 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
     if helmop.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let outcome = sync(&helmop, &ctx).await;
+    // Another replica's shard (dynamic shards): its owner reconciles it.
+    let Some(claim) = ctx.claims.claim(&format!("{namespace}/{name}")) else {
+        return Ok(Action::await_change());
+    };
+    let writer = ctx.gate.writer(claim);
+    let claim = Claim {
+        store: BundleStore::new(ctx.client.clone(), writer.clone()),
+        writer,
+    };
+    let outcome = sync(&helmop, &ctx, &claim).await;
     if let Err(message) = &outcome {
         tracing::warn!(helmop = %name, %namespace, error = %message, "sync failed");
         ctx.events
-            .warn(&ctx.writer, helmop.as_ref(), "SyncFailed", "Sync", message)
+            .warn(
+                &claim.writer,
+                helmop.as_ref(),
+                "SyncFailed",
+                "Sync",
+                message,
+            )
             .await;
     }
     let current = helmop.status.clone().unwrap_or_default();
@@ -72,7 +95,7 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
             "conditions": next.base.conditions,
         }});
         let api = Api::<HelmOp>::namespaced(ctx.client.clone(), &namespace);
-        let written = ctx
+        let written = claim
             .writer
             .patch_status(&api, &name, &PatchParams::default(), &Patch::Merge(patch))
             .await;
@@ -89,7 +112,7 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
 }
 
 /// Resolves the version and writes the Bundle; the version, or what went wrong.
-async fn sync(helmop: &HelmOp, ctx: &Context) -> Result<String, String> {
+async fn sync(helmop: &HelmOp, ctx: &Context, claim: &Claim) -> Result<String, String> {
     let namespace = helmop.namespace().unwrap_or_default();
     let helm = helmop.spec.bundle.options.helm.clone().unwrap_or_default();
     let chart = helm
@@ -109,7 +132,8 @@ async fn sync(helmop: &HelmOp, ctx: &Context) -> Result<String, String> {
         }
     };
     let bundle = crate::bundle::bundle(helmop, &version);
-    ctx.store
+    claim
+        .store
         .sync_labelled(
             &namespace,
             HELM_OP_NAME,

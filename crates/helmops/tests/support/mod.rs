@@ -23,6 +23,16 @@ pub async fn plane() -> ControlPlane {
 
 /// A helmops replica named `name` (short Lease timings); returns it and its admin port.
 pub fn replica(plane: &ControlPlane, dir: &std::path::Path, name: &str) -> (ManagedProcess, u16) {
+    replica_with(plane, dir, name, &[])
+}
+
+/// [`replica`] with `extra` arguments.
+pub fn replica_with(
+    plane: &ControlPlane,
+    dir: &std::path::Path,
+    name: &str,
+    extra: &[&str],
+) -> (ManagedProcess, u16) {
     let port = ports::free_port().expect("port");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_helmops"));
     cmd.args([
@@ -35,6 +45,7 @@ pub fn replica(plane: &ControlPlane, dir: &std::path::Path, name: &str) -> (Mana
         "--election-renew-deadline=2s".to_owned(),
         "--election-retry-period=500ms".to_owned(),
     ]);
+    cmd.args(extra);
     let log = dir.join(format!("{name}.log"));
     let process = ManagedProcess::spawn(name, cmd, &log, Lifetime::Owned).expect("spawn");
     (process, port)
