@@ -454,25 +454,15 @@ pub fn error_policy(bd: Arc<BundleDeployment>, error: &Error, _ctx: Arc<Context>
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the deploying role's reconciler over the BundleDeployments of `api` (the cluster's
-/// namespace upstream), `workers` at once, until `stop`.
+/// Runs the deploying role's reconciler over `deployments` (the cluster's namespace
+/// upstream) until `stop`.
 pub async fn run(
     ctx: Arc<Context>,
-    api: kube::Api<BundleDeployment>,
-    workers: u16,
-    reconciles: fleet_runtime::Reconciles,
+    deployments: crate::controller::Deployments,
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    use kube::runtime::{Controller, controller, watcher};
-    let results = Controller::new(api, watcher::Config::default())
-        .with_config(controller::Config::default().concurrency(workers))
-        .graceful_shutdown_on(stop)
-        .run(
-            reconciles.observe("bundledeployment-deploy", reconcile),
-            error_policy,
-            ctx,
-        );
-    fleet_runtime::drain_controller(results).await;
+    let name = "bundledeployment-deploy";
+    crate::controller::run(deployments, name, reconcile, error_policy, ctx, stop).await;
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@
 //! - [`monitor`]: the monitoring role's reconciler; [`inspect`]: readiness and drift of
 //!   deployed objects; [`status`]: what is reported, [`report`]: writing it;
 //! - [`releases`]: who owns a release name, `keepResources` and `deleteNamespace`;
-//! - [`heartbeat`]: `status.agent.lastSeen` of its Cluster.
+//! - [`heartbeat`]: `status.agent.lastSeen` of its Cluster;
+//! - [`controller`]: how a role runs its reconciler.
 
+pub mod controller;
 pub mod credentials;
 pub mod dependencies;
 pub mod deploy;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use fleet_agent::controller::Deployments;
 use fleet_agent::credentials;
 use fleet_agent::deploy;
 use fleet_agent::inspect::Inspector;
@@ -231,8 +232,12 @@ impl Agent {
             writer,
             events: Events::new(upstream.clone(), EVENTS_CONTROLLER),
         });
-        let api = Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace);
-        let deployments = deploy::run(ctx, api, args.workers, reconciles, leadership.stopped());
+        let on = Deployments {
+            api: Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
+            workers: args.workers,
+            reconciles,
+        };
+        let deployments = deploy::run(ctx, on, leadership.stopped());
         futures::join!(heartbeat, deployments);
     }
 
@@ -258,7 +263,11 @@ impl Agent {
             writer,
             drift_interval: args.drift_interval,
         });
-        let api = Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace);
-        monitor::run(ctx, api, args.workers, reconciles, leadership.stopped()).await;
+        let on = Deployments {
+            api: Api::<BundleDeployment>::namespaced(upstream, &identity.deployment_namespace),
+            workers: args.workers,
+            reconciles,
+        };
+        monitor::run(ctx, on, leadership.stopped()).await;
     }
 }

@@ -123,25 +123,15 @@ pub fn error_policy(bd: Arc<BundleDeployment>, error: &Error, _ctx: Arc<Context>
     }
 }
 
-/// Runs the monitoring role's reconciler over the BundleDeployments of `api` (the cluster's
-/// namespace upstream), `workers` at once, until `stop`.
+/// Runs the monitoring role's reconciler over `deployments` (the cluster's namespace
+/// upstream) until `stop`.
 pub async fn run(
     ctx: Arc<Context>,
-    api: kube::Api<BundleDeployment>,
-    workers: u16,
-    reconciles: fleet_runtime::Reconciles,
+    deployments: crate::controller::Deployments,
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    use kube::runtime::{Controller, controller, watcher};
-    let results = Controller::new(api, watcher::Config::default())
-        .with_config(controller::Config::default().concurrency(workers))
-        .graceful_shutdown_on(stop)
-        .run(
-            reconciles.observe("bundledeployment-monitor", reconcile),
-            error_policy,
-            ctx,
-        );
-    fleet_runtime::drain_controller(results).await;
+    let name = "bundledeployment-monitor";
+    crate::controller::run(deployments, name, reconcile, error_policy, ctx, stop).await;
 }
 
 #[cfg(test)]

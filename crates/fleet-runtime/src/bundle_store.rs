@@ -159,6 +159,31 @@ impl BundleStore {
     }
 }
 
+/// One reconcile's writes under its object's claim: the writer, and the Bundle store that
+/// writes through it (gitjob's GitRepos, helmops' HelmOps).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub writer: Writer,
+    pub store: BundleStore,
+}
+
+impl Claimed {
+    /// The writes for the object `key` (`namespace/name`) under its claim; `None` when the
+    /// object belongs to a shard another replica holds (its owner reconciles it).
+    pub fn for_key(
+        claims: &fleet_election::shards::Claims,
+        gate: &crate::gate::WriteGate,
+        client: &Client,
+        key: &str,
+    ) -> Option<Self> {
+        let writer = gate.writer(claims.claim(key)?);
+        Some(Self {
+            store: BundleStore::new(client.clone(), writer.clone()),
+            writer,
+        })
+    }
+}
+
 /// The hex SHA-256 of the Bundle as it would be written, without the hash itself.
 pub fn content_hash(bundle: &Bundle) -> String {
     let mut copy = bundle.clone();

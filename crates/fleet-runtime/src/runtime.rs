@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use fleet_election::shards::{ShardConfig, ShardMetrics, ShardSet};
+use fleet_election::shards::{Claims, ShardConfig, ShardMetrics, ShardSet};
 use fleet_election::{
     ElectionConfig, ElectionMetrics, Elector, Leadership, Role, Strategy, run_while_leading,
 };
@@ -238,6 +238,29 @@ impl Runtime {
         join_servers(servers).await;
         tracing::info!(component = %self.component, "stopped");
         Ok(())
+    }
+
+    /// Runs `work` under claims: with `shards` > 0, once, over dynamic shards (every object
+    /// under its shard's claim, [`run_sharded`](Self::run_sharded)); otherwise once per term
+    /// of the binary's Lease (every object under that term, [`run`](Self::run)). `work` gets
+    /// the claims, the token that ends its work, and the shard set (when sharded).
+    pub async fn run_claimed<W, Fut>(self, shards: u32, mut work: W) -> Result<(), Error>
+    where
+        W: FnMut(Claims, CancellationToken, Option<ShardSet>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        if shards > 0 {
+            self.run_sharded(shards, move |set, stop| {
+                work(Claims::Shards(set.clone()), stop, Some(set))
+            })
+            .await
+        } else {
+            self.run(move |leadership| {
+                let stop = leadership.token();
+                work(Claims::Leader(leadership), stop, None)
+            })
+            .await
+        }
     }
 
     /// Runs `work` on every replica at once with `shards` dynamic shards spread over the live

@@ -11,9 +11,8 @@ use std::time::Duration;
 use fleet_api::GitRepoRestriction;
 use fleet_bundle::files::SizeLimits;
 use fleet_election::shards::Claims;
-use fleet_runtime::bundle_store::BundleStore;
+use fleet_runtime::WriteGate;
 use fleet_runtime::events::Events;
-use fleet_runtime::{WriteGate, Writer};
 use kube::Client;
 use kube::runtime::reflector::Store;
 use tokio::sync::{Mutex, Semaphore};
@@ -128,10 +127,4 @@ impl Context {
             }
         }
     }
-}
-
-/// One reconcile's claim, and the Bundle writer gated by it.
-pub(crate) struct Claim {
-    pub writer: Writer,
-    pub store: BundleStore,
 }

@@ -154,19 +154,7 @@ async fn main() -> anyhow::Result<()> {
             shards,
         )
     };
-    if args.shards > 0 {
-        runtime
-            .run_sharded(args.shards, move |shards, stop| {
-                controller(Claims::Shards(shards.clone()), stop, Some(shards))
-            })
-            .await?;
-    } else {
-        runtime
-            .run(move |leadership| {
-                controller(Claims::Leader(leadership.clone()), leadership.token(), None)
-            })
-            .await?;
-    }
+    runtime.run_claimed(args.shards, controller).await?;
     let _ = webhooks.await;
     drop(webhook_cache);
     Ok(())

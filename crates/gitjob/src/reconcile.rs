@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 
 use fleet_api::{GitRepo, GitRepoRestriction, GitRepoSpec, GitRepoStatus};
 use fleet_runtime::WriteError;
-use fleet_runtime::bundle_store::BundleStore;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
-use crate::context::{Claim, Context};
+use crate::context::Context;
 use crate::git::{self};
 use crate::status::{self, Outcome};
 use crate::sync::{source, sync};
+use fleet_runtime::bundle_store::Claimed;
 
 /// The field manager of gitjob's writes.
 pub const MANAGER: &str = "gitjob";
@@ -55,13 +55,9 @@ pub async fn reconcile(gitrepo: Arc<GitRepo>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     // Another replica's shard (dynamic shards): its owner reconciles it.
-    let Some(claim) = ctx.claims.claim(&format!("{namespace}/{name}")) else {
+    let key = format!("{namespace}/{name}");
+    let Some(claim) = Claimed::for_key(&ctx.claims, &ctx.gate, &ctx.client, &key) else {
         return Ok(Action::await_change());
-    };
-    let writer = ctx.gate.writer(claim);
-    let claim = Claim {
-        store: BundleStore::new(ctx.client.clone(), writer.clone()),
-        writer,
     };
     let generation = gitrepo.metadata.generation.unwrap_or_default();
     let current = gitrepo.status.clone().unwrap_or_default();
@@ -184,7 +180,7 @@ async fn attempt(
     current: &GitRepoStatus,
     generation: i64,
     ctx: &Context,
-    claim: &Claim,
+    claim: &Claimed,
 ) -> (Outcome, bool) {
     let namespace = gitrepo.namespace().unwrap_or_default();
     let restrictions = ctx.restrictions.state();

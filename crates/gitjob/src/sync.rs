@@ -14,8 +14,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::context::{Claim, Context};
+use crate::context::Context;
 use crate::git::{self, Reference, Source};
+use fleet_runtime::bundle_store::Claimed;
 
 /// Where and how to fetch the GitRepo's repository: its URL and reference, the credentials
 /// of its `clientSecretName`, its TLS settings; or why they cannot be had.
@@ -78,7 +79,7 @@ pub(crate) async fn sync(
     source: &Source,
     commit: &str,
     ctx: &Context,
-    claim: &Claim,
+    claim: &Claimed,
 ) -> Result<Vec<String>, String> {
     let namespace = gitrepo.namespace().unwrap_or_default();
     let name = gitrepo.name_any();

@@ -12,6 +12,49 @@ use fleet_testkit::wait_for;
 use kube::api::PostParams;
 use support::*;
 
+/// gitjob with the pinned helm, and a GitRepo `name` on `repo` (path `app`, with `spec`
+/// lines added), created.
+async fn gitjob_and_gitrepo(
+    plane: &fleet_testkit::ControlPlane,
+    work: &std::path::Path,
+    name: &str,
+    repo: &GitRepoFixture,
+    spec: &str,
+) -> Gitjob {
+    let helm = ensure(Tool::Helm).expect("helm").display().to_string();
+    let gitjob = Gitjob::start_with(plane, "gitjob-0", work, &["--helm", &helm]);
+    gitrepos(&plane.client())
+        .create(
+            &PostParams::default(),
+            &gitrepo(&format!(
+                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: {name}\nspec:\n  repo: {}\n  pollingInterval: 1s\n  paths: [app]\n{spec}",
+                repo.file_url()
+            )),
+        )
+        .await
+        .expect("gitrepo");
+    gitjob
+}
+
+/// Waits for Bundle `bundle` to hold chart `chart` of `url` at `version`, embedded.
+async fn embedded_chart(
+    client: &kube::Client,
+    bundle: &str,
+    (chart, url, version): (&str, &str, &str),
+    gitjob: &Gitjob,
+) -> fleet_api::Bundle {
+    let embedded = fleet_api::naming::embedded_chart_dir(chart, url, version);
+    let chart_file = format!("{embedded}/{chart}/Chart.yaml");
+    wait_for(&bundles(client), bundle, WAIT, |b| {
+        b.spec
+            .resources
+            .iter()
+            .any(|r| r.name.as_deref() == Some(chart_file.as_str()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_charts_are_downloaded_into_the_bundle_and_failures_stall() {
     let plane = plane().await;
@@ -30,28 +73,9 @@ async fn repository_charts_are_downloaded_into_the_bundle_and_failures_stall() {
     repo.commit_files("chart", &[("app/fleet.yaml", &fleet_yaml("1.0.0"))])
         .expect("commit");
     let work = tempfile::tempdir().expect("tempdir");
-    let helm = ensure(Tool::Helm).expect("helm").display().to_string();
-    let gitjob = Gitjob::start_with(&plane, "gitjob-0", work.path(), &["--helm", &helm]);
-    gitrepos(&client)
-        .create(
-            &PostParams::default(),
-            &gitrepo(&format!(
-                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: charts\nspec:\n  repo: {}\n  pollingInterval: 1s\n  paths: [app]\n",
-                repo.file_url()
-            )),
-        )
-        .await
-        .expect("gitrepo");
-    let embedded = fleet_api::naming::embedded_chart_dir("web", &url, "1.0.0");
-    let chart_file = format!("{embedded}/web/Chart.yaml");
-    let bundle = wait_for(&bundles(&client), "charts-app", WAIT, |b| {
-        b.spec
-            .resources
-            .iter()
-            .any(|r| r.name.as_deref() == Some(chart_file.as_str()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    let gitjob = gitjob_and_gitrepo(&plane, work.path(), "charts", &repo, "").await;
+    let web = ("web", url.as_str(), "1.0.0");
+    let bundle = embedded_chart(&client, "charts-app", web, &gitjob).await;
     let first_commit = commit_of(&bundle).map(str::to_owned);
 
     // A version the repository does not have: the GitRepo stalls naming the chart.
@@ -108,26 +132,8 @@ async fn a_private_repository_chart_is_downloaded_with_the_gitrepos_helm_secret(
     repo.commit_files("chart", &[("app/fleet.yaml", &fleet_yaml)])
         .expect("commit");
     let work = tempfile::tempdir().expect("tempdir");
-    let helm = ensure(Tool::Helm).expect("helm").display().to_string();
-    let gitjob = Gitjob::start_with(&plane, "gitjob-0", work.path(), &["--helm", &helm]);
-    gitrepos(&client)
-        .create(
-            &PostParams::default(),
-            &gitrepo(&format!(
-                "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: private\nspec:\n  repo: {}\n  pollingInterval: 1s\n  paths: [app]\n  helmSecretName: helm-creds\n  helmRepoURLRegex: \"{url}\"\n",
-                repo.file_url()
-            )),
-        )
-        .await
-        .expect("gitrepo");
-    let embedded = fleet_api::naming::embedded_chart_dir("private", &url, "1.0.0");
-    let chart_file = format!("{embedded}/private/Chart.yaml");
-    wait_for(&bundles(&client), "private-app", WAIT, |b| {
-        b.spec
-            .resources
-            .iter()
-            .any(|r| r.name.as_deref() == Some(chart_file.as_str()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", gitjob.process.log_tail(30)));
+    let spec = format!("  helmSecretName: helm-creds\n  helmRepoURLRegex: \"{url}\"\n");
+    let gitjob = gitjob_and_gitrepo(&plane, work.path(), "private", &repo, &spec).await;
+    let private = ("private", url.as_str(), "1.0.0");
+    embedded_chart(&client, "private-app", private, &gitjob).await;
 }

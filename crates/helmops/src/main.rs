@@ -76,18 +76,6 @@ async fn main() -> anyhow::Result<()> {
             fleet_runtime::drain_controller(results).await;
         }
     };
-    if args.shards > 0 {
-        runtime
-            .run_sharded(args.shards, move |shards, stop| {
-                work(Claims::Shards(shards.clone()), stop, Some(shards))
-            })
-            .await?;
-    } else {
-        runtime
-            .run(move |leadership| {
-                work(Claims::Leader(leadership.clone()), leadership.token(), None)
-            })
-            .await?;
-    }
+    runtime.run_claimed(args.shards, work).await?;
     Ok(())
 }

@@ -12,9 +12,9 @@ use fleet_api::conditions::{self, Verdict};
 use fleet_api::labels::HELM_OP_NAME;
 use fleet_api::{HelmOp, HelmOpStatus, HelmRepoAccess};
 use fleet_election::shards::Claims;
-use fleet_runtime::bundle_store::BundleStore;
+use fleet_runtime::bundle_store::Claimed;
 use fleet_runtime::events::Events;
-use fleet_runtime::{WriteError, WriteGate, Writer};
+use fleet_runtime::{WriteError, WriteGate};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -39,12 +39,6 @@ pub struct Context {
     pub events: Events,
 }
 
-/// One reconcile's claim: its writer, and the Bundle store writing through it.
-struct Claim {
-    writer: Writer,
-    store: BundleStore,
-}
-
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context").finish_non_exhaustive()
@@ -66,13 +60,9 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::await_change());
     }
     // Another replica's shard (dynamic shards): its owner reconciles it.
-    let Some(claim) = ctx.claims.claim(&format!("{namespace}/{name}")) else {
+    let key = format!("{namespace}/{name}");
+    let Some(claim) = Claimed::for_key(&ctx.claims, &ctx.gate, &ctx.client, &key) else {
         return Ok(Action::await_change());
-    };
-    let writer = ctx.gate.writer(claim);
-    let claim = Claim {
-        store: BundleStore::new(ctx.client.clone(), writer.clone()),
-        writer,
     };
     let outcome = sync(&helmop, &ctx, &claim).await;
     if let Err(message) = &outcome {
@@ -112,7 +102,7 @@ pub async fn reconcile(helmop: Arc<HelmOp>, ctx: Arc<Context>) -> Result<Action,
 }
 
 /// Resolves the version and writes the Bundle; the version, or what went wrong.
-async fn sync(helmop: &HelmOp, ctx: &Context, claim: &Claim) -> Result<String, String> {
+async fn sync(helmop: &HelmOp, ctx: &Context, claim: &Claimed) -> Result<String, String> {
     let namespace = helmop.namespace().unwrap_or_default();
     let helm = helmop.spec.bundle.options.helm.clone().unwrap_or_default();
     let chart = helm
