@@ -146,6 +146,15 @@ pub fn read_bundle(
         if !disabled {
             crate::dependencies::update(&mut files, helm)?;
         }
+        // Downloaded charts count against the bundle's size limit too.
+        let total: u64 = files.values().map(|f| f.len() as u64).sum();
+        if total > opts.limits.bundle {
+            return Err(ReadError::BundleTooLarge {
+                path: dir.to_owned(),
+                limit: opts.limits.bundle,
+            }
+            .into());
+        }
     }
     let boundary = opts.root.as_deref().unwrap_or(dir);
     values_files::fold(&mut bundle.spec, dir, boundary, &opts.limits)?;
