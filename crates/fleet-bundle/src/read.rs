@@ -80,16 +80,8 @@ pub enum BundleError {
         line: Option<usize>,
         message: String,
     },
-    /// `helm.chart` names a local chart that is not there (and no `helm.repo`, no URL).
-    #[error(
-        "{field}: chart {chart:?} not found at {} (a local chart directory or archive; or set helm.repo, or give a chart URL)",
-        path.display()
-    )]
-    MissingChart {
-        field: String,
-        chart: String,
-        path: PathBuf,
-    },
+    #[error(transparent)]
+    MissingChart(#[from] crate::remote_charts::MissingChart),
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
@@ -134,7 +126,7 @@ pub fn read_bundle(
         message: e.message,
     })?;
     let mut bundle = assemble(name, fleet_yaml, opts);
-    check_local_charts(&bundle.spec, dir)?;
+    crate::remote_charts::check_local(&bundle.spec, dir)?;
     let disabled = bundle
         .spec
         .options
@@ -171,53 +163,6 @@ pub fn read_bundle(
         bundle.spec.resources = resources(&files, true)?;
     }
     Ok(bundle)
-}
-
-/// Refuses a `helm.chart` (of the bundle or a target customization) that can only be a
-/// local path, when that path does not exist: with no `helm.repo` and no URL scheme, Fleet's
-/// reader looks for it in the bundle directory and fails otherwise; refused here, when the
-/// Bundle is built, and not later on every cluster.
-fn check_local_charts(spec: &BundleSpec, dir: &Path) -> Result<(), BundleError> {
-    let helms = std::iter::once(("helm.chart".to_owned(), spec.options.helm.as_ref())).chain(
-        spec.targets.iter().map(|target| {
-            let name = target.name.as_deref().unwrap_or_default();
-            (
-                format!("targetCustomizations[{name}].helm.chart"),
-                target.options.helm.as_ref(),
-            )
-        }),
-    );
-    for (field, helm) in helms {
-        let Some(helm) = helm else { continue };
-        let chart = helm.chart.as_deref().unwrap_or_default();
-        let repo = helm.repo.as_deref().unwrap_or_default();
-        if chart.is_empty() || !repo.is_empty() || is_chart_url(chart) {
-            continue;
-        }
-        let path: PathBuf = dir
-            .join(chart)
-            .components()
-            .filter(|c| !matches!(c, std::path::Component::CurDir))
-            .collect();
-        if !path.exists() {
-            return Err(BundleError::MissingChart {
-                field,
-                chart: chart.to_owned(),
-                path,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Whether `chart` is a URL Fleet downloads (`https://`, `oci://`, go-getter `git::` and
-/// `github.com/...` forms) rather than a path.
-fn is_chart_url(chart: &str) -> bool {
-    chart.contains("://")
-        || chart.starts_with("git::")
-        || chart.starts_with("github.com/")
-        || chart.starts_with("gitlab.com/")
-        || chart.starts_with("bitbucket.org/")
 }
 
 fn json_size(bundle: &Bundle) -> usize {

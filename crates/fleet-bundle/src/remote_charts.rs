@@ -6,9 +6,10 @@
 //! downstream clusters need no access to the repository.
 //!
 //! Only when the caller gives a helm binary (`ApplyOptions::helm`); without one, the agent
-//! downloads the chart when it installs it.
+//! downloads the chart when it installs it. A chart that can only be a local path must be
+//! in the bundle ([`check_local`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fleet_api::naming::embedded_chart_dir;
@@ -50,6 +51,65 @@ pub fn charts(spec: &BundleSpec) -> Vec<(String, String, String)> {
         }
     }
     found
+}
+
+/// Refuses a `helm.chart` (of the bundle or a target customization) that can only be a
+/// local path, when that path does not exist: with no `helm.repo` and no URL scheme, Fleet's
+/// reader looks for it in the bundle directory and fails otherwise; refused here, when the
+/// Bundle is built, and not later on every cluster.
+pub fn check_local(spec: &BundleSpec, dir: &Path) -> Result<(), MissingChart> {
+    let helms = std::iter::once(("helm.chart".to_owned(), spec.options.helm.as_ref())).chain(
+        spec.targets.iter().map(|target| {
+            let name = target.name.as_deref().unwrap_or_default();
+            (
+                format!("targetCustomizations[{name}].helm.chart"),
+                target.options.helm.as_ref(),
+            )
+        }),
+    );
+    for (field, helm) in helms {
+        let Some(helm) = helm else { continue };
+        let chart = helm.chart.as_deref().unwrap_or_default();
+        let repo = helm.repo.as_deref().unwrap_or_default();
+        if chart.is_empty() || !repo.is_empty() || is_chart_url(chart) {
+            continue;
+        }
+        let path: PathBuf = dir
+            .join(chart)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if !path.exists() {
+            return Err(MissingChart {
+                field,
+                chart: chart.to_owned(),
+                path,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `chart` is a URL Fleet downloads (`https://`, `oci://`, go-getter `git::` and
+/// `github.com/...` forms) rather than a path.
+fn is_chart_url(chart: &str) -> bool {
+    chart.contains("://")
+        || chart.starts_with("git::")
+        || chart.starts_with("github.com/")
+        || chart.starts_with("gitlab.com/")
+        || chart.starts_with("bitbucket.org/")
+}
+
+/// `helm.chart` names a local chart that is not there (and no `helm.repo`, no URL).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{field}: chart {chart:?} not found at {} (a local chart directory or archive; or set helm.repo, or give a chart URL)",
+    path.display()
+)]
+pub struct MissingChart {
+    pub field: String,
+    pub chart: String,
+    pub path: PathBuf,
 }
 
 /// How charts are downloaded: the Helm repository access (credentials used only for URLs

@@ -171,11 +171,12 @@ fn relative(error: BundleError, root: &Path, prefix: &str) -> BundleError {
             line,
             message,
         },
-        BundleError::MissingChart { field, chart, path } => BundleError::MissingChart {
-            field,
-            chart,
-            path: shorten(path),
-        },
+        BundleError::MissingChart(missing) => {
+            BundleError::MissingChart(crate::remote_charts::MissingChart {
+                path: shorten(missing.path),
+                ..missing
+            })
+        }
         BundleError::ValuesFile(error) => {
             BundleError::ValuesFile(crate::values_files::ValuesFileError {
                 path: shorten(error.path),

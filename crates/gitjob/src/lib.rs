@@ -2,6 +2,7 @@
 //! do, but in process (no Job pods) and leader-elected.
 //!
 //! - [`git`]: ls-remote, fetch into a bare cache, export a commit's tree (libgit2);
+//!   [`submodules`]: a commit's submodules fetched and exported with it;
 //! - [`credentials`]: a GitRepo's Secret to git credentials;
 //! - [`reconcile`]: the GitRepo reconciler (poll, fetch, build, write Bundles, status);
 //!   [`controller`]: what it watches, for one term; [`context`]: what a term's reconciles
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod reconcile;
 pub mod restrictions;
 pub mod status;
+pub mod submodules;
 pub mod sync;
 pub mod tls;
 pub mod webhook;

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::Context;
-use crate::git::{self, Reference, Source};
+use crate::git::{Reference, Source};
 use fleet_runtime::bundle_store::Claimed;
 
 /// Where and how to fetch the GitRepo's repository: its URL and reference, the credentials
@@ -93,7 +93,7 @@ pub(crate) async fn sync(
     let fetch_root = cache_root.clone();
     let repo_path = ctx
         .git(&source.url, move |cancel| {
-            git::fetch_with_submodules(&fetch_root, &fetching, &wanted, cancel)
+            crate::submodules::fetch(&fetch_root, &fetching, &wanted, cancel)
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -113,7 +113,7 @@ pub(crate) async fn sync(
     let bundles = tokio::task::spawn_blocking(move || {
         let tree = tempfile::tempdir_in(&checkouts).map_err(|e| format!("checkout: {e}"))?;
         let max_blob = opts.limits.file;
-        git::export_with_submodules(
+        crate::submodules::export(
             &cache_root,
             &repo_path,
             &url,
