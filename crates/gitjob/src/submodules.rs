@@ -21,8 +21,8 @@ pub struct Submodule {
 /// How deep submodules of submodules are followed.
 pub const MAX_SUBMODULE_DEPTH: usize = 5;
 
-/// [`git::fetch`](crate::git::fetch), and the submodules of `commit` (and theirs), each from its repository with
-/// the same credentials and TLS settings, as Fleet clones with submodules.
+/// [`git::fetch`](crate::git::fetch), and the submodules of `commit` (and theirs), each from
+/// its repository with the same credentials and TLS settings, as Fleet clones with submodules.
 pub fn fetch(
     cache_root: &Path,
     source: &Source,
