@@ -454,17 +454,6 @@ pub fn error_policy(bd: Arc<BundleDeployment>, error: &Error, _ctx: Arc<Context>
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the deploying role's reconciler over `deployments` (the cluster's namespace
-/// upstream) until `stop`.
-pub async fn run(
-    ctx: Arc<Context>,
-    deployments: crate::controller::Deployments,
-    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let name = "bundledeployment-deploy";
-    crate::controller::run(deployments, name, reconcile, error_policy, ctx, stop).await;
-}
-
 #[cfg(test)]
 mod tests {
     use fleet_api::{BundleDeploymentStatus, CorrectDrift, ModifiedStatus};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use fleet_agent::controller::Deployments;
+use fleet_agent::controller::{self, Deployments};
 use fleet_agent::credentials;
 use fleet_agent::deploy;
 use fleet_agent::inspect::Inspector;
@@ -237,7 +237,9 @@ impl Agent {
             workers: args.workers,
             reconciles,
         };
-        let deployments = deploy::run(ctx, on, leadership.stopped());
+        let name = "bundledeployment-deploy";
+        let (reconcile, policy) = (deploy::reconcile, deploy::error_policy);
+        let deployments = controller::run(on, name, reconcile, policy, ctx, leadership.stopped());
         futures::join!(heartbeat, deployments);
     }
 
@@ -268,6 +270,8 @@ impl Agent {
             workers: args.workers,
             reconciles,
         };
-        monitor::run(ctx, on, leadership.stopped()).await;
+        let name = "bundledeployment-monitor";
+        let (reconcile, policy) = (monitor::reconcile, monitor::error_policy);
+        controller::run(on, name, reconcile, policy, ctx, leadership.stopped()).await;
     }
 }

@@ -123,17 +123,6 @@ pub fn error_policy(bd: Arc<BundleDeployment>, error: &Error, _ctx: Arc<Context>
     }
 }
 
-/// Runs the monitoring role's reconciler over `deployments` (the cluster's namespace
-/// upstream) until `stop`.
-pub async fn run(
-    ctx: Arc<Context>,
-    deployments: crate::controller::Deployments,
-    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let name = "bundledeployment-monitor";
-    crate::controller::run(deployments, name, reconcile, error_policy, ctx, stop).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

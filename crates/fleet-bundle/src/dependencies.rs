@@ -9,7 +9,6 @@
 //! the agent, which installs local charts with `--dependency-update`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::files::Files;
 
@@ -97,33 +96,11 @@ pub fn update(files: &mut Files, helm: &Path) -> Result<(), DependencyError> {
     Ok(())
 }
 
-/// `helm dependency update` in `chart`; helm's own directories go below `work` unless the
-/// environment sets them (a user's repositories stay usable from the CLI).
+/// `helm dependency update` in `chart`, with helm's own directories below `work`.
 fn run_helm(helm: &Path, chart: &Path, work: &Path) -> Result<(), String> {
-    let mut command = Command::new(helm);
+    let mut command = crate::helm::command(helm, work);
     command.args(["dependency", "update"]).arg(chart);
-    for (variable, dir) in [
-        ("HELM_CACHE_HOME", "cache"),
-        ("HELM_CONFIG_HOME", "config"),
-        ("HELM_DATA_HOME", "data"),
-    ] {
-        if std::env::var_os(variable).is_none() {
-            command.env(variable, work.join(dir));
-        }
-    }
-    let output = command
-        .output()
-        .map_err(|e| format!("running {}: {e}", helm.display()))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(stderr
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or("helm failed")
-        .to_owned())
+    crate::helm::run(command)
 }
 
 /// `Chart.lock` and every file below `charts/` of the chart copy, relative to it.

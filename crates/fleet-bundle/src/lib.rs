@@ -17,6 +17,7 @@ pub mod dependencies;
 pub mod discovery;
 pub mod files;
 pub mod glob;
+pub mod helm;
 pub mod manifests;
 pub mod read;
 pub mod remote_charts;

@@ -183,19 +183,7 @@ impl Pull<'_> {
     /// A helm command with its own configuration, cache and registry login (credentials
     /// never go on a command line, where other processes could read them).
     fn helm(&self) -> Command {
-        let mut command = Command::new(self.helm);
-        let private = self.with_credentials;
-        for (variable, dir) in [
-            ("HELM_CACHE_HOME", "cache"),
-            ("HELM_CONFIG_HOME", "config"),
-            ("HELM_DATA_HOME", "data"),
-            ("HELM_REGISTRY_CONFIG", "registry.json"),
-        ] {
-            if private || std::env::var_os(variable).is_none() {
-                command.env(variable, self.work.join(dir));
-            }
-        }
-        command
+        crate::helm::command(self.helm, self.work)
     }
 
     fn run(&self, chart: &str, repo: &str, version: &str, untar: &Path) -> Result<(), String> {
@@ -244,7 +232,7 @@ impl Pull<'_> {
         if self.access.plain_http && chart.starts_with("oci://") {
             command.arg("--plain-http");
         }
-        run(command)
+        crate::helm::run(command)
     }
 
     /// A repository entry with the credentials in helm's `repositories.yaml`, and its index.
@@ -255,7 +243,7 @@ impl Pull<'_> {
         password: &str,
         ca_file: Option<&Path>,
     ) -> Result<(), String> {
-        let config = self.work.join("config");
+        let config = self.work.join("helm").join("config");
         std::fs::create_dir_all(&config).map_err(|e| e.to_string())?;
         let entry = serde_json::json!({
             "name": REPOSITORY,
@@ -270,7 +258,7 @@ impl Pull<'_> {
             .map_err(|e| e.to_string())?;
         let mut update = self.helm();
         update.args(["repo", "update", REPOSITORY]);
-        run(update)
+        crate::helm::run(update)
     }
 
     /// `helm registry login` with the password on standard input.
@@ -317,7 +305,10 @@ impl Pull<'_> {
         if output.status.success() {
             Ok(())
         } else {
-            Err(last_line(&output.stderr, "helm registry login failed"))
+            Err(crate::helm::last_line(
+                &output.stderr,
+                "helm registry login failed",
+            ))
         }
     }
 }
@@ -378,7 +369,7 @@ impl GitChart {
             .arg(&self.url)
             .arg(&checkout)
             .env("GIT_TERMINAL_PROMPT", "0");
-        run_git(clone)?;
+        crate::helm::run(clone)?;
         if let Some(reference) = &self.reference {
             let mut checkout_ref = Command::new("git");
             checkout_ref
@@ -390,7 +381,7 @@ impl GitChart {
                     reference,
                 ])
                 .current_dir(&checkout);
-            run_git(checkout_ref)?;
+            crate::helm::run(checkout_ref)?;
         }
         let source = checkout.join(&self.subdir);
         if !source.join("Chart.yaml").is_file() {
@@ -418,31 +409,8 @@ impl GitChart {
     }
 }
 
-fn run_git(mut command: Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| format!("running git: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(last_line(&output.stderr, "git failed"))
-    }
-}
-
 /// The name of the repository entry a pull with credentials uses.
 const REPOSITORY: &str = "fleet-bundle";
-
-fn run(mut command: Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| format!("running helm: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(last_line(&output.stderr, "helm failed"))
-    }
-}
-
-fn last_line(stderr: &[u8], fallback: &str) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    text.trim().lines().last().unwrap_or(fallback).to_owned()
-}
 
 #[cfg(test)]
 mod tests {

@@ -50,15 +50,20 @@ pub fn target(args: &TargetArgs) -> anyhow::Result<()> {
             bundle.metadata.namespace = Some(namespace.clone());
         }
     }
+    // The clusters each namespace offers, read once.
+    let mut namespaces: Vec<String> = bundles
+        .iter()
+        .map(|b| b.namespace().unwrap_or_else(|| "fleet-local".to_owned()))
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    let by_namespace = clusters(args, &namespaces)?;
     let mut objects = Vec::new();
     for bundle in &bundles {
         let namespace = bundle
             .namespace()
             .unwrap_or_else(|| "fleet-local".to_owned());
-        let candidates = match &args.clusters {
-            Some(path) => read_clusters(path)?,
-            None => in_cluster(args, &namespace)?,
-        };
+        let candidates = by_namespace.get(&namespace).cloned().unwrap_or_default();
         let desired = desired(bundle, &candidates)
             .with_context(|| format!("bundle {}", bundle.name_any()))?;
         if args.dump_input_list {
@@ -116,15 +121,31 @@ fn read_bundle_file(path: &PathBuf) -> anyhow::Result<Vec<Bundle>> {
     Ok(bundles)
 }
 
-/// The Clusters of `namespace` in the cluster of the kubeconfig.
-fn in_cluster(args: &TargetArgs, namespace: &str) -> anyhow::Result<Vec<Candidate>> {
+/// The clusters each of `namespaces` offers: those of `--clusters` (the same for every
+/// namespace: targeting picks by namespace itself), or those of the cluster of the
+/// kubeconfig, listed once per namespace.
+fn clusters(
+    args: &TargetArgs,
+    namespaces: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<Candidate>>> {
+    if let Some(path) = &args.clusters {
+        let all = read_clusters(path)?;
+        return Ok(namespaces
+            .iter()
+            .map(|n| (n.clone(), all.clone()))
+            .collect());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let client = crate::apply::kube_client(args.kubeconfig.as_deref()).await?;
-        live_clusters(&client, namespace).await
+        let mut by_namespace = std::collections::BTreeMap::new();
+        for namespace in namespaces {
+            by_namespace.insert(namespace.clone(), live_clusters(&client, namespace).await?);
+        }
+        Ok(by_namespace)
     })
 }
 

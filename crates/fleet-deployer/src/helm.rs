@@ -8,8 +8,8 @@ use fleet_api::values::merge_json;
 use fleet_api::{BundleDeploymentOptions, HelmOptions, HelmRepoAccess, Values};
 use fleet_bundle::files::Files;
 use fleet_render::render::{
-    Input, RenderError, Style, Tools, chart_args, helm_command, helm_values, namespace,
-    release_name, render, style, write_files,
+    Input, RenderError, Style, Tools, chart_args, helm_values, namespace, release_name, render,
+    style, write_files,
 };
 use fleet_render::target::ClusterInfo;
 
@@ -360,7 +360,7 @@ impl Deployer {
     }
 
     fn helm(&self, work: &Path) -> Command {
-        let mut cmd = helm_command(&self.tools.helm, work);
+        let mut cmd = fleet_bundle::helm::command(&self.tools.helm, work);
         if let Some(kubeconfig) = &self.kubeconfig {
             cmd.arg("--kubeconfig").arg(kubeconfig);
         }

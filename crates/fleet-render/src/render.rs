@@ -217,7 +217,7 @@ fn helm_template(
             source,
         }
     })?;
-    let mut cmd = helm_command(&tools.helm, work);
+    let mut cmd = fleet_bundle::helm::command(&tools.helm, work);
     cmd.arg("template")
         .arg(release_name(input.bundle, input.options))
         .args(["--namespace", &namespace(input.options)])
@@ -226,20 +226,6 @@ fn helm_template(
         .arg(&values_path);
     chart_args(&mut cmd, style, bundle_dir);
     run("helm template", cmd)
-}
-
-/// `helm` with private `HELM_CACHE_HOME`, `HELM_CONFIG_HOME` and `HELM_DATA_HOME` below
-/// `work` (no user configuration, no shared caches between calls).
-pub fn helm_command(helm: &Path, work: &Path) -> Command {
-    let mut cmd = Command::new(helm);
-    for (name, dir) in [
-        ("HELM_CACHE_HOME", "cache"),
-        ("HELM_CONFIG_HOME", "config"),
-        ("HELM_DATA_HOME", "data"),
-    ] {
-        cmd.env(name, work.join("helm").join(dir));
-    }
-    cmd
 }
 
 /// The chart arguments of a helm command for a chart `style` (the bundle's files written to
