@@ -3,10 +3,55 @@
 //! labelled with that ID, the unsharded controller handles only unlabelled ones, and an object
 //! naming a shard nobody runs is handled by nobody. Each shard elects through a Lease of its
 //! own (Fleet's name plus `-<id>`).
+//!
+//! fleet-rs' dynamic shards (beyond Fleet) label the controller's BundleDeployments with the
+//! shard of their Bundle ([`BUNDLE_SHARD`]) and of their Cluster ([`CLUSTER_SHARD`]), so a
+//! replica's caches list only its shards' objects ([`dynamic_selector`]); a Bundle is sharded
+//! with the GitRepo or HelmOp it comes from ([`bundle_shard_key`]), so one shard holds a
+//! GitRepo's whole pipeline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::labels::SHARD_REF;
+use crate::labels::{HELM_OP_NAME, REPO_NAME, SHARD_REF};
+
+/// On a BundleDeployment: the dynamic shard of its Bundle (`<shard>-of-<shards>`).
+pub const BUNDLE_SHARD: &str = "shards.fleet-rs.io/bundle";
+/// On a BundleDeployment: the dynamic shard of its Cluster (`<shard>-of-<shards>`).
+pub const CLUSTER_SHARD: &str = "shards.fleet-rs.io/cluster";
+
+/// A dynamic-shard label and the shard count its values are counted in. The count is part of
+/// the value, so replicas run with another count never read these values as theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardLabel {
+    pub key: &'static str,
+    pub shards: u32,
+}
+
+impl ShardLabel {
+    /// The label's value for `shard`.
+    pub fn value(&self, shard: u32) -> String {
+        format!("{shard}-of-{}", self.shards)
+    }
+}
+
+/// The label selector of the objects of the `held` shards; `None` when none is held.
+pub fn dynamic_selector(label: ShardLabel, held: &BTreeSet<u32>) -> Option<String> {
+    if held.is_empty() {
+        return None;
+    }
+    let values: Vec<String> = held.iter().map(|shard| label.value(*shard)).collect();
+    Some(format!("{} in ({})", label.key, values.join(",")))
+}
+
+/// The key a Bundle is sharded by (`namespace/name`): that of the GitRepo or HelmOp it comes
+/// from (whose reconcilers are sharded by it too), its own otherwise.
+pub fn bundle_shard_key(namespace: &str, name: &str, labels: &BTreeMap<String, String>) -> String {
+    let owner = labels
+        .get(REPO_NAME)
+        .or_else(|| labels.get(HELM_OP_NAME))
+        .map_or(name, String::as_str);
+    format!("{namespace}/{owner}")
+}
 
 /// Which objects a controller replica handles.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +122,33 @@ mod tests {
         ];
         for (shard, label, owns) in cases {
             assert_eq!(shard.owns(&labels(label)), owns, "{shard:?} / {label:?}");
+        }
+    }
+
+    #[test]
+    fn dynamic_selectors_name_the_held_shards_under_their_count() {
+        let label = ShardLabel {
+            key: BUNDLE_SHARD,
+            shards: 6,
+        };
+        assert_eq!(dynamic_selector(label, &BTreeSet::new()), None);
+        assert_eq!(
+            dynamic_selector(label, &BTreeSet::from([4, 1])).as_deref(),
+            Some("shards.fleet-rs.io/bundle in (1-of-6,4-of-6)")
+        );
+    }
+
+    #[test]
+    fn a_bundle_is_sharded_with_its_gitrepo_or_helmop() {
+        let with = |key: &str| BTreeMap::from([(key.to_owned(), "owner".to_owned())]);
+        let cases = [
+            (BTreeMap::new(), "ns/b"),
+            (with(REPO_NAME), "ns/owner"),
+            (with(HELM_OP_NAME), "ns/owner"),
+            (with("other"), "ns/b"),
+        ];
+        for (labels, key) in cases {
+            assert_eq!(bundle_shard_key("ns", "b", &labels), key, "{labels:?}");
         }
     }
 

@@ -42,7 +42,7 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
     }
     let deployments: Vec<Arc<BundleDeployment>> = ctx
         .caches
-        .deployments
+        .placed
         .state()
         .into_iter()
         .filter(|bd| bd.namespace().as_deref() == Some(bd_namespace.as_str()))
@@ -62,6 +62,17 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
         crate::context::apply_status::<Cluster>(ctx, &namespace, &name, status).await?;
     }
     Ok(recheck.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// A BundleDeployment as the Cluster roll-ups' cache keeps it under dynamic shards: without
+/// what no roll-up reads (the options, which hold Helm values, and the resource list).
+pub fn trim_for_rollup(bd: &mut BundleDeployment) {
+    bd.spec.options = Default::default();
+    bd.spec.staged_options = Default::default();
+    bd.spec.helm_chart_options = None;
+    if let Some(status) = &mut bd.status {
+        status.resources = Vec::new();
+    }
 }
 
 /// A Cluster's status from its BundleDeployments (`deployments`, those in its namespace) and
@@ -301,7 +312,7 @@ pub async fn run(term: &Term) {
     let clusters = term
         .controller(&caches.clusters)
         .await
-        .watches_shared_stream(caches.deployments.changes().await, |bd| {
+        .watches_shared_stream(caches.placed().changes().await, |bd| {
             label_ref::<Cluster>(bd.as_ref(), CLUSTER, CLUSTER_NAMESPACE)
         });
     let groups_of = caches.groups.reader();

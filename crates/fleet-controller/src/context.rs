@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use fleet_api::{Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, GitRepo};
 
-use fleet_election::Leadership;
 use fleet_election::shards::Claims;
+use fleet_election::{Coverage, Leadership};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
@@ -31,7 +31,13 @@ pub struct Caches {
     pub bundles: Store<Bundle>,
     pub clusters: Store<Cluster>,
     pub groups: Store<ClusterGroup>,
+    /// BundleDeployments by their Bundle's shard (all of them without dynamic shards).
     pub deployments: Store<BundleDeployment>,
+    /// BundleDeployments by their Cluster's shard, trimmed for roll-ups (the same store as
+    /// `deployments` without dynamic shards).
+    pub placed: Store<BundleDeployment>,
+    /// Which shards' objects those two stores hold completely.
+    pub coverage: [Coverage; 2],
     pub gitrepos: Store<GitRepo>,
     pub mappings: Store<BundleNamespaceMapping>,
     /// Namespaces (their labels, for BundleNamespaceMappings).
@@ -142,10 +148,15 @@ tokio::task_local! {
     static CLAIM: Leadership;
 }
 
-/// `reconcile`, run only under the claim of its object (`namespace/name`): with dynamic
-/// shards, an object of a shard this replica does not hold is left to its owner, and every
+/// How soon a reconcile of a shard just taken looks again while its caches are being listed.
+const LISTING_RECHECK: Duration = Duration::from_millis(250);
+
+/// `reconcile`, run only under the claim of its object's shard (`key`, e.g. `namespace/name`):
+/// with dynamic shards, an object of a shard this replica does not hold is left to its owner,
+/// one of a shard whose caches are still being listed waits for them, and every
 /// [`Context::check_leading`] during the reconcile asks the object's shard.
 pub fn claimed<K, E, F, Fut>(
+    key: fn(&K) -> String,
     reconcile: F,
 ) -> impl Fn(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, E>>
 where
@@ -155,13 +166,11 @@ where
     Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
 {
     move |object, ctx| {
-        let meta = object.meta();
-        let key = format!(
-            "{}/{}",
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default()
-        );
+        let key = key(&object);
         match ctx.claims.claim(&key) {
+            Some(_) if !ctx.cached(&key) => {
+                futures::future::ready(Ok(Action::requeue(LISTING_RECHECK))).boxed()
+            }
             Some(claim) => CLAIM.scope(claim, reconcile(object, ctx)).boxed(),
             None => futures::future::ready(Ok(Action::await_change())).boxed(),
         }
@@ -187,6 +196,25 @@ impl Context {
         match self.claims.claim(key) {
             Some(claim) => self.gate.writer(claim),
             None => self.gate.refusing(),
+        }
+    }
+
+    /// Whether the caches hold every object of `key`'s shard (always, without dynamic shards).
+    pub fn cached(&self, key: &str) -> bool {
+        match &self.claims {
+            Claims::Leader(_) => true,
+            Claims::Shards(shards) => {
+                let shard = shards.shard_of(key);
+                self.caches.coverage.iter().all(|c| c.covers(shard))
+            }
+        }
+    }
+
+    /// Dynamic shards, when this term has them.
+    pub fn dynamic_shards(&self) -> Option<&fleet_election::shards::ShardSet> {
+        match &self.claims {
+            Claims::Leader(_) => None,
+            Claims::Shards(shards) => Some(shards),
         }
     }
 

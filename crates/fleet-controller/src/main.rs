@@ -11,7 +11,7 @@ use fleet_api::duration::parse_go_duration;
 use fleet_controller::context::Context;
 use fleet_controller::metrics::Metrics;
 use fleet_controller::settings::{AgentSettings, Settings, Workers};
-use fleet_controller::wiring::{Term, WarmCaches};
+use fleet_controller::wiring::{DynamicShards, Term, WarmCaches};
 use fleet_controller::{bundles, clusters, import, registration, rollups};
 use fleet_election::shards::{Claims, ShardSet};
 use fleet_runtime::{Runtime, RuntimeArgs};
@@ -106,7 +106,14 @@ async fn main() -> anyhow::Result<()> {
         fleet_runtime::WriteGate::new(fleet_controller::error::MANAGER, runtime.registry_mut());
     let settings = args.settings()?;
     let shard = args.runtime.shard();
-    let caches = Arc::new(WarmCaches::spawn(&client, &shard));
+    // Dynamic shards: the BundleDeployment caches follow the shards this replica holds (the
+    // shard set, started later by the runtime, publishes them here).
+    let (held_tx, held) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
+    let dynamic = (args.shards > 0).then_some(DynamicShards {
+        shards: args.shards,
+        held,
+    });
+    let caches = Arc::new(WarmCaches::spawn(&client, &shard, dynamic.as_ref()));
     // Clusters, ClusterGroups, registration and import: the unsharded controller's.
     let unsharded = shard.is_default();
     let bootstrap_local = args.bootstrap_local && unsharded;
@@ -122,13 +129,15 @@ async fn main() -> anyhow::Result<()> {
             write_slots: tokio::sync::Semaphore::new(settings.write_concurrency.max(1)),
         });
         if let Some(shards) = &shards {
+            tokio::spawn(forward_held(shards.held_changes(), held_tx.clone()));
             let every = Duration::from_secs(5);
             let objects = caches.bundles.reader();
-            tokio::spawn(
-                shards
-                    .clone()
-                    .count_objects_of(objects, every, stop.clone()),
-            );
+            tokio::spawn(shards.clone().count_objects_of(
+                objects,
+                bundles::shard_key,
+                every,
+                stop.clone(),
+            ));
         }
         let bootstrap = bootstrap_local
             .then(|| fleet_controller::bootstrap::run(ctx.clone(), client.clone(), stop.clone()));
@@ -143,6 +152,19 @@ async fn main() -> anyhow::Result<()> {
     };
     runtime.run_claimed(args.shards, work).await?;
     Ok(())
+}
+
+/// Passes the shards held here on to the caches that follow them.
+async fn forward_held(
+    mut held: tokio::sync::watch::Receiver<std::collections::BTreeSet<u32>>,
+    to: tokio::sync::watch::Sender<std::collections::BTreeSet<u32>>,
+) {
+    loop {
+        to.send_replace(held.borrow_and_update().clone());
+        if held.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Every reconciler of a term: the Bundles' and the roll-ups of GitRepos and HelmOps; the

@@ -7,14 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use fleet_api::labels::MANAGED;
-use fleet_api::sharding::Shard;
+use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD, Shard, ShardLabel};
 use fleet_api::{
     Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, ClusterRegistration,
     ClusterRegistrationToken, GitRepo, HelmOp,
 };
-use fleet_election::WarmCache;
-use fleet_election::shards::ShardSet;
+use fleet_election::shards::{ShardSet, object_key};
+use fleet_election::{Scope, WarmCache};
 use fleet_runtime::Reconciles;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller::{self, Action};
@@ -22,6 +24,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Caches, Context, claimed};
@@ -51,7 +54,12 @@ pub struct WarmCaches {
     pub bundles: WarmCache<Bundle>,
     pub clusters: WarmCache<Cluster>,
     pub groups: WarmCache<ClusterGroup>,
+    /// BundleDeployments for the work keyed by their Bundle (Bundles, GitRepo and HelmOp
+    /// roll-ups); under dynamic shards, those of the Bundles of this replica's shards.
     pub deployments: WarmCache<BundleDeployment>,
+    /// Under dynamic shards: the BundleDeployments of this replica's shards' Clusters, for
+    /// their roll-ups (trimmed to what a roll-up reads); otherwise `deployments` serves.
+    pub placed: Option<WarmCache<BundleDeployment>>,
     pub gitrepos: WarmCache<GitRepo>,
     pub helmops: WarmCache<HelmOp>,
     pub tokens: WarmCache<ClusterRegistrationToken>,
@@ -72,25 +80,62 @@ impl std::fmt::Debug for WarmCaches {
     }
 }
 
+/// Dynamic shards as the caches see them: how many, and which are held here.
+#[derive(Debug, Clone)]
+pub struct DynamicShards {
+    pub shards: u32,
+    pub held: watch::Receiver<BTreeSet<u32>>,
+}
+
+impl DynamicShards {
+    fn scope(&self, key: &'static str) -> Scope {
+        Scope {
+            label: ShardLabel {
+                key,
+                shards: self.shards,
+            },
+            held: self.held.clone(),
+        }
+    }
+}
+
 impl WarmCaches {
     /// Starts the caches. Fleet's static sharding: Bundles, GitRepos and HelmOps of `shard`
     /// only (the BundleDeployments too, except on the unsharded controller, whose Cluster
-    /// roll-ups count every shard's).
-    pub fn spawn(client: &Client, shard: &Shard) -> Self {
+    /// roll-ups count every shard's). Dynamic shards: the BundleDeployments of the shards held
+    /// here only, by their Bundle's shard and by their Cluster's ([`fleet_api::sharding`]).
+    pub fn spawn(client: &Client, shard: &Shard, dynamic: Option<&DynamicShards>) -> Self {
         let of_shard = || watcher::Config::default().labels(&shard.label_selector());
         let all = watcher::Config::default;
+        let deployments_config = if shard.is_default() {
+            all()
+        } else {
+            of_shard()
+        };
+        let deployments = Api::<BundleDeployment>::all(client.clone());
+        let (deployments, placed) = match dynamic {
+            Some(dynamic) => (
+                WarmCache::spawn_scoped(
+                    deployments.clone(),
+                    deployments_config.clone(),
+                    dynamic.scope(BUNDLE_SHARD),
+                    |_| {},
+                ),
+                Some(WarmCache::spawn_scoped(
+                    deployments,
+                    deployments_config,
+                    dynamic.scope(CLUSTER_SHARD),
+                    crate::clusters::trim_for_rollup,
+                )),
+            ),
+            None => (WarmCache::spawn(deployments, deployments_config), None),
+        };
         Self {
             bundles: warm(client, of_shard()),
             clusters: warm(client, all()),
             groups: warm(client, all()),
-            deployments: warm(
-                client,
-                if shard.is_default() {
-                    all()
-                } else {
-                    of_shard()
-                },
-            ),
+            deployments,
+            placed,
             gitrepos: warm(client, of_shard()),
             helmops: warm(client, of_shard()),
             tokens: warm(client, all()),
@@ -100,6 +145,11 @@ impl WarmCaches {
         }
     }
 
+    /// The BundleDeployments the Cluster roll-ups read.
+    pub fn placed(&self) -> &WarmCache<BundleDeployment> {
+        self.placed.as_ref().unwrap_or(&self.deployments)
+    }
+
     /// What the reconcilers read.
     pub fn readers(&self) -> Caches {
         Caches {
@@ -107,6 +157,8 @@ impl WarmCaches {
             clusters: self.clusters.reader(),
             groups: self.groups.reader(),
             deployments: self.deployments.reader(),
+            placed: self.placed().reader(),
+            coverage: [self.deployments.coverage(), self.placed().coverage()],
             gitrepos: self.gitrepos.reader(),
             mappings: self.mappings.reader(),
             namespaces: self.namespaces.reader(),
@@ -157,7 +209,8 @@ impl Term {
     }
 
     /// Runs `controller` until the term ends: each object reconciled by `reconcile` under
-    /// its claim, observed as `name` (span, duration, errors), retried by `error_policy`.
+    /// its claim (of its `namespace/name`), observed as `name` (span, duration, errors),
+    /// retried by `error_policy`.
     pub async fn run<K, E, F, Fut>(
         &self,
         controller: Controller<K>,
@@ -171,7 +224,33 @@ impl Term {
         F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
     {
-        let reconcile = claimed(self.reconciles.observe(name, reconcile));
+        self.run_keyed(
+            controller,
+            config,
+            object_key,
+            name,
+            reconcile,
+            error_policy,
+        )
+        .await;
+    }
+
+    /// [`Term::run`], each object under the claim of the shard `key` gives it.
+    pub async fn run_keyed<K, E, F, Fut>(
+        &self,
+        controller: Controller<K>,
+        config: controller::Config,
+        key: fn(&K) -> String,
+        name: &'static str,
+        reconcile: F,
+        error_policy: fn(Arc<K>, &E, Arc<Context>) -> Action,
+    ) where
+        K: Watched,
+        E: std::error::Error + Send + 'static,
+        F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
+    {
+        let reconcile = claimed(key, self.reconciles.observe(name, reconcile));
         let results = controller
             .with_config(config)
             .graceful_shutdown_on(self.stop.clone().cancelled_owned())

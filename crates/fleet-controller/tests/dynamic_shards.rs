@@ -1,11 +1,15 @@
 //! Dynamic shards on a real control plane: three fleet-controller replicas with `--shards 6`
 //! share the Bundles and Clusters; every Bundle reaches every cluster; each Bundle is
 //! reconciled by the replica holding its shard only; a SIGKILLed replica's shards move to the
-//! others; a replica frozen (SIGSTOP) past its lease writes nothing when it resumes.
+//! others; a replica frozen (SIGSTOP) past its lease writes nothing when it resumes. Each
+//! replica caches only its shards' BundleDeployments (labelled with their Bundle's and their
+//! Cluster's shard), and every Cluster's roll-up still counts all of its BundleDeployments,
+//! also after shards moved.
 
 mod support;
 
-use fleet_api::Bundle;
+use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD};
+use fleet_api::{Bundle, BundleDeployment, Cluster};
 use fleet_testkit::process::{SIGCONT, SIGSTOP};
 use kube::Api;
 use support::{Controller, NS, WAIT, bundle, clusters_in_default_group, create, plane, wait_bds};
@@ -19,6 +23,28 @@ async fn wait_covered(replicas: &[&Controller]) {
     fleet_testkit::wait_shards_covered(&ports, 6, 2 * WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Waits until every Cluster's roll-up counts `per_cluster` BundleDeployments.
+async fn wait_rollups(client: &kube::Client, per_cluster: i64) {
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    fleet_testkit::eventually("the cluster roll-ups", WAIT, WAIT / 100, || async {
+        let counted: Vec<i64> = clusters
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .iter()
+            .map(|c| c.status.as_ref().map_or(0, |s| s.summary.desired_ready))
+            .collect();
+        if counted.len() == CLUSTERS && counted.iter().all(|n| *n == per_cluster) {
+            Ok(())
+        } else {
+            Err(format!("{counted:?}, want {per_cluster} each"))
+        }
+    })
+    .await
+    .expect("every cluster rolled up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,6 +72,23 @@ async fn bundles_fan_out_under_their_shards_claims() {
         counts.iter().filter(|n| **n > 0.0).count() >= 2,
         "spread: {counts:?}"
     );
+    // Each BundleDeployment names its Bundle's and its Cluster's shard, which the replicas'
+    // caches select by; the Cluster roll-ups, each from its own shard's cache, count them all.
+    let bds = Api::<BundleDeployment>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("list");
+    for bd in &bds.items {
+        let labels = bd.metadata.labels.clone().unwrap_or_default();
+        for key in [BUNDLE_SHARD, CLUSTER_SHARD] {
+            assert!(
+                labels.get(key).is_some_and(|v| v.ends_with("-of-6")),
+                "{key} on {:?}: {labels:?}",
+                bd.metadata.name
+            );
+        }
+    }
+    wait_rollups(&client, BUNDLES as i64).await;
 
     // A replica is killed: its shards move, and new Bundles of them fan out.
     c.process.kill();
@@ -54,6 +97,7 @@ async fn bundles_fan_out_under_their_shards_claims() {
         create::<Bundle>(&client, &bundle(&format!("second-{i}"))).await;
     }
     wait_bds(&client, 2 * BUNDLES * CLUSTERS).await;
+    wait_rollups(&client, 2 * BUNDLES as i64).await;
 
     // A replica frozen past its lease: the other takes everything; resumed, it writes nothing.
     let before = b.metric("fleet_controller_writes_total").await;
@@ -63,6 +107,8 @@ async fn bundles_fan_out_under_their_shards_claims() {
         create::<Bundle>(&client, &bundle(&format!("third-{i}"))).await;
     }
     wait_bds(&client, 3 * BUNDLES * CLUSTERS).await;
+    // Everything done, roll-ups too, before b resumes: it finds nothing left to write.
+    wait_rollups(&client, 3 * BUNDLES as i64).await;
     b.process.signal(SIGCONT).expect("SIGCONT");
     wait_covered(&[&a, &b]).await;
     // b's shards came back to it; everything it reconciles now is already in place.
@@ -77,6 +123,7 @@ async fn bundles_fan_out_under_their_shards_claims() {
             .len(),
         3 * BUNDLES
     );
+    wait_rollups(&client, 3 * BUNDLES as i64).await;
     assert_eq!(
         b.metric("fleet_controller_writes_total").await,
         before,

@@ -35,7 +35,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 pub mod trace;
-mod warm;
+pub mod warm;
 
 pub use config::{ElectionArgs, ElectionConfig, Strategy, Timings, default_identity};
 pub use elector::{ElectionEvent, Elector, ElectorHandle, Role};
@@ -44,6 +44,7 @@ pub use metrics::{ElectionMetrics, LeaseLabels};
 pub use run::run_while_leading;
 pub use store::{KubeLeaseStore, LeaseEvent, LeaseStore, StoreError};
 pub use warm::WarmCache;
+pub use warm::scope::{Coverage, Scope};
 
 /// Errors in setting an election up. Everything at run time (conflicts, unreachable API
 /// server) is handled inside the elector and shows in its events, logs and metrics.

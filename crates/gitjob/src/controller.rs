@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fleet_api::{GitRepo, GitRepoRestriction};
 use fleet_election::WarmCache;
-use fleet_election::shards::ShardSet;
+use fleet_election::shards::{ShardSet, object_key};
 use fleet_runtime::Reconciles;
 use kube::ResourceExt;
 use kube::runtime::controller;
@@ -53,7 +53,7 @@ pub async fn run(
     if let Some(shards) = &shards {
         let every = Duration::from_secs(5);
         let counting = shards.clone();
-        tokio::spawn(counting.count_objects_of(store.clone(), every, stop.clone()));
+        tokio::spawn(counting.count_objects_of(store.clone(), object_key, every, stop.clone()));
     }
     let mut controller = caches
         .gitrepos

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use fleet_api::HelmOp;
 use fleet_election::WarmCache;
-use fleet_election::shards::{Claims, ShardSet};
+use fleet_election::shards::{Claims, ShardSet, object_key};
 use fleet_runtime::events::Events;
 use fleet_runtime::{Runtime, RuntimeArgs};
 use helmops::reconcile::{Context, EVENTS_CONTROLLER, MANAGER, error_policy, reconcile};
@@ -59,7 +59,12 @@ async fn main() -> anyhow::Result<()> {
         if let Some(shards) = &shards {
             let every = std::time::Duration::from_secs(5);
             let counting = shards.clone();
-            tokio::spawn(counting.count_objects_of(helmops.reader(), every, stop.clone()));
+            tokio::spawn(counting.count_objects_of(
+                helmops.reader(),
+                object_key,
+                every,
+                stop.clone(),
+            ));
         }
         async move {
             let mut controller = helmops

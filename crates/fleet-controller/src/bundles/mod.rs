@@ -95,7 +95,14 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
-    let changes = plan::deployments(desired.targets, rollout.as_ref(), &existing);
+    let mut targets = desired.targets;
+    if let Some(shards) = ctx.dynamic_shards() {
+        let bundle_shard = shards.shard_of(&shard_key(bundle));
+        plan::label_shards(&mut targets, bundle_shard, shards.shards(), |key| {
+            shards.shard_of(key)
+        });
+    }
+    let changes = plan::deployments(targets, rollout.as_ref(), &existing);
     tracing::debug!(
         bundle = %name,
         %namespace,
@@ -383,21 +390,32 @@ pub async fn run(term: &Term) {
             label_ref::<Bundle>(bd.as_ref(), BUNDLE_NAME, BUNDLE_NAMESPACE)
         });
     futures::join!(
-        term.run(
+        term.run_keyed(
             bundles,
             term.workers(workers.bundles),
+            shard_key,
             "bundle",
             reconcile,
             error_policy
         ),
-        term.run(
+        term.run_keyed(
             status,
             term.rollup(workers.rollups),
+            shard_key,
             "bundle-status",
             reconcile_status,
             retry
         ),
     );
+}
+
+/// A Bundle is sharded with the GitRepo or HelmOp it comes from.
+pub fn shard_key(bundle: &Bundle) -> String {
+    fleet_api::sharding::bundle_shard_key(
+        bundle.metadata.namespace.as_deref().unwrap_or_default(),
+        bundle.metadata.name.as_deref().unwrap_or_default(),
+        bundle.labels(),
+    )
 }
 
 /// Targeting depends on a Cluster's labels, template values and namespace, not on the rest

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fleet_api::BundleDeployment;
+use fleet_api::labels::{CLUSTER, CLUSTER_NAMESPACE};
+use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD, ShardLabel};
 use fleet_render::deployments::{Target, sha256_hex};
 use fleet_render::rollout;
 use fleet_runtime::inventory::{self, Changes, hash_of, stamp};
@@ -54,6 +56,31 @@ pub fn deployments(
         .map(|(key, bd)| (key.clone(), hash_of(&bd.metadata)))
         .collect();
     inventory::plan(desired, &hashes)
+}
+
+/// Labels each target's BundleDeployment with the dynamic shard of its Bundle
+/// (`bundle_shard`) and of its Cluster (`shard_of` its `namespace/name`), counted in `shards`,
+/// so that each replica's caches list only its shards' BundleDeployments.
+pub fn label_shards(
+    targets: &mut [Target],
+    bundle_shard: u32,
+    shards: u32,
+    shard_of: impl Fn(&str) -> u32,
+) {
+    for target in targets {
+        let labels = target.deployment.labels_mut();
+        let cluster = format!(
+            "{}/{}",
+            labels.get(CLUSTER_NAMESPACE).map_or("", String::as_str),
+            labels.get(CLUSTER).map_or("", String::as_str)
+        );
+        for (key, shard) in [
+            (BUNDLE_SHARD, bundle_shard),
+            (CLUSTER_SHARD, shard_of(&cluster)),
+        ] {
+            labels.insert(key.to_owned(), ShardLabel { key, shards }.value(shard));
+        }
+    }
 }
 
 /// The hash of what the controller writes of a BundleDeployment.
@@ -190,5 +217,38 @@ mod tests {
         assert_eq!(staged.spec.staged_deployment_id.as_deref(), Some("s-2:o"));
         let new = &changes.create[0];
         assert_eq!(new.spec.deployment_id.as_deref(), Some("s-2:o"));
+    }
+
+    #[test]
+    fn deployments_are_labelled_with_their_bundles_and_clusters_shards() {
+        let mut targets = vec![target("a", "s-1:o"), target("b", "s-1:o")];
+        for (t, cluster) in targets.iter_mut().zip(["a", "b"]) {
+            let labels = t.deployment.labels_mut();
+            labels.insert(CLUSTER_NAMESPACE.to_owned(), "fleet-default".to_owned());
+            labels.insert(CLUSTER.to_owned(), cluster.to_owned());
+        }
+        let shard_of = |key: &str| u32::from(key == "fleet-default/b") * 5;
+        label_shards(&mut targets, 2, 6, shard_of);
+        let shards: Vec<(Option<&String>, Option<&String>)> = targets
+            .iter()
+            .map(|t| {
+                let labels = &t.deployment.metadata.labels;
+                let labels = labels.as_ref().expect("labelled");
+                (labels.get(BUNDLE_SHARD), labels.get(CLUSTER_SHARD))
+            })
+            .collect();
+        let (two, zero, five) = (
+            "2-of-6".to_owned(),
+            "0-of-6".to_owned(),
+            "5-of-6".to_owned(),
+        );
+        assert_eq!(
+            shards,
+            [(Some(&two), Some(&zero)), (Some(&two), Some(&five))]
+        );
+        // The labels are part of what is written: a new shard count rewrites them.
+        let before = content_hash(&targets[0].deployment);
+        label_shards(&mut targets, 2, 8, shard_of);
+        assert_ne!(content_hash(&targets[0].deployment), before);
     }
 }

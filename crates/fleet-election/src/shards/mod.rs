@@ -18,7 +18,7 @@
 pub mod assign;
 pub mod members;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -87,6 +87,8 @@ impl ShardMetrics {
 pub struct ShardSet {
     config: Arc<ShardConfig>,
     held: Arc<RwLock<BTreeMap<u32, Leadership>>>,
+    /// The held shards as a value that can be watched (scoped caches follow it).
+    held_set: Arc<watch::Sender<BTreeSet<u32>>>,
     acquired: broadcast::Sender<u32>,
     owners: watch::Receiver<BTreeMap<u32, String>>,
     metrics: ShardMetrics,
@@ -117,6 +119,7 @@ impl ShardSet {
         let set = Self {
             config: config.clone(),
             held: Arc::default(),
+            held_set: Arc::new(watch::channel(BTreeSet::new()).0),
             acquired,
             owners,
             metrics: shard_metrics.clone(),
@@ -177,6 +180,28 @@ impl ShardSet {
             .collect()
     }
 
+    /// The shards held here as they change: acquired, released or assigned away (for caches
+    /// scoped to them, [`crate::warm::scope`]).
+    pub fn held_changes(&self) -> watch::Receiver<BTreeSet<u32>> {
+        self.held_set.subscribe()
+    }
+
+    /// Publishes the held shards after a change of `held`.
+    fn publish_held(&self) {
+        let held: BTreeSet<u32> = self
+            .held
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        self.held_set.send_if_modified(|current| {
+            let changed = *current != held;
+            *current = held;
+            changed
+        });
+    }
+
     /// Shards as they are acquired (to reconcile their objects at once).
     pub fn acquisitions(&self) -> broadcast::Receiver<u32> {
         self.acquired.subscribe()
@@ -212,11 +237,12 @@ impl ShardSet {
         }
     }
 
-    /// Keeps `fleet_shard_objects` current for the objects of `store`, every `every`, until
-    /// `stop`.
+    /// Keeps `fleet_shard_objects` current for the objects of `store` (sharded by `key`),
+    /// every `every`, until `stop`.
     pub async fn count_objects_of<K>(
         self,
         store: kube::runtime::reflector::Store<K>,
+        key: fn(&K) -> String,
         every: std::time::Duration,
         stop: CancellationToken,
     ) where
@@ -227,14 +253,7 @@ impl ShardSet {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = tick.tick() => self.count_objects(store.state().iter().map(|o| {
-                    let meta = o.meta();
-                    format!(
-                        "{}/{}",
-                        meta.namespace.as_deref().unwrap_or_default(),
-                        meta.name.as_deref().unwrap_or_default()
-                    )
-                })),
+                _ = tick.tick() => self.count_objects(store.state().iter().map(|o| key(o))),
             }
         }
     }
@@ -243,6 +262,17 @@ impl ShardSet {
     pub fn owners(&self) -> BTreeMap<u32, String> {
         self.owners.borrow().clone()
     }
+}
+
+/// An object's key, `namespace/name`: what an object is sharded by unless its kind says
+/// otherwise.
+pub fn object_key<K: kube::Resource>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// Under what claim a replica writes for an object.
@@ -380,6 +410,7 @@ impl Manager {
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(shard, leadership);
+                self.set.publish_held();
                 let _ = self.set.acquired.send(shard);
             }
             _ => self.remove_claim(shard),
@@ -387,14 +418,15 @@ impl Manager {
     }
 
     fn remove_claim(&self, shard: u32) {
-        if let Some(term) = self
+        let term = self
             .set
             .held
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&shard)
-        {
+            .remove(&shard);
+        if let Some(term) = term {
             term.end();
+            self.set.publish_held();
         }
     }
 }

@@ -6,6 +6,11 @@
 //! follows changes, with no cold re-list on failover. Run it inside
 //! [`run_while_leading`](crate::run_while_leading) with
 //! `.graceful_shutdown_on(leadership.stopped())`.
+//!
+//! Under dynamic shards a cache may hold only the objects of the shards this replica holds
+//! ([`WarmCache::spawn_scoped`], [`scope`]).
+
+pub mod scope;
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -19,6 +24,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use scope::{Coverage, Covering, Scope};
+
 /// How many change notifications a slow consumer may lag behind before the reflector waits.
 const BUFFER: usize = 1024;
 
@@ -29,6 +36,8 @@ where
     K::DynamicType: Eq + Hash + Clone,
 {
     reader: Store<K>,
+    /// The shards whose objects the cache holds (every shard without a scope).
+    coverage: Coverage,
     /// Asks the cache's task for a new subscriber.
     requests: mpsc::UnboundedSender<oneshot::Sender<ReflectHandle<K>>>,
     task: JoinHandle<()>,
@@ -95,6 +104,34 @@ where
 {
     /// Starts watching `api` with `config`.
     pub fn spawn(api: Api<K>, config: watcher::Config) -> Self {
+        Self::spawn_with(
+            watcher(api, config).default_backoff(),
+            |_| {},
+            None,
+            Coverage::all(),
+        )
+    }
+
+    /// Starts watching the objects of `api` (with `config`) in `scope`: those of the shards
+    /// held here, listed again whenever they change ([`scope`]); `trim` drops what the
+    /// cache's readers never look at from each object.
+    pub fn spawn_scoped(
+        api: Api<K>,
+        config: watcher::Config,
+        scope: Scope,
+        trim: fn(&mut K),
+    ) -> Self {
+        let (covering, coverage) = Covering::new();
+        let events = covering.watch(api, config, scope);
+        Self::spawn_with(events, trim, Some(covering), coverage)
+    }
+
+    fn spawn_with(
+        events: impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+        trim: fn(&mut K),
+        covering: Option<Covering>,
+        coverage: Coverage,
+    ) -> Self {
         let (reader, writer) = reflector::store_shared(BUFFER);
         // The reflector waits whenever a subscriber is a buffer behind, and after every
         // (re)list it sends one notification per cached object before yielding. So the
@@ -103,10 +140,12 @@ where
         let mut template = writer
             .subscribe()
             .expect("store_shared always creates a dispatcher");
-        let mut changes = watcher(api, config)
-            .default_backoff()
+        let mut changes = events
             // managedFields are often the largest part of an object and no controller reads them.
-            .modify(|object| object.meta_mut().managed_fields = None)
+            .modify(move |object| {
+                object.meta_mut().managed_fields = None;
+                trim(object);
+            })
             .reflect_shared(writer)
             .boxed();
         let (requests, mut incoming) =
@@ -116,7 +155,12 @@ where
             loop {
                 tokio::select! {
                     change = changes.next() => match change {
-                        Some(Ok(_)) => failing = Failing::default(),
+                        Some(Ok(event)) => {
+                            failing = Failing::default();
+                            if let (watcher::Event::InitDone, Some(covering)) = (&event, &covering) {
+                                covering.listed();
+                            }
+                        }
                         Some(Err(error)) => failing.report::<K>(&error),
                         None => break,
                     },
@@ -129,9 +173,15 @@ where
         });
         Self {
             reader,
+            coverage,
             requests,
             task,
         }
+    }
+
+    /// Which shards' objects the cache holds completely.
+    pub fn coverage(&self) -> Coverage {
+        self.coverage.clone()
     }
 
     /// A new subscriber to this cache's changes, from now on (for a controller's
