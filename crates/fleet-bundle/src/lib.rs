@@ -13,6 +13,7 @@
 //! program it runs is helm, to download charts ([`remote_charts`]) and chart dependencies
 //! ([`dependencies`]) into a Bundle, when given one.
 
+pub mod chart_credentials;
 pub mod dependencies;
 pub mod discovery;
 pub mod files;

@@ -54,6 +54,9 @@ pub struct ApplyOptions {
     pub helm: Option<PathBuf>,
     /// How those charts are downloaded (credentials, TLS).
     pub chart_access: crate::remote_charts::ChartAccess,
+    /// Per bundle path instead (`--helm-credentials-by-path-file`, `helmSecretNameForPaths`):
+    /// a bundle no entry names gets no credentials, as in Fleet.
+    pub chart_access_by_path: Option<crate::chart_credentials::AccessByPath>,
 }
 
 /// The GitRepo's targets as `fleet apply --targets-file` receives them.

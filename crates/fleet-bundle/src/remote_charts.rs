@@ -9,6 +9,7 @@
 //! downloads the chart when it installs it. A chart that can only be a local path must be
 //! in the bundle ([`check_local`]).
 
+use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -113,13 +114,31 @@ pub struct MissingChart {
 }
 
 /// How charts are downloaded: the Helm repository access (credentials used only for URLs
-/// `url_regex` matches, as Fleet's `helmRepoURLRegex`; CA and TLS settings always), and
-/// plain HTTP for OCI registries.
-#[derive(Debug, Clone, Default)]
+/// `url_regex` matches, as Fleet's `helmRepoURLRegex`; CA and TLS settings always), plain
+/// HTTP for OCI registries, and the SSH key (with known hosts; without them any host key is
+/// accepted, as in Fleet) for charts in git repositories reached over ssh.
+#[derive(Clone, Default)]
 pub struct ChartAccess {
     pub access: HelmRepoAccess,
     pub url_regex: Option<String>,
     pub plain_http: bool,
+    pub ssh_private_key: Option<Vec<u8>>,
+    pub ssh_known_hosts: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ChartAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChartAccess")
+            .field("access", &self.access)
+            .field("url_regex", &self.url_regex)
+            .field("plain_http", &self.plain_http)
+            .field(
+                "ssh_private_key",
+                &self.ssh_private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ssh_known_hosts", &self.ssh_known_hosts.is_some())
+            .finish()
+    }
 }
 
 /// Whether credentials go with a request for `repo` (or `chart`, without a repo): only when
@@ -159,7 +178,7 @@ pub fn embed(
             with_credentials,
         };
         match GitChart::parse(&chart).filter(|_| repo.is_empty()) {
-            Some(git) => git.fetch(&untar).map_err(error)?,
+            Some(git) => git.fetch(&untar, &pull).map_err(error)?,
             None => pull.run(&chart, &repo, &version, &untar).map_err(error)?,
         }
         let prefix = embedded_chart_dir(&chart, &repo, &version);
@@ -358,9 +377,17 @@ impl GitChart {
         })
     }
 
+    /// Whether the repository is reached over ssh (where an SSH key applies).
+    fn over_ssh(&self) -> bool {
+        self.url.starts_with("ssh://")
+            || self.url.starts_with("git://")
+            || (!self.url.contains("://") && self.url.contains('@') && self.url.contains(':'))
+    }
+
     /// Clones the repository at the reference (the real `git`) and copies the chart's
-    /// directory to `dest/<its name>`.
-    fn fetch(&self, dest: &Path) -> Result<(), String> {
+    /// directory to `dest/<its name>`; with the pull's credentials when they apply (an SSH
+    /// key over ssh, else basic auth over HTTP(S), as Fleet's `setGitAuth`).
+    fn fetch(&self, dest: &Path, pull: &Pull<'_>) -> Result<(), String> {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
         let checkout = work.path().join("repo");
         let mut clone = Command::new("git");
@@ -369,6 +396,9 @@ impl GitChart {
             .arg(&self.url)
             .arg(&checkout)
             .env("GIT_TERMINAL_PROMPT", "0");
+        if pull.with_credentials {
+            self.authenticate(&mut clone, work.path(), pull.access)?;
+        }
         crate::helm::run(clone)?;
         if let Some(reference) = &self.reference {
             let mut checkout_ref = Command::new("git");
@@ -404,6 +434,70 @@ impl GitChart {
                 std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
             }
             std::fs::write(&target, content).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl GitChart {
+    /// Gives `clone` the credentials of `access` that fit the URL: the SSH key (a private
+    /// file in `work`, with the known hosts if given) over ssh; the user and password as a
+    /// basic auth header (in git's environment, never on a command line) over HTTP(S).
+    fn authenticate(
+        &self,
+        clone: &mut Command,
+        work: &Path,
+        access: &ChartAccess,
+    ) -> Result<(), String> {
+        let private = |name: &str, content: &[u8]| -> Result<std::path::PathBuf, String> {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let path = work.join(name);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| e.to_string())?;
+            file.write_all(content).map_err(|e| e.to_string())?;
+            Ok(path)
+        };
+        match (&access.ssh_private_key, self.over_ssh()) {
+            (Some(key), true) => {
+                let key = private("ssh-key", key)?;
+                let hosts = match &access.ssh_known_hosts {
+                    Some(hosts) => format!(
+                        "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+                        private("known_hosts", hosts)?.display()
+                    ),
+                    None => {
+                        "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no".to_owned()
+                    }
+                };
+                let command = format!(
+                    "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes {hosts}",
+                    key.display()
+                );
+                clone.env("GIT_SSH_COMMAND", command);
+            }
+            _ => {
+                let (Some(user), Some(password)) =
+                    (&access.access.username, &access.access.password)
+                else {
+                    return Ok(());
+                };
+                if self.url.starts_with("https://") || self.url.starts_with("http://") {
+                    let basic = base64::engine::general_purpose::STANDARD
+                        .encode(format!("{user}:{password}"));
+                    clone
+                        .env("GIT_CONFIG_COUNT", "1")
+                        .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                        .env(
+                            "GIT_CONFIG_VALUE_0",
+                            format!("Authorization: Basic {basic}"),
+                        );
+                }
+            }
         }
         Ok(())
     }

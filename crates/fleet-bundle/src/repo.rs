@@ -19,6 +19,8 @@ pub enum RepoError {
     NoSuchDirectory(String),
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Credentials(#[from] crate::chart_credentials::CredentialsError),
     #[error("bundles {first} and {second} are both named {name}")]
     DuplicateName {
         name: String,
@@ -73,6 +75,17 @@ pub fn read_repo(
     };
     for (path, dir) in dirs {
         let options_file = dir.options_file.as_ref().map(|f| root.join(f));
+        let with_access;
+        let opts = match &opts.chart_access_by_path {
+            Some(by_path) => {
+                with_access = ApplyOptions {
+                    chart_access: by_path.for_path(&path)?,
+                    ..opts.clone()
+                };
+                &with_access
+            }
+            None => opts,
+        };
         let mut bundle = read_bundle(
             &bundle_name(name, &path),
             &root.join(&dir.path),

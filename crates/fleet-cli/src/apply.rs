@@ -95,6 +95,15 @@ pub struct BundleArgs {
     /// A PEM file of CA certificates trusted for Helm repositories.
     #[arg(long = "cacerts-file")]
     cacerts_file: Option<PathBuf>,
+    /// A private key for charts in git repositories reached over ssh (known hosts from
+    /// `FLEET_KNOWN_HOSTS`; without them any host key is accepted, as in Fleet).
+    #[arg(long = "ssh-privatekey-file")]
+    ssh_privatekey_file: Option<PathBuf>,
+    /// A YAML file of chart credentials per bundle path or path pattern (Fleet's format:
+    /// username, password, caBundle, sshPrivateKey, insecureSkipVerify, basicHTTP); the
+    /// single-credential flags are then ignored.
+    #[arg(long = "helm-credentials-by-path-file")]
+    helm_credentials_by_path_file: Option<PathBuf>,
     /// Helm credentials are sent only to repositories whose URL this regex matches from the
     /// start (none: never, as in Fleet).
     #[arg(long = "helm-repo-url-regex")]
@@ -180,7 +189,30 @@ pub fn options(args: &BundleArgs) -> anyhow::Result<ApplyOptions> {
         root: None,
         helm: Some(args.helm.clone()),
         chart_access: chart_access(args)?,
+        chart_access_by_path: chart_access_by_path(args)?,
     })
+}
+
+/// `--helm-credentials-by-path-file`: chart credentials per bundle path (Fleet's
+/// `AuthByPath`; with it, the single-credential flags are ignored, as in Fleet).
+fn chart_access_by_path(
+    args: &BundleArgs,
+) -> anyhow::Result<Option<fleet_bundle::chart_credentials::AccessByPath>> {
+    let Some(path) = &args.helm_credentials_by_path_file else {
+        return Ok(None);
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        // As Fleet: a file that does not exist is no credentials.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => bail!("reading {}: {e}", path.display()),
+    };
+    let by_path = fleet_bundle::chart_credentials::AccessByPath::from_yaml(
+        &text,
+        args.helm_repo_url_regex.as_deref(),
+    )
+    .with_context(|| path.display().to_string())?;
+    Ok(Some(by_path))
 }
 
 /// How charts are downloaded into the Bundles: `--username` with `--password-file`,
@@ -212,6 +244,11 @@ fn chart_access(args: &BundleArgs) -> anyhow::Result<fleet_bundle::remote_charts
         },
         url_regex: args.helm_repo_url_regex.clone(),
         plain_http: args.helm_basic_http,
+        ssh_private_key: read(&args.ssh_privatekey_file)?,
+        ssh_known_hosts: std::env::var("FLEET_KNOWN_HOSTS")
+            .ok()
+            .filter(|hosts| !hosts.is_empty())
+            .map(String::into_bytes),
     })
 }
 

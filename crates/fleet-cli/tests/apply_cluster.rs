@@ -413,3 +413,86 @@ fn git_charts_are_cloned_into_the_bundle() {
         "the chart at ref v1: {rendered}"
     );
 }
+
+/// Charts in git repositories reached over ssh (a real `sshd`): the key of
+/// `--ssh-privatekey-file` goes where `--helm-repo-url-regex` matches; with
+/// `--helm-credentials-by-path-file`, each bundle takes the entry of its path, else of the
+/// first matching pattern, else nothing (Fleet's `setAuthByPath`), so a bundle no entry names
+/// cannot clone.
+#[tokio::test]
+async fn git_charts_over_ssh_take_the_key_of_their_path() {
+    use base64::Engine as _;
+    let sshd = fleet_testkit::ssh::SshServer::start().await.expect("sshd");
+    let charts = fleet_testkit::git::GitRepoFixture::new().expect("git repo");
+    charts
+        .commit_files(
+            "chart",
+            &[
+                (
+                    "charts/web/Chart.yaml",
+                    "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+                ),
+                (
+                    "charts/web/templates/cm.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: over-ssh\n",
+                ),
+            ],
+        )
+        .expect("commit");
+    let chart = format!("git::{}//charts/web", sshd.url_of(charts.path()));
+    let fleet_yaml = format!("helm:\n  chart: {chart}\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = base64::engine::general_purpose::STANDARD.encode(sshd.private_key());
+    let by_path = format!("apps/a*:\n  sshPrivateKey: {key}\nother:\n  username: u\n");
+    write(
+        dir.path(),
+        &[
+            ("apps/alpha/fleet.yaml", fleet_yaml.as_str()),
+            ("apps/beta/fleet.yaml", fleet_yaml.as_str()),
+            ("key", sshd.private_key()),
+            ("by-path.yaml", by_path.as_str()),
+        ],
+    );
+    let regex = "--helm-repo-url-regex=git::ssh://";
+    let key_file = ["--ssh-privatekey-file", "key", regex];
+    let bundle = fleet_ok(
+        dir.path(),
+        None,
+        &[&["apply", "-o", "-"][..], &key_file, &["r", "apps/alpha"]].concat(),
+    );
+    assert!(bundle.contains("name: over-ssh"), "{bundle}");
+
+    let without_regex = fleet_in(
+        dir.path(),
+        None,
+        &[
+            "apply",
+            "-o",
+            "-",
+            "--ssh-privatekey-file",
+            "key",
+            "r",
+            "apps/alpha",
+        ],
+    );
+    assert!(!without_regex.status.success(), "no regex, no key");
+
+    let by_path = ["--helm-credentials-by-path-file", "by-path.yaml", regex];
+    let alpha = fleet_ok(
+        dir.path(),
+        None,
+        &[&["apply", "-o", "-"][..], &by_path, &["r", "apps/alpha"]].concat(),
+    );
+    assert!(alpha.contains("name: over-ssh"), "{alpha}");
+    let beta = fleet_in(
+        dir.path(),
+        None,
+        &[&["apply", "-o", "-"][..], &by_path, &["r", "apps/beta"]].concat(),
+    );
+    let stderr = String::from_utf8_lossy(&beta.stderr);
+    assert!(!beta.status.success(), "beta has no entry: {stderr}");
+    assert!(
+        stderr.contains("Could not read from remote repository"),
+        "{stderr}"
+    );
+}

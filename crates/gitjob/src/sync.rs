@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use fleet_api::labels::{COMMIT, REPO_NAME};
 use fleet_api::{BundleTarget, BundleTargetRestriction, GitRepo, GitRepoSpec, HelmRepoAccess};
+use fleet_bundle::chart_credentials::AccessByPath;
 use fleet_bundle::files::SizeLimits;
 use fleet_bundle::read::{ApplyOptions, TargetsFile};
 use fleet_bundle::remote_charts::ChartAccess;
@@ -45,31 +46,60 @@ pub(crate) async fn source(
     })
 }
 
-/// How the GitRepo's charts are downloaded when its Bundles are built: its `helmSecretName`
-/// (`username`, `password`, `cacerts`), the credentials going only to URLs its
-/// `helmRepoURLRegex` matches, as in Fleet.
+/// How the GitRepo's charts are downloaded when its Bundles are built, as in Fleet: per
+/// bundle path from `helmSecretNameForPaths` (its `secrets-path.yaml`) when set, else from
+/// `helmSecretName` (`username`, `password`, `cacerts`, `ssh-privatekey`, `known_hosts`);
+/// credentials go only to URLs `helmRepoURLRegex` matches (with per-path credentials too,
+/// where Fleet forwards none).
 async fn chart_access(
     spec: &GitRepoSpec,
     client: &kube::Client,
     namespace: &str,
-) -> Result<ChartAccess, String> {
+) -> Result<(ChartAccess, Option<AccessByPath>), String> {
     let url_regex = spec.helm_repo_url_regex.clone();
-    let Some(name) = spec.helm_secret_name.as_deref().filter(|n| !n.is_empty()) else {
-        return Ok(ChartAccess {
+    let secret = |field: &'static str, name: Option<String>| {
+        let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+        async move {
+            let Some(name) = name.filter(|n| !n.is_empty()) else {
+                return Ok(None);
+            };
+            let secret = secrets
+                .get_opt(&name)
+                .await
+                .map_err(|e| format!("reading {field} {namespace}/{name}: {e}"))?
+                .ok_or_else(|| format!("{field} {namespace}/{name} not found"))?;
+            Ok::<_, String>(Some((name, secret.data.unwrap_or_default())))
+        }
+    };
+    let for_paths = secret(
+        "helmSecretNameForPaths",
+        spec.helm_secret_name_for_paths.clone(),
+    );
+    if let Some((name, data)) = for_paths.await? {
+        let text = data
+            .get("secrets-path.yaml")
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .ok_or_else(|| format!("helmSecretNameForPaths {name} has no secrets-path.yaml"))?;
+        let by_path = AccessByPath::from_yaml(&text, url_regex.as_deref())
+            .map_err(|e| format!("helmSecretNameForPaths {name}: {e}"))?;
+        return Ok((ChartAccess::default(), Some(by_path)));
+    }
+    let Some((_, data)) = secret("helmSecretName", spec.helm_secret_name.clone()).await? else {
+        let access = ChartAccess {
             url_regex,
             ..ChartAccess::default()
-        });
+        };
+        return Ok((access, None));
     };
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("reading helmSecretName {namespace}/{name}: {e}"))?
-        .ok_or_else(|| format!("helmSecretName {namespace}/{name} not found"))?;
-    Ok(ChartAccess {
-        access: HelmRepoAccess::from_secret_data(&secret.data.unwrap_or_default(), false),
+    let bytes = |key: &str| data.get(key).map(|v| v.0.clone()).filter(|v| !v.is_empty());
+    let access = ChartAccess {
+        access: HelmRepoAccess::from_secret_data(&data, false),
         url_regex,
         plain_http: false,
-    })
+        ssh_private_key: bytes("ssh-privatekey"),
+        ssh_known_hosts: bytes("known_hosts"),
+    };
+    Ok((access, None))
 }
 
 /// Fetches `commit`, reads its Bundles and writes them.
@@ -102,7 +132,8 @@ pub(crate) async fn sync(
     opts.limits = ctx.settings.limits;
     opts.helm.clone_from(&ctx.settings.helm);
     if opts.helm.is_some() {
-        opts.chart_access = chart_access(&gitrepo.spec, &ctx.client, &namespace).await?;
+        (opts.chart_access, opts.chart_access_by_path) =
+            chart_access(&gitrepo.spec, &ctx.client, &namespace).await?;
     }
     opts.allowed_target_namespace_selector = allowed_target_namespaces;
     let scan = scan(&gitrepo.spec);
@@ -228,6 +259,7 @@ pub fn apply_options(gitrepo: &GitRepo, commit: &str) -> ApplyOptions {
         // gitjob's `--helm`, and the GitRepo's Helm credentials (read by `sync`).
         helm: None,
         chart_access: Default::default(),
+        chart_access_by_path: None,
     }
 }
 
