@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         tools: Tools {
             helm: args.helm.clone(),
             kustomize: args.kustomize.clone(),
+            kube_version: None,
         },
         kubeconfig: args.runtime.kubeconfig.clone(),
     };

@@ -31,6 +31,10 @@ pub struct DeployArgs {
     /// options name one.
     #[arg(short = 'n', long, default_value = DEFAULT_NAMESPACE)]
     namespace: String,
+    /// For dry runs, the Kubernetes version to assume when checking charts' `kubeVersion`
+    /// constraints (and `.Capabilities.KubeVersion`).
+    #[arg(long)]
+    kube_version: Option<String>,
     /// Kubeconfig of the cluster to deploy to.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -52,6 +56,7 @@ pub fn deploy(args: &DeployArgs) -> anyhow::Result<()> {
     let tools = Tools {
         helm: args.tools.helm.clone(),
         kustomize: args.tools.kustomize.clone(),
+        kube_version: args.kube_version.clone().filter(|_| args.dry_run),
     };
     let name = bd.name_any();
     let cluster = ClusterInfo::default();

@@ -58,6 +58,7 @@ pub fn test(args: &TestArgs) -> anyhow::Result<()> {
     let tools = Tools {
         helm: args.tools.helm.clone(),
         kustomize: args.tools.kustomize.clone(),
+        kube_version: None,
     };
     let mut out = String::new();
     let mut matched = 0;

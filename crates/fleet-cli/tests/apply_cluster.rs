@@ -496,3 +496,56 @@ async fn git_charts_over_ssh_take_the_key_of_their_path() {
         "{stderr}"
     );
 }
+
+/// `fleet deploy --dry-run --kube-version` renders for that Kubernetes version, so a chart's
+/// `kubeVersion` constraint is checked against it (Fleet's `--kube-version`).
+#[test]
+fn deploy_dry_runs_render_for_the_kubernetes_version_given() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        &[
+            (
+                "app/Chart.yaml",
+                "apiVersion: v2\nname: app\nversion: 1.0.0\nkubeVersion: '>=1.99.0-0'\n",
+            ),
+            (
+                "app/templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: for-{{ .Capabilities.KubeVersion.Minor }}\n",
+            ),
+            ("clusters.yaml", ONE_CLUSTER),
+        ],
+    );
+    fleet_ok(
+        dir.path(),
+        None,
+        &["apply", "-o", "bundle.yaml", "r", "app"],
+    );
+    let targets = fleet_ok(
+        dir.path(),
+        None,
+        &["target", "-b", "bundle.yaml", "--clusters", "clusters.yaml"],
+    );
+    std::fs::write(dir.path().join("targets.yaml"), targets).expect("targets");
+    let refused = fleet_in(
+        dir.path(),
+        None,
+        &["deploy", "--dry-run", "-i", "targets.yaml"],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "helm's default version is older");
+    assert!(stderr.contains("kubeVersion"), "{stderr}");
+    let rendered = fleet_ok(
+        dir.path(),
+        None,
+        &[
+            "deploy",
+            "--dry-run",
+            "-i",
+            "targets.yaml",
+            "--kube-version",
+            "1.99.0",
+        ],
+    );
+    assert!(rendered.contains("name: for-99"), "{rendered}");
+}

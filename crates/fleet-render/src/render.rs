@@ -21,6 +21,9 @@ use crate::values::{TemplateError, ValueTemplates, cluster_values};
 pub struct Tools {
     pub helm: PathBuf,
     pub kustomize: PathBuf,
+    /// The Kubernetes version charts are rendered for (`helm template --kube-version`;
+    /// `fleet deploy --dry-run --kube-version`); none: helm's default.
+    pub kube_version: Option<String>,
 }
 
 /// How a bundle is deployed (Fleet's style detection, in its order).
@@ -224,6 +227,9 @@ fn helm_template(
         .arg("--include-crds")
         .arg("--values")
         .arg(&values_path);
+    if let Some(version) = &tools.kube_version {
+        cmd.args(["--kube-version", version]);
+    }
     chart_args(&mut cmd, style, bundle_dir);
     run("helm template", cmd)
 }
@@ -443,6 +449,7 @@ mod tests {
         let tools = Tools {
             helm: PathBuf::from("/nonexistent/helm"),
             kustomize: PathBuf::from("/nonexistent/kustomize"),
+            kube_version: None,
         };
         let cluster = ClusterInfo::default();
         let names = |options: &BundleDeploymentOptions| -> Vec<(String, String)> {
