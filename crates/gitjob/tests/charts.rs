@@ -101,6 +101,25 @@ async fn repository_charts_are_downloaded_into_the_bundle_and_failures_stall() {
 /// for URLs its `helmRepoURLRegex` matches, as in Fleet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_repository_chart_is_downloaded_with_the_gitrepos_helm_secret() {
+    let data = |b64: fn(&str) -> String| serde_json::json!({"username": b64("fleet"), "password": b64("s3cret")});
+    private_chart_is_downloaded("helmSecretName", data).await;
+}
+
+/// The same with credentials per bundle path: `helmSecretNameForPaths`, whose
+/// `secrets-path.yaml` names the bundle's path (`app`), as Fleet reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_repository_chart_is_downloaded_with_the_credentials_of_its_path() {
+    let data = |b64: fn(&str) -> String| serde_json::json!({"secrets-path.yaml": b64("app:\n  username: fleet\n  password: s3cret\n")});
+    private_chart_is_downloaded("helmSecretNameForPaths", data).await;
+}
+
+/// A GitRepo whose bundle `app` wants chart `private` from a repository with basic auth
+/// (`fleet`/`s3cret`) gets it embedded, with the Secret (`data`) its field `secret_field`
+/// names and a `helmRepoURLRegex` matching the repository.
+async fn private_chart_is_downloaded(
+    secret_field: &str,
+    data: fn(fn(&str) -> String) -> serde_json::Value,
+) {
     use base64::Engine as _;
     let plane = plane().await;
     let client = plane.client();
@@ -117,10 +136,10 @@ async fn a_private_repository_chart_is_downloaded_with_the_gitrepos_helm_secret(
             &url,
         )
         .expect("publish");
-    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let b64: fn(&str) -> String = |text| base64::engine::general_purpose::STANDARD.encode(text);
     let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "helm-creds", "namespace": NS},
-        "data": {"username": b64("fleet"), "password": b64("s3cret")},
+        "data": data(b64),
     }))
     .expect("secret");
     kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
@@ -132,7 +151,7 @@ async fn a_private_repository_chart_is_downloaded_with_the_gitrepos_helm_secret(
     repo.commit_files("chart", &[("app/fleet.yaml", &fleet_yaml)])
         .expect("commit");
     let work = tempfile::tempdir().expect("tempdir");
-    let spec = format!("  helmSecretName: helm-creds\n  helmRepoURLRegex: \"{url}\"\n");
+    let spec = format!("  {secret_field}: helm-creds\n  helmRepoURLRegex: \"{url}\"\n");
     let gitjob = gitjob_and_gitrepo(&plane, work.path(), "private", &repo, &spec).await;
     let private = ("private", url.as_str(), "1.0.0");
     embedded_chart(&client, "private-app", private, &gitjob).await;
