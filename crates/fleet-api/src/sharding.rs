@@ -34,13 +34,20 @@ impl ShardLabel {
     }
 }
 
-/// The label selector of the objects of the `held` shards; `None` when none is held.
+/// The label selector of the objects a replica holding the `held` shards caches: every
+/// object but those labelled with another shard of this count (`<key> notin (...)`), so
+/// objects not labelled yet, or labelled under another shard count, are seen by every replica
+/// until their writer relabels them (nothing is missed while `--shards` changes). `None`: all
+/// shards are held, every object is wanted.
 pub fn dynamic_selector(label: ShardLabel, held: &BTreeSet<u32>) -> Option<String> {
-    if held.is_empty() {
+    let others: Vec<String> = (0..label.shards)
+        .filter(|shard| !held.contains(shard))
+        .map(|shard| label.value(shard))
+        .collect();
+    if others.is_empty() {
         return None;
     }
-    let values: Vec<String> = held.iter().map(|shard| label.value(*shard)).collect();
-    Some(format!("{} in ({})", label.key, values.join(",")))
+    Some(format!("{} notin ({})", label.key, others.join(",")))
 }
 
 /// The key a Bundle is sharded by (`namespace/name`): that of the GitRepo or HelmOp it comes
@@ -126,16 +133,21 @@ mod tests {
     }
 
     #[test]
-    fn dynamic_selectors_name_the_held_shards_under_their_count() {
+    fn dynamic_selectors_leave_out_the_other_shards_of_their_count() {
         let label = ShardLabel {
             key: BUNDLE_SHARD,
-            shards: 6,
+            shards: 4,
         };
-        assert_eq!(dynamic_selector(label, &BTreeSet::new()), None);
         assert_eq!(
-            dynamic_selector(label, &BTreeSet::from([4, 1])).as_deref(),
-            Some("shards.fleet-rs.io/bundle in (1-of-6,4-of-6)")
+            dynamic_selector(label, &BTreeSet::from([3, 1])).as_deref(),
+            Some("shards.fleet-rs.io/bundle notin (0-of-4,2-of-4)")
         );
+        assert_eq!(
+            dynamic_selector(label, &BTreeSet::new()).as_deref(),
+            Some("shards.fleet-rs.io/bundle notin (0-of-4,1-of-4,2-of-4,3-of-4)"),
+            "holding nothing: only objects not labelled yet"
+        );
+        assert_eq!(dynamic_selector(label, &BTreeSet::from([0, 1, 2, 3])), None);
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! are those of the Bundle's namespace in the cluster of the kubeconfig, as in Fleet, or
 //! (fleet-rs) those of a YAML file (`--clusters`), with no cluster at all.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use fleet_api::Bundle;
+use fleet_api::{Bundle, BundleNamespaceMapping};
 use fleet_render::deployments::{Candidate, desired};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 
 use crate::cluster::{live_clusters, read_clusters};
@@ -50,20 +52,9 @@ pub fn target(args: &TargetArgs) -> anyhow::Result<()> {
             bundle.metadata.namespace = Some(namespace.clone());
         }
     }
-    // The clusters each namespace offers, read once.
-    let mut namespaces: Vec<String> = bundles
-        .iter()
-        .map(|b| b.namespace().unwrap_or_else(|| "fleet-local".to_owned()))
-        .collect();
-    namespaces.sort();
-    namespaces.dedup();
-    let by_namespace = clusters(args, &namespaces)?;
+    let candidates = candidates(args, &bundles)?;
     let mut objects = Vec::new();
-    for bundle in &bundles {
-        let namespace = bundle
-            .namespace()
-            .unwrap_or_else(|| "fleet-local".to_owned());
-        let candidates = by_namespace.get(&namespace).cloned().unwrap_or_default();
+    for (bundle, candidates) in bundles.iter().zip(candidates) {
         let desired = desired(bundle, &candidates)
             .with_context(|| format!("bundle {}", bundle.name_any()))?;
         if args.dump_input_list {
@@ -121,19 +112,13 @@ fn read_bundle_file(path: &PathBuf) -> anyhow::Result<Vec<Bundle>> {
     Ok(bundles)
 }
 
-/// The clusters each of `namespaces` offers: those of `--clusters` (the same for every
-/// namespace: targeting picks by namespace itself), or those of the cluster of the
-/// kubeconfig, listed once per namespace.
-fn clusters(
-    args: &TargetArgs,
-    namespaces: &[String],
-) -> anyhow::Result<std::collections::BTreeMap<String, Vec<Candidate>>> {
+/// The clusters each bundle may target: those of `--clusters` (targeting picks by namespace
+/// itself), or those of the cluster of the kubeconfig in the bundle's namespace and in those
+/// its namespace's BundleNamespaceMappings open to it, as the controller finds them.
+fn candidates(args: &TargetArgs, bundles: &[Bundle]) -> anyhow::Result<Vec<Vec<Candidate>>> {
     if let Some(path) = &args.clusters {
         let all = read_clusters(path)?;
-        return Ok(namespaces
-            .iter()
-            .map(|n| (n.clone(), all.clone()))
-            .collect());
+        return Ok(bundles.iter().map(|_| all.clone()).collect());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -141,12 +126,52 @@ fn clusters(
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let client = crate::apply::kube_client(args.kubeconfig.as_deref()).await?;
-        let mut by_namespace = std::collections::BTreeMap::new();
-        for namespace in namespaces {
-            by_namespace.insert(namespace.clone(), live_clusters(&client, namespace).await?);
+        let mut clusters_of: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+        let mut all = Vec::new();
+        for bundle in bundles {
+            let mut candidates = Vec::new();
+            for namespace in namespaces_of(&client, bundle).await? {
+                if !clusters_of.contains_key(&namespace) {
+                    let found = live_clusters(&client, &namespace).await?;
+                    clusters_of.insert(namespace.clone(), found);
+                }
+                candidates.extend(clusters_of[&namespace].iter().cloned());
+            }
+            all.push(candidates);
         }
-        Ok(by_namespace)
+        Ok(all)
     })
+}
+
+/// The bundle's namespace, then those its namespace's BundleNamespaceMappings open to it.
+async fn namespaces_of(client: &kube::Client, bundle: &Bundle) -> anyhow::Result<Vec<String>> {
+    let own = bundle
+        .namespace()
+        .unwrap_or_else(|| "fleet-local".to_owned());
+    let list = kube::api::ListParams::default();
+    let mappings = kube::Api::<BundleNamespaceMapping>::namespaced(client.clone(), &own)
+        .list(&list)
+        .await
+        .with_context(|| format!("listing the BundleNamespaceMappings of {own}"))?
+        .items;
+    let mut namespaces = vec![own.clone()];
+    if mappings.is_empty() {
+        return Ok(namespaces);
+    }
+    let all: Vec<(String, BTreeMap<String, String>)> = kube::Api::<Namespace>::all(client.clone())
+        .list(&list)
+        .await
+        .context("listing namespaces")?
+        .items
+        .iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect();
+    let mapped = fleet_render::mappings::mapped_namespaces(&own, bundle.labels(), &mappings, &all);
+    for error in &mapped.invalid {
+        eprintln!("warning: {error}: skipped");
+    }
+    namespaces.extend(mapped.namespaces);
+    Ok(namespaces)
 }
 
 /// `-l`: the clusters that matched, with their groups and labels, on stderr.

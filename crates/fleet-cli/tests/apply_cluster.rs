@@ -229,6 +229,47 @@ async fn target_reads_live_clusters_and_deploy_installs_the_release() {
             .map(String::as_str),
         Some("world")
     );
+
+    // A BundleNamespaceMapping opens team-b's clusters to the bundles of fleet-default:
+    // `fleet target` follows it, as the controller does.
+    let shared: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "team-b", "labels": {"fleet": "shared"}},
+    }))
+    .expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &shared)
+        .await
+        .expect("namespace");
+    let cluster: fleet_api::Cluster = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "dev-2", "namespace": "team-b", "labels": {"env": "dev"}},
+        "spec": {},
+    }))
+    .expect("cluster");
+    Api::<fleet_api::Cluster>::namespaced(client.clone(), "team-b")
+        .create(&PostParams::default(), &cluster)
+        .await
+        .expect("cluster");
+    let mapping: fleet_api::BundleNamespaceMapping = serde_json::from_value(serde_json::json!({
+        "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "BundleNamespaceMapping",
+        "metadata": {"name": "share", "namespace": "fleet-default"},
+        "bundleSelector": {},
+        "namespaceSelector": {"matchLabels": {"fleet": "shared"}},
+    }))
+    .expect("mapping");
+    Api::<fleet_api::BundleNamespaceMapping>::namespaced(client.clone(), "fleet-default")
+        .create(&PostParams::default(), &mapping)
+        .await
+        .expect("mapping");
+    let mapped = fleet_on(&plane, repo.path(), &["target", "-b", "bundle.yaml"]);
+    assert_eq!(
+        mapped.matches("kind: BundleDeployment").count(),
+        2,
+        "{mapped}"
+    );
+    assert!(
+        mapped.contains("fleet.cattle.io/cluster: dev-2"),
+        "{mapped}"
+    );
 }
 
 /// A chart whose dependency lives in a Helm repository: `fleet apply` fetches it into the

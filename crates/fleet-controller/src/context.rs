@@ -244,12 +244,16 @@ impl Context {
                 .iter()
                 .map(|n| (n.name_any(), n.labels().clone()))
                 .collect();
-            namespaces.extend(crate::mappings::mapped_namespaces(
+            let mapped = fleet_render::mappings::mapped_namespaces(
                 &own,
                 bundle.labels(),
                 mappings.iter().map(AsRef::as_ref),
                 &all,
-            ));
+            );
+            for error in &mapped.invalid {
+                tracing::warn!(bundle = %bundle.name_any(), namespace = %own, %error, "invalid BundleNamespaceMapping: skipped");
+            }
+            namespaces.extend(mapped.namespaces);
         }
         let groups = self.caches.groups.state();
         self.caches

@@ -8,8 +8,8 @@
 //! - [`context`]: one term's client, caches, claims and writer; [`namespaces`]: the
 //!   namespaces the controller creates; [`wiring`]: the warm caches and how a reconciler is
 //!   started for a term;
-//! - [`summary`]: BundleDeployment states and summaries (pure); [`mappings`]: which other
-//!   namespaces' Clusters a bundle targets (BundleNamespaceMappings, pure).
+//! - [`summary`]: BundleDeployment states and summaries (pure); which other namespaces'
+//!   Clusters a bundle targets is `fleet_render::mappings` (shared with `fleet target`).
 //!
 //! The reconcilers, each with its decisions as pure functions and its `run` (what it watches,
 //! how events map to its keys):
@@ -30,7 +30,6 @@ pub mod error;
 pub mod helm_secrets;
 pub mod identities;
 pub mod import;
-pub mod mappings;
 pub mod memory;
 pub mod metrics;
 pub mod namespaces;

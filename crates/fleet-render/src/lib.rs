@@ -6,9 +6,11 @@
 //! - [`overlay`]: raw-YAML overlays (`overlays/<name>/`, `_patch` files);
 //! - [`render`]: the manifests, with the real `helm template` and `kustomize build`;
 //! - [`deployments`]: a Bundle and its candidate Clusters to BundleDeployments and a Content;
-//! - [`rollout`]: which clusters get a change now under the Bundle's `rolloutStrategy`.
+//! - [`rollout`]: which clusters get a change now under the Bundle's `rolloutStrategy`;
+//! - [`mappings`]: the namespaces BundleNamespaceMappings open to a bundle.
 
 pub mod deployments;
+pub mod mappings;
 pub mod overlay;
 pub mod render;
 pub mod rollout;

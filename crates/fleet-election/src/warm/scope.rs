@@ -1,6 +1,7 @@
 //! A warm cache's scope under dynamic shards: it lists and watches only the objects whose shard
 //! label names a shard this replica holds, so a replica's memory falls with its share of the
-//! shards. The API server filters by the label selector (`<label> in (1-of-6,4-of-6)`); when
+//! shards. The API server filters by the label selector (`<label> notin (0-of-4,2-of-4)`: all
+//! but the other shards' objects, so objects not labelled yet are seen by everyone); when
 //! the held shards change, the watch starts again with the new selector, and the store swaps to
 //! the new list in one step (the reflector's `InitDone`), so readers never see a half list.
 //! [`Coverage`] says which shards the store holds completely: a reconcile of an object of a
@@ -21,7 +22,8 @@ use fleet_api::sharding::{ShardLabel, dynamic_selector};
 #[derive(Debug, Clone)]
 pub struct Scope {
     pub label: ShardLabel,
-    /// The shards held here, as they change (empty until the first is acquired).
+    /// The shards held here, as they change (empty until the first is acquired: then only
+    /// objects without a shard label of this count are cached).
     pub held: watch::Receiver<BTreeSet<u32>>,
 }
 
@@ -101,24 +103,13 @@ impl Covering {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = held.clone();
                 let until = next_change(changes.clone(), held.clone());
-                let selector = dynamic_selector(scope.label, &held);
-                match selector {
-                    Some(selector) => {
-                        let config = with_selector(config.clone(), &selector);
-                        watcher(api.clone(), config)
-                            .default_backoff()
-                            .take_until(until)
-                            .boxed()
-                    }
-                    // Nothing held: an empty list, then nothing until a shard is taken.
-                    None => futures::stream::iter([
-                        Ok(watcher::Event::Init),
-                        Ok(watcher::Event::InitDone),
-                    ])
-                    .chain(futures::stream::pending())
+                let config = match dynamic_selector(scope.label, &held) {
+                    Some(selector) => with_selector(config.clone(), &selector),
+                    None => config.clone(),
+                };
+                watcher(api.clone(), config)
+                    .default_backoff()
                     .take_until(until)
-                    .boxed(),
-                }
             })
             .flatten()
     }

@@ -1,23 +1,33 @@
 //! BundleNamespaceMapping: a mapping in a bundle's namespace whose `bundleSelector` matches
 //! the bundle's labels lets it target the Clusters of every namespace its
 //! `namespaceSelector` matches, as Fleet does. A mapping without one of the selectors maps
-//! nothing; an empty selector matches everything. Pure.
+//! nothing; an empty selector matches everything. Pure: the controller and `fleet target`
+//! both use it.
 
 use std::collections::BTreeMap;
 
 use fleet_api::BundleNamespaceMapping;
-use fleet_render::target::selector_matches;
+
+use crate::target::selector_matches;
+
+/// The namespaces a bundle may target besides its own, and the mappings skipped because a
+/// selector does not parse (`mapping: error`, for the caller to report).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Mapped {
+    pub namespaces: Vec<String>,
+    pub invalid: Vec<String>,
+}
 
 /// The namespaces, besides its own, whose Clusters a bundle (`bundle_namespace`,
 /// `bundle_labels`) may target. `namespaces` holds every namespace with its labels.
-/// Mappings whose selectors do not parse are skipped (and logged).
 pub fn mapped_namespaces<'a>(
     bundle_namespace: &str,
     bundle_labels: &BTreeMap<String, String>,
     mappings: impl IntoIterator<Item = &'a BundleNamespaceMapping>,
     namespaces: &[(String, BTreeMap<String, String>)],
-) -> Vec<String> {
+) -> Mapped {
     let mut out: Vec<String> = Vec::new();
+    let mut invalid = Vec::new();
     for mapping in mappings {
         if mapping.metadata.namespace.as_deref() != Some(bundle_namespace) {
             continue;
@@ -31,7 +41,7 @@ pub fn mapped_namespaces<'a>(
             Ok(true) => {}
             Ok(false) => continue,
             Err(error) => {
-                tracing::warn!(mapping = ?mapping.metadata.name, namespace = bundle_namespace, %error, "invalid bundleSelector");
+                invalid.push(format!("{}: bundleSelector: {error}", name(mapping)));
                 continue;
             }
         }
@@ -43,14 +53,25 @@ pub fn mapped_namespaces<'a>(
                 Ok(true) => out.push(namespace.clone()),
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(mapping = ?mapping.metadata.name, namespace = bundle_namespace, %error, "invalid namespaceSelector");
+                    invalid.push(format!("{}: namespaceSelector: {error}", name(mapping)));
                     break;
                 }
             }
         }
     }
     out.sort();
-    out
+    Mapped {
+        namespaces: out,
+        invalid,
+    }
+}
+
+fn name(mapping: &BundleNamespaceMapping) -> String {
+    format!(
+        "BundleNamespaceMapping {}/{}",
+        mapping.metadata.namespace.as_deref().unwrap_or_default(),
+        mapping.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]
@@ -84,19 +105,33 @@ mod tests {
             "bundleSelector:\n  matchLabels:\n    share: \"yes\"\nnamespaceSelector:\n  matchLabels:\n    fleet: shared\n",
         )];
         let shared = labels(&[("share", "yes")]);
+        let mapped = |namespace: &str, labels: &BTreeMap<String, String>, mappings: &[_]| {
+            mapped_namespaces(namespace, labels, mappings, &namespaces).namespaces
+        };
         assert_eq!(
-            mapped_namespaces("fleet-default", &shared, &mappings, &namespaces),
+            mapped("fleet-default", &shared, &mappings),
             ["team-a", "team-b"]
         );
         assert!(
-            mapped_namespaces("fleet-default", &labels(&[]), &mappings, &namespaces).is_empty(),
+            mapped("fleet-default", &labels(&[]), &mappings).is_empty(),
             "bundle not selected"
         );
         assert!(
-            mapped_namespaces("elsewhere", &shared, &mappings, &namespaces).is_empty(),
+            mapped("elsewhere", &shared, &mappings).is_empty(),
             "a mapping works for bundles of its own namespace"
         );
         let no_selector = [mapping("fleet-default", "bundleSelector: {}\n")];
-        assert!(mapped_namespaces("fleet-default", &shared, &no_selector, &namespaces).is_empty());
+        assert!(mapped("fleet-default", &shared, &no_selector).is_empty());
+        let invalid = [mapping(
+            "fleet-default",
+            "metadata:\n  name: bad\nbundleSelector:\n  matchLabels:\n    -bad: x\nnamespaceSelector: {}\n",
+        )];
+        let result = mapped_namespaces("fleet-default", &shared, &invalid, &namespaces);
+        assert!(result.namespaces.is_empty());
+        assert_eq!(result.invalid.len(), 1, "{result:?}");
+        assert!(
+            result.invalid[0]
+                .starts_with("BundleNamespaceMapping fleet-default/bad: bundleSelector")
+        );
     }
 }
