@@ -130,3 +130,87 @@ async fn bundles_fan_out_under_their_shards_claims() {
         "the resumed replica wrote nothing"
     );
 }
+
+/// A controller without dynamic shards is replaced by sharded replicas: the BundleDeployments
+/// it wrote carry no shard labels, yet the sharded caches see them (they select all but the
+/// other shards' objects), so a Bundle whose targets changed meanwhile has its stale ones
+/// pruned, and the rest are relabelled by their Bundle's owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_written_before_shards_are_seen_relabelled_and_pruned() {
+    let plane = plane().await;
+    let client = plane.client();
+    let work = tempfile::tempdir().expect("tempdir");
+    let single = Controller::start(&plane, "single", work.path());
+    clusters_in_default_group(&client, CLUSTERS).await;
+    for i in 0..4 {
+        create::<Bundle>(&client, &bundle(&format!("before-{i}"))).await;
+    }
+    wait_bds(&client, 4 * CLUSTERS).await;
+    drop(single);
+
+    // While no controller runs, one Bundle comes to target c0 only.
+    let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
+    let narrowed = serde_json::json!({"spec": {"targets": [{"clusterName": "c0"}]}});
+    bundles
+        .patch(
+            "before-0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(narrowed),
+        )
+        .await
+        .expect("patch");
+
+    let start =
+        |name: &str| Controller::start_with(&plane, name, work.path(), &["--shards=6".to_owned()]);
+    let (a, b) = (start("a"), start("b"));
+    wait_covered(&[&a, &b]).await;
+    wait_bds(&client, 3 * CLUSTERS + 1).await;
+    let all: Api<BundleDeployment> = Api::all(client.clone());
+    fleet_testkit::eventually(
+        "every BundleDeployment relabelled",
+        WAIT,
+        WAIT / 100,
+        || async {
+            let unlabelled = all
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .iter()
+                .filter(|bd| {
+                    let labels = bd.metadata.labels.clone().unwrap_or_default();
+                    !labels.contains_key(BUNDLE_SHARD) || !labels.contains_key(CLUSTER_SHARD)
+                })
+                .count();
+            if unlabelled == 0 {
+                Ok(())
+            } else {
+                Err(format!("{unlabelled} without shard labels"))
+            }
+        },
+    )
+    .await
+    .expect("relabelled");
+    let per_cluster = |c: &Cluster| c.status.as_ref().map_or(0, |s| s.summary.desired_ready);
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    fleet_testkit::eventually("the roll-ups", WAIT, WAIT / 100, || async {
+        let counted: Vec<i64> = clusters
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .iter()
+            .map(per_cluster)
+            .collect();
+        // c0 keeps all four Bundles; the others lost before-0.
+        let mut want = vec![3; CLUSTERS];
+        want[0] = 4;
+        if counted == want {
+            Ok(())
+        } else {
+            Err(format!("{counted:?}, want {want:?}"))
+        }
+    })
+    .await
+    .expect("rolled up");
+}
