@@ -148,6 +148,9 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     .await
     .with_context(|| controller.log_tail(20))?;
 
+    // What the replicas hold before the fan-out (clusters cached and rolled up).
+    let rss_before = rss_of(&replicas, "VmRSS:");
+
     // Count BundleDeployments as they appear (a watch, from now).
     let all_bds: Api<BundleDeployment> = Api::all(client.clone());
     let mut events = watcher(
@@ -225,15 +228,8 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_writes = writes().await - last;
-    let peak_rss_mib: Vec<Option<f64>> = replicas
-        .iter()
-        .map(|r| {
-            r.process
-                .pid()
-                .and_then(|pid| rss_kib(pid, "VmHWM:"))
-                .map(|k| k as f64 / 1024.0)
-        })
-        .collect();
+    let peak_rss_mib = rss_of(&replicas, "VmHWM:");
+    let rss_after = rss_of(&replicas, "VmRSS:");
     let rolled_up = cluster_api
         .list(&Default::default())
         .await?
@@ -260,11 +256,15 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         elapsed.as_secs_f64(),
         100.0 * rate / raw_rate
     );
-    let rss: Vec<String> = peak_rss_mib
-        .iter()
-        .map(|mib| mib.map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB")))
-        .collect();
-    println!("controller peak RSS per replica: {}", rss.join(", "));
+    println!(
+        "controller peak RSS per replica: {}",
+        mib_list(&peak_rss_mib)
+    );
+    println!(
+        "controller RSS per replica before the fan-out: {}; after: {}",
+        mib_list(&rss_before),
+        mib_list(&rss_after)
+    );
     if let Some(after) = killed {
         println!(
             "one replica SIGKILLed at half the fan-out: its shards owned again after {:.2}s",
@@ -332,6 +332,27 @@ fn sample_spec() -> BundleDeploymentSpec {
         "options": {}, "stagedOptions": {},
     }))
     .unwrap_or_default()
+}
+
+/// Each replica's `field` of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), in MiB.
+fn rss_of(replicas: &[Replica], field: &str) -> Vec<Option<f64>> {
+    replicas
+        .iter()
+        .map(|r| {
+            r.process
+                .pid()
+                .and_then(|pid| rss_kib(pid, field))
+                .map(|k| k as f64 / 1024.0)
+        })
+        .collect()
+}
+
+fn mib_list(values: &[Option<f64>]) -> String {
+    let values: Vec<String> = values
+        .iter()
+        .map(|mib| mib.map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB")))
+        .collect();
+    values.join(", ")
 }
 
 fn tracing_free_warn(message: &str) {
