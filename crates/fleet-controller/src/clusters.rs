@@ -64,17 +64,6 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
     Ok(recheck.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// A BundleDeployment as the Cluster roll-ups' cache keeps it under dynamic shards: without
-/// what no roll-up reads (the options, which hold Helm values, and the resource list).
-pub fn trim_for_rollup(bd: &mut BundleDeployment) {
-    bd.spec.options = Default::default();
-    bd.spec.staged_options = Default::default();
-    bd.spec.helm_chart_options = None;
-    if let Some(status) = &mut bd.status {
-        status.resources = Vec::new();
-    }
-}
-
 /// A Cluster's status from its BundleDeployments (`deployments`, those in its namespace) and
 /// its agent's last check-in, at `now`; and when to look again (when the agent would become
 /// late).

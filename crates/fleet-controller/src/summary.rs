@@ -17,6 +17,17 @@ pub fn deployment_message(bd: &BundleDeployment) -> Option<String> {
         .and_then(|c| c.message.clone())
 }
 
+/// A BundleDeployment as the Cluster roll-ups' cache keeps it under dynamic shards: without
+/// what no roll-up reads (the options, which hold Helm values, and the resource list).
+pub fn trim_for_rollup(bd: &mut BundleDeployment) {
+    bd.spec.options = Default::default();
+    bd.spec.staged_options = Default::default();
+    bd.spec.helm_chart_options = None;
+    if let Some(status) = &mut bd.status {
+        status.resources = Vec::new();
+    }
+}
+
 /// Adds one BundleDeployment (listed as `name`, e.g. `cluster-ns/cluster` or the bundle's
 /// name) to a summary: its state, and when it is not ready, its message and the agent's
 /// `nonReadyStatus` and `modifiedStatus` (as Fleet lists them).

@@ -125,7 +125,7 @@ impl WarmCaches {
                     deployments,
                     deployments_config,
                     dynamic.scope(CLUSTER_SHARD),
-                    crate::clusters::trim_for_rollup,
+                    crate::summary::trim_for_rollup,
                 )),
             ),
             None => (WarmCache::spawn(deployments, deployments_config), None),
