@@ -393,6 +393,18 @@ async fn private_repository_charts_need_credentials_the_regex_lets_through() {
     assert!(stderr.contains("downloading chart private"), "{stderr}");
 }
 
+/// In `dir`: the Bundle of `app` (`fleet apply`), then `targets.yaml`, what the cluster of
+/// `clusters.yaml` gets of it (`fleet target`), for `fleet deploy -i targets.yaml`.
+fn write_targets(dir: &Path) {
+    fleet_ok(dir, None, &["apply", "-o", "bundle.yaml", "r", "app"]);
+    let targets = fleet_ok(
+        dir,
+        None,
+        &["target", "-b", "bundle.yaml", "--clusters", "clusters.yaml"],
+    );
+    std::fs::write(dir.join("targets.yaml"), targets).expect("targets");
+}
+
 /// A chart in a git repository, addressed as go-getter addresses it (`git::<url>//<dir>?ref=`),
 /// is cloned at the reference and embedded in the Bundle, as Fleet's reader downloads it.
 #[test]
@@ -433,17 +445,7 @@ fn git_charts_are_cloned_into_the_bundle() {
             ("clusters.yaml", ONE_CLUSTER),
         ],
     );
-    fleet_ok(
-        dir.path(),
-        None,
-        &["apply", "-o", "bundle.yaml", "r", "app"],
-    );
-    let targets = fleet_ok(
-        dir.path(),
-        None,
-        &["target", "-b", "bundle.yaml", "--clusters", "clusters.yaml"],
-    );
-    std::fs::write(dir.path().join("targets.yaml"), targets).expect("targets");
+    write_targets(dir.path());
     let rendered = fleet_ok(
         dir.path(),
         None,
@@ -557,17 +559,7 @@ fn deploy_dry_runs_render_for_the_kubernetes_version_given() {
             ("clusters.yaml", ONE_CLUSTER),
         ],
     );
-    fleet_ok(
-        dir.path(),
-        None,
-        &["apply", "-o", "bundle.yaml", "r", "app"],
-    );
-    let targets = fleet_ok(
-        dir.path(),
-        None,
-        &["target", "-b", "bundle.yaml", "--clusters", "clusters.yaml"],
-    );
-    std::fs::write(dir.path().join("targets.yaml"), targets).expect("targets");
+    write_targets(dir.path());
     let refused = fleet_in(
         dir.path(),
         None,

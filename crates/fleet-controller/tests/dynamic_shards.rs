@@ -27,6 +27,11 @@ async fn wait_covered(replicas: &[&Controller]) {
 
 /// Waits until every Cluster's roll-up counts `per_cluster` BundleDeployments.
 async fn wait_rollups(client: &kube::Client, per_cluster: i64) {
+    wait_rollups_of(client, &[per_cluster; CLUSTERS]).await;
+}
+
+/// Waits until the roll-ups of the Clusters (by name) count `want` BundleDeployments.
+async fn wait_rollups_of(client: &kube::Client, want: &[i64]) {
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
     fleet_testkit::eventually("the cluster roll-ups", WAIT, WAIT / 100, || async {
         let counted: Vec<i64> = clusters
@@ -37,10 +42,10 @@ async fn wait_rollups(client: &kube::Client, per_cluster: i64) {
             .iter()
             .map(|c| c.status.as_ref().map_or(0, |s| s.summary.desired_ready))
             .collect();
-        if counted.len() == CLUSTERS && counted.iter().all(|n| *n == per_cluster) {
+        if counted == want {
             Ok(())
         } else {
-            Err(format!("{counted:?}, want {per_cluster} each"))
+            Err(format!("{counted:?}, want {want:?}"))
         }
     })
     .await
@@ -191,26 +196,6 @@ async fn deployments_written_before_shards_are_seen_relabelled_and_pruned() {
     )
     .await
     .expect("relabelled");
-    let per_cluster = |c: &Cluster| c.status.as_ref().map_or(0, |s| s.summary.desired_ready);
-    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
-    fleet_testkit::eventually("the roll-ups", WAIT, WAIT / 100, || async {
-        let counted: Vec<i64> = clusters
-            .list(&Default::default())
-            .await
-            .map_err(|e| e.to_string())?
-            .items
-            .iter()
-            .map(per_cluster)
-            .collect();
-        // c0 keeps all four Bundles; the others lost before-0.
-        let mut want = vec![3; CLUSTERS];
-        want[0] = 4;
-        if counted == want {
-            Ok(())
-        } else {
-            Err(format!("{counted:?}, want {want:?}"))
-        }
-    })
-    .await
-    .expect("rolled up");
+    // c0 keeps all four Bundles; the others lost before-0.
+    wait_rollups_of(&client, &[4, 3, 3]).await;
 }
