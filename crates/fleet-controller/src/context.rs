@@ -148,8 +148,9 @@ tokio::task_local! {
     static CLAIM: Leadership;
 }
 
-/// How soon a reconcile of a shard just taken looks again while its caches are being listed.
-const LISTING_RECHECK: Duration = Duration::from_millis(250);
+/// How soon a reconcile of a shard just taken looks again while its caches are being listed
+/// (a fallback: every object is looked at again when the list is in, `Term::controller`).
+const LISTING_RECHECK: Duration = Duration::from_secs(2);
 
 /// `reconcile`, run only under the claim of its object's shard (`key`, e.g. `namespace/name`):
 /// with dynamic shards, an object of a shard this replica does not hold is left to its owner,

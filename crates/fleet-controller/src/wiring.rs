@@ -18,6 +18,7 @@ use fleet_api::{
 use fleet_election::shards::{ShardSet, object_key};
 use fleet_election::{Scope, WarmCache};
 use fleet_runtime::Reconciles;
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -150,6 +151,11 @@ impl WarmCaches {
         self.placed.as_ref().unwrap_or(&self.deployments)
     }
 
+    /// Which shards' objects the BundleDeployment caches hold completely.
+    pub fn coverages(&self) -> [fleet_election::Coverage; 2] {
+        [self.deployments.coverage(), self.placed().coverage()]
+    }
+
     /// What the reconcilers read.
     pub fn readers(&self) -> Caches {
         Caches {
@@ -158,7 +164,7 @@ impl WarmCaches {
             groups: self.groups.reader(),
             deployments: self.deployments.reader(),
             placed: self.placed().reader(),
-            coverage: [self.deployments.coverage(), self.placed().coverage()],
+            coverage: self.coverages(),
             gitrepos: self.gitrepos.reader(),
             mappings: self.mappings.reader(),
             namespaces: self.namespaces.reader(),
@@ -188,12 +194,19 @@ impl std::fmt::Debug for Term {
 }
 
 impl Term {
-    /// A reconciler of `cache`'s objects (all of them at the start, and those of every shard
-    /// this replica acquires).
+    /// A reconciler of `cache`'s objects: all of them at the start, and again whenever this
+    /// replica acquires a shard or a BundleDeployment cache has listed newly held shards (an
+    /// object of a shard whose list is not in yet waits for that).
     pub async fn controller<K: Watched>(&self, cache: &WarmCache<K>) -> Controller<K> {
         let controller = cache.controller().await;
         match &self.shards {
-            Some(shards) => controller.reconcile_all_on(shards.acquired_stream()),
+            Some(shards) => {
+                let listed = self.caches.coverages().map(|c| c.changes().boxed());
+                let triggers = futures::stream::select_all(
+                    listed.into_iter().chain([shards.acquired_stream().boxed()]),
+                );
+                controller.reconcile_all_on(triggers)
+            }
             None => controller,
         }
     }

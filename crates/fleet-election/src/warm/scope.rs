@@ -44,6 +44,16 @@ impl Coverage {
             .as_ref()
             .is_none_or(|held| held.borrow().contains(&shard))
     }
+
+    /// One item each time the covered shards change (never for a cache of every object): the
+    /// objects of a shard just listed can be looked at now.
+    pub fn changes(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.0.clone(), |covered| async move {
+            let mut covered = covered?;
+            covered.changed().await.ok()?;
+            Some(((), Some(covered)))
+        })
+    }
 }
 
 /// What the cache's task needs to keep [`Coverage`] current: the shards of the list in
@@ -175,8 +185,18 @@ mod tests {
         assert!(Coverage::all().covers(7));
         *covering.listing.lock().unwrap_or_else(|e| e.into_inner()) = BTreeSet::from([0, 3]);
         assert!(!coverage.covers(3), "a list in progress covers nothing yet");
+        let mut changes = Box::pin(coverage.changes());
         covering.listed();
         assert!(coverage.covers(0) && coverage.covers(3) && !coverage.covers(1));
+        tokio::time::timeout(std::time::Duration::from_secs(5), changes.next())
+            .await
+            .expect("a change is announced");
+        let mut never = Box::pin(Coverage::all().changes());
+        assert_eq!(
+            never.next().await,
+            None,
+            "a cache of everything never changes"
+        );
     }
 
     #[tokio::test]
