@@ -17,15 +17,21 @@ pub fn deployment_message(bd: &BundleDeployment) -> Option<String> {
         .and_then(|c| c.message.clone())
 }
 
-/// A BundleDeployment as the Cluster roll-ups' cache keeps it under dynamic shards: without
-/// what no roll-up reads (the options, which hold Helm values, and the resource list).
-pub fn trim_for_rollup(bd: &mut BundleDeployment) {
-    bd.spec.options = Default::default();
-    bd.spec.staged_options = Default::default();
-    bd.spec.helm_chart_options = None;
+/// A BundleDeployment as the controller caches it: without the agent's list of deployed
+/// resources, which nothing here reads.
+pub fn trim_cached(bd: &mut BundleDeployment) {
     if let Some(status) = &mut bd.status {
         status.resources = Vec::new();
     }
+}
+
+/// A BundleDeployment as the Cluster roll-ups' cache keeps it under dynamic shards: also
+/// without the options (they hold Helm values), which no roll-up reads.
+pub fn trim_for_rollup(bd: &mut BundleDeployment) {
+    trim_cached(bd);
+    bd.spec.options = Default::default();
+    bd.spec.staged_options = Default::default();
+    bd.spec.helm_chart_options = None;
 }
 
 /// Adds one BundleDeployment (listed as `name`, e.g. `cluster-ns/cluster` or the bundle's

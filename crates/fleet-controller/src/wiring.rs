@@ -120,7 +120,7 @@ impl WarmCaches {
                     deployments.clone(),
                     deployments_config.clone(),
                     dynamic.scope(BUNDLE_SHARD),
-                    |_| {},
+                    crate::summary::trim_cached,
                 ),
                 Some(WarmCache::spawn_scoped(
                     deployments,
@@ -129,7 +129,14 @@ impl WarmCaches {
                     crate::summary::trim_for_rollup,
                 )),
             ),
-            None => (WarmCache::spawn(deployments, deployments_config), None),
+            None => (
+                WarmCache::spawn_trimmed(
+                    deployments,
+                    deployments_config,
+                    crate::summary::trim_cached,
+                ),
+                None,
+            ),
         };
         Self {
             bundles: warm(client, of_shard()),

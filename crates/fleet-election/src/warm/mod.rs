@@ -104,12 +104,14 @@ where
 {
     /// Starts watching `api` with `config`.
     pub fn spawn(api: Api<K>, config: watcher::Config) -> Self {
-        Self::spawn_with(
-            watcher(api, config).default_backoff(),
-            |_| {},
-            None,
-            Coverage::all(),
-        )
+        Self::spawn_trimmed(api, config, |_| {})
+    }
+
+    /// [`WarmCache::spawn`], `trim` dropping what the cache's readers never look at from
+    /// each object.
+    pub fn spawn_trimmed(api: Api<K>, config: watcher::Config, trim: fn(&mut K)) -> Self {
+        let events = watcher(api, config).default_backoff();
+        Self::spawn_with(events, trim, None, Coverage::all())
     }
 
     /// Starts watching the objects of `api` (with `config`) in `scope`: those of the shards
