@@ -1,13 +1,13 @@
-//! How the controller's reconcilers run: the warm caches every replica keeps ([`WarmCaches`]),
+//! How the controller's reconcilers run: the warm caches every replica keeps ([`WarmCaches`];
+//! under dynamic shards, the BundleDeployments of its shards only, [`DynamicShards`]),
 //! and one leadership term's [`Term`], which starts a reconciler from a watch and a
 //! `reconcile` function. What each reconciler watches, and how events map to its keys, is
 //! written beside it (`bundles::run`, `rollups::run`, `clusters::run`, `import::run`,
 //! `registration::run`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::collections::BTreeSet;
 
 use fleet_api::labels::MANAGED;
 use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD, Shard, ShardLabel};
