@@ -9,9 +9,10 @@
 //!   [`values_files`]: `helm.valuesFiles` merged into the values, as Fleet's reader does;
 //!   [`manifests`]: which files are plain manifests, checked when the Bundle is built.
 //!
-//! Nothing here talks to a cluster (`fleet_runtime::bundle_store` writes the Bundles); the one
-//! program it runs is helm, to download charts ([`remote_charts`]) and chart dependencies
-//! ([`dependencies`]) into a Bundle, when given one.
+//! Nothing here talks to a cluster (`fleet_runtime::bundle_store` writes the Bundles); the
+//! programs it runs are helm and git, to download charts ([`remote_charts`], with credentials
+//! for all bundles or per bundle path, [`chart_credentials`]) and chart dependencies
+//! ([`dependencies`]) into a Bundle, when given helm.
 
 pub mod chart_credentials;
 pub mod dependencies;

@@ -18,7 +18,8 @@
 //! - [`shards`]: dynamic shards, `N` shard Leases spread over the live replicas (balanced,
 //!   zone-aware), each object's writes gated by its shard's claim.
 //! - [`WarmCache`] keeps watches and caches warm on standbys; a new leader's kube-runtime
-//!   controllers start from memory.
+//!   controllers start from memory. Under dynamic shards a cache can hold only the objects of
+//!   the shards held here ([`warm::scope`]: label-selected, listed again as they change).
 //! - Logs (`tracing`) and Prometheus metrics ([`ElectionMetrics`]) show who leads and how long
 //!   failovers take.
 
