@@ -2,7 +2,7 @@
 //! it, as Fleet's reader does (`addRemoteCharts`): each `helm` block (the bundle's and its
 //! target customizations') with a `repo`, an `oci://` or an `https://` chart gets `helm pull`,
 //! and the chart's files go into the Bundle below
-//! [`embedded_chart_dir`](fleet_api::naming::embedded_chart_dir), where the agent finds them:
+//! [`embedded_chart_dir`], where the agent finds them:
 //! downstream clusters need no access to the repository.
 //!
 //! Only when the caller gives a helm binary (`ApplyOptions::helm`); without one, the agent

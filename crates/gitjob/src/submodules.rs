@@ -21,7 +21,7 @@ pub struct Submodule {
 /// How deep submodules of submodules are followed.
 pub const MAX_SUBMODULE_DEPTH: usize = 5;
 
-/// [`git::fetch`](crate::git::fetch), and the submodules of `commit` (and theirs), each from
+/// [`git::fetch`], and the submodules of `commit` (and theirs), each from
 /// its repository with the same credentials and TLS settings, as Fleet clones with submodules.
 pub fn fetch(
     cache_root: &Path,
@@ -48,7 +48,7 @@ pub fn fetch(
     Ok(path)
 }
 
-/// [`git::export`](crate::git::export), and each submodule's commit into its path (fetched
+/// [`git::export`], and each submodule's commit into its path (fetched
 /// before by [`fetch`] into `cache_root`).
 pub fn export(
     cache_root: &Path,
