@@ -12,7 +12,10 @@ use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD};
 use fleet_api::{Bundle, BundleDeployment, Cluster};
 use fleet_testkit::process::{SIGCONT, SIGSTOP};
 use kube::Api;
-use support::{Controller, NS, WAIT, bundle, clusters_in_default_group, create, plane, wait_bds};
+use support::{
+    Controller, NS, WAIT, bundle, clusters_in_default_group, create, plane, wait_bds,
+    wait_rollups_of,
+};
 
 const BUNDLES: usize = 8;
 const CLUSTERS: usize = 3;
@@ -28,28 +31,6 @@ async fn wait_covered(replicas: &[&Controller]) {
 /// Waits until every Cluster's roll-up counts `per_cluster` BundleDeployments.
 async fn wait_rollups(client: &kube::Client, per_cluster: i64) {
     wait_rollups_of(client, &[per_cluster; CLUSTERS]).await;
-}
-
-/// Waits until the roll-ups of the Clusters (by name) count `want` BundleDeployments.
-async fn wait_rollups_of(client: &kube::Client, want: &[i64]) {
-    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
-    fleet_testkit::eventually("the cluster roll-ups", WAIT, WAIT / 100, || async {
-        let counted: Vec<i64> = clusters
-            .list(&Default::default())
-            .await
-            .map_err(|e| e.to_string())?
-            .items
-            .iter()
-            .map(|c| c.status.as_ref().map_or(0, |s| s.summary.desired_ready))
-            .collect();
-        if counted == want {
-            Ok(())
-        } else {
-            Err(format!("{counted:?}, want {want:?}"))
-        }
-    })
-    .await
-    .expect("every cluster rolled up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

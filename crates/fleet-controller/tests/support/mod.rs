@@ -153,3 +153,25 @@ pub async fn clusters_in_default_group(client: &Client, n: usize) {
     )
     .await;
 }
+
+/// Waits until the roll-ups of the Clusters of `NS` (by name) count `want` BundleDeployments.
+pub async fn wait_rollups_of(client: &Client, want: &[i64]) {
+    let clusters: Api<fleet_api::Cluster> = Api::namespaced(client.clone(), NS);
+    fleet_testkit::eventually("the cluster roll-ups", WAIT, WAIT / 100, || async {
+        let counted: Vec<i64> = clusters
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .iter()
+            .map(|c| c.status.as_ref().map_or(0, |s| s.summary.desired_ready))
+            .collect();
+        if counted == want {
+            Ok(())
+        } else {
+            Err(format!("{counted:?}, want {want:?}"))
+        }
+    })
+    .await
+    .expect("every cluster rolled up");
+}
