@@ -9,7 +9,7 @@
 mod support;
 
 use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD};
-use fleet_api::{Bundle, BundleDeployment, Cluster};
+use fleet_api::{Bundle, BundleDeployment};
 use fleet_testkit::process::{SIGCONT, SIGSTOP};
 use kube::Api;
 use support::{
