@@ -27,8 +27,8 @@ pub struct Scope {
     pub held: watch::Receiver<BTreeSet<u32>>,
 }
 
-/// The shards whose objects a cache holds completely (listed with a selector that named
-/// them); every shard for a cache without a scope.
+/// The shards whose objects a cache holds completely (its last complete list was made with
+/// them held); every shard for a cache without a scope.
 #[derive(Debug, Clone)]
 pub struct Coverage(Option<watch::Receiver<BTreeSet<u32>>>);
 
