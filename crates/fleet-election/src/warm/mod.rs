@@ -10,6 +10,7 @@
 //! Under dynamic shards a cache may hold only the objects of the shards this replica holds
 //! ([`WarmCache::spawn_scoped`], [`scope`]).
 
+mod merge;
 pub mod scope;
 
 use std::fmt::Debug;
@@ -24,7 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use scope::{Coverage, Covering, Scope};
+use scope::{Coverage, Covering, Scope, Watches};
 
 /// How many change notifications a slow consumer may lag behind before the reflector waits.
 const BUFFER: usize = 1024;
@@ -110,13 +111,13 @@ where
     /// [`WarmCache::spawn`], `trim` dropping what the cache's readers never look at from
     /// each object.
     pub fn spawn_trimmed(api: Api<K>, config: watcher::Config, trim: fn(&mut K)) -> Self {
-        let events = watcher(api, config).default_backoff();
-        Self::spawn_with(events, trim, None, Coverage::all())
+        let events = |_: Store<K>| watcher(api, config).default_backoff();
+        Self::spawn_with(events, trim, Coverage::all())
     }
 
     /// Starts watching the objects of `api` (with `config`) in `scope`: those of the shards
-    /// held here, listed again whenever they change ([`scope`]); `trim` drops what the
-    /// cache's readers never look at from each object.
+    /// held here, a watch per shard ([`scope`]); `trim` drops what the cache's readers never
+    /// look at from each object.
     pub fn spawn_scoped(
         api: Api<K>,
         config: watcher::Config,
@@ -124,17 +125,21 @@ where
         trim: fn(&mut K),
     ) -> Self {
         let (covering, coverage) = Covering::new();
-        let events = covering.watch(api, config, scope);
-        Self::spawn_with(events, trim, Some(covering), coverage)
+        let events = |store| Watches::stream(api, config, scope, store, covering);
+        Self::spawn_with(events, trim, coverage)
     }
 
-    fn spawn_with(
-        events: impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    /// A cache fed by the events `events` makes (given the store they feed).
+    fn spawn_with<S>(
+        events: impl FnOnce(Store<K>) -> S,
         trim: fn(&mut K),
-        covering: Option<Covering>,
         coverage: Coverage,
-    ) -> Self {
+    ) -> Self
+    where
+        S: futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    {
         let (reader, writer) = reflector::store_shared(BUFFER);
+        let events = events(reader.clone());
         // The reflector waits whenever a subscriber is a buffer behind, and after every
         // (re)list it sends one notification per cached object before yielding. So the
         // subscriber that new ones are cloned from (a clone starts where it is) is drained
@@ -157,12 +162,7 @@ where
             loop {
                 tokio::select! {
                     change = changes.next() => match change {
-                        Some(Ok(event)) => {
-                            failing = Failing::default();
-                            if let (watcher::Event::InitDone, Some(covering)) = (&event, &covering) {
-                                covering.listed();
-                            }
-                        }
+                        Some(Ok(_)) => failing = Failing::default(),
                         Some(Err(error)) => failing.report::<K>(&error),
                         None => break,
                     },

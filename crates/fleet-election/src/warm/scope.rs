@@ -1,22 +1,27 @@
 //! A warm cache's scope under dynamic shards: it lists and watches only the objects whose shard
 //! label names a shard this replica holds, so a replica's memory falls with its share of the
-//! shards. The API server filters by the label selector (`<label> notin (0-of-4,2-of-4)`: all
-//! but the other shards' objects, so objects not labelled yet are seen by everyone); when
-//! the held shards change, the watch starts again with the new selector, and the store swaps to
-//! the new list in one step (the reflector's `InitDone`), so readers never see a half list.
-//! [`Coverage`] says which shards the store holds completely: a reconcile of an object of a
-//! shard just taken waits for it, so it never mistakes "not listed yet" for "does not exist".
+//! shards. The API server filters by label selectors: a watch per held shard
+//! (`<label>=<i>-of-<N>`) and one for the objects not labelled yet, or labelled under another
+//! count (`<label> notin (...)`), which every replica sees until their writer relabels them.
+//! Taking a shard lists that shard only; releasing one drops its objects; the other shards'
+//! objects stay as they are ([`super::merge`]). [`Coverage`] says which shards the store holds
+//! completely: a reconcile of an object of a shard just taken waits for it, so it never
+//! mistakes "not listed yet" for "does not exist".
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use futures::stream::{BoxStream, SelectAll};
 use futures::{Stream, StreamExt};
 use kube::Api;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::{self, Event, watcher};
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use fleet_api::sharding::{ShardLabel, dynamic_selector};
+
+use super::merge::{Merge, Out, Source};
 
 /// Which objects a scoped cache holds: those whose `label` names a shard in `held`.
 #[derive(Debug, Clone)]
@@ -56,95 +61,199 @@ impl Coverage {
     }
 }
 
-/// What the cache's task needs to keep [`Coverage`] current: the shards of the list in
-/// progress, published when that list is complete.
+/// Keeps [`Coverage`] current: which held shards' objects are all in the cache.
 #[derive(Debug)]
 pub(super) struct Covering {
-    listing: Arc<Mutex<BTreeSet<u32>>>,
     covered: watch::Sender<BTreeSet<u32>>,
 }
 
 impl Covering {
     pub(super) fn new() -> (Self, Coverage) {
         let (covered, coverage) = watch::channel(BTreeSet::new());
-        let covering = Self {
-            listing: Arc::default(),
-            covered,
-        };
-        (covering, Coverage(Some(coverage)))
+        (Self { covered }, Coverage(Some(coverage)))
     }
 
-    /// The list in progress is in the store (call on `InitDone`, after the reflector).
-    pub(super) fn listed(&self) {
-        let listed = self
-            .listing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        self.covered.send_if_modified(|covered| {
-            let changed = *covered != listed;
-            *covered = listed;
-            changed
+    fn set(&self, shard: u32, covered: bool) {
+        self.covered.send_if_modified(|shards| {
+            if covered {
+                shards.insert(shard)
+            } else {
+                shards.remove(&shard)
+            }
         });
     }
+}
 
-    /// The watch events of `api`'s objects in `scope`: a watch per held set, each ended by the
-    /// next change of the set (and the store's contents replaced by the next list).
-    pub(super) fn watch<K>(
-        &self,
+/// One item of the merged stream still to be handled.
+enum Pending<K> {
+    Yield(watcher::Result<Event<K>>),
+    Cover(u32),
+}
+
+/// The watches of a scoped cache: one per held shard (`<label>=<i>-of-<N>`) and one for the
+/// objects without a shard label of this count (`<label> notin (...)`), merged by [`Merge`]
+/// into the events of one store. Taking a shard lists that shard only; releasing one deletes
+/// its objects from the store; the other shards' objects stay as they are.
+pub(super) struct Watches<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    api: Api<K>,
+    config: watcher::Config,
+    label: ShardLabel,
+    /// `None` once the shard set is gone (the process is stopping).
+    held: Option<watch::Receiver<BTreeSet<u32>>>,
+    current: BTreeSet<u32>,
+    streams: SelectAll<BoxStream<'static, (Source, watcher::Result<Event<K>>)>>,
+    stops: HashMap<u32, oneshot::Sender<()>>,
+    merge: Merge<K>,
+    pending: VecDeque<Pending<K>>,
+    store: Store<K>,
+    covering: Covering,
+}
+
+impl<K> Watches<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    /// The merged events of `api`'s objects in `scope` for the store `store` (which the
+    /// events feed, and which deletes are taken from).
+    pub(super) fn stream(
         api: Api<K>,
         config: watcher::Config,
         scope: Scope,
-    ) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
-    where
-        K: kube::Resource<DynamicType = ()>
-            + Clone
-            + std::fmt::Debug
-            + DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
-    {
-        let listing = self.listing.clone();
-        let changes = scope.held.clone();
-        held_sets(scope.held)
-            .map(move |held| {
-                *listing
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = held.clone();
-                let until = next_change(changes.clone(), held.clone());
-                let config = match dynamic_selector(scope.label, &held) {
-                    Some(selector) => with_selector(config.clone(), &selector),
-                    None => config.clone(),
-                };
-                watcher(api.clone(), config)
-                    .default_backoff()
-                    .take_until(until)
-            })
-            .flatten()
+        store: Store<K>,
+        covering: Covering,
+    ) -> impl Stream<Item = watcher::Result<Event<K>>> + Send + 'static {
+        let mut watches = Self {
+            api,
+            config,
+            label: scope.label,
+            held: Some(scope.held),
+            current: BTreeSet::new(),
+            streams: SelectAll::new(),
+            stops: HashMap::new(),
+            merge: Merge::default(),
+            // An empty store at once (ready), then each watch's objects as they are listed.
+            pending: VecDeque::from([
+                Pending::Yield(Ok(Event::Init)),
+                Pending::Yield(Ok(Event::InitDone)),
+            ]),
+            store,
+            covering,
+        };
+        watches.start(Source::Unlabelled);
+        watches.follow_held();
+        futures::stream::unfold(watches, Self::next)
     }
-}
 
-/// Each held set, the current one first, then every change (ends when the sender is gone).
-fn held_sets(held: watch::Receiver<BTreeSet<u32>>) -> impl Stream<Item = BTreeSet<u32>> {
-    futures::stream::unfold((held, true), |(mut held, first)| async move {
-        if !first && held.changed().await.is_err() {
-            return None;
+    async fn next(mut self) -> Option<(watcher::Result<Event<K>>, Self)> {
+        loop {
+            // Everything yielded before is in the store when this runs again (the reflector
+            // applies an event before it asks for the next).
+            while let Some(pending) = self.pending.pop_front() {
+                match pending {
+                    Pending::Yield(event) => return Some((event, self)),
+                    Pending::Cover(shard) if self.current.contains(&shard) => {
+                        self.covering.set(shard, true);
+                    }
+                    Pending::Cover(_) => {}
+                }
+            }
+            let held_changed = async {
+                match &mut self.held {
+                    Some(held) => held.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                alive = held_changed => {
+                    if alive {
+                        self.follow_held();
+                    } else {
+                        self.held = None;
+                    }
+                }
+                Some((source, event)) = self.streams.next() => match event {
+                    Ok(event) => {
+                        let store = &self.store;
+                        let cached = |key: &ObjectRef<K>| store.get(key).map(|o| (*o).clone());
+                        let out = self.merge.on_event(source, event, cached);
+                        self.queue(out);
+                    }
+                    Err(error) => self.pending.push_back(Pending::Yield(Err(error))),
+                },
+                else => return None,
+            }
         }
-        let set = held.borrow_and_update().clone();
-        Some((set, (held, false)))
-    })
-}
+    }
 
-/// Resolves when the held set is no longer `current` (never, once the sender is gone).
-async fn next_change(mut held: watch::Receiver<BTreeSet<u32>>, current: BTreeSet<u32>) {
-    loop {
-        if *held.borrow_and_update() != current {
+    fn queue(&mut self, out: Vec<Out<K>>) {
+        self.pending.extend(out.into_iter().map(|o| match o {
+            Out::Event(event) => Pending::Yield(Ok(event)),
+            Out::Covered(shard) => Pending::Cover(shard),
+        }));
+    }
+
+    /// Starts the watches of newly held shards; stops those of released ones and deletes
+    /// their objects.
+    fn follow_held(&mut self) {
+        let Some(held) = &mut self.held else {
             return;
+        };
+        let wanted = held.borrow_and_update().clone();
+        for shard in self
+            .current
+            .difference(&wanted)
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            if let Some(stop) = self.stops.remove(&shard) {
+                let _ = stop.send(());
+            }
+            self.covering.set(shard, false);
+            let store = &self.store;
+            let cached = |key: &ObjectRef<K>| store.get(key).map(|o| (*o).clone());
+            let out = self.merge.on_release(shard, cached);
+            self.queue(out);
         }
-        if held.changed().await.is_err() {
-            std::future::pending::<()>().await;
+        for shard in wanted
+            .difference(&self.current)
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            self.start(Source::Shard(shard));
         }
+        self.current = wanted;
+    }
+
+    /// Starts the watch of `source`.
+    fn start(&mut self, source: Source) {
+        let selector = match source {
+            Source::Shard(shard) => format!("{}={}", self.label.key, self.label.value(shard)),
+            Source::Unlabelled => dynamic_selector(self.label, &BTreeSet::new())
+                .unwrap_or_else(|| format!("!{}", self.label.key)),
+        };
+        let config = with_selector(self.config.clone(), &selector);
+        let events = watcher(self.api.clone(), config).default_backoff();
+        let events = match source {
+            // A shard's watch ends when the shard is released.
+            Source::Shard(shard) => {
+                let (stop, stopped) = oneshot::channel::<()>();
+                self.stops.insert(shard, stop);
+                events.take_until(stopped).boxed()
+            }
+            // The watch of objects not labelled yet runs as long as the cache.
+            Source::Unlabelled => events.boxed(),
+        };
+        let events = events.map(move |event| (source, event)).boxed();
+        self.streams.push(events);
     }
 }
 
@@ -179,42 +288,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn coverage_follows_the_completed_lists() {
+    async fn coverage_follows_what_is_covered_and_released() {
         let (covering, coverage) = Covering::new();
         assert!(!coverage.covers(0), "nothing before the first list");
         assert!(Coverage::all().covers(7));
-        *covering.listing.lock().unwrap_or_else(|e| e.into_inner()) = BTreeSet::from([0, 3]);
-        assert!(!coverage.covers(3), "a list in progress covers nothing yet");
         let mut changes = Box::pin(coverage.changes());
-        covering.listed();
-        assert!(coverage.covers(0) && coverage.covers(3) && !coverage.covers(1));
+        covering.set(3, true);
+        assert!(coverage.covers(3) && !coverage.covers(1));
         tokio::time::timeout(std::time::Duration::from_secs(5), changes.next())
             .await
             .expect("a change is announced");
+        covering.set(3, false);
+        assert!(!coverage.covers(3), "a released shard is not covered");
         let mut never = Box::pin(Coverage::all().changes());
         assert_eq!(
             never.next().await,
             None,
             "a cache of everything never changes"
         );
-    }
-
-    #[tokio::test]
-    async fn a_watch_ends_when_the_held_shards_change() {
-        let (tx, rx) = watch::channel(BTreeSet::from([1]));
-        let until = next_change(rx.clone(), BTreeSet::from([1]));
-        tokio::pin!(until);
-        assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(50), &mut until)
-                .await
-                .is_err(),
-            "the same set does not end it"
-        );
-        tx.send_replace(BTreeSet::from([1, 2]));
-        tokio::time::timeout(std::time::Duration::from_secs(5), until)
-            .await
-            .expect("a changed set ends it");
-        let sets: Vec<_> = held_sets(rx).take(1).collect().await;
-        assert_eq!(sets, vec![BTreeSet::from([1, 2])]);
     }
 }
