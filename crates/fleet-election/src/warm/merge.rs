@@ -79,7 +79,7 @@ where
                 Vec::new()
             }
             Event::InitApply(object) | Event::Apply(object) => {
-                let key = ObjectRef::from_obj(&object);
+                let key = key_of(&object);
                 if let Some(listing) = self.listing.get_mut(&source) {
                     listing.insert(key.clone());
                 }
@@ -87,7 +87,7 @@ where
                 vec![Out::Event(Event::Apply(object))]
             }
             Event::Delete(object) => {
-                let key = ObjectRef::from_obj(&object);
+                let key = key_of(&object);
                 if self.owner.get(&key) == Some(&source) {
                     self.owner.remove(&key);
                     vec![Out::Event(Event::Delete(object))]
@@ -147,6 +147,17 @@ where
                 cached(&key).map(|object| Out::Event(Event::Delete(object)))
             })
             .collect()
+    }
+}
+
+/// An object's key, without the resource version and uid `ObjectRef::from_obj` keeps (they
+/// take no part in comparing keys, and a key is kept per cached object).
+fn key_of<K: kube::Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
+    let meta = object.meta();
+    let key = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
+    match meta.namespace.as_deref() {
+        Some(namespace) => key.within(namespace),
+        None => key,
     }
 }
 
