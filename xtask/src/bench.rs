@@ -3,6 +3,7 @@
 mod agent;
 mod fanout;
 mod gitjob;
+mod requests;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

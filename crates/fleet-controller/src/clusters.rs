@@ -39,6 +39,13 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
     let current = cluster.status.clone().unwrap_or_default();
     if current.namespace.as_deref() != Some(bd_namespace.as_str()) {
         crate::namespaces::ensure(ctx, &bd_namespace, cluster).await?;
+    } else if let Some(wait) = ctx
+        .memory
+        .bursts
+        .defer(&format!("{namespace}/{name}"), tokio::time::Instant::now())
+    {
+        // Its namespace is written; its counts wait for the fan-out to end.
+        return Ok(Action::requeue(wait));
     }
     let deployments: Vec<Arc<BundleDeployment>> = ctx
         .caches
@@ -298,10 +305,12 @@ pub fn group_status(
 pub async fn run(term: &Term) {
     let caches = &term.caches;
     let workers = term.ctx.settings.workers.rollups;
+    let ctx = term.ctx.clone();
     let clusters = term
         .controller(&caches.clusters)
         .await
-        .watches_shared_stream(caches.placed().changes().await, |bd| {
+        .watches_shared_stream(caches.placed().changes().await, move |bd| {
+            ctx.memory.bursts.observe(&bd, tokio::time::Instant::now());
             label_ref::<Cluster>(bd.as_ref(), CLUSTER, CLUSTER_NAMESPACE)
         });
     let groups_of = caches.groups.reader();

@@ -15,7 +15,8 @@
 //! how events map to its keys):
 //! - [`bundles`]: Bundles to BundleDeployments and Content, and the Bundle status;
 //! - [`helm_secrets`]: Helm repository credentials copied next to HelmOp BundleDeployments;
-//! - [`clusters`]: Cluster and ClusterGroup status;
+//! - [`clusters`]: Cluster and ClusterGroup status, written after a fan-out's burst of
+//!   creations ([`bursts`]);
 //! - [`rollups`]: GitRepo and HelmOp status roll-ups from BundleDeployments;
 //! - [`import`]: manager-initiated import (agents installed downstream);
 //! - [`registration`]: registration tokens and agent registrations, with the [`identities`]
@@ -24,6 +25,7 @@
 
 pub mod bootstrap;
 pub mod bundles;
+pub mod bursts;
 pub mod clusters;
 pub mod context;
 pub mod error;

@@ -16,6 +16,10 @@ pub struct Memory {
     helm_secrets: Mutex<HashMap<Key, String>>,
     /// Bundles whose targets cannot be evaluated, and why (for their status).
     targeting_errors: Mutex<HashMap<Key, String>>,
+    /// BundleDeployment creation bursts, and the Cluster roll-ups waiting for them to end.
+    pub bursts: crate::bursts::Bursts,
+    /// BundleDeployments written that the cache may not show yet.
+    pub written: fleet_runtime::expectations::Expectations<Key>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

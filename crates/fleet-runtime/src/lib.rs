@@ -4,7 +4,9 @@
 //! running the binary's reconcilers only while it holds its Lease (or its shards), and what
 //! every reconcile reports ([`Reconciles`]: a span, duration and errors by reason), and the
 //! one way to write to the API ([`gate`]: the claim checked right before each request), and
-//! Kubernetes Events for errors users should act on ([`events`]).
+//! Kubernetes Events for errors users should act on ([`events`]). What to write is planned
+//! by [`inventory`] (create, update, prune by content hash), over a cache that the
+//! [`expectations`] bring up to date with the writes it does not show yet.
 //!
 //! A binary is then its reconcilers plus:
 //!
@@ -29,6 +31,7 @@ mod admin;
 mod args;
 pub mod bundle_store;
 pub mod events;
+pub mod expectations;
 pub mod finalizer;
 pub mod gate;
 pub mod inventory;

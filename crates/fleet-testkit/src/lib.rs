@@ -238,24 +238,48 @@ pub async fn wait_shards_covered(
     shards: u32,
     timeout: std::time::Duration,
 ) -> Result<(), Error> {
+    wait_shard_map(ports, shards, timeout, false).await
+}
+
+/// [`wait_shards_covered`], and the hand-overs done: each replica holds its share (the
+/// shards divided by the replicas, rounded down or up).
+pub async fn wait_shards_balanced(
+    ports: &[u16],
+    shards: u32,
+    timeout: std::time::Duration,
+) -> Result<(), Error> {
+    wait_shard_map(ports, shards, timeout, true).await
+}
+
+async fn wait_shard_map(
+    ports: &[u16],
+    shards: u32,
+    timeout: std::time::Duration,
+    balanced: bool,
+) -> Result<(), Error> {
+    let replicas = ports.len().max(1);
+    let share = (shards as usize / replicas)..=(shards as usize).div_ceil(replicas);
     eventually(
         "every shard held by exactly one replica",
         timeout,
         std::time::Duration::from_millis(100),
-        || async move {
-            let mut all = Vec::new();
-            for port in ports {
-                let mine = shards_held(*port).await?;
-                if mine.is_empty() {
-                    return Err(format!("the replica on port {port} holds none"));
+        || {
+            let share = share.clone();
+            async move {
+                let mut all = Vec::new();
+                for port in ports {
+                    let mine = shards_held(*port).await?;
+                    if mine.is_empty() || (balanced && !share.contains(&mine.len())) {
+                        return Err(format!("the replica on port {port} holds {mine:?}"));
+                    }
+                    all.extend(mine);
                 }
-                all.extend(mine);
-            }
-            let distinct: std::collections::BTreeSet<u32> = all.iter().copied().collect();
-            if all.len() == shards as usize && distinct.len() == shards as usize {
-                Ok(())
-            } else {
-                Err(format!("held {all:?}"))
+                let distinct: std::collections::BTreeSet<u32> = all.iter().copied().collect();
+                if all.len() == shards as usize && distinct.len() == shards as usize {
+                    Ok(())
+                } else {
+                    Err(format!("held {all:?}"))
+                }
             }
         },
     )

@@ -86,25 +86,31 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     create_namespace(&client, NS).await?;
     let total = args.clusters * args.bundles;
 
-    // The physical limit: a plain client creating as many BundleDeployments.
+    // The physical limit: a plain client creating as many BundleDeployments, once alone and
+    // once observed by the same watch that counts the fan-out's (the baseline of the ratio).
     create_namespace(&client, "raw").await?;
     let raw_api: Api<BundleDeployment> = Api::namespaced(client.clone(), "raw");
-    let raw: Vec<BundleDeployment> = (0..total)
-        .map(|i| {
-            let mut bd = BundleDeployment::new(&format!("raw-{i}"), sample_spec());
-            bd.metadata.labels =
-                Some([("fleet.cattle.io/bundle-name".to_owned(), "raw".to_owned())].into());
-            bd
-        })
-        .collect();
     // Warm the API server's path for this kind first (discovery, first writes).
-    let warmup: Vec<BundleDeployment> = (0..100)
-        .map(|i| BundleDeployment::new(&format!("warmup-{i}"), sample_spec()))
-        .collect();
-    create_all(&raw_api, warmup, args.concurrency).await?;
+    create_all(&raw_api, raw_deployments("warmup", 100), args.concurrency).await?;
     let started = Instant::now();
-    create_all(&raw_api, raw, args.concurrency).await?;
+    create_all(&raw_api, raw_deployments("raw", total), args.concurrency).await?;
+    let raw_alone = total as f64 / started.elapsed().as_secs_f64();
+    let observed = Api::<BundleDeployment>::namespaced(client.clone(), "raw");
+    let mut events = watch_managed(&client);
+    let started = Instant::now();
+    let mut seen = HashSet::new();
+    let (created, seen) = futures::join!(
+        create_all(
+            &observed,
+            raw_deployments("observed", total),
+            args.concurrency
+        ),
+        seen_until(&mut events, &mut seen, total),
+    );
+    created?;
+    seen?;
     let raw_rate = total as f64 / started.elapsed().as_secs_f64();
+    drop(events);
 
     // Out of the controller's way: it watches BundleDeployments in every namespace.
     raw_api
@@ -133,7 +139,8 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     let controller = &replicas[0].process;
     if args.shards > 0 {
         let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
-        fleet_testkit::wait_shards_covered(&ports, args.shards, Duration::from_secs(120)).await?;
+        // Joins hand shards over: the fan-out starts with the shard map settled.
+        fleet_testkit::wait_shards_balanced(&ports, args.shards, Duration::from_secs(120)).await?;
     }
 
     // Wait until the controller has given every cluster its namespace.
@@ -152,13 +159,10 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     let rss_before = rss_of(&replicas, "VmRSS:");
 
     // Count BundleDeployments as they appear (a watch, from now).
-    let all_bds: Api<BundleDeployment> = Api::all(client.clone());
-    let mut events = watcher(
-        all_bds,
-        watcher::Config::default().labels("fleet.cattle.io/managed=true"),
-    )
-    .boxed();
+    let mut events = watch_managed(&client);
     let bundle_api: Api<Bundle> = Api::namespaced(client.clone(), NS);
+    let requests_before = super::requests::requests(&client, "fleet.cattle.io").await?;
+    let cpu_before = cpu_of(&replicas);
     let started = Instant::now();
     for i in 0..args.bundles {
         let bundle: Bundle = serde_json::from_value(serde_json::json!({
@@ -168,34 +172,34 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         bundle_api.create(&PostParams::default(), &bundle).await?;
     }
     let mut seen = HashSet::new();
-    let deadline = started + Duration::from_secs(900);
     let mut killed: Option<std::time::Duration> = None;
-    while seen.len() < total {
-        if args.kill_one && killed.is_none() && seen.len() >= total / 2 && replicas.len() > 1 {
-            let victim = replicas.remove(0);
-            let at = Instant::now();
-            drop(victim);
+    if args.kill_one && replicas.len() > 1 {
+        seen_until(&mut events, &mut seen, total / 2).await?;
+        let at = Instant::now();
+        drop(replicas.remove(0));
+        if args.shards > 0 {
             let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
-            if args.shards > 0 {
-                fleet_testkit::wait_shards_covered(&ports, args.shards, Duration::from_secs(120))
-                    .await?;
-            }
-            killed = Some(at.elapsed());
+            fleet_testkit::wait_shards_covered(&ports, args.shards, Duration::from_secs(120))
+                .await?;
         }
-        let event = tokio::time::timeout_at(deadline.into(), events.next())
-            .await
-            .with_context(|| format!("only {}/{total} BundleDeployments after 900s", seen.len()))?;
-        match event {
-            Some(Ok(watcher::Event::Apply(bd) | watcher::Event::InitApply(bd))) => {
-                seen.insert((bd.namespace().unwrap_or_default(), bd.name_any()));
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => tracing_free_warn(&e.to_string()),
-            None => bail!("watch ended"),
-        }
+        killed = Some(at.elapsed());
     }
+    seen_until(&mut events, &mut seen, total).await?;
     let elapsed = started.elapsed();
     let rate = total as f64 / elapsed.as_secs_f64();
+    let requests = super::requests::delta(
+        &requests_before,
+        &super::requests::requests(&client, "fleet.cattle.io").await?,
+    );
+    let cpu: Vec<String> = cpu_of(&replicas)
+        .iter()
+        .zip(&cpu_before)
+        .map(|(after, before)| format!("{:.1}s", after - before))
+        .collect();
+
+    // The status follows: every Cluster's summary counts its BundleDeployments.
+    let statuses = eventually_rolled_up(&cluster_api, args.bundles, args.clusters).await;
+    let statuses_after = started.elapsed();
 
     // Idle: let status settle, then a resync of every Bundle must write nothing.
     let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
@@ -230,18 +234,7 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     let idle_writes = writes().await - last;
     let peak_rss_mib = rss_of(&replicas, "VmHWM:");
     let rss_after = rss_of(&replicas, "VmRSS:");
-    let rolled_up = cluster_api
-        .list(&Default::default())
-        .await?
-        .items
-        .iter()
-        .filter(|c| {
-            c.status
-                .as_ref()
-                .is_some_and(|s| s.summary.desired_ready == args.bundles as i64)
-        })
-        .count();
-
+    let rolled_up = rolled_up(&cluster_api, args.bundles).await?;
     println!(
         "fanout benchmark (release fleet-controller, local control plane {})",
         plane.server()
@@ -250,11 +243,18 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         "clusters={} bundles={} bundle deployments={total} concurrency={} replicas={} shards={}",
         args.clusters, args.bundles, args.concurrency, args.replicas, args.shards
     );
-    println!("raw client create rate: {raw_rate:.0}/s");
+    println!(
+        "raw client create rate: {raw_rate:.0}/s observed by the watch that counts the fan-out ({raw_alone:.0}/s alone)"
+    );
     println!(
         "controller: all BundleDeployments in {:.2}s = {rate:.0}/s ({:.0}% of raw)",
         elapsed.as_secs_f64(),
         100.0 * rate / raw_rate
+    );
+    println!("API requests during the fan-out: {requests}");
+    println!(
+        "controller CPU during the fan-out per replica: {}",
+        cpu.join(", ")
     );
     println!(
         "controller peak RSS per replica: {}",
@@ -271,18 +271,63 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
             after.as_secs_f64()
         );
     }
+    match statuses {
+        Ok(()) => println!(
+            "every Cluster's status counts its BundleDeployments after {:.2}s ({:.2}s after the last one)",
+            statuses_after.as_secs_f64(),
+            (statuses_after - elapsed).as_secs_f64()
+        ),
+        Err(e) => println!("Cluster statuses: {e}"),
+    }
     println!(
         "clusters whose status counts all their BundleDeployments: {rolled_up}/{}",
         args.clusters
     );
     println!("writes of an idle resync of every Bundle: {idle_writes}");
     if let Ok(dir) = std::env::var("FANOUT_KEEP_LOG") {
-        std::fs::copy(
-            work.path().join("controller-0.log"),
-            std::path::Path::new(&dir).join("controller.log"),
-        )?;
+        for replica in 0..args.replicas.max(1) {
+            let name = format!("controller-{replica}.log");
+            std::fs::copy(
+                work.path().join(&name),
+                std::path::Path::new(&dir).join(&name),
+            )?;
+        }
     }
     Ok(())
+}
+
+/// How many Clusters' summaries count `bundles` BundleDeployments.
+async fn rolled_up(api: &Api<Cluster>, bundles: usize) -> anyhow::Result<usize> {
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter(|c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.summary.desired_ready == bundles as i64)
+        })
+        .count())
+}
+
+/// Waits (at most 120 s) until every one of `clusters` Clusters counts `bundles`.
+async fn eventually_rolled_up(
+    api: &Api<Cluster>,
+    bundles: usize,
+    clusters: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = rolled_up(api, bundles).await?;
+        if done == clusters {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {done}/{clusters} Clusters count their BundleDeployments after 120s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// One controller replica of the benchmark.
@@ -325,6 +370,59 @@ impl Replica {
     }
 }
 
+/// `count` BundleDeployments `<prefix>-<i>` for the raw client, labelled as the controller's.
+fn raw_deployments(prefix: &str, count: usize) -> Vec<BundleDeployment> {
+    (0..count)
+        .map(|i| {
+            let mut bd = BundleDeployment::new(&format!("{prefix}-{i}"), sample_spec());
+            bd.metadata.labels = Some(
+                [
+                    ("fleet.cattle.io/bundle-name".to_owned(), "raw".to_owned()),
+                    ("fleet.cattle.io/managed".to_owned(), "true".to_owned()),
+                ]
+                .into(),
+            );
+            bd
+        })
+        .collect()
+}
+
+type Events =
+    futures::stream::BoxStream<'static, Result<watcher::Event<BundleDeployment>, watcher::Error>>;
+
+/// A watch of the BundleDeployments labelled managed, in every namespace, from now.
+fn watch_managed(client: &Client) -> Events {
+    watcher(
+        Api::<BundleDeployment>::all(client.clone()),
+        watcher::Config::default().labels("fleet.cattle.io/managed=true"),
+    )
+    .boxed()
+}
+
+/// Waits (at most 900 s) until `events` have shown `total` distinct BundleDeployments,
+/// counted in `seen`.
+async fn seen_until(
+    events: &mut Events,
+    seen: &mut HashSet<(String, String)>,
+    total: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while seen.len() < total {
+        let event = tokio::time::timeout_at(deadline.into(), events.next())
+            .await
+            .with_context(|| format!("only {}/{total} BundleDeployments after 900s", seen.len()))?;
+        match event {
+            Some(Ok(watcher::Event::Apply(bd) | watcher::Event::InitApply(bd))) => {
+                seen.insert((bd.namespace().unwrap_or_default(), bd.name_any()));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => tracing_free_warn(&e.to_string()),
+            None => bail!("watch ended"),
+        }
+    }
+    Ok(())
+}
+
 fn sample_spec() -> BundleDeploymentSpec {
     serde_json::from_value(serde_json::json!({
         "deploymentID": "s-0000000000000000000000000000000000000000000000000000000000000000:1111111111111111111111111111111111111111111111111111111111111111",
@@ -343,6 +441,19 @@ fn rss_of(replicas: &[Replica], field: &str) -> Vec<Option<f64>> {
                 .pid()
                 .and_then(|pid| rss_kib(pid, field))
                 .map(|k| k as f64 / 1024.0)
+        })
+        .collect()
+}
+
+/// Each replica's CPU seconds so far (0 for one already gone).
+fn cpu_of(replicas: &[Replica]) -> Vec<f64> {
+    replicas
+        .iter()
+        .map(|r| {
+            r.process
+                .pid()
+                .and_then(super::requests::cpu_seconds)
+                .unwrap_or(0.0)
         })
         .collect()
 }

@@ -102,7 +102,20 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             shards.shard_of(key)
         });
     }
-    let changes = plan::deployments(targets, rollout.as_ref(), &existing);
+    let keys: Vec<plan::Key> = targets
+        .iter()
+        .map(|t| plan::key_of(&t.deployment))
+        .collect();
+    let written = ctx.memory.written.pending(
+        &keys,
+        |key| {
+            existing
+                .get(key)
+                .and_then(|bd| inventory::hash_of(&bd.metadata))
+        },
+        std::time::Instant::now(),
+    );
+    let changes = plan::deployments(targets, rollout.as_ref(), &existing, written);
     tracing::debug!(
         bundle = %name,
         %namespace,
@@ -265,6 +278,11 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
     }
     result?;
     ctx.metrics.writes.inc();
+    if let Some(hash) = inventory::hash_of(&bd.metadata) {
+        ctx.memory
+            .written
+            .written((namespace, name), hash, std::time::Instant::now());
+    }
     Ok(())
 }
 
@@ -272,6 +290,9 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
 async fn delete_deployment(ctx: &Context, bd: &BundleDeployment) -> Result<(), Error> {
     let (namespace, name) = (bd.namespace().unwrap_or_default(), bd.name_any());
     crate::context::delete::<BundleDeployment>(ctx, &namespace, &name).await?;
+    ctx.memory
+        .written
+        .deleted(&(namespace.clone(), name.clone()));
     if bd.spec.helm_chart_options.is_some() {
         crate::helm_secrets::remove(ctx, &namespace, &name).await?;
     }

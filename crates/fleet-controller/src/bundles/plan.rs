@@ -25,10 +25,13 @@ pub fn key_of(bd: &BundleDeployment) -> Key {
 /// `targets` want. `rollout` says per target (same order) whether it gets the new deployment
 /// now; `None` means paused: existing BundleDeployments only stage the new deployment (a
 /// cluster new to the Bundle gets it, as before the pause there was nothing to keep).
+/// `written`: the content hashes of writes the cache does not show yet, which count as
+/// existing.
 pub fn deployments(
     targets: Vec<Target>,
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<Key, Arc<BundleDeployment>>,
+    written: BTreeMap<Key, String>,
 ) -> Changes<Key, BundleDeployment> {
     let desired = targets.into_iter().enumerate().map(|(index, target)| {
         let mut bd = target.deployment;
@@ -51,10 +54,11 @@ pub fn deployments(
         stamp(&mut bd.metadata, &hash);
         (key, hash, bd)
     });
-    let hashes: BTreeMap<Key, Option<String>> = existing
+    let mut hashes: BTreeMap<Key, Option<String>> = existing
         .iter()
         .map(|(key, bd)| (key.clone(), hash_of(&bd.metadata)))
         .collect();
+    hashes.extend(written.into_iter().map(|(key, hash)| (key, Some(hash))));
     inventory::plan(desired, &hashes)
 }
 
@@ -160,6 +164,7 @@ mod tests {
             vec![target("a", "s-1:o"), target("b", "s-1:o")],
             Some(&promote(&[true, true])),
             &before,
+            BTreeMap::new(),
         );
         assert_eq!(names(&changes.create), ["cluster-b"]);
         assert!(changes.update.is_empty());
@@ -170,12 +175,40 @@ mod tests {
     }
 
     #[test]
+    fn writes_the_cache_does_not_show_yet_are_not_made_again() {
+        let mut just_written = target("b", "s-1:o").deployment;
+        let hash = content_hash(&just_written);
+        stamp(&mut just_written.metadata, &hash);
+        let key = key_of(&just_written);
+        let changed = target("c", "s-1:o").deployment;
+        let pending = BTreeMap::from([(key, hash), (key_of(&changed), "older".to_owned())]);
+        let changes = deployments(
+            vec![target("b", "s-1:o"), target("c", "s-1:o")],
+            Some(&promote(&[true, true])),
+            &BTreeMap::new(),
+            pending,
+        );
+        assert!(changes.create.is_empty(), "{:?}", names(&changes.create));
+        assert_eq!(changes.unchanged.len(), 1);
+        assert_eq!(
+            names(&changes.update),
+            ["cluster-c"],
+            "written with other content: applied"
+        );
+    }
+
+    #[test]
     fn a_changed_deployment_is_updated_and_an_untargeted_one_pruned() {
         let before = existing(&[
             written("a", "s-1:o", "new"),
             written("gone", "s-1:o", "new"),
         ]);
-        let changes = deployments(vec![target("a", "s-2:o")], Some(&promote(&[true])), &before);
+        let changes = deployments(
+            vec![target("a", "s-2:o")],
+            Some(&promote(&[true])),
+            &before,
+            BTreeMap::new(),
+        );
         assert_eq!(names(&changes.update), ["cluster-a"]);
         assert_eq!(
             changes.prune,
@@ -190,6 +223,7 @@ mod tests {
             vec![target("a", "s-2:o"), target("b", "s-2:o")],
             Some(&promote(&[false, false])),
             &before,
+            BTreeMap::new(),
         );
         let staged = &changes.update[0];
         assert_eq!(staged.spec.deployment_id.as_deref(), Some("s-1:o"));
@@ -211,6 +245,7 @@ mod tests {
             vec![target("a", "s-2:o"), target("b", "s-2:o")],
             None,
             &before,
+            BTreeMap::new(),
         );
         let staged = &changes.update[0];
         assert_eq!(staged.spec.deployment_id.as_deref(), Some("s-1:o"));

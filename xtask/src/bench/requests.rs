@@ -1,0 +1,62 @@
+//! What a benchmark costs the API server: its request counters
+//! (`apiserver_request_total`) by verb and resource, read from its `/metrics` before and
+//! after, and the CPU time of the processes under test.
+
+use std::collections::BTreeMap;
+
+use kube::Client;
+
+/// `apiserver_request_total` summed by `VERB resource[/subresource]` (e.g. `APPLY
+/// clusters/status`), for the resources of `group`.
+pub async fn requests(client: &Client, group: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix("=\""))
+                .map(|v| v.trim_end_matches('"'))
+                .unwrap_or_default()
+        };
+        if label("group") != group {
+            continue;
+        }
+        let mut key = format!("{} {}", label("verb"), label("resource"));
+        if !label("subresource").is_empty() {
+            key = format!("{key}/{}", label("subresource"));
+        }
+        *counts.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(counts)
+}
+
+/// The requests between two readings of [`requests`], those that happened, largest first.
+pub fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    let mut counts: Vec<(&String, f64)> = after
+        .iter()
+        .map(|(key, n)| (key, n - before.get(key).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    counts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let listed: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n:.0}")).collect();
+    listed.join(", ")
+}
+
+/// CPU seconds (user + system) the process `pid` has used so far.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the parenthesised command name; utime and stime are the 14th and
+    // 15th of the line, the 12th and 13th after it.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
