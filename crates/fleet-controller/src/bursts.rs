@@ -32,10 +32,10 @@ pub struct Bursts {
 }
 
 impl Bursts {
-    /// A BundleDeployment changed: one its agent has not reported on yet (no status: just
-    /// created) belongs to a burst.
+    /// A BundleDeployment changed: one just created (its first generation, which its agent
+    /// has not reported on yet) belongs to a burst.
     pub fn observe(&self, bd: &BundleDeployment, now: Instant) {
-        if bd.status.is_none() {
+        if bd.metadata.generation == Some(1) && bd.status.is_none() {
             *self
                 .last_creation
                 .lock()
@@ -148,7 +148,11 @@ mod tests {
     fn a_deferral_is_remembered_until_the_roll_up_writes() {
         let bursts = Bursts::default();
         let t0 = Instant::now();
-        let created = BundleDeployment::new("b", Default::default());
+        let mut created = BundleDeployment::new("b", Default::default());
+        created.metadata.generation = Some(1);
+        let mut updated = created.clone();
+        updated.metadata.generation = Some(2);
+        bursts.observe(&updated, t0);
         assert_eq!(bursts.defer("ns/c", t0), None, "no burst");
         bursts.observe(&created, t0);
         let first = bursts.defer("ns/c", t0);
