@@ -191,10 +191,13 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         &requests_before,
         &super::requests::requests(&client, "fleet.cattle.io").await?,
     );
+    // The survivors' (a killed replica is no longer listed).
     let cpu: Vec<String> = cpu_of(&replicas)
         .iter()
-        .zip(&cpu_before)
-        .map(|(after, before)| format!("{:.1}s", after - before))
+        .map(|(pid, after)| {
+            let before = cpu_before.get(pid).copied().unwrap_or(0.0);
+            format!("{:.1}s", after - before)
+        })
         .collect();
 
     // The status follows: every Cluster's summary counts its BundleDeployments.
@@ -445,15 +448,13 @@ fn rss_of(replicas: &[Replica], field: &str) -> Vec<Option<f64>> {
         .collect()
 }
 
-/// Each replica's CPU seconds so far (0 for one already gone).
-fn cpu_of(replicas: &[Replica]) -> Vec<f64> {
+/// Each replica's CPU seconds so far, by pid.
+fn cpu_of(replicas: &[Replica]) -> std::collections::BTreeMap<u32, f64> {
     replicas
         .iter()
-        .map(|r| {
-            r.process
-                .pid()
-                .and_then(super::requests::cpu_seconds)
-                .unwrap_or(0.0)
+        .filter_map(|r| {
+            let pid = r.process.pid()?;
+            Some((pid, super::requests::cpu_seconds(pid)?))
         })
         .collect()
 }
