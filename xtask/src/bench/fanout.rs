@@ -187,10 +187,19 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     seen_until(&mut events, &mut seen, total).await?;
     let elapsed = started.elapsed();
     let rate = total as f64 / elapsed.as_secs_f64();
-    let requests = super::requests::delta(
-        &requests_before,
-        &super::requests::requests(&client, "fleet.cattle.io").await?,
-    );
+    let requests_after = super::requests::requests(&client, "fleet.cattle.io").await?;
+    let requests = super::requests::delta(&requests_before, &requests_after);
+    // Every BundleDeployment written once: anything more is two writers, or a writer that
+    // did not know what it had written.
+    let bd_writes: f64 = ["POST", "APPLY", "PATCH", "PUT"]
+        .iter()
+        .map(|verb| {
+            let key = format!("{verb} bundledeployments");
+            requests_after.get(&key).copied().unwrap_or(0.0)
+                - requests_before.get(&key).copied().unwrap_or(0.0)
+        })
+        .sum();
+    let extra_writes = bd_writes - total as f64;
     // The survivors' (a killed replica is no longer listed).
     let cpu: Vec<String> = cpu_of(&replicas)
         .iter()
@@ -255,6 +264,9 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         100.0 * rate / raw_rate
     );
     println!("API requests during the fan-out: {requests}");
+    println!(
+        "BundleDeployment writes beyond one per object (overlapping or stale writers; must be 0): {extra_writes:.0}"
+    );
     println!(
         "controller CPU during the fan-out per replica: {}",
         cpu.join(", ")
