@@ -106,12 +106,10 @@ async fn main() -> anyhow::Result<()> {
         fleet_runtime::WriteGate::new(fleet_controller::error::MANAGER, runtime.registry_mut());
     let settings = args.settings()?;
     let shard = args.runtime.shard();
-    // Dynamic shards: the BundleDeployment caches follow the shards this replica holds (the
-    // shard set, started later by the runtime, publishes them here).
-    let (held_tx, held) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
-    let dynamic = (args.shards > 0).then_some(DynamicShards {
+    // Dynamic shards: the BundleDeployment caches follow the shards this replica holds.
+    let dynamic = (args.shards > 0).then(|| DynamicShards {
         shards: args.shards,
-        held,
+        held: runtime.held_shards(),
     });
     let caches = Arc::new(WarmCaches::spawn(&client, &shard, dynamic.as_ref()));
     // Clusters, ClusterGroups, registration and import: the unsharded controller's.
@@ -129,7 +127,6 @@ async fn main() -> anyhow::Result<()> {
             write_slots: tokio::sync::Semaphore::new(settings.write_concurrency.max(1)),
         });
         if let Some(shards) = &shards {
-            tokio::spawn(forward_held(shards.held_changes(), held_tx.clone()));
             let every = Duration::from_secs(5);
             let objects = caches.bundles.reader();
             tokio::spawn(shards.clone().count_objects_of(
@@ -152,19 +149,6 @@ async fn main() -> anyhow::Result<()> {
     };
     runtime.run_claimed(args.shards, work).await?;
     Ok(())
-}
-
-/// Passes the shards held here on to the caches that follow them.
-async fn forward_held(
-    mut held: tokio::sync::watch::Receiver<std::collections::BTreeSet<u32>>,
-    to: tokio::sync::watch::Sender<std::collections::BTreeSet<u32>>,
-) {
-    loop {
-        to.send_replace(held.borrow_and_update().clone());
-        if held.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Every reconciler of a term: the Bundles' and the roll-ups of GitRepos and HelmOps; the

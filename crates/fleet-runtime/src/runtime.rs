@@ -1,5 +1,6 @@
 //! The process runtime: set up once, then run the reconcilers while leading.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +27,8 @@ pub struct Runtime {
     registry: Registry,
     shutdown: CancellationToken,
     second: Option<SecondRole>,
+    /// The dynamic shards held here ([`Runtime::held_shards`]).
+    held: watch::Sender<BTreeSet<u32>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -55,11 +58,19 @@ impl Runtime {
             registry: Registry::default(),
             shutdown: CancellationToken::new(),
             second: None,
+            held: watch::Sender::new(BTreeSet::new()),
         })
     }
 
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The dynamic shards this replica holds, as they change: empty until
+    /// [`Runtime::run_sharded`] runs (and always without dynamic shards). For what starts
+    /// before the work and follows the shards, such as caches of the held shards' objects.
+    pub fn held_shards(&self) -> watch::Receiver<BTreeSet<u32>> {
+        self.held.subscribe()
     }
 
     /// Where reconcilers register their metrics (before [`run`](Self::run)).
@@ -296,6 +307,7 @@ impl Runtime {
             shard_metrics,
             self.shutdown.clone(),
         );
+        tokio::spawn(forward_held(set.held_changes(), self.held.clone()));
         let (_roles_tx, roles) = watch::channel(Role::Standby { holder: None });
         let ready = ReadyState {
             component: self.component.clone(),
@@ -319,6 +331,16 @@ impl Runtime {
             self.args.metrics_bind_address,
             self.args.health_bind_address,
         ]
+    }
+}
+
+/// Passes the shards held here on to [`Runtime::held_shards`].
+async fn forward_held(mut held: watch::Receiver<BTreeSet<u32>>, to: watch::Sender<BTreeSet<u32>>) {
+    loop {
+        to.send_replace(held.borrow_and_update().clone());
+        if held.changed().await.is_err() {
+            return;
+        }
     }
 }
 
