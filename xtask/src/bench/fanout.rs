@@ -307,6 +307,10 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
                 std::path::Path::new(&dir).join(&name),
             )?;
         }
+        std::fs::copy(
+            plane.dir().join("kube-apiserver.log"),
+            std::path::Path::new(&dir).join("kube-apiserver.log"),
+        )?;
     }
     Ok(())
 }
