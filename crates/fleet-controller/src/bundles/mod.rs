@@ -102,20 +102,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             shards.shard_of(key)
         });
     }
-    let keys: Vec<plan::Key> = targets
-        .iter()
-        .map(|t| plan::key_of(&t.deployment))
-        .collect();
-    let written = ctx.memory.written.pending(
-        &keys,
-        |key| {
-            existing
-                .get(key)
-                .and_then(|bd| inventory::hash_of(&bd.metadata))
-        },
-        std::time::Instant::now(),
-    );
-    let changes = plan::deployments(targets, rollout.as_ref(), &existing, written);
+    let (changes, expecting) = plan_writes(ctx, targets, rollout.as_ref(), &existing);
     tracing::debug!(
         bundle = %name,
         %namespace,
@@ -135,8 +122,39 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             tracing::info!(bundle = %name, %namespace, held_back = held, "rollout: waiting for clusters to become available");
             Ok(Action::requeue(ROLLOUT_RECHECK))
         }
+        _ if expecting => Ok(Action::requeue(fleet_runtime::expectations::TTL)),
         _ => Ok(Action::await_change()),
     }
+}
+
+/// The changes that make the Bundle's BundleDeployments what `targets` want, counting the
+/// writes the cache does not show yet as made; and whether any such write was counted (the
+/// Bundle is then looked at again once they expire, in case the cache never shows them:
+/// deleted meanwhile).
+fn plan_writes(
+    ctx: &Context,
+    targets: Vec<deployments::Target>,
+    rollout: Option<&rollout::Plan>,
+    existing: &BTreeMap<plan::Key, Arc<BundleDeployment>>,
+) -> (inventory::Changes<plan::Key, BundleDeployment>, bool) {
+    let keys: Vec<plan::Key> = targets
+        .iter()
+        .map(|t| plan::key_of(&t.deployment))
+        .collect();
+    let written = ctx.memory.written.pending(
+        &keys,
+        |key| {
+            existing
+                .get(key)
+                .and_then(|bd| inventory::hash_of(&bd.metadata))
+        },
+        std::time::Instant::now(),
+    );
+    let expecting = !written.is_empty();
+    (
+        plan::deployments(targets, rollout, existing, written),
+        expecting,
+    )
 }
 
 /// Writes the planned BundleDeployments (`write_concurrency` at once) and deletes the pruned
