@@ -126,31 +126,46 @@ pub struct BundleDeploymentResource {
 }
 
 impl BundleDeployment {
-    /// Fleet's `GetDeploymentState`, checked in this order: not applied yet (`ErrApplied`
-    /// when the agent's `Deployed` condition is False, else `WaitApplied`), not ready,
-    /// staged but not promoted (`OutOfSync`), modified, else `Ready`.
+    /// Fleet's `GetDeploymentState` ([`deployment_state`]).
     pub fn state(&self) -> BundleState {
-        let status = self.status.clone().unwrap_or_default();
-        if status.applied_deployment_id != self.spec.deployment_id {
-            let deploy_failed = status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Deployed" && c.status == "False");
-            return if deploy_failed {
-                BundleState::ErrApplied
-            } else {
-                BundleState::WaitApplied
-            };
-        }
-        if !status.ready {
-            return BundleState::NotReady;
-        }
-        if self.spec.deployment_id != self.spec.staged_deployment_id {
-            return BundleState::OutOfSync;
-        }
-        if !status.non_modified {
-            return BundleState::Modified;
-        }
-        BundleState::Ready
+        deployment_state(
+            self.spec.deployment_id.as_deref(),
+            self.spec.staged_deployment_id.as_deref(),
+            self.status.as_ref(),
+        )
     }
+}
+
+/// Fleet's `GetDeploymentState` of a BundleDeployment deploying `deployment_id` with
+/// `staged_id` staged, reported as `status`, checked in this order: not applied yet
+/// (`ErrApplied` when the agent's `Deployed` condition is False, else `WaitApplied`), not
+/// ready, staged but not promoted (`OutOfSync`), modified, else `Ready`.
+pub fn deployment_state(
+    deployment_id: Option<&str>,
+    staged_id: Option<&str>,
+    status: Option<&BundleDeploymentStatus>,
+) -> BundleState {
+    let unreported = BundleDeploymentStatus::default();
+    let status = status.unwrap_or(&unreported);
+    if status.applied_deployment_id.as_deref() != deployment_id {
+        let deploy_failed = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Deployed" && c.status == "False");
+        return if deploy_failed {
+            BundleState::ErrApplied
+        } else {
+            BundleState::WaitApplied
+        };
+    }
+    if !status.ready {
+        return BundleState::NotReady;
+    }
+    if deployment_id != staged_id {
+        return BundleState::OutOfSync;
+    }
+    if !status.non_modified {
+        return BundleState::Modified;
+    }
+    BundleState::Ready
 }

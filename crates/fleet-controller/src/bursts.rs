@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use fleet_api::BundleDeployment;
 use tokio::time::Instant;
+
+use crate::placements::Placed;
 
 /// Creations this far apart are one burst; this long after the last one, roll-ups write.
 pub const QUIET: Duration = Duration::from_secs(1);
@@ -34,8 +35,8 @@ pub struct Bursts {
 impl Bursts {
     /// A BundleDeployment changed: one just created (its first generation, which its agent
     /// has not reported on yet) belongs to a burst.
-    pub fn observe(&self, bd: &BundleDeployment, now: Instant) {
-        if bd.metadata.generation == Some(1) && bd.status.is_none() {
+    pub fn observe(&self, bd: &impl Placed, now: Instant) {
+        if bd.meta().generation == Some(1) && bd.status().is_none() {
             *self
                 .last_creation
                 .lock()
@@ -84,6 +85,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleet_api::BundleDeployment;
 
     #[test]
     fn roll_ups_wait_for_a_burst_to_end_but_not_forever() {

@@ -10,15 +10,17 @@ use std::time::Duration;
 
 use fleet_api::labels::{BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, REPO_NAME};
 use fleet_api::{
-    BundleDeployment, BundleState, BundleSummary, Cluster, ClusterDisplay, ClusterGroup,
-    ClusterGroupDisplay, ClusterGroupStatus, ClusterStatus,
+    BundleState, BundleSummary, Cluster, ClusterDisplay, ClusterGroup, ClusterGroupDisplay,
+    ClusterGroupStatus, ClusterStatus,
 };
 use fleet_render::target::selector_matches;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 
 use crate::context::{Context, deployment_namespace, retry};
 use crate::error::Error;
+use crate::placements::{Placed, Placement};
 use crate::summary;
 use crate::wiring::{Term, in_namespace, label_ref};
 
@@ -47,13 +49,7 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
         // Its namespace is written; its counts wait for the fan-out to end.
         return Ok(Action::requeue(wait));
     }
-    let deployments: Vec<Arc<BundleDeployment>> = ctx
-        .caches
-        .placed
-        .state()
-        .into_iter()
-        .filter(|bd| bd.namespace().as_deref() == Some(bd_namespace.as_str()))
-        .collect();
+    let deployments = ctx.caches.placed.in_namespace(&bd_namespace);
     let now = jiff::Timestamp::now();
     let (next, recheck) = cluster_status(cluster, &deployments, ctx.settings.agent_timeout, now);
     let last_seen = current
@@ -76,7 +72,7 @@ async fn apply_cluster(cluster: &Cluster, ctx: &Context) -> Result<Action, Error
 /// late).
 pub fn cluster_status(
     cluster: &Cluster,
-    deployments: &[Arc<BundleDeployment>],
+    deployments: &[Arc<Placement>],
     agent_timeout: Duration,
     now: jiff::Timestamp,
 ) -> (ClusterStatus, Option<Duration>) {
@@ -87,7 +83,7 @@ pub fn cluster_status(
     let mut git_repos: BTreeMap<(String, String), bool> = BTreeMap::new();
     let mut helm_ops: BTreeMap<(String, String), bool> = BTreeMap::new();
     for bd in deployments {
-        summary::add_deployment(&mut summary, &bd.name_any(), bd);
+        summary::add_deployment(&mut summary, &bd.name_any(), bd.as_ref());
         let ready = bd.state() == BundleState::Ready;
         let labels = bd.labels();
         let bundle_namespace = labels.get(BUNDLE_NAMESPACE).cloned().unwrap_or_default();
@@ -300,19 +296,30 @@ pub fn group_status(
     }
 }
 
+/// The Cluster a changed BundleDeployment is placed on (whose roll-up looks again), noting
+/// creations for [`crate::bursts`].
+fn placed_on<P: Placed + Send + Sync + 'static>(
+    ctx: Arc<Context>,
+) -> impl Fn(Arc<P>) -> Option<ObjectRef<Cluster>> {
+    move |bd| {
+        ctx.memory
+            .bursts
+            .observe(bd.as_ref(), tokio::time::Instant::now());
+        label_ref::<Cluster>(bd.as_ref(), CLUSTER, CLUSTER_NAMESPACE)
+    }
+}
+
 /// The Cluster and ClusterGroup roll-ups of a term (the unsharded controller's): a Cluster on
 /// its BundleDeployments' changes, a ClusterGroup on its namespace's Clusters' (debounced).
 pub async fn run(term: &Term) {
     let caches = &term.caches;
     let workers = term.ctx.settings.workers.rollups;
     let ctx = term.ctx.clone();
-    let clusters = term
-        .controller(&caches.clusters)
-        .await
-        .watches_shared_stream(caches.placed().changes().await, move |bd| {
-            ctx.memory.bursts.observe(&bd, tokio::time::Instant::now());
-            label_ref::<Cluster>(bd.as_ref(), CLUSTER, CLUSTER_NAMESPACE)
-        });
+    let clusters = term.controller(&caches.clusters).await;
+    let clusters = match &caches.placed {
+        Some(placed) => clusters.watches_shared_stream(placed.changes().await, placed_on(ctx)),
+        None => clusters.watches_shared_stream(caches.deployments.changes().await, placed_on(ctx)),
+    };
     let groups_of = caches.groups.reader();
     let groups = term
         .controller(&caches.groups)
@@ -340,7 +347,7 @@ pub async fn run(term: &Term) {
 
 #[cfg(test)]
 mod tests {
-    use fleet_api::{AgentStatus, ClusterSpec};
+    use fleet_api::{AgentStatus, BundleDeployment, ClusterSpec};
 
     use super::*;
 
@@ -394,7 +401,7 @@ mod tests {
         Arc::new(cluster)
     }
 
-    fn deployment(bundle: &str, repo: &str, ready: bool) -> Arc<BundleDeployment> {
+    fn deployment(bundle: &str, repo: &str, ready: bool) -> Arc<Placement> {
         let mut bd = BundleDeployment::new(bundle, Default::default());
         bd.metadata.namespace = Some("cluster-fleet-default-c".to_owned());
         bd.labels_mut()
@@ -411,7 +418,7 @@ mod tests {
                 ..Default::default()
             });
         }
-        Arc::new(bd)
+        Arc::new(Placement::from(&bd))
     }
 
     #[test]

@@ -33,9 +33,9 @@ pub struct Caches {
     pub groups: Store<ClusterGroup>,
     /// BundleDeployments by their Bundle's shard (all of them without dynamic shards).
     pub deployments: Store<BundleDeployment>,
-    /// BundleDeployments by their Cluster's shard, trimmed for roll-ups (the same store as
-    /// `deployments` without dynamic shards).
-    pub placed: Store<BundleDeployment>,
+    /// What the Cluster roll-ups read: under dynamic shards, the projections of their
+    /// Clusters' shards' BundleDeployments; otherwise `deployments`.
+    pub placed: crate::placements::Placements,
     /// Which shards' objects those two stores hold completely.
     pub coverage: [Coverage; 2],
     pub gitrepos: Store<GitRepo>,

@@ -35,6 +35,7 @@ pub mod import;
 pub mod memory;
 pub mod metrics;
 pub mod namespaces;
+pub mod placements;
 pub mod registration;
 pub mod rollups;
 pub mod settings;

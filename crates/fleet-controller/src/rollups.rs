@@ -105,7 +105,11 @@ where
             labels.get(CLUSTER).cloned().unwrap_or_default()
         );
         let state = bd.state();
-        summary::add_deployment(&mut summary, &format!("{cluster} {}", bd.name_any()), &bd);
+        summary::add_deployment(
+            &mut summary,
+            &format!("{cluster} {}", bd.name_any()),
+            bd.as_ref(),
+        );
         let ready = clusters.entry(cluster).or_insert(true);
         *ready &= state == BundleState::Ready;
     }

@@ -4,12 +4,14 @@
 use fleet_api::conditions::{self, Verdict};
 use fleet_api::{BundleDeployment, BundleState, BundleSummary, Condition, NonReadyResource};
 
+use crate::placements::Placed;
+
 /// At most this many non-ready BundleDeployments are listed in a summary (Fleet's limit).
 pub const MAX_NON_READY: usize = 10;
 
 /// The message Fleet shows for a BundleDeployment that is not ready.
-pub fn deployment_message(bd: &BundleDeployment) -> Option<String> {
-    let status = bd.status.as_ref()?;
+pub fn deployment_message(bd: &impl Placed) -> Option<String> {
+    let status = bd.status()?;
     status
         .conditions
         .iter()
@@ -25,23 +27,15 @@ pub fn trim_cached(bd: &mut BundleDeployment) {
     }
 }
 
-/// A BundleDeployment as the Cluster roll-ups' cache keeps it under dynamic shards: also
-/// without the options (they hold Helm values), which no roll-up reads.
-pub fn trim_for_rollup(bd: &mut BundleDeployment) {
-    trim_cached(bd);
-    bd.spec.options = Default::default();
-    bd.spec.staged_options = Default::default();
-    bd.spec.helm_chart_options = None;
-}
-
 /// Adds one BundleDeployment (listed as `name`, e.g. `cluster-ns/cluster` or the bundle's
 /// name) to a summary: its state, and when it is not ready, its message and the agent's
 /// `nonReadyStatus` and `modifiedStatus` (as Fleet lists them).
-pub fn add_deployment(summary: &mut BundleSummary, name: &str, bd: &BundleDeployment) {
+pub fn add_deployment(summary: &mut BundleSummary, name: &str, bd: &impl Placed) {
     let state = bd.state();
     let listed = summary.non_ready_resources.len();
     add(summary, name, state, deployment_message(bd));
-    if let (Some(entry), Some(status)) = (summary.non_ready_resources.get_mut(listed), &bd.status) {
+    if let (Some(entry), Some(status)) = (summary.non_ready_resources.get_mut(listed), bd.status())
+    {
         entry.non_ready_status.clone_from(&status.non_ready_status);
         entry.modified_status.clone_from(&status.modified_status);
     }

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Caches, Context, claimed};
+use crate::placements::{Placement, Placements};
 
 /// How long roll-up reconcilers wait for a burst of changes to end (and then write once).
 const ROLLUP_DEBOUNCE: Duration = Duration::from_secs(1);
@@ -59,8 +60,8 @@ pub struct WarmCaches {
     /// roll-ups); under dynamic shards, those of the Bundles of this replica's shards.
     pub deployments: WarmCache<BundleDeployment>,
     /// Under dynamic shards: the BundleDeployments of this replica's shards' Clusters, for
-    /// their roll-ups (trimmed to what a roll-up reads); otherwise `deployments` serves.
-    pub placed: Option<WarmCache<BundleDeployment>>,
+    /// their roll-ups, as [`Placement`]s; otherwise `deployments` serves.
+    pub placed: Option<WarmCache<Placement>>,
     pub gitrepos: WarmCache<GitRepo>,
     pub helmops: WarmCache<HelmOp>,
     pub tokens: WarmCache<ClusterRegistrationToken>,
@@ -117,16 +118,16 @@ impl WarmCaches {
         let (deployments, placed) = match dynamic {
             Some(dynamic) => (
                 WarmCache::spawn_scoped(
-                    deployments.clone(),
+                    deployments,
                     deployments_config.clone(),
                     dynamic.scope(BUNDLE_SHARD),
                     crate::summary::trim_cached,
                 ),
                 Some(WarmCache::spawn_scoped(
-                    deployments,
+                    Api::<Placement>::all(client.clone()),
                     deployments_config,
                     dynamic.scope(CLUSTER_SHARD),
-                    crate::summary::trim_for_rollup,
+                    crate::placements::trim,
                 )),
             ),
             None => (
@@ -154,13 +155,18 @@ impl WarmCaches {
     }
 
     /// The BundleDeployments the Cluster roll-ups read.
-    pub fn placed(&self) -> &WarmCache<BundleDeployment> {
-        self.placed.as_ref().unwrap_or(&self.deployments)
+    pub fn placed(&self) -> Placements {
+        match &self.placed {
+            Some(placed) => Placements::Projected(placed.reader()),
+            None => Placements::Deployments(self.deployments.reader()),
+        }
     }
 
     /// Which shards' objects the BundleDeployment caches hold completely.
     pub fn coverages(&self) -> [fleet_election::Coverage; 2] {
-        [self.deployments.coverage(), self.placed().coverage()]
+        let placed = self.placed.as_ref().map(WarmCache::coverage);
+        let deployments = self.deployments.coverage();
+        [deployments.clone(), placed.unwrap_or(deployments)]
     }
 
     /// What the reconcilers read.
@@ -170,7 +176,7 @@ impl WarmCaches {
             clusters: self.clusters.reader(),
             groups: self.groups.reader(),
             deployments: self.deployments.reader(),
-            placed: self.placed().reader(),
+            placed: self.placed(),
             coverage: self.coverages(),
             gitrepos: self.gitrepos.reader(),
             mappings: self.mappings.reader(),

@@ -28,7 +28,7 @@ pub fn next(
     let current = bundle.status.clone().unwrap_or_default();
     let mut summary = BundleSummary::default();
     for bd in owned.values() {
-        summary::add_deployment(&mut summary, &cluster_of(bd), bd);
+        summary::add_deployment(&mut summary, &cluster_of(bd), bd.as_ref());
     }
     let rollout = rollout_status(bundle, clusters, owned);
     let previous = current.conditions.iter().find(|c| c.type_ == "Ready");
