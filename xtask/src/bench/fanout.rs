@@ -93,7 +93,9 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     // Warm the API server's path for this kind first (discovery, first writes).
     create_all(&raw_api, raw_deployments("warmup", 100), args.concurrency).await?;
     let started = Instant::now();
-    create_all(&raw_api, raw_deployments("raw", total), args.concurrency).await?;
+    create_all(&raw_api, raw_deployments("raw", total), args.concurrency)
+        .await
+        .context("the raw client's creates")?;
     let raw_alone = total as f64 / started.elapsed().as_secs_f64();
     let observed = Api::<BundleDeployment>::namespaced(client.clone(), "raw");
     let mut events = watch_managed(&client);
@@ -107,7 +109,7 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         ),
         seen_until(&mut events, &mut seen, total),
     );
-    created?;
+    created.context("the raw client's observed creates")?;
     seen?;
     let raw_rate = total as f64 / started.elapsed().as_secs_f64();
     drop(events);
@@ -115,7 +117,8 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     // Out of the controller's way: it watches BundleDeployments in every namespace.
     raw_api
         .delete_collection(&Default::default(), &Default::default())
-        .await?;
+        .await
+        .context("deleting the raw client's BundleDeployments")?;
     let clusters: Vec<Cluster> = (0..args.clusters)
         .map(|i| serde_json::from_value(serde_json::json!({"metadata": {"name": format!("c{i:05}"), "labels": {"env": "bench"}}, "spec": {}})))
         .collect::<Result<_, _>>()?;
@@ -246,6 +249,7 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
     let idle_writes = writes().await - last;
     let peak_rss_mib = rss_of(&replicas, "VmHWM:");
     let rss_after = rss_of(&replicas, "VmRSS:");
+    let rss_file = rss_of(&replicas, "RssFile:");
     let rolled_up = rolled_up(&cluster_api, args.bundles).await?;
     println!(
         "fanout benchmark (release fleet-controller, local control plane {})",
@@ -279,6 +283,14 @@ async fn bench(args: &FanoutArgs, binary: &std::path::Path) -> anyhow::Result<()
         "controller RSS per replica before the fan-out: {}; after: {}",
         mib_list(&rss_before),
         mib_list(&rss_after)
+    );
+    println!(
+        "controller peak RSS growth over the fan-out per replica (peak - before): {}",
+        mib_list(&growth(&peak_rss_mib, &rss_before))
+    );
+    println!(
+        "of the RSS after, file-backed (the binary's code and data, shared by replicas on a node): {}",
+        mib_list(&rss_file)
     );
     if let Some(after) = killed {
         println!(
@@ -451,7 +463,7 @@ fn sample_spec() -> BundleDeploymentSpec {
     .unwrap_or_default()
 }
 
-/// Each replica's `field` of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), in MiB.
+/// Each replica's `field` of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`, `RssFile:`), in MiB.
 fn rss_of(replicas: &[Replica], field: &str) -> Vec<Option<f64>> {
     replicas
         .iter()
@@ -472,6 +484,14 @@ fn cpu_of(replicas: &[Replica]) -> std::collections::BTreeMap<u32, f64> {
             let pid = r.process.pid()?;
             Some((pid, super::requests::cpu_seconds(pid)?))
         })
+        .collect()
+}
+
+/// Each replica's `peak - before`, where both are known.
+fn growth(peak: &[Option<f64>], before: &[Option<f64>]) -> Vec<Option<f64>> {
+    peak.iter()
+        .zip(before)
+        .map(|(peak, before)| Some((*peak)? - (*before)?))
         .collect()
 }
 
