@@ -104,7 +104,9 @@ pub struct Desired {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub cluster: ClusterInfo,
-    pub deployment: BundleDeployment,
+    /// Boxed: a Bundle's plan holds one per target, moved (not copied) from the targets to
+    /// the writes, and each is freed as soon as it is written.
+    pub deployment: Box<BundleDeployment>,
 }
 
 /// `s-<sha256 of the resources' JSON>`.
@@ -178,7 +180,7 @@ pub fn desired(bundle: &Bundle, candidates: &[Candidate]) -> Result<Desired, Tar
         bd.metadata.labels = Some(labels(bundle, &candidate.info));
         targets.push(Target {
             cluster: candidate.info.clone(),
-            deployment: bd,
+            deployment: Box::new(bd),
         });
     }
     Ok(Desired {

@@ -136,7 +136,7 @@ fn plan_writes(
     targets: Vec<deployments::Target>,
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<plan::Key, Arc<BundleDeployment>>,
-) -> (inventory::Changes<plan::Key, BundleDeployment>, bool) {
+) -> (inventory::Changes<plan::Key, Box<BundleDeployment>>, bool) {
     let keys: Vec<plan::Key> = targets
         .iter()
         .map(|t| plan::key_of(&t.deployment))
@@ -161,7 +161,7 @@ fn plan_writes(
 /// ones, each request under the claim.
 async fn apply_changes(
     ctx: &Context,
-    changes: inventory::Changes<plan::Key, BundleDeployment>,
+    changes: inventory::Changes<plan::Key, Box<BundleDeployment>>,
     existing: &BTreeMap<plan::Key, Arc<BundleDeployment>>,
 ) -> Result<(), Error> {
     ctx.check_leading()?;
@@ -171,7 +171,7 @@ async fn apply_changes(
         .map(|bd| (true, bd))
         .chain(changes.update.into_iter().map(|bd| (false, bd)));
     let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
-        .map(|(new, bd)| write_deployment(ctx, bd, new))
+        .map(|(new, bd)| write_deployment(ctx, *bd, new))
         .buffer_unordered(ctx.settings.write_concurrency.max(1))
         .collect()
         .await;

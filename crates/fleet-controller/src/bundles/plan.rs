@@ -32,7 +32,7 @@ pub fn deployments(
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<Key, Arc<BundleDeployment>>,
     written: BTreeMap<Key, String>,
-) -> Changes<Key, BundleDeployment> {
+) -> Changes<Key, Box<BundleDeployment>> {
     let desired = targets.into_iter().enumerate().map(|(index, target)| {
         let mut bd = target.deployment;
         let key = key_of(&bd);
@@ -123,7 +123,7 @@ mod tests {
                 name: cluster.to_owned(),
                 ..ClusterInfo::default()
             },
-            deployment: bd(cluster, deployment_id, "new"),
+            deployment: Box::new(bd(cluster, deployment_id, "new")),
         }
     }
 
@@ -151,7 +151,7 @@ mod tests {
         }
     }
 
-    fn names(bds: &[BundleDeployment]) -> Vec<String> {
+    fn names(bds: &[Box<BundleDeployment>]) -> Vec<String> {
         bds.iter()
             .map(|bd| bd.namespace().unwrap_or_default())
             .collect()
