@@ -1,6 +1,7 @@
 //! What a benchmark costs the API server: its request counters
-//! (`apiserver_request_total`) by verb and resource, read from its `/metrics` before and
-//! after, and the CPU time of the processes under test.
+//! (`apiserver_request_total`) by verb and resource, and the watches it closed as too slow
+//! (`apiserver_terminated_watchers_total`), read from its `/metrics` before and after; and the
+//! CPU time of the processes under test.
 
 use std::collections::BTreeMap;
 
@@ -13,19 +14,17 @@ pub async fn requests(client: &Client, group: &str) -> anyhow::Result<BTreeMap<S
     let text = client.request_text(request).await?;
     let mut counts = BTreeMap::new();
     for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("apiserver_terminated_watchers_total{") {
+            closed_watches(rest, group, &mut counts);
+            continue;
+        }
         let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
             continue;
         };
         let Some((labels, value)) = rest.rsplit_once("} ") else {
             continue;
         };
-        let label = |name: &str| {
-            labels
-                .split(',')
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix("=\""))
-                .map(|v| v.trim_end_matches('"'))
-                .unwrap_or_default()
-        };
+        let label = |name: &str| label_value(labels, name);
         if label("group") != group {
             continue;
         }
@@ -36,6 +35,37 @@ pub async fn requests(client: &Client, group: &str) -> anyhow::Result<BTreeMap<S
         *counts.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
     }
     Ok(counts)
+}
+
+/// Adds a line of `apiserver_terminated_watchers_total` (watches the API server closed because
+/// their client did not read its events in time) for a resource of `group` to `counts`, as
+/// `CLOSED-SLOW WATCH <resource>`. Its labels are `group` and `resource` (and, lately,
+/// `reason`); older API servers label `resource="<resource>.<group>"` only.
+fn closed_watches(rest: &str, group: &str, counts: &mut BTreeMap<String, f64>) {
+    let Some((labels, value)) = rest.rsplit_once("} ") else {
+        return;
+    };
+    let resource = label_value(labels, "resource");
+    let resource = if label_value(labels, "group") == group {
+        resource
+    } else {
+        match resource.strip_suffix(&format!(".{group}")) {
+            Some(resource) => resource,
+            None => return,
+        }
+    };
+    *counts
+        .entry(format!("CLOSED-SLOW WATCH {resource}"))
+        .or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+}
+
+/// The value of label `name` in a metric line's `a="1",b="2"`, or "".
+fn label_value<'a>(labels: &'a str, name: &str) -> &'a str {
+    labels
+        .split(',')
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix("=\""))
+        .map(|v| v.trim_end_matches('"'))
+        .unwrap_or_default()
 }
 
 /// The requests between two readings of [`requests`], those that happened, largest first.
@@ -59,4 +89,25 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_watches_are_read_with_either_labelling() {
+        let mut counts = BTreeMap::new();
+        for line in [
+            r#"group="fleet.cattle.io",reason="unresponsive",resource="bundledeployments"} 3"#,
+            r#"resource="bundledeployments.fleet.cattle.io"} 2"#,
+            r#"group="",reason="unresponsive",resource="pods"} 7"#,
+        ] {
+            closed_watches(line, "fleet.cattle.io", &mut counts);
+        }
+        assert_eq!(
+            counts,
+            BTreeMap::from([("CLOSED-SLOW WATCH bundledeployments".to_owned(), 5.0)])
+        );
+    }
 }
