@@ -1,0 +1,81 @@
+//! What the benchmark watches: BundleDeployments as they appear, and Clusters' roll-ups.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fleet_api::{BundleDeployment, Cluster};
+use futures::StreamExt;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+pub type Events =
+    futures::stream::BoxStream<'static, Result<watcher::Event<BundleDeployment>, watcher::Error>>;
+
+/// A watch of the BundleDeployments labelled managed, in every namespace, from now.
+pub fn watch_managed(client: &Client) -> Events {
+    watcher(
+        Api::<BundleDeployment>::all(client.clone()),
+        watcher::Config::default().labels("fleet.cattle.io/managed=true"),
+    )
+    .boxed()
+}
+
+/// Waits (at most 900 s) until `events` have shown `total` distinct BundleDeployments,
+/// counted in `seen`.
+pub async fn seen_until(
+    events: &mut Events,
+    seen: &mut HashSet<(String, String)>,
+    total: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while seen.len() < total {
+        let event = tokio::time::timeout_at(deadline.into(), events.next())
+            .await
+            .with_context(|| format!("only {}/{total} BundleDeployments after 900s", seen.len()))?;
+        match event {
+            Some(Ok(watcher::Event::Apply(bd) | watcher::Event::InitApply(bd))) => {
+                seen.insert((bd.namespace().unwrap_or_default(), bd.name_any()));
+            }
+            Some(Ok(_)) => {}
+            // The watcher retries by itself; say so, the benchmark's output is plain text.
+            Some(Err(e)) => eprintln!("watch: {e}"),
+            None => bail!("watch ended"),
+        }
+    }
+    Ok(())
+}
+
+/// How many Clusters' summaries count `bundles` BundleDeployments.
+pub async fn rolled_up(api: &Api<Cluster>, bundles: usize) -> anyhow::Result<usize> {
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter(|c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.summary.desired_ready == bundles as i64)
+        })
+        .count())
+}
+
+/// Waits (at most 120 s) until every one of `clusters` Clusters counts `bundles`.
+pub async fn eventually_rolled_up(
+    api: &Api<Cluster>,
+    bundles: usize,
+    clusters: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = rolled_up(api, bundles).await?;
+        if done == clusters {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {done}/{clusters} Clusters count their BundleDeployments after 120s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

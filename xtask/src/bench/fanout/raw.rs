@@ -1,0 +1,82 @@
+//! The fan-out's baseline: a plain client creating as many BundleDeployments with the same
+//! concurrency, the physical limit of this control plane.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use anyhow::Context;
+use fleet_api::{BundleDeployment, BundleDeploymentSpec};
+use kube::{Api, Client};
+
+use super::counting::{seen_until, watch_managed};
+use super::{create_all, create_namespace};
+
+/// The raw client's create rates, per second.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRates {
+    /// Observed by a watch like the one that counts the fan-out: the ratio's baseline.
+    pub watched: f64,
+    /// With no watch.
+    pub alone: f64,
+}
+
+/// Creates `total` BundleDeployments in the namespace `raw` twice, alone and watched, with
+/// `concurrency` requests in flight; deletes them again, out of the controller's way.
+pub async fn rates(client: &Client, total: usize, concurrency: usize) -> anyhow::Result<RawRates> {
+    create_namespace(client, "raw").await?;
+    let api: Api<BundleDeployment> = Api::namespaced(client.clone(), "raw");
+    // Warm the API server's path for this kind first (discovery, first writes).
+    create_all(&api, deployments("warmup", 100), concurrency)
+        .await
+        .context("the raw client's warm-up creates")?;
+    let started = Instant::now();
+    create_all(&api, deployments("raw", total), concurrency)
+        .await
+        .context("the raw client's creates")?;
+    let alone = total as f64 / started.elapsed().as_secs_f64();
+
+    let mut events = watch_managed(client);
+    let started = Instant::now();
+    let mut seen = HashSet::new();
+    let (created, seen) = futures::join!(
+        create_all(&api, deployments("observed", total), concurrency),
+        seen_until(&mut events, &mut seen, total),
+    );
+    created.context("the raw client's observed creates")?;
+    seen.context("watching the raw client's creates")?;
+    let watched = total as f64 / started.elapsed().as_secs_f64();
+    drop(events);
+
+    // The controller watches BundleDeployments in every namespace.
+    api.delete_collection(&Default::default(), &Default::default())
+        .await
+        .context("deleting the raw client's BundleDeployments")?;
+    Ok(RawRates { watched, alone })
+}
+
+/// `count` BundleDeployments `<prefix>-<i>` for the raw client, labelled as the controller's.
+fn deployments(prefix: &str, count: usize) -> Vec<BundleDeployment> {
+    (0..count)
+        .map(|i| {
+            let mut bd = BundleDeployment::new(&format!("{prefix}-{i}"), sample_spec());
+            bd.metadata.labels = Some(
+                [
+                    ("fleet.cattle.io/bundle-name".to_owned(), "raw".to_owned()),
+                    ("fleet.cattle.io/managed".to_owned(), "true".to_owned()),
+                ]
+                .into(),
+            );
+            bd
+        })
+        .collect()
+}
+
+/// A spec the size of the controller's for the bench's Bundles.
+fn sample_spec() -> BundleDeploymentSpec {
+    serde_json::from_value(serde_json::json!({
+        "deploymentID": "s-0000000000000000000000000000000000000000000000000000000000000000:1111111111111111111111111111111111111111111111111111111111111111",
+        "stagedDeploymentID": "s-0000000000000000000000000000000000000000000000000000000000000000:1111111111111111111111111111111111111111111111111111111111111111",
+        "options": {}, "stagedOptions": {},
+    }))
+    .unwrap_or_default()
+}
