@@ -4,6 +4,7 @@
 //! while a git change is in flight. The demo narrates; e2e runs the same scenario on two
 //! downstream clusters, with every check, and fails loudly.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -116,35 +117,85 @@ async fn run(downstreams: usize, replicas: usize, keep: bool, strict: bool) -> a
 }
 
 async fn scenario(
-    work: &std::path::Path,
+    work: &Path,
     downstreams: usize,
     replicas: usize,
     keep: bool,
     strict: bool,
 ) -> anyhow::Result<()> {
-    let work_path = work.to_owned();
-    let mut stack = Stack::start(&work_path, downstreams, replicas, say).await?;
+    let mut stack = Stack::start(work, downstreams, replicas, say).await?;
+    let start_transitions = say_roles(&stack).await?;
+    let repo = example::repo()?;
+    let up = stack.upstream.client();
+    deploy_gitrepo(&stack, &repo, work).await?;
+    let clusters = stack.downstream_clusters();
+    example::check_deployed(&clusters, "v1", strict).await?;
+
+    let mut failovers = drill_components(&mut stack, &repo, strict, work).await?;
+    let role_drills = failovers.len();
+    // The agents: the reason multi-replica agents exist. The demo shows one (SIGKILL).
+    let agent_drills: &[bool] = if strict { &[true, false] } else { &[true] };
+    for (i, kill) in agent_drills.iter().enumerate() {
+        let version = format!("v{}", role_drills + i + 2);
+        let line = crate::agent_failover::drill(&mut stack, &repo, 1, &version, *kill)
+            .await
+            .with_context(|| format!("agent failover; logs in {}", work.display()))?;
+        failovers.push(line);
+    }
+    say_shard_map(&stack).await?;
+    let leaders = every_lease_held(&stack).await?;
+    say_transitions(
+        role_transitions(&leaders) - start_transitions,
+        failovers.len(),
+    );
+    example::helmop(&up, NS, &clusters, std::net::Ipv4Addr::LOCALHOST.into()).await?;
+
+    // What a user came to see: the objects deployed downstream, and the failovers measured.
+    say_deployed(&stack).await?;
+    if strict {
+        example::prune(&up, NS, &clusters, &repo).await?;
+    }
+    for failover in &failovers {
+        say(&format!("failover {failover}"));
+    }
+    if keep {
+        keep_running(&stack, work).await?;
+    }
+    drop(stack);
+    Ok(())
+}
+
+/// Says which replica holds which role, Lease and gitjob shard; returns the role Leases'
+/// changes of holder so far.
+async fn say_roles(stack: &Stack) -> anyhow::Result<i32> {
     for (identity, component, role) in stack.roles().await {
         say(&format!("{component} {identity}: {role}"));
     }
-    let start_transitions = role_transitions(&stack.leaders().await?);
-    for lease in stack.leaders().await? {
+    let leaders = stack.leaders().await?;
+    for lease in &leaders {
         say(&format!("lease {}: held by {}", lease.lease, lease.holder));
     }
-    say_shard_map(&stack).await?;
+    say_shard_map(stack).await?;
+    Ok(role_transitions(&leaders))
+}
 
-    let repo = example::repo()?;
+/// Creates the GitRepo `demo` on `repo` and waits until its three Bundles are ready on every
+/// downstream cluster.
+async fn deploy_gitrepo(
+    stack: &Stack,
+    repo: &fleet_testkit::git::GitRepoFixture,
+    work: &Path,
+) -> anyhow::Result<()> {
     let up = stack.upstream.client();
+    let downstreams = stack.downstreams.len();
     let gitrepo: GitRepo = serde_saphyr::from_str(&format!(
         "apiVersion: fleet.cattle.io/v1alpha1\nkind: GitRepo\nmetadata:\n  name: demo\n  namespace: {NS}\nspec:\n  repo: {}\n  pollingInterval: 2s\n  paths: [hello, chart, kustomize]\n  targets:\n  - clusterGroup: default\n",
         repo.file_url()
     ))?;
     let started = Instant::now();
-    Api::<GitRepo>::namespaced(up.clone(), NS)
-        .create(&PostParams::default(), &gitrepo)
-        .await?;
-    say("GitRepo demo created (plain manifests, a Helm chart, kustomize)");
     let gitrepos: Api<GitRepo> = Api::namespaced(up.clone(), NS);
+    gitrepos.create(&PostParams::default(), &gitrepo).await?;
+    say("GitRepo demo created (plain manifests, a Helm chart, kustomize)");
     let synced = wait_for(&gitrepos, "demo", WAIT, |g| {
         g.status.as_ref().is_some_and(|s| s.commit.is_some())
     })
@@ -155,7 +206,7 @@ async fn scenario(
         &commit[..commit.len().min(8)],
         started.elapsed().as_secs_f64()
     ));
-    let bundles: Api<Bundle> = Api::namespaced(up.clone(), NS);
+    let bundles: Api<Bundle> = Api::namespaced(up, NS);
     let mut names: Vec<String> = bundles
         .list(&Default::default())
         .await?
@@ -179,7 +230,7 @@ async fn scenario(
         .with_context(|| {
             format!(
                 "Bundle {name} ready on every cluster; logs in {}",
-                work_path.display()
+                work.display()
             )
         })?;
         let ready = bundle
@@ -203,11 +254,18 @@ async fn scenario(
             .unwrap_or_default(),
         started.elapsed().as_secs_f64()
     ));
-    let downstreams = stack.downstream_clusters();
-    example::check_deployed(&downstreams, "v1", strict).await?;
+    Ok(())
+}
 
-    // Failovers while a change is in flight: the change must still land everywhere.
-    // gitjob's drill stops the holder of the demo GitRepo's shard.
+/// Failovers of the upstream components while a change is in flight: the change must still
+/// land everywhere. gitjob's drill stops the holder of the demo GitRepo's shard. Returns a
+/// line per drill.
+async fn drill_components(
+    stack: &mut Stack,
+    repo: &fleet_testkit::git::GitRepoFixture,
+    strict: bool,
+    work: &Path,
+) -> anyhow::Result<Vec<String>> {
     let gitops = gitjob_shard_lease(shard_of(&format!("{NS}/demo"), GITJOB_SHARDS));
     let gitops = gitops.as_str();
     let drills: &[(&str, bool)] = if strict {
@@ -225,6 +283,7 @@ async fn scenario(
             ("fleet-controller-leader-election-shard", false),
         ]
     };
+    let clusters = stack.downstream_clusters();
     let mut failovers = Vec::new();
     for (round, (lease, kill)) in drills.iter().enumerate() {
         let version = format!("v{}", round + 2);
@@ -234,38 +293,31 @@ async fn scenario(
         )?;
         let started = Instant::now();
         let (old, new, took) = stack.failover(lease, *kill).await?;
+        let signal = if *kill { "SIGKILL" } else { "SIGTERM" };
         say(&format!(
-            "failover {lease} ({}): {old} -> {new} in {:.2}s",
-            if *kill { "SIGKILL" } else { "SIGTERM" },
+            "failover {lease} ({signal}): {old} -> {new} in {:.2}s",
             took.as_secs_f64()
         ));
-        example::wait_version(&downstreams, &version)
+        example::wait_version(&clusters, &version)
             .await
-            .with_context(|| format!("the change in flight; logs in {}", work_path.display()))?;
+            .with_context(|| format!("the change in flight; logs in {}", work.display()))?;
+        let landed = started.elapsed().as_secs_f64();
         say(&format!(
-            "change {version} landed on every cluster {:.2}s after the commit",
-            started.elapsed().as_secs_f64()
+            "change {version} landed on every cluster {landed:.2}s after the commit"
         ));
         failovers.push(format!(
-            "{lease} {}: new leader in {:.2}s, change landed in {:.2}s",
-            if *kill { "SIGKILL" } else { "SIGTERM" },
+            "{lease} {signal}: new leader in {:.2}s, change landed in {landed:.2}s",
             took.as_secs_f64(),
-            started.elapsed().as_secs_f64()
         ));
         // Back to full strength for the next drill.
         stack.restart(&old)?;
     }
-    // The agents: the reason multi-replica agents exist. The demo shows one (SIGKILL).
-    let agent_drills: &[bool] = if strict { &[true, false] } else { &[true] };
-    for (i, kill) in agent_drills.iter().enumerate() {
-        let version = format!("v{}", drills.len() + i + 2);
-        let line = crate::agent_failover::drill(&mut stack, &repo, 1, &version, *kill)
-            .await
-            .with_context(|| format!("agent failover; logs in {}", work_path.display()))?;
-        failovers.push(line);
-    }
-    say_shard_map(&stack).await?;
-    // A role may be between holders right after the drills (a hand-over): wait, do not read.
+    Ok(failovers)
+}
+
+/// Waits until every Lease has a holder (a role may be between holders right after the
+/// drills, a hand-over: wait, do not read) and says who holds each.
+async fn every_lease_held(stack: &Stack) -> anyhow::Result<Vec<crate::stack::LeaseHolder>> {
     let leaders = fleet_testkit::eventually(
         "every Lease held",
         WAIT,
@@ -285,13 +337,11 @@ async fn scenario(
             lease.lease, lease.holder, lease.transitions
         ));
     }
-    say_transitions(
-        role_transitions(&leaders) - start_transitions,
-        drills.len() + agent_drills.len(),
-    );
-    example::helmop(&up, NS, &downstreams, std::net::Ipv4Addr::LOCALHOST.into()).await?;
+    Ok(leaders)
+}
 
-    // What a user came to see: the objects deployed downstream, and the failovers measured.
+/// Checks and says which ConfigMaps every downstream cluster has in `demo`.
+async fn say_deployed(stack: &Stack) -> anyhow::Result<()> {
     for (i, plane) in stack.downstreams.iter().enumerate() {
         let configmaps: Api<ConfigMap> = Api::namespaced(plane.client(), "demo");
         let mut names: Vec<String> = configmaps
@@ -314,32 +364,27 @@ async fn scenario(
             names.join(", ")
         ));
     }
-    if strict {
-        example::prune(&up, NS, &downstreams, &repo).await?;
-    }
-    for failover in &failovers {
-        say(&format!("failover {failover}"));
-    }
+    Ok(())
+}
 
-    if keep {
+/// Prints the kubeconfigs and logs, and waits for Ctrl-C.
+async fn keep_running(stack: &Stack, work: &Path) -> anyhow::Result<()> {
+    say(&format!(
+        "upstream kubeconfig: {}",
+        stack.upstream.kubeconfig_path().display()
+    ));
+    for (i, plane) in stack.downstreams.iter().enumerate() {
         say(&format!(
-            "upstream kubeconfig: {}",
-            stack.upstream.kubeconfig_path().display()
+            "downstream-{} kubeconfig: {}",
+            i + 1,
+            plane.kubeconfig_path().display()
         ));
-        for (i, plane) in stack.downstreams.iter().enumerate() {
-            say(&format!(
-                "downstream-{} kubeconfig: {}",
-                i + 1,
-                plane.kubeconfig_path().display()
-            ));
-        }
-        say(&format!(
-            "logs: {}; Ctrl-C stops everything",
-            work_path.display()
-        ));
-        tokio::signal::ctrl_c().await?;
     }
-    drop(stack);
+    say(&format!(
+        "logs: {}; Ctrl-C stops everything",
+        work.display()
+    ));
+    tokio::signal::ctrl_c().await?;
     Ok(())
 }
 
