@@ -126,30 +126,56 @@ impl Stack {
             bin,
         };
         for i in 0..replicas {
-            let server = stack.upstream.server().to_owned();
-            let ca = stack.upstream.ca_cert_path();
-            stack.spawn(
-                "fleet-controller",
-                &format!("controller-{i}"),
-                0,
-                vec![
-                    format!("--api-server-url={server}"),
-                    format!("--api-server-ca-file={}", ca.display()),
-                ],
-            )?;
-            stack.spawn("helmops", &format!("helmops-{i}"), 0, Vec::new())?;
-            stack.spawn(
-                "gitjob",
-                &format!("gitjob-{i}"),
-                0,
-                vec![
-                    format!("--webhook-bind-address=127.0.0.1:{}", ports::free_port()?),
-                    format!("--cache-dir={}", work.join(format!("gitjob-{i}")).display()),
-                    "--git-client-timeout=10s".to_owned(),
-                    format!("--shards={GITJOB_SHARDS}"),
-                ],
-            )?;
+            stack.spawn_upstream_replicas(i)?;
         }
+        let values = stack.registration_values().await?;
+        for plane in 1..=downstreams {
+            for i in 0..replicas.min(2) {
+                stack.spawn_agent(plane, i, &values)?;
+            }
+        }
+        stack.wait_registered().await?;
+        say(&format!(
+            "stack up: {} processes, {downstreams} clusters registered ({:.1}s)",
+            stack.replicas.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(stack)
+    }
+
+    /// Starts replica `i` of each upstream component: fleet-controller, helmops and gitjob
+    /// (with its dynamic shards).
+    fn spawn_upstream_replicas(&mut self, i: usize) -> anyhow::Result<()> {
+        let server = self.upstream.server().to_owned();
+        let ca = self.upstream.ca_cert_path();
+        self.spawn(
+            "fleet-controller",
+            &format!("controller-{i}"),
+            0,
+            vec![
+                format!("--api-server-url={server}"),
+                format!("--api-server-ca-file={}", ca.display()),
+            ],
+        )?;
+        self.spawn("helmops", &format!("helmops-{i}"), 0, Vec::new())?;
+        let cache = self.work.join(format!("gitjob-{i}"));
+        self.spawn(
+            "gitjob",
+            &format!("gitjob-{i}"),
+            0,
+            vec![
+                format!("--webhook-bind-address=127.0.0.1:{}", ports::free_port()?),
+                format!("--cache-dir={}", cache.display()),
+                "--git-client-timeout=10s".to_owned(),
+                format!("--shards={GITJOB_SHARDS}"),
+            ],
+        )
+    }
+
+    /// Creates the ClusterRegistrationToken `demo-token` and writes the agent values the
+    /// controller answers with to a file; returns its path.
+    async fn registration_values(&self) -> anyhow::Result<PathBuf> {
+        let up = self.upstream.client();
         let token: ClusterRegistrationToken = serde_json::from_value(
             serde_json::json!({"metadata": {"name": "demo-token"}, "spec": {"ttl": "2h"}}),
         )?;
@@ -157,15 +183,15 @@ impl Stack {
             .create(&PostParams::default(), &token)
             .await?;
         let values = wait_for(
-            &Api::<Secret>::namespaced(up.clone(), NS),
+            &Api::<Secret>::namespaced(up, NS),
             "demo-token",
             Duration::from_secs(120),
             |_| true,
         )
         .await?;
-        let values_path = work.join("token-values.json");
+        let path = self.work.join("token-values.json");
         std::fs::write(
-            &values_path,
+            &path,
             &values
                 .data
                 .as_ref()
@@ -173,33 +199,41 @@ impl Stack {
                 .context("token values")?
                 .0,
         )?;
-        for plane in 0..downstreams {
-            for i in 0..replicas.min(2) {
-                stack.spawn(
-                    "fleet-agent",
-                    &format!("agent-{}-{i}", plane + 1),
-                    plane + 1,
-                    vec![
-                        format!("--registration-values={}", values_path.display()),
-                        "--heartbeat-interval=5s".to_owned(),
-                        "--drift-interval=2s".to_owned(),
-                        format!("--helm={}", ensure(Tool::Helm)?.display()),
-                        format!("--kustomize={}", ensure(Tool::Kustomize)?.display()),
-                    ],
-                )?;
-            }
-        }
+        Ok(path)
+    }
+
+    /// Starts agent replica `i` on downstream cluster `plane` (from 1), registering with
+    /// the token values in `values`.
+    fn spawn_agent(&mut self, plane: usize, i: usize, values: &Path) -> anyhow::Result<()> {
+        self.spawn(
+            "fleet-agent",
+            &format!("agent-{plane}-{i}"),
+            plane,
+            vec![
+                format!("--registration-values={}", values.display()),
+                "--heartbeat-interval=5s".to_owned(),
+                "--drift-interval=2s".to_owned(),
+                format!("--helm={}", ensure(Tool::Helm)?.display()),
+                format!("--kustomize={}", ensure(Tool::Kustomize)?.display()),
+            ],
+        )
+    }
+
+    /// Creates the ClusterGroup `default` of every cluster and waits until every downstream
+    /// cluster has registered and reported in.
+    async fn wait_registered(&self) -> anyhow::Result<()> {
+        let up = self.upstream.client();
         let group: ClusterGroup = serde_json::from_value(
             serde_json::json!({"metadata": {"name": "default"}, "spec": {"selector": {}}}),
         )?;
         Api::<ClusterGroup>::namespaced(up.clone(), NS)
             .create(&PostParams::default(), &group)
             .await?;
-        let clusters: Api<Cluster> = Api::namespaced(up.clone(), NS);
+        let clusters: Api<Cluster> = Api::namespaced(up, NS);
         wait_for_count(
             &clusters,
             "every downstream cluster registered",
-            downstreams,
+            self.downstreams.len(),
             Duration::from_secs(180),
             |c: &Cluster| {
                 c.status
@@ -208,13 +242,8 @@ impl Stack {
             },
         )
         .await
-        .with_context(|| format!("logs in {}", work.display()))?;
-        say(&format!(
-            "stack up: {} processes, {downstreams} clusters registered ({:.1}s)",
-            stack.replicas.len(),
-            started.elapsed().as_secs_f64()
-        ));
-        Ok(stack)
+        .with_context(|| format!("logs in {}", self.work.display()))?;
+        Ok(())
     }
 
     /// Starts a replica of `component` against `plane` (0 upstream, i the i-th downstream).

@@ -87,33 +87,8 @@ pub fn install_chart(cluster: &Cluster, release: &str, extra: &[String]) -> anyh
 /// Runs the whole scenario against a provider's clusters.
 pub async fn run<C: Clusters>(clusters: &mut C, work: &Path) -> anyhow::Result<()> {
     let upstream = clusters.upstream().clone();
-    let started = Instant::now();
-    let ca_file = work.join("upstream-ca.pem");
-    std::fs::write(&ca_file, &upstream.ca_pem)?;
-    install_chart(
-        &upstream,
-        "fleet",
-        &[
-            "--set".into(),
-            format!("apiServerURL={}", upstream.api_url_for_pods),
-            "--set-file".into(),
-            format!("apiServerCA={}", ca_file.display()),
-            "--set".into(),
-            "image.pullPolicy=Never".into(),
-        ],
-    )?;
+    let all = install_upstream(&upstream, work).await?;
     let client = upstream.client.clone();
-    let mut all = COMPONENTS.to_vec();
-    all.push(LOCAL_AGENT);
-    for component in &all {
-        wait_available(&client, component.deployment).await?;
-    }
-    say(&format!(
-        "every component Available through its probes {:.1}s after helm install",
-        started.elapsed().as_secs_f64()
-    ));
-    print_pods(&client).await?;
-    print_leaders(&client, &all).await?;
 
     let downstreams = clusters.downstreams().to_vec();
     register_agents(&upstream, &downstreams, work).await?;
@@ -171,6 +146,39 @@ pub async fn run<C: Clusters>(clusters: &mut C, work: &Path) -> anyhow::Result<(
     Ok(())
 }
 
+/// Installs the chart upstream (every component and the local agent, as pods) and waits
+/// until each is Available; returns them.
+async fn install_upstream(upstream: &Cluster, work: &Path) -> anyhow::Result<Vec<Component>> {
+    let started = Instant::now();
+    let ca_file = work.join("upstream-ca.pem");
+    std::fs::write(&ca_file, &upstream.ca_pem)?;
+    install_chart(
+        upstream,
+        "fleet",
+        &[
+            "--set".into(),
+            format!("apiServerURL={}", upstream.api_url_for_pods),
+            "--set-file".into(),
+            format!("apiServerCA={}", ca_file.display()),
+            "--set".into(),
+            "image.pullPolicy=Never".into(),
+        ],
+    )?;
+    let client = upstream.client.clone();
+    let mut all = COMPONENTS.to_vec();
+    all.push(LOCAL_AGENT);
+    for component in &all {
+        wait_available(&client, component.deployment).await?;
+    }
+    say(&format!(
+        "every component Available through its probes {:.1}s after helm install",
+        started.elapsed().as_secs_f64()
+    ));
+    print_pods(&client).await?;
+    print_leaders(&client, &all).await?;
+    Ok(all)
+}
+
 /// With `keep`: prints every cluster's kubeconfig and waits for Ctrl-C.
 pub async fn keep_running<C: Clusters>(clusters: &C, keep: bool) -> anyhow::Result<()> {
     if !keep {
@@ -207,6 +215,57 @@ async fn register_agents(
     work: &Path,
 ) -> anyhow::Result<()> {
     let up = upstream.client.clone();
+    let values_file = token_values(&up, work).await?;
+    let started = Instant::now();
+    // The first downstream cluster the agent-initiated way: the chart with the token's values.
+    let (by_chart, imported) = downstreams.split_at(1.min(downstreams.len()));
+    for cluster in by_chart {
+        install_chart(
+            cluster,
+            "fleet-agent",
+            &[
+                "--values".into(),
+                values_file.display().to_string(),
+                "--set".into(),
+                "image.pullPolicy=Never".into(),
+            ],
+        )?;
+    }
+    for cluster in imported {
+        import(&up, cluster).await?;
+    }
+    for cluster in downstreams {
+        wait_available(&cluster.client, LOCAL_AGENT.deployment)
+            .await
+            .with_context(|| format!("the agent of {}", cluster.name))?;
+    }
+    let clusters: Api<FleetCluster> = Api::namespaced(up, WORKSPACE);
+    wait_for_count(
+        &clusters,
+        "every downstream cluster registered and checked in",
+        downstreams.len(),
+        WAIT,
+        |c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.agent.last_seen.is_some())
+        },
+    )
+    .await?;
+    say(&format!(
+        "{} downstream agents ({} installed with the chart, {} by the controller's import) registered and checked in ({:.1}s)",
+        downstreams.len(),
+        by_chart.len(),
+        imported.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// The workspace, its ClusterGroup `default` of every cluster, and a ClusterRegistrationToken
+/// whose values (what an agent registers with) are written to `values.yaml` in `work`;
+/// returns that file.
+async fn token_values(up: &kube::Client, work: &Path) -> anyhow::Result<std::path::PathBuf> {
     let namespace: Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": WORKSPACE}}))?;
     Api::<Namespace>::all(up.clone())
@@ -236,68 +295,29 @@ async fn register_agents(
         .context("token values")?;
     let values_file = work.join("values.yaml");
     std::fs::write(&values_file, &values.0)?;
-    let started = Instant::now();
-    // The first downstream cluster the agent-initiated way: the chart with the token's values.
-    let (by_chart, imported) = downstreams.split_at(1.min(downstreams.len()));
-    for cluster in by_chart {
-        install_chart(
-            cluster,
-            "fleet-agent",
-            &[
-                "--values".into(),
-                values_file.display().to_string(),
-                "--set".into(),
-                "image.pullPolicy=Never".into(),
-            ],
-        )?;
-    }
-    // The others manager-initiated: a kubeconfig Secret and a Cluster naming it; the
-    // controller (a pod) installs the agent downstream.
-    for cluster in imported {
-        let secret_name = format!("{}-kubeconfig", cluster.name);
-        let mut secret: Secret =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": secret_name}}))?;
-        secret.string_data =
-            Some([("value".to_owned(), cluster.kubeconfig_for_pods.clone())].into());
-        Api::<Secret>::namespaced(up.clone(), WORKSPACE)
-            .create(&PostParams::default(), &secret)
-            .await?;
-        let imported: FleetCluster = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": cluster.name},
-            "spec": {"kubeConfigSecret": secret_name},
-        }))?;
-        Api::<FleetCluster>::namespaced(up.clone(), WORKSPACE)
-            .create(&PostParams::default(), &imported)
-            .await?;
-        say(&format!(
-            "Cluster {WORKSPACE}/{} created with kubeConfigSecret {secret_name} (manager-initiated import)",
-            cluster.name
-        ));
-    }
-    for cluster in downstreams {
-        wait_available(&cluster.client, LOCAL_AGENT.deployment)
-            .await
-            .with_context(|| format!("the agent of {}", cluster.name))?;
-    }
-    let clusters: Api<FleetCluster> = Api::namespaced(up, WORKSPACE);
-    wait_for_count(
-        &clusters,
-        "every downstream cluster registered and checked in",
-        downstreams.len(),
-        WAIT,
-        |c| {
-            c.status
-                .as_ref()
-                .is_some_and(|s| s.agent.last_seen.is_some())
-        },
-    )
-    .await?;
+    Ok(values_file)
+}
+
+/// Imports `cluster` manager-initiated: a kubeconfig Secret and a Cluster naming it; the
+/// controller (a pod) installs the agent downstream.
+async fn import(up: &kube::Client, cluster: &Cluster) -> anyhow::Result<()> {
+    let secret_name = format!("{}-kubeconfig", cluster.name);
+    let mut secret: Secret =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": secret_name}}))?;
+    secret.string_data = Some([("value".to_owned(), cluster.kubeconfig_for_pods.clone())].into());
+    Api::<Secret>::namespaced(up.clone(), WORKSPACE)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    let imported: FleetCluster = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": cluster.name},
+        "spec": {"kubeConfigSecret": secret_name},
+    }))?;
+    Api::<FleetCluster>::namespaced(up.clone(), WORKSPACE)
+        .create(&PostParams::default(), &imported)
+        .await?;
     say(&format!(
-        "{} downstream agents ({} installed with the chart, {} by the controller's import) registered and checked in ({:.1}s)",
-        downstreams.len(),
-        by_chart.len(),
-        imported.len(),
-        started.elapsed().as_secs_f64()
+        "Cluster {WORKSPACE}/{} created with kubeConfigSecret {secret_name} (manager-initiated import)",
+        cluster.name
     ));
     Ok(())
 }
