@@ -6,7 +6,7 @@
 //! for drift, first alone (it holds both roles), then with a second replica that took the
 //! monitoring role.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
-use super::{block_on, build_release_bin, percentile, rss_kib};
+use super::{block_on, build_release_bin, percentile, requests, rss_kib};
 
 const NS: &str = "fleet-default";
 const WAIT: Duration = Duration::from_secs(180);
@@ -80,50 +80,16 @@ async fn bench(args: &AgentArgs, controller_bin: &Path, agent_bin: &Path) -> any
     Api::<Namespace>::all(up.clone())
         .create(&PostParams::default(), &ns)
         .await?;
-    let [controller_port, agent_port] = ports::free_ports::<2>()?;
-    let mut cmd = std::process::Command::new(controller_bin);
-    cmd.args([
-        format!("--kubeconfig={}", upstream.kubeconfig_path().display()),
-        "--namespace=default".to_owned(),
-        format!("--metrics-bind-address=127.0.0.1:{controller_port}"),
-        format!("--health-bind-address=127.0.0.1:{controller_port}"),
-        format!("--api-server-url={}", upstream.server()),
-        format!("--api-server-ca-file={}", upstream.ca_cert_path().display()),
-    ]);
-    let _controller = ManagedProcess::spawn(
-        "controller",
-        cmd,
-        &work.path().join("controller.log"),
-        Lifetime::Owned,
-    )?;
-    let token: fleet_api::ClusterRegistrationToken = serde_json::from_value(
-        serde_json::json!({"metadata": {"name": "token"}, "spec": {"ttl": "1h"}}),
-    )?;
-    Api::<fleet_api::ClusterRegistrationToken>::namespaced(up.clone(), NS)
-        .create(&PostParams::default(), &token)
-        .await?;
-    let values = wait_for(
-        &Api::<Secret>::namespaced(up.clone(), NS),
-        "token",
-        WAIT,
-        |_| true,
-    )
-    .await?;
-    let values_path = work.path().join("values.json");
-    let raw = values
-        .data
-        .as_ref()
-        .and_then(|d| d.get("values"))
-        .context("token values")?;
-    std::fs::write(&values_path, &raw.0)?;
+    let _controller = spawn_controller(controller_bin, &upstream, work.path())?;
+    let values = token_values(&up, work.path()).await?;
     let replica = Replica {
         binary: agent_bin,
         downstream: &downstream,
-        values: &values_path,
+        values: &values,
         drift_interval: args.drift_interval,
         dir: work.path(),
     };
-    let agent = replica.spawn("agent-a", agent_port)?;
+    let agent = replica.spawn("agent-a", ports::free_port()?)?;
     let pid = agent.pid().context("agent pid")?;
     let cluster = registered(&up).await.with_context(|| agent.log_tail(20))?;
     let bd_namespace = fleet_render::deployments::deployment_namespace(&cluster);
@@ -138,60 +104,10 @@ async fn bench(args: &AgentArgs, controller_bin: &Path, agent_bin: &Path) -> any
         .await?;
     let bundles: Api<Bundle> = Api::namespaced(up.clone(), NS);
     let bds: Api<BundleDeployment> = Api::namespaced(up.clone(), &bd_namespace);
-    bundles
-        .create(&PostParams::default(), &bundle("timed", 10, 0)?)
-        .await?;
-    wait_for(&bds, "timed", WAIT, applied).await?;
-
-    let mut samples = Vec::with_capacity(args.trials);
-    for trial in 1..=args.trials {
-        let before = bds.get("timed").await?.spec.deployment_id;
-        let next = bundle("timed", 10, trial)?;
-        let started = Instant::now();
-        bundles
-            .patch(
-                "timed",
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"resources": next.spec.resources}})),
-            )
-            .await?;
-        wait_for(&bds, "timed", WAIT, |bd| {
-            bd.spec.deployment_id != before && applied(bd)
-        })
-        .await?;
-        samples.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    samples.sort_by(f64::total_cmp);
-
-    for i in 1..args.deployments {
-        bundles
-            .create(
-                &PostParams::default(),
-                &bundle(&format!("load-{i:03}"), 1, 0)?,
-            )
-            .await?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        let done = bds
-            .list(&Default::default())
-            .await?
-            .items
-            .iter()
-            .filter(|bd| applied(bd))
-            .count();
-        if done >= args.deployments {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "only {done}/{} BundleDeployments applied\n{}",
-                args.deployments,
-                agent.log_tail(20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let samples = change_latencies(&bundles, &bds, args.trials).await?;
+    load(&bundles, &bds, args.deployments)
+        .await
+        .with_context(|| agent.log_tail(20))?;
     let loaded_rss = rss_kib(pid, "VmRSS:");
     let peak_rss = rss_kib(pid, "VmHWM:");
     let split = split_cpu(args, &replica, &agent).await?;
@@ -222,6 +138,123 @@ async fn bench(args: &AgentArgs, controller_bin: &Path, agent_bin: &Path) -> any
     );
     split.print(args);
     Ok(())
+}
+
+/// The release fleet-controller on `upstream`, logging into `dir`.
+fn spawn_controller(
+    binary: &Path,
+    upstream: &ControlPlane,
+    dir: &Path,
+) -> anyhow::Result<ManagedProcess> {
+    let port = ports::free_port()?;
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args([
+        format!("--kubeconfig={}", upstream.kubeconfig_path().display()),
+        "--namespace=default".to_owned(),
+        format!("--metrics-bind-address=127.0.0.1:{port}"),
+        format!("--health-bind-address=127.0.0.1:{port}"),
+        format!("--api-server-url={}", upstream.server()),
+        format!("--api-server-ca-file={}", upstream.ca_cert_path().display()),
+    ]);
+    Ok(ManagedProcess::spawn(
+        "controller",
+        cmd,
+        &dir.join("controller.log"),
+        Lifetime::Owned,
+    )?)
+}
+
+/// A ClusterRegistrationToken, and the agent values the controller answers it with, written
+/// to `values.json` in `dir`; returns that file.
+async fn token_values(up: &Client, dir: &Path) -> anyhow::Result<PathBuf> {
+    let token: fleet_api::ClusterRegistrationToken = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "token"}, "spec": {"ttl": "1h"}}),
+    )?;
+    Api::<fleet_api::ClusterRegistrationToken>::namespaced(up.clone(), NS)
+        .create(&PostParams::default(), &token)
+        .await?;
+    let values = wait_for(
+        &Api::<Secret>::namespaced(up.clone(), NS),
+        "token",
+        WAIT,
+        |_| true,
+    )
+    .await?;
+    let path = dir.join("values.json");
+    let raw = values
+        .data
+        .as_ref()
+        .and_then(|d| d.get("values"))
+        .context("token values")?;
+    std::fs::write(&path, &raw.0)?;
+    Ok(path)
+}
+
+/// Creates the Bundle `timed` (10 resources), then changes it `trials` times: the time from
+/// each change to its new deploymentID applied and reported, in ms, sorted.
+async fn change_latencies(
+    bundles: &Api<Bundle>,
+    bds: &Api<BundleDeployment>,
+    trials: usize,
+) -> anyhow::Result<Vec<f64>> {
+    bundles
+        .create(&PostParams::default(), &bundle("timed", 10, 0)?)
+        .await?;
+    wait_for(bds, "timed", WAIT, applied).await?;
+    let mut samples = Vec::with_capacity(trials);
+    for trial in 1..=trials {
+        let before = bds.get("timed").await?.spec.deployment_id;
+        let next = bundle("timed", 10, trial)?;
+        let started = Instant::now();
+        bundles
+            .patch(
+                "timed",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"resources": next.spec.resources}})),
+            )
+            .await?;
+        wait_for(bds, "timed", WAIT, |bd| {
+            bd.spec.deployment_id != before && applied(bd)
+        })
+        .await?;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples)
+}
+
+/// Adds one-resource Bundles until `deployments` BundleDeployments exist (with `timed`), and
+/// waits (at most 900 s) until all of them are applied.
+async fn load(
+    bundles: &Api<Bundle>,
+    bds: &Api<BundleDeployment>,
+    deployments: usize,
+) -> anyhow::Result<()> {
+    for i in 1..deployments {
+        bundles
+            .create(
+                &PostParams::default(),
+                &bundle(&format!("load-{i:03}"), 1, 0)?,
+            )
+            .await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let done = bds
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|bd| applied(bd))
+            .count();
+        if done >= deployments {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {done}/{deployments} BundleDeployments applied");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// How an agent replica is started.
@@ -260,25 +293,12 @@ impl Replica<'_> {
     }
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (clock ticks of
-/// 1/100 s, Linux's `USER_HZ`).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(')').context("/proc stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields.get(i).context("/proc stat field")?.parse::<f64>()?)
-    };
-    // utime and stime are the 14th and 15th fields; `rest` starts at the 3rd.
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
-}
-
 /// CPU seconds `pid` uses over `window`.
 async fn cpu_over(pid: u32, window: Duration) -> anyhow::Result<f64> {
-    let before = cpu_seconds(pid)?;
+    let cpu = || requests::cpu_seconds(pid).with_context(|| format!("the CPU time of {pid}"));
+    let before = cpu()?;
     tokio::time::sleep(window).await;
-    Ok(cpu_seconds(pid)? - before)
+    Ok(cpu()? - before)
 }
 
 /// The read/write split measured.

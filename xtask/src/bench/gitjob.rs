@@ -51,35 +51,15 @@ async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()
     let root = tempfile::tempdir()?;
     let webhook_repo = GitRepoFixture::new()?;
     let polling_repo = GitRepoFixture::new()?;
-    let large_repo = GitRepoFixture::new()?;
     for repo in [&webhook_repo, &polling_repo] {
         repo.commit_files("start", &[("cm.yaml", &configmap("v0"))])?;
     }
-    let files: Vec<(String, String)> = (0..args.bundles)
-        .map(|i| {
-            (
-                format!("apps/app-{i:03}/cm.yaml"),
-                configmap(&format!("app-{i}")),
-            )
-        })
-        .collect();
-    let borrowed: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    large_repo.commit_files("many bundles", &borrowed)?;
-
+    let large_repo = many_bundles(args.bundles)?;
     let setup = start(binary, root.path(), &webhook_repo).await?;
-    let (webhook_name, polling_name, large_name) = (
-        webhook_repo.dir_name(),
-        polling_repo.dir_name(),
-        large_repo.dir_name(),
-    );
-
     create_gitrepo(
         &setup.client,
         "webhook",
-        &setup.server.url(&webhook_name),
+        &setup.server.url(&webhook_repo.dir_name()),
         "  disablePolling: true\n",
     )
     .await?;
@@ -87,82 +67,25 @@ async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()
     create_gitrepo(
         &setup.client,
         "polling",
-        &setup.server.url(&polling_name),
+        &setup.server.url(&polling_repo.dir_name()),
         &format!("  pollingInterval: {interval}\n"),
     )
     .await?;
     let bundles: Api<Bundle> = Api::namespaced(setup.client.clone(), NS);
-    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
     for name in ["webhook", "polling"] {
         wait_for(&bundles, name, Duration::from_secs(120), |_| true)
             .await
             .context("first Bundles")?;
     }
-
-    let mut via_webhook = Vec::with_capacity(args.trials);
-    for trial in 0..args.trials {
-        let commit =
-            webhook_repo.commit_files("bump", &[("cm.yaml", &configmap(&format!("w{trial}")))])?;
-        let started = Instant::now();
-        let body = serde_json::json!({
-            "ref": "refs/heads/master",
-            "after": commit,
-            "repository": {"clone_url": setup.server.url(&webhook_name)},
-        })
-        .to_string();
-        let (status, response) = http_post(
-            setup.webhook_port,
-            "/",
-            &[("X-GitHub-Event", "push")],
-            body.as_bytes(),
-        )
-        .await?;
-        if status != 200 {
-            bail!("webhook answered {status}: {response}");
-        }
-        wait_commit(&bundles, "webhook", &commit).await?;
-        via_webhook.push(started.elapsed());
-        wait_status(&gitrepos, "webhook", &commit).await?;
-    }
-
-    let mut via_polling = Vec::with_capacity(args.trials);
-    for trial in 0..args.trials {
-        let commit =
-            polling_repo.commit_files("bump", &[("cm.yaml", &configmap(&format!("p{trial}")))])?;
-        let started = Instant::now();
-        wait_commit(&bundles, "polling", &commit).await?;
-        via_polling.push(started.elapsed());
-        // The status write wakes the reconciler once more; let that pass, so that the next
-        // commit lands at a random point of the polling cycle.
-        wait_status(&gitrepos, "polling", &commit).await?;
-        tokio::time::sleep(Duration::from_millis(100 + 37 * trial as u64 % 500)).await;
-    }
+    let via_webhook = via_webhook(&setup, &webhook_repo, args.trials).await?;
+    let via_polling = via_polling(&setup, &polling_repo, args.trials).await?;
 
     // Unchanged polls: writes before and after a few intervals with no commit.
     let writes_before = writes(setup.admin_port).await;
     tokio::time::sleep(args.polling_interval * 3).await;
     let writes_after = writes(setup.admin_port).await;
 
-    let started = Instant::now();
-    create_gitrepo(
-        &setup.client,
-        "large",
-        &setup.server.url(&large_name),
-        "  disablePolling: true\n  paths: [\"apps/*\"]\n",
-    )
-    .await?;
-    wait_for(&gitrepos, "large", Duration::from_secs(300), |g| {
-        g.status.as_ref().is_some_and(|s| s.commit.is_some())
-    })
-    .await
-    .context("large repository synced")?;
-    let large_elapsed = started.elapsed();
-    let count = bundles
-        .list_metadata(&ListParams::default().labels("fleet.cattle.io/repo-name=large"))
-        .await?
-        .items
-        .len();
-
+    let (large_elapsed, count) = large_repository(&setup, &large_repo).await?;
     println!(
         "gitjob benchmark (release build, local control plane {}, git over smart HTTP)",
         setup.plane.server()
@@ -183,6 +106,114 @@ async fn bench(args: &GitjobArgs, binary: &std::path::Path) -> anyhow::Result<()
         writes_after - writes_before
     );
     Ok(())
+}
+
+/// A repository of `bundles` directories `apps/app-NNN`, a ConfigMap each.
+fn many_bundles(bundles: usize) -> anyhow::Result<GitRepoFixture> {
+    let repo = GitRepoFixture::new()?;
+    let files: Vec<(String, String)> = (0..bundles)
+        .map(|i| {
+            (
+                format!("apps/app-{i:03}/cm.yaml"),
+                configmap(&format!("app-{i}")),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    repo.commit_files("many bundles", &borrowed)?;
+    Ok(repo)
+}
+
+/// Commits to `repo` `trials` times, each announced by a GitHub push webhook: the time from
+/// each commit until its Bundle carries it.
+async fn via_webhook(
+    setup: &Setup,
+    repo: &GitRepoFixture,
+    trials: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let bundles: Api<Bundle> = Api::namespaced(setup.client.clone(), NS);
+    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
+    let url = setup.server.url(&repo.dir_name());
+    let mut samples = Vec::with_capacity(trials);
+    for trial in 0..trials {
+        let commit = repo.commit_files("bump", &[("cm.yaml", &configmap(&format!("w{trial}")))])?;
+        let started = Instant::now();
+        let body = serde_json::json!({
+            "ref": "refs/heads/master",
+            "after": commit,
+            "repository": {"clone_url": url},
+        })
+        .to_string();
+        let (status, response) = http_post(
+            setup.webhook_port,
+            "/",
+            &[("X-GitHub-Event", "push")],
+            body.as_bytes(),
+        )
+        .await?;
+        if status != 200 {
+            bail!("webhook answered {status}: {response}");
+        }
+        wait_commit(&bundles, "webhook", &commit).await?;
+        samples.push(started.elapsed());
+        wait_status(&gitrepos, "webhook", &commit).await?;
+    }
+    Ok(samples)
+}
+
+/// Commits to `repo` `trials` times, found by polling: the time from each commit until its
+/// Bundle carries it.
+async fn via_polling(
+    setup: &Setup,
+    repo: &GitRepoFixture,
+    trials: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let bundles: Api<Bundle> = Api::namespaced(setup.client.clone(), NS);
+    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
+    let mut samples = Vec::with_capacity(trials);
+    for trial in 0..trials {
+        let commit = repo.commit_files("bump", &[("cm.yaml", &configmap(&format!("p{trial}")))])?;
+        let started = Instant::now();
+        wait_commit(&bundles, "polling", &commit).await?;
+        samples.push(started.elapsed());
+        // The status write wakes the reconciler once more; let that pass, so that the next
+        // commit lands at a random point of the polling cycle.
+        wait_status(&gitrepos, "polling", &commit).await?;
+        tokio::time::sleep(Duration::from_millis(100 + 37 * trial as u64 % 500)).await;
+    }
+    Ok(samples)
+}
+
+/// The GitRepo `large` on `repo`: how long until it is synced, and how many Bundles it made.
+async fn large_repository(
+    setup: &Setup,
+    repo: &GitRepoFixture,
+) -> anyhow::Result<(Duration, usize)> {
+    let started = Instant::now();
+    create_gitrepo(
+        &setup.client,
+        "large",
+        &setup.server.url(&repo.dir_name()),
+        "  disablePolling: true\n  paths: [\"apps/*\"]\n",
+    )
+    .await?;
+    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
+    wait_for(&gitrepos, "large", Duration::from_secs(300), |g| {
+        g.status.as_ref().is_some_and(|s| s.commit.is_some())
+    })
+    .await
+    .context("large repository synced")?;
+    let elapsed = started.elapsed();
+    let bundles: Api<Bundle> = Api::namespaced(setup.client.clone(), NS);
+    let count = bundles
+        .list_metadata(&ListParams::default().labels("fleet.cattle.io/repo-name=large"))
+        .await?
+        .items
+        .len();
+    Ok((elapsed, count))
 }
 
 async fn start(
