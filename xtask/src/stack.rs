@@ -14,7 +14,7 @@ use fleet_testkit::{
     ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for, wait_for_count,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
@@ -182,23 +182,9 @@ impl Stack {
         Api::<ClusterRegistrationToken>::namespaced(up.clone(), NS)
             .create(&PostParams::default(), &token)
             .await?;
-        let values = wait_for(
-            &Api::<Secret>::namespaced(up, NS),
-            "demo-token",
-            Duration::from_secs(120),
-            |_| true,
-        )
-        .await?;
         let path = self.work.join("token-values.json");
-        std::fs::write(
-            &path,
-            &values
-                .data
-                .as_ref()
-                .and_then(|d| d.get("values"))
-                .context("token values")?
-                .0,
-        )?;
+        fleet_testkit::write_token_values(&up, NS, "demo-token", &path, Duration::from_secs(120))
+            .await?;
         Ok(path)
     }
 

@@ -41,7 +41,9 @@ pub use control_plane::{
 };
 pub use process::{Lifetime, ManagedProcess};
 pub use proxy::TcpProxy;
-pub use wait::{apply_crds, eventually, plane_with, wait_deleted, wait_for, wait_for_count};
+pub use wait::{
+    apply_crds, eventually, plane_with, wait_deleted, wait_for, wait_for_count, write_token_values,
+};
 
 /// Everything that can go wrong in the testkit; messages say what to do where they can.
 #[derive(Debug, thiserror::Error)]

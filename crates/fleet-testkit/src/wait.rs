@@ -171,3 +171,30 @@ pub async fn apply_crds(client: &Client, crds: &[CustomResourceDefinition]) -> R
     }
     Ok(())
 }
+
+/// Waits until the controller has answered the ClusterRegistrationToken `token` in
+/// `namespace` with its Secret (of the same name), and writes the agent values it holds to
+/// `path`: the file a user hands to the agent chart (`--values`) or to the agent
+/// (`--registration-values`).
+pub async fn write_token_values(
+    client: &Client,
+    namespace: &str,
+    token: &str,
+    path: &std::path::Path,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), namespace);
+    let secret = wait_for(&secrets, token, timeout, |s| {
+        s.data.as_ref().is_some_and(|d| d.contains_key("values"))
+    })
+    .await?;
+    let values = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("values"))
+        .ok_or_else(|| Error::Config {
+            message: format!("Secret {namespace}/{token} holds no values"),
+        })?;
+    std::fs::write(path, &values.0).map_err(|e| Error::io(path, e))
+}

@@ -15,7 +15,7 @@ use fleet_testkit::binaries::{Tool, ensure};
 use fleet_testkit::{
     ControlPlane, Lifetime, ManagedProcess, apply_crds, ports, wait_for, wait_for_count,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
@@ -173,20 +173,8 @@ async fn token_values(up: &Client, dir: &Path) -> anyhow::Result<PathBuf> {
     Api::<fleet_api::ClusterRegistrationToken>::namespaced(up.clone(), NS)
         .create(&PostParams::default(), &token)
         .await?;
-    let values = wait_for(
-        &Api::<Secret>::namespaced(up.clone(), NS),
-        "token",
-        WAIT,
-        |_| true,
-    )
-    .await?;
     let path = dir.join("values.json");
-    let raw = values
-        .data
-        .as_ref()
-        .and_then(|d| d.get("values"))
-        .context("token values")?;
-    std::fs::write(&path, &raw.0)?;
+    fleet_testkit::write_token_values(up, NS, "token", &path, WAIT).await?;
     Ok(path)
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use fleet_api::{Cluster as FleetCluster, ClusterGroup, ClusterRegistrationToken, GitRepo};
 use fleet_testkit::binaries::{Tool, ensure as ensure_tool};
 use fleet_testkit::git::GitHttpServer;
-use fleet_testkit::{wait_for, wait_for_count};
+use fleet_testkit::wait_for_count;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;
 use kube::api::PostParams;
@@ -283,18 +283,10 @@ async fn token_values(up: &kube::Client, work: &Path) -> anyhow::Result<std::pat
     Api::<ClusterRegistrationToken>::namespaced(up.clone(), WORKSPACE)
         .create(&PostParams::default(), &token)
         .await?;
-    let secrets: Api<Secret> = Api::namespaced(up.clone(), WORKSPACE);
-    let secret = wait_for(&secrets, "e2e-token", WAIT, |s| {
-        s.data.as_ref().is_some_and(|d| d.contains_key("values"))
-    })
-    .await
-    .context("the token's values Secret")?;
-    let values = secret
-        .data
-        .and_then(|d| d.get("values").cloned())
-        .context("token values")?;
     let values_file = work.join("values.yaml");
-    std::fs::write(&values_file, &values.0)?;
+    fleet_testkit::write_token_values(up, WORKSPACE, "e2e-token", &values_file, WAIT)
+        .await
+        .context("the token's values")?;
     Ok(values_file)
 }
 

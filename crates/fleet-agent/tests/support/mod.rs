@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use fleet_api::{Cluster, ClusterRegistrationToken};
 use fleet_testkit::binaries::{Tool, ensure};
-use fleet_testkit::{
-    ControlPlane, Lifetime, ManagedProcess, apply_crds, eventually, ports, wait_for,
-};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use fleet_testkit::{ControlPlane, Lifetime, ManagedProcess, apply_crds, eventually, ports};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::{Api, Client};
 
@@ -93,23 +91,10 @@ impl Setup {
         // Registration: the token's values are all an agent gets.
         create::<ClusterRegistrationToken>(&up, "metadata:\n  name: token\nspec:\n  ttl: 1h\n")
             .await;
-        let values = wait_for(
-            &Api::<Secret>::namespaced(up.clone(), NS),
-            "token",
-            WAIT,
-            |_| true,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", controller.log_tail(30)));
         let values_path = work.path().join("values.json");
-        let raw = values
-            .data
-            .as_ref()
-            .and_then(|d| d.get("values"))
-            .expect("values")
-            .0
-            .clone();
-        std::fs::write(&values_path, raw).expect("write values");
+        fleet_testkit::write_token_values(&up, NS, "token", &values_path, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", controller.log_tail(30)));
         Self {
             upstream,
             downstream,
