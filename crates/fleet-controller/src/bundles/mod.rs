@@ -52,15 +52,20 @@ pub async fn reconcile(bundle: Arc<Bundle>, ctx: Arc<Context>) -> Result<Action,
 async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     let namespace = bundle.namespace().unwrap_or_default();
     let name = bundle.name_any();
-    let candidates = ctx.candidates(bundle);
     let existing = owned_deployments(ctx, &namespace, &name);
-    let planned = deployments::desired(bundle, &candidates)
+    // Every cluster the Bundle may target, and then each target's cluster, are needed to
+    // decide the targets and the rollout only: they are freed before the writes, which
+    // take longest (about 4 KiB a cluster).
+    let planned = deployments::desired(bundle, &ctx.candidates(bundle))
         .map_err(|e| e.to_string())
         .and_then(|desired| {
             let plan = plan_rollout(bundle, &desired.targets, &existing)?;
-            Ok((desired, plan))
+            let deployments::Desired { content, targets } = desired;
+            let targets: Vec<Box<BundleDeployment>> =
+                targets.into_iter().map(|t| t.deployment).collect();
+            Ok((content, targets, plan))
         });
-    let (desired, rollout) = match planned {
+    let (content, mut targets, rollout) = match planned {
         Ok(planned) => planned,
         Err(message) => {
             tracing::warn!(bundle = %name, %namespace, error = %message, "cannot target bundle");
@@ -72,17 +77,9 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     };
     ctx.memory
         .set_targeting_error((namespace.clone(), name.clone()), None);
-    ensure_content(ctx, &desired.content).await?;
-    let placed: Vec<(String, String)> = desired
-        .targets
-        .iter()
-        .map(|t| {
-            (
-                t.deployment.namespace().unwrap_or_default(),
-                t.deployment.name_any(),
-            )
-        })
-        .collect();
+    ensure_content(ctx, &content).await?;
+    drop(content);
+    let placed: Vec<(String, String)> = targets.iter().map(|bd| plan::key_of(bd)).collect();
     let credentials_waiting = match crate::helm_secrets::distribute(ctx, bundle, &placed).await {
         Ok(waiting) => waiting,
         Err(crate::helm_secrets::Error::NotLeading(e)) => return Err(e.into()),
@@ -95,7 +92,6 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
-    let mut targets = desired.targets;
     if let Some(shards) = ctx.dynamic_shards() {
         let bundle_shard = shards.shard_of(&shard_key(bundle));
         plan::label_shards(&mut targets, bundle_shard, shards.shards(), |key| {
@@ -131,16 +127,17 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
 /// writes the cache does not show yet as made; and whether any such write was counted (the
 /// Bundle is then looked at again once they expire, in case the cache never shows them:
 /// deleted meanwhile).
+#[expect(
+    clippy::vec_box,
+    reason = "each BundleDeployment moves into the writes without a copy and is freed once written"
+)]
 fn plan_writes(
     ctx: &Context,
-    targets: Vec<deployments::Target>,
+    targets: Vec<Box<BundleDeployment>>,
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<plan::Key, Arc<BundleDeployment>>,
 ) -> (inventory::Changes<plan::Key, Box<BundleDeployment>>, bool) {
-    let keys: Vec<plan::Key> = targets
-        .iter()
-        .map(|t| plan::key_of(&t.deployment))
-        .collect();
+    let keys: Vec<plan::Key> = targets.iter().map(|bd| plan::key_of(bd)).collect();
     let written = ctx.memory.written.pending(
         &keys,
         |key| {

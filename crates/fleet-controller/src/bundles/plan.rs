@@ -8,7 +8,7 @@ use std::sync::Arc;
 use fleet_api::BundleDeployment;
 use fleet_api::labels::{CLUSTER, CLUSTER_NAMESPACE};
 use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD, ShardLabel};
-use fleet_render::deployments::{Target, sha256_hex};
+use fleet_render::deployments::sha256_hex;
 use fleet_render::rollout;
 use fleet_runtime::inventory::{self, Changes, hash_of, stamp};
 use kube::ResourceExt;
@@ -21,20 +21,20 @@ pub fn key_of(bd: &BundleDeployment) -> Key {
     (bd.namespace().unwrap_or_default(), bd.name_any())
 }
 
-/// The BundleDeployments to create, update and prune so that `existing` becomes what
-/// `targets` want. `rollout` says per target (same order) whether it gets the new deployment
+/// The BundleDeployments to create, update and prune so that `existing` becomes `targets`
+/// (a BundleDeployment per targeted cluster). `rollout` says per target (same order) whether
+/// it gets the new deployment
 /// now; `None` means paused: existing BundleDeployments only stage the new deployment (a
 /// cluster new to the Bundle gets it, as before the pause there was nothing to keep).
 /// `written`: the content hashes of writes the cache does not show yet, which count as
 /// existing.
 pub fn deployments(
-    targets: Vec<Target>,
+    targets: Vec<Box<BundleDeployment>>,
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<Key, Arc<BundleDeployment>>,
     written: BTreeMap<Key, String>,
 ) -> Changes<Key, Box<BundleDeployment>> {
-    let desired = targets.into_iter().enumerate().map(|(index, target)| {
-        let mut bd = target.deployment;
+    let desired = targets.into_iter().enumerate().map(|(index, mut bd)| {
         let key = key_of(&bd);
         let paused = rollout.is_none();
         let promote = rollout.is_none_or(|plan| plan.promote.get(index).copied().unwrap_or(true));
@@ -66,13 +66,13 @@ pub fn deployments(
 /// (`bundle_shard`) and of its Cluster (`shard_of` its `namespace/name`), counted in `shards`,
 /// so that each replica's caches list only its shards' BundleDeployments.
 pub fn label_shards(
-    targets: &mut [Target],
+    targets: &mut [Box<BundleDeployment>],
     bundle_shard: u32,
     shards: u32,
     shard_of: impl Fn(&str) -> u32,
 ) {
-    for target in targets {
-        let labels = target.deployment.labels_mut();
+    for bd in targets {
+        let labels = bd.labels_mut();
         let cluster = format!(
             "{}/{}",
             labels.get(CLUSTER_NAMESPACE).map_or("", String::as_str),
@@ -96,7 +96,6 @@ pub fn content_hash(bd: &BundleDeployment) -> String {
 #[cfg(test)]
 mod tests {
     use fleet_api::{BundleDeploymentOptions, BundleDeploymentSpec};
-    use fleet_render::target::ClusterInfo;
 
     use super::*;
 
@@ -117,14 +116,8 @@ mod tests {
         bd
     }
 
-    fn target(cluster: &str, deployment_id: &str) -> Target {
-        Target {
-            cluster: ClusterInfo {
-                name: cluster.to_owned(),
-                ..ClusterInfo::default()
-            },
-            deployment: Box::new(bd(cluster, deployment_id, "new")),
-        }
+    fn target(cluster: &str, deployment_id: &str) -> Box<BundleDeployment> {
+        Box::new(bd(cluster, deployment_id, "new"))
     }
 
     /// What was written before: the deployment, stamped as the controller stamps it.
@@ -176,11 +169,11 @@ mod tests {
 
     #[test]
     fn writes_the_cache_does_not_show_yet_are_not_made_again() {
-        let mut just_written = target("b", "s-1:o").deployment;
+        let mut just_written = target("b", "s-1:o");
         let hash = content_hash(&just_written);
         stamp(&mut just_written.metadata, &hash);
         let key = key_of(&just_written);
-        let changed = target("c", "s-1:o").deployment;
+        let changed = target("c", "s-1:o");
         let pending = BTreeMap::from([(key, hash), (key_of(&changed), "older".to_owned())]);
         let changes = deployments(
             vec![target("b", "s-1:o"), target("c", "s-1:o")],
@@ -258,7 +251,7 @@ mod tests {
     fn deployments_are_labelled_with_their_bundles_and_clusters_shards() {
         let mut targets = vec![target("a", "s-1:o"), target("b", "s-1:o")];
         for (t, cluster) in targets.iter_mut().zip(["a", "b"]) {
-            let labels = t.deployment.labels_mut();
+            let labels = t.labels_mut();
             labels.insert(CLUSTER_NAMESPACE.to_owned(), "fleet-default".to_owned());
             labels.insert(CLUSTER.to_owned(), cluster.to_owned());
         }
@@ -267,7 +260,7 @@ mod tests {
         let shards: Vec<(Option<&String>, Option<&String>)> = targets
             .iter()
             .map(|t| {
-                let labels = &t.deployment.metadata.labels;
+                let labels = &t.metadata.labels;
                 let labels = labels.as_ref().expect("labelled");
                 (labels.get(BUNDLE_SHARD), labels.get(CLUSTER_SHARD))
             })
@@ -282,8 +275,8 @@ mod tests {
             [(Some(&two), Some(&zero)), (Some(&two), Some(&five))]
         );
         // The labels are part of what is written: a new shard count rewrites them.
-        let before = content_hash(&targets[0].deployment);
+        let before = content_hash(&targets[0]);
         label_shards(&mut targets, 2, 8, shard_of);
-        assert_ne!(content_hash(&targets[0].deployment), before);
+        assert_ne!(content_hash(&targets[0]), before);
     }
 }
