@@ -93,17 +93,18 @@ pub enum TargetError {
     },
 }
 
-/// What a Bundle should produce.
+/// What a Bundle should produce, on the `candidates` it was given.
 #[derive(Debug, Clone)]
-pub struct Desired {
+pub struct Desired<'a> {
     pub content: Content,
-    pub targets: Vec<Target>,
+    pub targets: Vec<Target<'a>>,
 }
 
 /// A targeted cluster and the BundleDeployment it should get.
 #[derive(Debug, Clone)]
-pub struct Target {
-    pub cluster: ClusterInfo,
+pub struct Target<'a> {
+    /// Borrowed from the candidates: a Bundle may target thousands of clusters.
+    pub cluster: &'a ClusterInfo,
     /// Boxed: a Bundle's plan holds one per target, moved (not copied) from the targets to
     /// the writes, and each is freed as soon as it is written.
     pub deployment: Box<BundleDeployment>,
@@ -133,7 +134,10 @@ pub fn content(bundle: &Bundle) -> Content {
 }
 
 /// The BundleDeployments for `bundle` on the `candidates` that its targets select.
-pub fn desired(bundle: &Bundle, candidates: &[Candidate]) -> Result<Desired, TargetError> {
+pub fn desired<'a>(
+    bundle: &Bundle,
+    candidates: &'a [Candidate],
+) -> Result<Desired<'a>, TargetError> {
     let manifest = manifest_id(bundle);
     let mut targets = Vec::new();
     for candidate in candidates {
@@ -179,7 +183,7 @@ pub fn desired(bundle: &Bundle, candidates: &[Candidate]) -> Result<Desired, Tar
         bd.metadata.namespace = Some(candidate.deployment_namespace.clone());
         bd.metadata.labels = Some(labels(bundle, &candidate.info));
         targets.push(Target {
-            cluster: candidate.info.clone(),
+            cluster: &candidate.info,
             deployment: Box::new(bd),
         });
     }

@@ -53,9 +53,8 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     let namespace = bundle.namespace().unwrap_or_default();
     let name = bundle.name_any();
     let existing = owned_deployments(ctx, &namespace, &name);
-    // Every cluster the Bundle may target, and then each target's cluster, are needed to
-    // decide the targets and the rollout only: they are freed before the writes, which
-    // take longest (about 4 KiB a cluster).
+    // Every cluster the Bundle may target (about 4 KiB each) is needed to decide the targets
+    // and the rollout only: freed before the writes, which take longest.
     let planned = deployments::desired(bundle, &ctx.candidates(bundle))
         .map_err(|e| e.to_string())
         .and_then(|desired| {
@@ -196,7 +195,7 @@ fn plan_rollout(
     let slots: Vec<rollout::Slot<'_>> = targets
         .iter()
         .map(|t| rollout::Slot {
-            cluster: &t.cluster,
+            cluster: t.cluster,
             current: existing
                 .get(&(
                     t.deployment.namespace().unwrap_or_default(),
