@@ -21,8 +21,8 @@ use kube::{Client, ResourceExt};
 use crate::error::NotLeading;
 use crate::metrics::Metrics;
 pub use crate::settings::{AgentSettings, Settings};
+use fleet_render::deployments::Candidate;
 pub use fleet_render::deployments::deployment_namespace;
-use fleet_render::deployments::{Candidate, candidate};
 use fleet_runtime::{WriteError, WriteGate, Writer};
 
 /// The warm caches, kept on every replica.
@@ -229,8 +229,9 @@ impl Context {
     }
 
     /// The clusters `bundle` may target, with their groups, as targeting sees them: those of
-    /// its namespace and of the namespaces BundleNamespaceMappings open to it.
-    pub fn candidates(&self, bundle: &Bundle) -> Vec<Candidate> {
+    /// its namespace and of the namespaces BundleNamespaceMappings open to it (shared by the
+    /// reconciles that need the same ones at once, [`crate::candidates`]).
+    pub fn candidates(&self, bundle: &Bundle) -> Arc<[Candidate]> {
         let own = bundle.namespace().unwrap_or_default();
         let mappings = self.caches.mappings.state();
         let mut namespaces = vec![own.clone()];
@@ -256,21 +257,11 @@ impl Context {
             }
             namespaces.extend(mapped.namespaces);
         }
-        let groups = self.caches.groups.state();
-        self.caches
-            .clusters
-            .state()
-            .into_iter()
-            .filter(|c| {
-                c.namespace().is_some_and(|ns| namespaces.contains(&ns))
-                    && c.metadata.deletion_timestamp.is_none()
-            })
-            .map(|cluster| {
-                let namespace = cluster.namespace();
-                let own_groups = groups.iter().filter(|g| g.namespace() == namespace);
-                candidate(&cluster, own_groups.map(AsRef::as_ref))
-            })
-            .collect()
+        self.memory.candidates.get(
+            &namespaces,
+            &self.caches.clusters.state(),
+            &self.caches.groups.state(),
+        )
     }
 
     /// Whether BundleNamespaceMappings exist in `namespace` (its bundles may then target

@@ -4,7 +4,8 @@
 //!
 //! Shared by the reconcilers, and depending on none of them:
 //! - [`error`]: the field manager and why a reconcile failed; [`settings`]: the flags they
-//!   read; [`memory`]: what a term remembers between reconciles;
+//!   read; [`memory`]: what a term remembers between reconciles, with the [`candidates`]
+//!   (the clusters Bundles may target) that Bundle reconciles running at once share;
 //! - [`context`]: one term's client, caches, claims and writer; [`namespaces`]: the
 //!   namespaces the controller creates; [`wiring`]: the warm caches and how a reconciler is
 //!   started for a term;
@@ -26,6 +27,7 @@
 pub mod bootstrap;
 pub mod bundles;
 pub mod bursts;
+pub mod candidates;
 pub mod clusters;
 pub mod context;
 pub mod error;

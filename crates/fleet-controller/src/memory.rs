@@ -1,5 +1,5 @@
 //! What the controller remembers between reconciles of one term: shortcuts that save API
-//! requests, never the truth (that is the API server's), and gone with the term.
+//! requests or memory, never the truth (that is the API server's), and gone with the term.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -20,6 +20,8 @@ pub struct Memory {
     pub bursts: crate::bursts::Bursts,
     /// BundleDeployments written that the cache may not show yet.
     pub written: fleet_runtime::expectations::Expectations<Key>,
+    /// The clusters Bundles may target, while reconciles use them.
+    pub candidates: crate::candidates::Shared,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
