@@ -20,8 +20,11 @@ pub fn deployment_message(bd: &impl Placed) -> Option<String> {
 }
 
 /// A BundleDeployment as the controller caches it: without the agent's list of deployed
-/// resources, which nothing here reads.
+/// resources, and without the staged options (their id says what is staged), which nothing
+/// here reads. The options stay: a paused or held-back target keeps them. A Bundle's Helm
+/// values are in both, once per cluster.
 pub fn trim_cached(bd: &mut BundleDeployment) {
+    bd.spec.staged_options = Default::default();
     if let Some(status) = &mut bd.status {
         status.resources = Vec::new();
     }
@@ -165,6 +168,26 @@ mod tests {
             ..BundleDeploymentStatus::default()
         });
         bd
+    }
+
+    #[test]
+    fn the_cache_keeps_what_is_deployed_and_the_staged_id() {
+        let mut cached = bd("s-1:o", "s-2:o", Some("s-1:o"), true, true);
+        let values = serde_json::json!({"replicas": 3}).as_object().cloned();
+        for options in [&mut cached.spec.options, &mut cached.spec.staged_options] {
+            options.helm = Some(fleet_api::HelmOptions {
+                values: values.clone(),
+                ..fleet_api::HelmOptions::default()
+            });
+        }
+        trim_cached(&mut cached);
+        assert_eq!(cached.spec.staged_options, Default::default());
+        assert_eq!(
+            cached.spec.options.helm.and_then(|h| h.values),
+            values,
+            "a held-back target keeps these"
+        );
+        assert_eq!(cached.spec.staged_deployment_id.as_deref(), Some("s-2:o"));
     }
 
     fn deployment_state(bd: &BundleDeployment) -> BundleState {
