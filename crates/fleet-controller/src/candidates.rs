@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use fleet_api::{Cluster, ClusterGroup};
 use fleet_render::deployments::{Candidate, candidate};
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// What a list of candidates was built from: the namespaces, and the Clusters and
 /// ClusterGroups in them, each at its resourceVersion.
@@ -40,20 +40,23 @@ impl Shared {
         clusters: &[Arc<Cluster>],
         groups: &[Arc<ClusterGroup>],
     ) -> Arc<[Candidate]> {
-        let in_scope =
-            |namespace: Option<String>| namespace.is_some_and(|n| namespaces.contains(&n));
+        let in_scope = |meta: &ObjectMeta| {
+            meta.namespace
+                .as_ref()
+                .is_some_and(|n| namespaces.contains(n))
+        };
         let mut clusters: Vec<&Cluster> = clusters
             .iter()
             .map(AsRef::as_ref)
-            .filter(|c| in_scope(c.namespace()) && c.metadata.deletion_timestamp.is_none())
+            .filter(|c| in_scope(&c.metadata) && c.metadata.deletion_timestamp.is_none())
             .collect();
-        clusters.sort_by_key(|c| (c.namespace(), c.name_any()));
+        clusters.sort_by(|a, b| by_name(&a.metadata, &b.metadata));
         let mut groups: Vec<&ClusterGroup> = groups
             .iter()
             .map(AsRef::as_ref)
-            .filter(|g| in_scope(g.namespace()))
+            .filter(|g| in_scope(&g.metadata))
             .collect();
-        groups.sort_by_key(|g| (g.namespace(), g.name_any()));
+        groups.sort_by(|a, b| by_name(&a.metadata, &b.metadata));
         let inputs = Inputs {
             namespaces: namespaces.to_vec(),
             clusters: clusters.len(),
@@ -71,17 +74,22 @@ impl Shared {
         let candidates: Arc<[Candidate]> = clusters
             .iter()
             .map(|cluster| {
-                let namespace = cluster.namespace();
+                let namespace = &cluster.metadata.namespace;
                 let own_groups = groups
                     .iter()
                     .copied()
-                    .filter(|g| g.namespace() == namespace);
+                    .filter(|g| &g.metadata.namespace == namespace);
                 candidate(cluster, own_groups)
             })
             .collect();
         *last = Some((inputs, Arc::downgrade(&candidates)));
         candidates
     }
+}
+
+/// Orders objects by namespace, then name.
+fn by_name(a: &ObjectMeta, b: &ObjectMeta) -> std::cmp::Ordering {
+    (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
 }
 
 /// A hash of the objects' (namespace, name, resourceVersion), in order.

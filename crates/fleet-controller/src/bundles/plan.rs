@@ -23,9 +23,9 @@ pub fn key_of(bd: &BundleDeployment) -> Key {
 
 /// The BundleDeployments to create, update and prune so that `existing` becomes `targets`
 /// (a BundleDeployment per targeted cluster). `rollout` says per target (same order) whether
-/// it gets the new deployment
-/// now; `None` means paused: existing BundleDeployments only stage the new deployment (a
-/// cluster new to the Bundle gets it, as before the pause there was nothing to keep).
+/// it gets the new deployment now; `None` means paused: existing BundleDeployments only stage
+/// the new deployment (a cluster new to the Bundle gets it, as before the pause there was
+/// nothing to keep).
 /// `written`: the content hashes of writes the cache does not show yet, which count as
 /// existing.
 pub fn deployments(
