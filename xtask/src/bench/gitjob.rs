@@ -134,8 +134,6 @@ async fn via_webhook(
     repo: &GitRepoFixture,
     trials: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    let bundles: Api<Bundle> = Api::namespaced(setup.client.clone(), NS);
-    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
     let url = setup.server.url(&repo.dir_name());
     let mut samples = Vec::with_capacity(trials);
     for trial in 0..trials {
@@ -157,9 +155,9 @@ async fn via_webhook(
         if status != 200 {
             bail!("webhook answered {status}: {response}");
         }
-        wait_commit(&bundles, "webhook", &commit).await?;
+        wait_commit(setup, "webhook", &commit).await?;
         samples.push(started.elapsed());
-        wait_status(&gitrepos, "webhook", &commit).await?;
+        wait_status(setup, "webhook", &commit).await?;
     }
     Ok(samples)
 }
@@ -171,17 +169,15 @@ async fn via_polling(
     repo: &GitRepoFixture,
     trials: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    let bundles: Api<Bundle> = Api::namespaced(setup.client.clone(), NS);
-    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
     let mut samples = Vec::with_capacity(trials);
     for trial in 0..trials {
         let commit = repo.commit_files("bump", &[("cm.yaml", &configmap(&format!("p{trial}")))])?;
         let started = Instant::now();
-        wait_commit(&bundles, "polling", &commit).await?;
+        wait_commit(setup, "polling", &commit).await?;
         samples.push(started.elapsed());
         // The status write wakes the reconciler once more; let that pass, so that the next
         // commit lands at a random point of the polling cycle.
-        wait_status(&gitrepos, "polling", &commit).await?;
+        wait_status(setup, "polling", &commit).await?;
         tokio::time::sleep(Duration::from_millis(100 + 37 * trial as u64 % 500)).await;
     }
     Ok(samples)
@@ -263,8 +259,10 @@ async fn create_gitrepo(client: &Client, name: &str, url: &str, extra: &str) -> 
     Ok(())
 }
 
-async fn wait_status(gitrepos: &Api<GitRepo>, name: &str, commit: &str) -> anyhow::Result<()> {
-    wait_for(gitrepos, name, Duration::from_secs(60), |g| {
+/// Waits until the GitRepo `name` reports `commit`.
+async fn wait_status(setup: &Setup, name: &str, commit: &str) -> anyhow::Result<()> {
+    let gitrepos: Api<GitRepo> = Api::namespaced(setup.client.clone(), NS);
+    wait_for(&gitrepos, name, Duration::from_secs(60), |g| {
         g.status.as_ref().and_then(|s| s.commit.as_deref()) == Some(commit)
     })
     .await
@@ -272,8 +270,10 @@ async fn wait_status(gitrepos: &Api<GitRepo>, name: &str, commit: &str) -> anyho
     Ok(())
 }
 
-async fn wait_commit(bundles: &Api<Bundle>, name: &str, commit: &str) -> anyhow::Result<()> {
-    wait_for(bundles, name, Duration::from_secs(60), |b| {
+/// Waits until the Bundle `name` carries `commit`.
+async fn wait_commit(setup: &Setup, name: &str, commit: &str) -> anyhow::Result<()> {
+    let bundles: Api<Bundle> = Api::namespaced(setup.client.clone(), NS);
+    wait_for(&bundles, name, Duration::from_secs(60), |b| {
         b.metadata
             .labels
             .as_ref()

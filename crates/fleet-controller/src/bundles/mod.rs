@@ -346,12 +346,10 @@ async fn write_status(bundle: &Bundle, ctx: &Context) -> Result<(), Error> {
         .rollout_strategy
         .as_ref()
         .is_some_and(|s| !s.partitions.is_empty());
-    let clusters = explicit.then(|| {
-        ctx.candidates(bundle)
-            .iter()
-            .map(|c| c.info.clone())
-            .collect()
-    });
+    let candidates = explicit.then(|| ctx.candidates(bundle));
+    let clusters = candidates
+        .as_deref()
+        .map(|candidates| candidates.iter().map(|c| &c.info).collect());
     let now = jiff::Timestamp::now().to_string();
     let current = bundle.status.clone().unwrap_or_default();
     let next = status::next(bundle, &owned, clusters, error, &now);

@@ -2,6 +2,7 @@
 //! `Ready` condition (a targeting error first), and its rollout as it stands (partitions,
 //! their limits and unavailable clusters).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use crate::summary;
 pub fn next(
     bundle: &Bundle,
     owned: &BTreeMap<Key, Arc<BundleDeployment>>,
-    clusters: Option<Vec<ClusterInfo>>,
+    clusters: Option<Vec<&ClusterInfo>>,
     error: Option<String>,
     now: &str,
 ) -> BundleStatus {
@@ -92,14 +93,17 @@ struct RolloutStatus {
 /// are on), their limits, and how many of their clusters are unavailable now.
 fn rollout_status(
     bundle: &Bundle,
-    explicit: Option<Vec<ClusterInfo>>,
+    explicit: Option<Vec<&ClusterInfo>>,
     owned: &BTreeMap<Key, Arc<BundleDeployment>>,
 ) -> RolloutStatus {
     let explicit_partitions = explicit.is_some();
-    let mut clusters: BTreeMap<String, ClusterInfo> = explicit
+    let mut clusters: BTreeMap<String, Cow<'_, ClusterInfo>> = explicit
         .unwrap_or_default()
         .into_iter()
-        .map(|info| (format!("{}/{}", info.namespace, info.name), info))
+        .map(|info| {
+            let key = format!("{}/{}", info.namespace, info.name);
+            (key, Cow::Borrowed(info))
+        })
         .collect();
     if !explicit_partitions {
         for bd in owned.values() {
@@ -114,12 +118,12 @@ fn rollout_status(
                 namespace: namespace.clone(),
                 ..ClusterInfo::default()
             };
-            clusters.insert(cluster_of(bd), info);
+            clusters.insert(cluster_of(bd), Cow::Owned(info));
         }
     }
     let placed: Vec<(&ClusterInfo, &BundleDeployment)> = owned
         .values()
-        .filter_map(|bd| Some((clusters.get(&cluster_of(bd))?, bd.as_ref())))
+        .filter_map(|bd| Some((clusters.get(&cluster_of(bd))?.as_ref(), bd.as_ref())))
         .collect();
     let slots: Vec<rollout::Slot<'_>> = placed
         .iter()
