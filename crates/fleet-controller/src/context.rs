@@ -133,6 +133,8 @@ pub struct Context {
     pub memory: crate::memory::Memory,
     /// Limits BundleDeployment writes in flight across all Bundles.
     pub write_slots: tokio::sync::Semaphore,
+    /// Limits BundleDeployments planned and not yet written across all Bundles.
+    pub plan_budget: crate::plan_budget::PlanBudget,
 }
 
 impl std::fmt::Debug for Context {

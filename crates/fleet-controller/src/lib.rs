@@ -14,7 +14,8 @@
 //!
 //! The reconcilers, each with its decisions as pure functions and its `run` (what it watches,
 //! how events map to its keys):
-//! - [`bundles`]: Bundles to BundleDeployments and Content, and the Bundle status;
+//! - [`bundles`]: Bundles to BundleDeployments and Content (planned within the
+//!   [`plan_budget`]), and the Bundle status;
 //! - [`helm_secrets`]: Helm repository credentials copied next to HelmOp BundleDeployments;
 //! - [`clusters`]: Cluster and ClusterGroup status, written after a fan-out's burst of
 //!   creations ([`bursts`]);
@@ -38,6 +39,7 @@ pub mod memory;
 pub mod metrics;
 pub mod namespaces;
 pub mod placements;
+pub mod plan_budget;
 pub mod registration;
 pub mod rollups;
 pub mod settings;

@@ -10,6 +10,7 @@ use clap::Parser;
 use fleet_api::duration::parse_go_duration;
 use fleet_controller::context::Context;
 use fleet_controller::metrics::Metrics;
+use fleet_controller::plan_budget::PlanBudget;
 use fleet_controller::settings::{AgentSettings, Settings, Workers};
 use fleet_controller::wiring::{DynamicShards, Term, WarmCaches};
 use fleet_controller::{bundles, clusters, import, registration, rollups};
@@ -42,6 +43,10 @@ struct Args {
     /// BundleDeployment writes in flight, all Bundles together.
     #[arg(long, env = "FLEET_WRITE_CONCURRENCY", default_value_t = 32)]
     write_concurrency: usize,
+    /// BundleDeployments planned and not yet written, all Bundles together (about 2 KiB
+    /// each): bounds the memory of a fan-out. A Bundle targeting more clusters plans alone.
+    #[arg(long, env = "FLEET_MAX_PLANNED_DEPLOYMENTS", default_value_t = 2048)]
+    max_planned_deployments: usize,
     /// A Cluster whose agent has not checked in for this long is marked not Ready.
     #[arg(long, env = "FLEET_AGENT_TIMEOUT", default_value = "15m", value_parser = parse_go_duration)]
     agent_timeout: Duration,
@@ -80,6 +85,7 @@ impl Args {
             api_server_url: self.api_server_url.clone(),
             api_server_ca,
             write_concurrency: self.write_concurrency,
+            planned_deployments: self.max_planned_deployments,
             workers: Workers {
                 bundles: self.bundle_workers,
                 rollups: self.cluster_workers,
@@ -125,6 +131,10 @@ async fn main() -> anyhow::Result<()> {
             gate: gate.clone(),
             memory: Default::default(),
             write_slots: tokio::sync::Semaphore::new(settings.write_concurrency.max(1)),
+            plan_budget: PlanBudget::new(
+                settings.planned_deployments,
+                metrics.planned_deployments.clone(),
+            ),
         });
         if let Some(shards) = &shards {
             let every = Duration::from_secs(5);

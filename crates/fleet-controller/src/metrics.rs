@@ -42,6 +42,9 @@ pub struct Metrics {
     /// `fleet_cluster_bundle_deployments{namespace,name,state}`: each Cluster's
     /// BundleDeployments by state, as its status summary counts them.
     pub bundle_deployments: Family<ClusterStateLabels, Gauge>,
+    /// `fleet_controller_planned_deployments`: BundleDeployments planned and not yet
+    /// written ([`crate::plan_budget`]).
+    pub planned_deployments: Gauge,
 }
 
 impl Metrics {
@@ -66,6 +69,11 @@ impl Metrics {
             "fleet_cluster_bundle_deployments",
             "BundleDeployments of each Cluster by state",
             metrics.bundle_deployments.clone(),
+        );
+        registry.register(
+            "fleet_controller_planned_deployments",
+            "BundleDeployments planned and not yet written, all Bundles together",
+            metrics.planned_deployments.clone(),
         );
         metrics
     }

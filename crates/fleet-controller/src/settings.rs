@@ -13,6 +13,9 @@ pub struct Settings {
     pub api_server_ca: Option<String>,
     /// BundleDeployment writes in flight (all Bundles together).
     pub write_concurrency: usize,
+    /// BundleDeployments planned and not yet written (all Bundles together):
+    /// [`crate::plan_budget`].
+    pub planned_deployments: usize,
     /// How managed agents (manager-initiated import) run; none: import is off.
     pub agent: Option<AgentSettings>,
     /// Reconciles at once, per reconciler.

@@ -6,14 +6,17 @@
 //! the controller's peak RSS, and the writes of an idle resync. With `--replicas R --shards S`
 //! the controller runs as R replicas sharing S dynamic shards (peak RSS per replica); with
 //! `--kill-one` one replica is SIGKILLed halfway through the fan-out, and the time until its
-//! shards are owned again is printed.
+//! shards are owned again is printed. Then every Bundle changes at once (an update wave):
+//! the time until every BundleDeployment deploys it, and the peak RSS during it, when the
+//! caches are full.
 
 mod counting;
 mod raw;
 mod replicas;
 mod report;
+mod update;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -122,6 +125,13 @@ async fn bench(args: &FanoutArgs, binary: &Path) -> anyhow::Result<()> {
         .map(|()| started.elapsed())
         .map_err(|e| e.to_string());
     let idle_writes = idle_resync_writes(&client, &replicas, args.bundles).await?;
+    let memory = Memory {
+        before: rss_before,
+        peak: rss_of(&replicas, "VmHWM:"),
+        after: rss_of(&replicas, "VmRSS:"),
+        file_backed: rss_of(&replicas, "RssFile:"),
+    };
+    let update = update::update_all(&client, &replicas, args.bundles, total).await?;
     let report = Report {
         server: plane.server().to_string(),
         settings: format!(
@@ -131,15 +141,11 @@ async fn bench(args: &FanoutArgs, binary: &Path) -> anyhow::Result<()> {
         total,
         raw,
         fan_out,
-        memory: Memory {
-            before: rss_before,
-            peak: rss_of(&replicas, "VmHWM:"),
-            after: rss_of(&replicas, "VmRSS:"),
-            file_backed: rss_of(&replicas, "RssFile:"),
-        },
+        memory,
         statuses,
         rolled_up: (rolled_up(&cluster_api, args.bundles).await?, args.clusters),
         idle_writes,
+        update,
     };
     report.print();
     if let Ok(dir) = std::env::var("FANOUT_KEEP_LOG") {
@@ -186,7 +192,7 @@ async fn fan_out(
     let started = Instant::now();
     for i in 0..args.bundles {
         let bundle: Bundle = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("b{i:03}")},
+            "metadata": {"name": bundle_name(i)},
             "spec": {"targets": [{"clusterGroup": "default"}], "resources": [{"name": "cm.yaml", "content": "kind: ConfigMap"}]},
         }))?;
         bundle_api
@@ -197,7 +203,7 @@ async fn fan_out(
     let mut seen = HashSet::new();
     let mut shards_owned_again = None;
     if args.kill_one && replicas.len() > 1 {
-        seen_until(&mut events, &mut seen, total / 2).await?;
+        seen_until(&mut events, &mut seen, total / 2, |_| true).await?;
         let at = Instant::now();
         drop(replicas.remove(0));
         if args.shards > 0 {
@@ -210,26 +216,34 @@ async fn fan_out(
         }
         shards_owned_again = Some(at.elapsed());
     }
-    seen_until(&mut events, &mut seen, total).await?;
+    seen_until(&mut events, &mut seen, total, |_| true).await?;
     let elapsed = started.elapsed();
     let requests_after = requests::requests(client, "fleet.cattle.io").await?;
-    // Every BundleDeployment written once: anything more is two writers, or a writer that
-    // did not know what it had written.
-    let bd_writes: f64 = ["POST", "APPLY", "PATCH", "PUT"]
-        .iter()
-        .map(|verb| {
-            let key = format!("{verb} bundledeployments");
-            requests_after.get(&key).copied().unwrap_or(0.0)
-                - requests_before.get(&key).copied().unwrap_or(0.0)
-        })
-        .sum();
     Ok(FanOut {
         elapsed,
         requests: requests::delta(&requests_before, &requests_after),
-        extra_writes: bd_writes - total as f64,
+        extra_writes: bd_writes(&requests_before, &requests_after) - total as f64,
         cpu: cpu_used(&cpu_before, &cpu_of(replicas)),
         shards_owned_again,
     })
+}
+
+/// BundleDeployment writes between two counts of the API server's requests. Each object
+/// written once is the whole count: anything more is two writers, or a writer that did not
+/// know what it had written.
+fn bd_writes(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> f64 {
+    ["POST", "APPLY", "PATCH", "PUT"]
+        .iter()
+        .map(|verb| {
+            let key = format!("{verb} bundledeployments");
+            after.get(&key).copied().unwrap_or(0.0) - before.get(&key).copied().unwrap_or(0.0)
+        })
+        .sum()
+}
+
+/// The name of the `i`th Bundle.
+fn bundle_name(i: usize) -> String {
+    format!("b{i:03}")
 }
 
 /// Lets status settle, then touches every Bundle: the writes that resync makes (must be 0).
@@ -252,7 +266,7 @@ async fn idle_resync_writes(
     for i in 0..bundles {
         bundle_api
             .patch(
-                &format!("b{i:03}"),
+                &bundle_name(i),
                 &PatchParams::default(),
                 &Patch::Merge(
                     serde_json::json!({"metadata": {"annotations": {"bench/resync": "1"}}}),

@@ -22,6 +22,7 @@ use kube::{Api, ResourceExt};
 
 use crate::context::{Context, retry};
 use crate::error::{Error, MANAGER, NotLeading};
+use crate::plan_budget::Reserved;
 use crate::wiring::{Term, in_namespace, label_ref, when_changed};
 
 pub mod plan;
@@ -55,7 +56,10 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     let existing = owned_deployments(ctx, &namespace, &name);
     // Every cluster the Bundle may target (about 4 KiB each) is needed to decide the targets
     // and the rollout only: freed before the writes, which take longest.
-    let planned = deployments::desired(bundle, &ctx.candidates(bundle))
+    let candidates = ctx.candidates(bundle);
+    // Room to plan a BundleDeployment for each, within the term's budget.
+    let mut budget = ctx.plan_budget.reserve(candidates.len()).await;
+    let planned = deployments::desired(bundle, &candidates)
         .map_err(|e| e.to_string())
         .and_then(|desired| {
             let plan = plan_rollout(bundle, &desired.targets, &existing)?;
@@ -64,6 +68,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
                 targets.into_iter().map(|t| t.deployment).collect();
             Ok((content, targets, plan))
         });
+    drop(candidates);
     let (content, mut targets, rollout) = match planned {
         Ok(planned) => planned,
         Err(message) => {
@@ -98,6 +103,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         });
     }
     let (changes, expecting) = plan_writes(ctx, targets, rollout.as_ref(), &existing);
+    budget.keep(changes.create.len() + changes.update.len());
     tracing::debug!(
         bundle = %name,
         %namespace,
@@ -106,7 +112,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         prune = changes.prune.len(),
         "bundle deployments planned"
     );
-    apply_changes(ctx, changes, &existing).await?;
+    apply_changes(ctx, changes, &existing, &mut budget).await?;
     if credentials_waiting > 0 {
         // Their namespaces exist now that the BundleDeployments are written.
         return Ok(Action::requeue(Duration::from_secs(1)));
@@ -154,20 +160,27 @@ fn plan_writes(
 }
 
 /// Writes the planned BundleDeployments (`write_concurrency` at once) and deletes the pruned
-/// ones, each request under the claim.
+/// ones, each request under the claim. Each write gives its room in the plan budget back as
+/// it ends.
 async fn apply_changes(
     ctx: &Context,
     changes: inventory::Changes<plan::Key, Box<BundleDeployment>>,
     existing: &BTreeMap<plan::Key, Arc<BundleDeployment>>,
+    budget: &mut Reserved,
 ) -> Result<(), Error> {
     ctx.check_leading()?;
     let writes = changes
         .create
         .into_iter()
         .map(|bd| (true, bd))
-        .chain(changes.update.into_iter().map(|bd| (false, bd)));
+        .chain(changes.update.into_iter().map(|bd| (false, bd)))
+        .map(|(new, bd)| (new, bd, budget.unit()));
     let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
-        .map(|(new, bd)| write_deployment(ctx, *bd, new))
+        .map(|(new, bd, room)| async move {
+            let written = write_deployment(ctx, *bd, new).await;
+            drop(room);
+            written
+        })
         .buffer_unordered(ctx.settings.write_concurrency.max(1))
         .collect()
         .await;

@@ -21,12 +21,13 @@ pub fn watch_managed(client: &Client) -> Events {
     .boxed()
 }
 
-/// Waits (at most 900 s) until `events` have shown `total` distinct BundleDeployments,
-/// counted in `seen`.
+/// Waits (at most 900 s) until `events` have shown `total` distinct BundleDeployments that
+/// `counts`, counted in `seen`.
 pub async fn seen_until(
     events: &mut Events,
     seen: &mut HashSet<(String, String)>,
     total: usize,
+    counts: impl Fn(&BundleDeployment) -> bool,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(900);
     while seen.len() < total {
@@ -34,7 +35,7 @@ pub async fn seen_until(
             .await
             .with_context(|| format!("only {}/{total} BundleDeployments after 900s", seen.len()))?;
         match event {
-            Some(Ok(watcher::Event::Apply(bd) | watcher::Event::InitApply(bd))) => {
+            Some(Ok(watcher::Event::Apply(bd) | watcher::Event::InitApply(bd))) if counts(&bd) => {
                 seen.insert((bd.namespace().unwrap_or_default(), bd.name_any()));
             }
             Some(Ok(_)) => {}

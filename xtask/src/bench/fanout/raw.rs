@@ -40,7 +40,7 @@ pub async fn rates(client: &Client, total: usize, concurrency: usize) -> anyhow:
     let mut seen = HashSet::new();
     let (created, seen) = futures::join!(
         create_all(&api, deployments("observed", total), concurrency),
-        seen_until(&mut events, &mut seen, total),
+        seen_until(&mut events, &mut seen, total, |_| true),
     );
     created.context("the raw client's observed creates")?;
     seen.context("watching the raw client's creates")?;

@@ -31,6 +31,19 @@ pub struct FanOut {
     pub shards_owned_again: Option<Duration>,
 }
 
+/// What the update wave after the fan-out measured (every Bundle changed at once).
+#[derive(Debug)]
+pub struct UpdateWave {
+    /// Until every BundleDeployment deployed the new manifest.
+    pub elapsed: Duration,
+    /// BundleDeployment writes beyond one per object.
+    pub extra_writes: f64,
+    /// RSS when it started.
+    pub before: Mibs,
+    /// Peak RSS during it.
+    pub peak: Mibs,
+}
+
 /// Everything the benchmark prints.
 #[derive(Debug)]
 pub struct Report {
@@ -45,6 +58,7 @@ pub struct Report {
     /// Clusters whose status counts all their BundleDeployments, of how many.
     pub rolled_up: (usize, usize),
     pub idle_writes: f64,
+    pub update: UpdateWave,
 }
 
 impl Report {
@@ -97,6 +111,22 @@ impl Report {
         println!(
             "writes of an idle resync of every Bundle: {}",
             self.idle_writes
+        );
+        self.print_update();
+    }
+
+    fn print_update(&self) {
+        let update = &self.update;
+        let elapsed = update.elapsed.as_secs_f64();
+        println!(
+            "update wave (every Bundle changed at once): all BundleDeployments updated in {elapsed:.2}s = {:.0}/s; writes beyond one per object: {:.0}",
+            self.total as f64 / elapsed,
+            update.extra_writes
+        );
+        println!(
+            "controller peak RSS per replica during the update wave: {} (RSS at its start: {})",
+            mib_list(&update.peak),
+            mib_list(&update.before)
         );
     }
 

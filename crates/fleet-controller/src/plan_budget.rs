@@ -1,0 +1,194 @@
+//! How many BundleDeployments the Bundle reconciles of a term hold planned and not yet
+//! written, all together.
+//!
+//! A Bundle reconcile plans every target before it writes any (the rollout needs each
+//! target's deployment id), about 2 KiB each. With 8 workers on Bundles that target 1000
+//! Clusters, that was 8,000 planned BundleDeployments at once, while the writes, 32 at a
+//! time for all Bundles, could use only a few of them. So a reconcile first reserves room for
+//! as many as its Bundle may target ([`PlanBudget::reserve`]), waiting for it; once planned,
+//! keeps room for those it will write ([`Reserved::keep`]); and gives each unit back as its
+//! write ends ([`Reserved::unit`]), so the next Bundle plans while this one's last writes go
+//! out. Memory is bounded by the budget, not by workers × clusters. A Bundle that may target
+//! more clusters than the whole budget waits for all of it and plans alone.
+//!
+//! The wait is fair (first come, first served), so a small Bundle waits behind a large one
+//! for at most that one's writes, as its writes would anyway (the write slots are shared).
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The budget of one term.
+#[derive(Debug)]
+pub struct PlanBudget(Shared);
+
+/// What a budget, its reservations and their units share.
+#[derive(Debug, Clone)]
+struct Shared {
+    units: Arc<Semaphore>,
+    total: usize,
+    /// `fleet_controller_planned_deployments`: the units in use.
+    in_use: Gauge,
+}
+
+impl Shared {
+    fn observe(&self) {
+        let used = self.total.saturating_sub(self.units.available_permits());
+        self.in_use.set(i64::try_from(used).unwrap_or(i64::MAX));
+    }
+}
+
+impl PlanBudget {
+    /// A budget of `total` BundleDeployments (at least one).
+    pub fn new(total: usize, in_use: Gauge) -> Self {
+        let total = total.clamp(1, Semaphore::MAX_PERMITS);
+        Self(Shared {
+            units: Arc::new(Semaphore::new(total)),
+            total,
+            in_use,
+        })
+    }
+
+    /// Room for `wanted` BundleDeployments (at most the whole budget), once it is free.
+    pub async fn reserve(&self, wanted: usize) -> Reserved {
+        let budget = &self.0;
+        let wanted = u32::try_from(wanted.min(budget.total)).unwrap_or(u32::MAX);
+        // The semaphore is never closed: without a permit, the reconcile reserved nothing.
+        let permit = match wanted {
+            0 => None,
+            n => budget.units.clone().acquire_many_owned(n).await.ok(),
+        };
+        budget.observe();
+        Reserved {
+            budget: budget.clone(),
+            permit,
+        }
+    }
+}
+
+/// Room reserved by one reconcile; given back when dropped.
+#[derive(Debug)]
+pub struct Reserved {
+    budget: Shared,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Reserved {
+    /// How many BundleDeployments this reservation has room for.
+    pub fn room(&self) -> usize {
+        self.permit
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+
+    /// Keeps room for `writes` BundleDeployments and gives the rest back.
+    pub fn keep(&mut self, writes: usize) {
+        let extra = self.room().saturating_sub(writes);
+        if let Some(permit) = self.permit.as_mut() {
+            drop(permit.split(extra));
+        }
+        self.budget.observe();
+    }
+
+    /// The room of one write, given back when dropped (as the write ends); `None` once the
+    /// reservation is used up (a Bundle larger than the budget).
+    pub fn unit(&mut self) -> Option<Unit> {
+        let permit = self.permit.as_mut()?.split(1)?;
+        Some(Unit {
+            budget: self.budget.clone(),
+            permit: Some(permit),
+        })
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.budget.observe();
+    }
+}
+
+/// The room of one BundleDeployment being written.
+#[derive(Debug)]
+pub struct Unit {
+    budget: Shared,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.budget.observe();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn budget(total: usize) -> PlanBudget {
+        PlanBudget::new(total, Gauge::default())
+    }
+
+    /// Whether `future` is still waiting after the runtime had every chance to finish it.
+    async fn waits<F: std::future::Future>(future: F) -> bool {
+        tokio::time::timeout(Duration::from_secs(1), future)
+            .await
+            .is_err()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_keeps_room_for_its_writes_only() {
+        let budget = budget(100);
+        let mut first = budget.reserve(80).await;
+        assert_eq!(first.room(), 80);
+        assert_eq!(budget.0.in_use.get(), 80);
+        assert!(waits(budget.reserve(30)).await, "80 + 30 > 100");
+        first.keep(50);
+        assert_eq!(budget.0.in_use.get(), 50);
+        let second = budget.reserve(30).await;
+        assert_eq!(second.room(), 30);
+        assert_eq!(budget.0.in_use.get(), 80);
+        drop((first, second));
+        assert_eq!(budget.0.in_use.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_write_gives_its_unit_back_as_it_ends() {
+        let budget = budget(3);
+        let mut first = budget.reserve(3).await;
+        let (a, b) = (first.unit(), first.unit());
+        assert_eq!(first.room(), 1);
+        assert!(waits(budget.reserve(2)).await);
+        drop(a);
+        assert_eq!(budget.0.in_use.get(), 2);
+        let second = budget.reserve(2);
+        drop(b);
+        assert_eq!(second.await.room(), 2, "room as the first one's writes end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bundle_larger_than_the_budget_plans_alone() {
+        let budget = budget(10);
+        let mut large = budget.reserve(1000).await;
+        assert_eq!(large.room(), 10);
+        assert!(waits(budget.reserve(1)).await);
+        let units: Vec<Option<Unit>> = (0..12).map(|_| large.unit()).collect();
+        assert_eq!(units.iter().filter(|u| u.is_some()).count(), 10);
+        assert_eq!(large.room(), 0);
+        drop(units);
+        assert_eq!(budget.reserve(10).await.room(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bundle_with_nothing_to_plan_waits_for_nothing() {
+        let budget = budget(1);
+        let _held = budget.reserve(1).await;
+        let mut empty = budget.reserve(0).await;
+        assert_eq!(empty.room(), 0);
+        assert!(empty.unit().is_none());
+    }
+}
