@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::labels::{HELM_OP_NAME, REPO_NAME, SHARD_REF};
 
-/// On a BundleDeployment: the dynamic shard of its Bundle (`<shard>-of-<shards>`).
+/// On a Bundle and its BundleDeployments: the dynamic shard of the Bundle
+/// (`<shard>-of-<shards>`).
 pub const BUNDLE_SHARD: &str = "shards.fleet-rs.io/bundle";
 /// On a BundleDeployment: the dynamic shard of its Cluster (`<shard>-of-<shards>`).
 pub const CLUSTER_SHARD: &str = "shards.fleet-rs.io/cluster";

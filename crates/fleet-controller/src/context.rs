@@ -36,8 +36,8 @@ pub struct Caches {
     /// What the Cluster roll-ups read: under dynamic shards, the projections of their
     /// Clusters' shards' BundleDeployments; otherwise `deployments`.
     pub placed: crate::placements::Placements,
-    /// Which shards' objects those two stores hold completely.
-    pub coverage: [Coverage; 2],
+    /// Which shards' objects the Bundle store and those two hold completely.
+    pub coverage: [Coverage; 3],
     pub gitrepos: Store<GitRepo>,
     pub mappings: Store<BundleNamespaceMapping>,
     /// Namespaces (their labels, for BundleNamespaceMappings).

@@ -118,6 +118,11 @@ async fn main() -> anyhow::Result<()> {
         held: runtime.held_shards(),
     });
     let caches = Arc::new(WarmCaches::spawn(&client, &shard, dynamic.as_ref()));
+    tokio::spawn(
+        caches
+            .clone()
+            .report_sizes(metrics.clone(), Duration::from_secs(5)),
+    );
     // Clusters, ClusterGroups, registration and import: the unsharded controller's.
     let unsharded = shard.is_default();
     let bootstrap_local = args.bootstrap_local && unsharded;

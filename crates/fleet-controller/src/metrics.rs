@@ -29,6 +29,12 @@ pub struct ClusterStateLabels {
     pub state: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `bundles`, `bundledeployments`, `placements` (under dynamic shards), `clusters`.
+    pub resource: String,
+}
+
 /// The controller's metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
@@ -45,6 +51,9 @@ pub struct Metrics {
     /// `fleet_controller_planned_deployments`: BundleDeployments planned and not yet
     /// written ([`crate::plan_budget`]).
     pub planned_deployments: Gauge,
+    /// `fleet_controller_cached_objects{resource}`: the objects this replica caches (under
+    /// dynamic shards, its shards' Bundles and BundleDeployments).
+    pub cached_objects: Family<CacheLabels, Gauge>,
 }
 
 impl Metrics {
@@ -74,6 +83,11 @@ impl Metrics {
             "fleet_controller_planned_deployments",
             "BundleDeployments planned and not yet written, all Bundles together",
             metrics.planned_deployments.clone(),
+        );
+        registry.register(
+            "fleet_controller_cached_objects",
+            "Objects this replica caches, by resource",
+            metrics.cached_objects.clone(),
         );
         metrics
     }
@@ -112,6 +126,15 @@ impl Metrics {
                 })
                 .set(count);
         }
+    }
+
+    /// Records how many `resource` objects this replica caches.
+    pub fn cached(&self, resource: &str, objects: usize) {
+        self.cached_objects
+            .get_or_create(&CacheLabels {
+                resource: resource.to_owned(),
+            })
+            .set(i64::try_from(objects).unwrap_or(i64::MAX));
     }
 
     pub fn reconciled(&self, controller: &str, ok: bool) {

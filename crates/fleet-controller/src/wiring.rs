@@ -1,5 +1,6 @@
 //! How the controller's reconcilers run: the warm caches every replica keeps ([`WarmCaches`];
-//! under dynamic shards, the BundleDeployments of its shards only, [`DynamicShards`]),
+//! under dynamic shards, the Bundles and BundleDeployments of its shards only,
+//! [`DynamicShards`]),
 //! and one leadership term's [`Term`], which starts a reconciler from a watch and a
 //! `reconcile` function. What each reconciler watches, and how events map to its keys, is
 //! written beside it (`bundles::run`, `rollups::run`, `clusters::run`, `import::run`,
@@ -104,8 +105,9 @@ impl DynamicShards {
 impl WarmCaches {
     /// Starts the caches. Fleet's static sharding: Bundles, GitRepos and HelmOps of `shard`
     /// only (the BundleDeployments too, except on the unsharded controller, whose Cluster
-    /// roll-ups count every shard's). Dynamic shards: the BundleDeployments of the shards held
-    /// here only, by their Bundle's shard and by their Cluster's ([`fleet_api::sharding`]).
+    /// roll-ups count every shard's). Dynamic shards: the Bundles and BundleDeployments of the
+    /// shards held here only, by their Bundle's shard and (BundleDeployments, for roll-ups)
+    /// by their Cluster's ([`fleet_api::sharding`]).
     pub fn spawn(client: &Client, shard: &Shard, dynamic: Option<&DynamicShards>) -> Self {
         let of_shard = || watcher::Config::default().labels(&shard.label_selector());
         let all = watcher::Config::default;
@@ -139,8 +141,15 @@ impl WarmCaches {
                 None,
             ),
         };
+        let bundles = Api::<Bundle>::all(client.clone());
+        let bundles = match dynamic {
+            Some(dynamic) => {
+                WarmCache::spawn_scoped(bundles, of_shard(), dynamic.scope(BUNDLE_SHARD), |_| {})
+            }
+            None => WarmCache::spawn(bundles, of_shard()),
+        };
         Self {
-            bundles: warm(client, of_shard()),
+            bundles,
             clusters: warm(client, all()),
             groups: warm(client, all()),
             deployments,
@@ -162,11 +171,28 @@ impl WarmCaches {
         }
     }
 
-    /// Which shards' objects the BundleDeployment caches hold completely.
-    pub fn coverages(&self) -> [fleet_election::Coverage; 2] {
+    /// Which shards' objects the Bundle and BundleDeployment caches hold completely.
+    pub fn coverages(&self) -> [fleet_election::Coverage; 3] {
         let placed = self.placed.as_ref().map(WarmCache::coverage);
         let deployments = self.deployments.coverage();
-        [deployments.clone(), placed.unwrap_or(deployments)]
+        [
+            self.bundles.coverage(),
+            deployments.clone(),
+            placed.unwrap_or(deployments),
+        ]
+    }
+
+    /// Records the caches' sizes in `metrics` every `every`, for as long as the process runs.
+    pub async fn report_sizes(self: Arc<Self>, metrics: crate::metrics::Metrics, every: Duration) {
+        loop {
+            metrics.cached("bundles", self.bundles.reader().state().len());
+            metrics.cached("bundledeployments", self.deployments.reader().state().len());
+            if let Some(placed) = &self.placed {
+                metrics.cached("placements", placed.reader().state().len());
+            }
+            metrics.cached("clusters", self.clusters.reader().state().len());
+            tokio::time::sleep(every).await;
+        }
     }
 
     /// What the reconcilers read.

@@ -2,9 +2,9 @@
 //! share the Bundles and Clusters; every Bundle reaches every cluster; each Bundle is
 //! reconciled by the replica holding its shard only; a SIGKILLed replica's shards move to the
 //! others; a replica frozen (SIGSTOP) past its lease writes nothing when it resumes. Each
-//! replica caches only its shards' BundleDeployments (labelled with their Bundle's and their
-//! Cluster's shard), and every Cluster's roll-up still counts all of its BundleDeployments,
-//! also after shards moved.
+//! replica caches only its shards' Bundles and BundleDeployments (labelled with their Bundle's
+//! and their Cluster's shard), and every Cluster's roll-up still counts all of its
+//! BundleDeployments, also after shards moved.
 
 mod support;
 
@@ -26,6 +26,25 @@ async fn wait_covered(replicas: &[&Controller]) {
     fleet_testkit::wait_shards_covered(&ports, 6, 2 * WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Waits until each of `bundles` Bundles is cached by one of `replicas` only (each labelled
+/// with its shard, which the replicas' caches select by).
+async fn wait_bundles_cached_once(replicas: &[&Controller], bundles: usize) {
+    let series = "fleet_controller_cached_objects{resource=\"bundles\"}";
+    fleet_testkit::eventually("each Bundle cached once", 2 * WAIT, WAIT / 100, || async {
+        let mut cached = Vec::new();
+        for replica in replicas {
+            cached.push(replica.metric(series).await);
+        }
+        if cached.iter().sum::<f64>() == bundles as f64 {
+            Ok(())
+        } else {
+            Err(format!("Bundles cached per replica: {cached:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Waits until every Cluster's roll-up counts `per_cluster` BundleDeployments.
@@ -75,6 +94,7 @@ async fn bundles_fan_out_under_their_shards_claims() {
         }
     }
     wait_rollups(&client, BUNDLES as i64).await;
+    wait_bundles_cached_once(&[&a, &b, &c], BUNDLES).await;
 
     // A replica is killed: its shards move, and new Bundles of them fan out.
     c.process.kill();
@@ -84,6 +104,7 @@ async fn bundles_fan_out_under_their_shards_claims() {
     }
     wait_bds(&client, 2 * BUNDLES * CLUSTERS).await;
     wait_rollups(&client, 2 * BUNDLES as i64).await;
+    wait_bundles_cached_once(&[&a, &b], 2 * BUNDLES).await;
 
     // A replica frozen past its lease: the other takes everything; resumed, it writes nothing.
     let before = b.metric("fleet_controller_writes_total").await;

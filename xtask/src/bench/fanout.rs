@@ -55,6 +55,10 @@ pub struct FanoutArgs {
     /// SIGKILL one replica when half the BundleDeployments exist.
     #[arg(long)]
     kill_one: bool,
+    /// The size of each Bundle's manifest in KiB (a ConfigMap's data); 0: a bare ConfigMap.
+    /// Bundles hold their resources: in real fleets, the largest objects a controller caches.
+    #[arg(long, default_value_t = 0)]
+    resource_kib: usize,
 }
 
 pub fn run(args: &FanoutArgs) -> anyhow::Result<()> {
@@ -131,12 +135,17 @@ async fn bench(args: &FanoutArgs, binary: &Path) -> anyhow::Result<()> {
         after: rss_of(&replicas, "VmRSS:"),
         file_backed: rss_of(&replicas, "RssFile:"),
     };
-    let update = update::update_all(&client, &replicas, args.bundles, total).await?;
+    let update = update::update_all(&client, &replicas, args, total).await?;
     let report = Report {
         server: plane.server().to_string(),
         settings: format!(
-            "clusters={} bundles={} bundle deployments={total} concurrency={} replicas={} shards={}",
-            args.clusters, args.bundles, args.concurrency, args.replicas, args.shards
+            "clusters={} bundles={} bundle deployments={total} concurrency={} replicas={} shards={} resource KiB={}",
+            args.clusters,
+            args.bundles,
+            args.concurrency,
+            args.replicas,
+            args.shards,
+            args.resource_kib
         ),
         total,
         raw,
@@ -193,7 +202,7 @@ async fn fan_out(
     for i in 0..args.bundles {
         let bundle: Bundle = serde_json::from_value(serde_json::json!({
             "metadata": {"name": bundle_name(i)},
-            "spec": {"targets": [{"clusterGroup": "default"}], "resources": [{"name": "cm.yaml", "content": "kind: ConfigMap"}]},
+            "spec": {"targets": [{"clusterGroup": "default"}], "resources": resources(args.resource_kib, 1)},
         }))?;
         bundle_api
             .create(&PostParams::default(), &bundle)
@@ -239,6 +248,15 @@ fn bd_writes(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> f
             after.get(&key).copied().unwrap_or(0.0) - before.get(&key).copied().unwrap_or(0.0)
         })
         .sum()
+}
+
+/// A Bundle's resources: a ConfigMap of about `kib` KiB, at `version`.
+fn resources(kib: usize, version: u32) -> serde_json::Value {
+    let mut content = format!("kind: ConfigMap\n# v{version}");
+    if kib > 0 {
+        content.push_str(&format!("\ndata:\n  blob: {}", "x".repeat(kib * 1024)));
+    }
+    serde_json::json!([{"name": "cm.yaml", "content": content}])
 }
 
 /// The name of the `i`th Bundle.

@@ -73,10 +73,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         Ok(planned) => planned,
         Err(message) => {
             tracing::warn!(bundle = %name, %namespace, error = %message, "cannot target bundle");
-            ctx.memory
-                .set_targeting_error((namespace.clone(), name.clone()), Some(message));
-            write_status(bundle, ctx).await?;
-            return Ok(Action::requeue(Duration::from_secs(60)));
+            return stalled(bundle, ctx, message, Duration::from_secs(60)).await;
         }
     };
     ctx.memory
@@ -89,19 +86,17 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         Err(crate::helm_secrets::Error::NotLeading(e)) => return Err(e.into()),
         Err(e) => {
             tracing::warn!(bundle = %name, %namespace, error = %e, "cannot copy the Helm repository credentials");
-            ctx.memory
-                .set_targeting_error((namespace.clone(), name.clone()), Some(e.to_string()));
-            write_status(bundle, ctx).await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            return stalled(bundle, ctx, e.to_string(), Duration::from_secs(30)).await;
         }
     };
 
-    if let Some(shards) = ctx.dynamic_shards() {
+    let bundle_shard = ctx.dynamic_shards().map(|shards| {
         let bundle_shard = shards.shard_of(&shard_key(bundle));
         plan::label_shards(&mut targets, bundle_shard, shards.shards(), |key| {
             shards.shard_of(key)
         });
-    }
+        (bundle_shard, shards.shards())
+    });
     let (changes, expecting) = plan_writes(ctx, targets, rollout.as_ref(), &existing);
     budget.keep(changes.create.len() + changes.update.len());
     tracing::debug!(
@@ -113,6 +108,11 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         "bundle deployments planned"
     );
     apply_changes(ctx, changes, &existing, &mut budget).await?;
+    drop(budget);
+    if let Some((shard, shards)) = bundle_shard {
+        // After the writes, which the label does not hold up.
+        label_bundle(ctx, bundle, shard, shards).await?;
+    }
     if credentials_waiting > 0 {
         // Their namespaces exist now that the BundleDeployments are written.
         return Ok(Action::requeue(Duration::from_secs(1)));
@@ -157,6 +157,47 @@ fn plan_writes(
         plan::deployments(targets, rollout, existing, written),
         expecting,
     )
+}
+
+/// A Bundle that cannot be deployed, and `why`: its status says so; looked at again after
+/// `again`.
+async fn stalled(
+    bundle: &Bundle,
+    ctx: &Context,
+    why: String,
+    again: Duration,
+) -> Result<Action, Error> {
+    let key = (bundle.namespace().unwrap_or_default(), bundle.name_any());
+    ctx.memory.set_targeting_error(key, Some(why));
+    write_status(bundle, ctx).await?;
+    Ok(Action::requeue(again))
+}
+
+/// Labels a Bundle with its dynamic shard when it lacks the label, so that only the
+/// replicas of that shard cache it (Bundles hold their resources: the largest objects the
+/// controller reads). Until then, every replica caches it.
+async fn label_bundle(
+    ctx: &Context,
+    bundle: &Bundle,
+    bundle_shard: u32,
+    shards: u32,
+) -> Result<(), Error> {
+    let Some((key, value)) = plan::bundle_shard_label(bundle.labels(), bundle_shard, shards) else {
+        return Ok(());
+    };
+    let api: Api<Bundle> =
+        Api::namespaced(ctx.client.clone(), &bundle.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+    ctx.writer()
+        .patch(
+            &api,
+            &bundle.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+    ctx.metrics.writes.inc();
+    Ok(())
 }
 
 /// Writes the planned BundleDeployments (`write_concurrency` at once) and deletes the pruned

@@ -87,6 +87,21 @@ pub fn label_shards(
     }
 }
 
+/// The label a Bundle of `bundle_shard` (counted in `shards`) should carry so that only its
+/// shard's replicas cache it, when `labels` lack it: `(key, value)` to set.
+pub fn bundle_shard_label(
+    labels: &BTreeMap<String, String>,
+    bundle_shard: u32,
+    shards: u32,
+) -> Option<(&'static str, String)> {
+    let value = ShardLabel {
+        key: BUNDLE_SHARD,
+        shards,
+    }
+    .value(bundle_shard);
+    (labels.get(BUNDLE_SHARD) != Some(&value)).then_some((BUNDLE_SHARD, value))
+}
+
 /// The hash of what the controller writes of a BundleDeployment.
 pub fn content_hash(bd: &BundleDeployment) -> String {
     let json = serde_json::json!({"labels": bd.metadata.labels, "spec": bd.spec});
@@ -245,6 +260,25 @@ mod tests {
         assert_eq!(staged.spec.staged_deployment_id.as_deref(), Some("s-2:o"));
         let new = &changes.create[0];
         assert_eq!(new.spec.deployment_id.as_deref(), Some("s-2:o"));
+    }
+
+    #[test]
+    fn a_bundle_is_labelled_with_its_shard_once() {
+        let labelled = |value: &str| BTreeMap::from([(BUNDLE_SHARD.to_owned(), value.to_owned())]);
+        let cases = [
+            ("unlabelled", BTreeMap::new(), Some("2-of-6")),
+            ("labelled already", labelled("2-of-6"), None),
+            ("another shard count", labelled("2-of-4"), Some("2-of-6")),
+            ("another shard", labelled("1-of-6"), Some("2-of-6")),
+        ];
+        for (case, labels, expected) in cases {
+            let label = bundle_shard_label(&labels, 2, 6);
+            assert_eq!(
+                label,
+                expected.map(|v| (BUNDLE_SHARD, v.to_owned())),
+                "{case}"
+            );
+        }
     }
 
     #[test]

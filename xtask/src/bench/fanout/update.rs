@@ -13,26 +13,26 @@ use kube::{Api, Client};
 use super::counting::{seen_until, watch_managed};
 use super::replicas::{Replica, rss_of};
 use super::report::{Mibs, UpdateWave};
-use super::{NS, bd_writes, bundle_name, requests};
+use super::{FanoutArgs, NS, bd_writes, bundle_name, requests, resources};
 
 /// Changes every Bundle's manifest and waits until each BundleDeployment deploys the new
 /// one; measures the replicas' peak RSS over the wave (the high-water mark is reset first).
 pub async fn update_all(
     client: &Client,
     replicas: &[Replica],
-    bundles: usize,
+    args: &FanoutArgs,
     total: usize,
 ) -> anyhow::Result<UpdateWave> {
     let before = reset_peaks(replicas);
     let mut events = watch_managed(client);
     let requests_before = requests::requests(client, "fleet.cattle.io").await?;
-    let resources = serde_json::json!([{"name": "cm.yaml", "content": "kind: ConfigMap\n# v2"}]);
+    let resources = resources(args.resource_kib, 2);
     let manifest = fleet_render::deployments::manifest_id(&serde_json::from_value::<Bundle>(
         serde_json::json!({"metadata": {"name": "any"}, "spec": {"resources": resources}}),
     )?);
     let api: Api<Bundle> = Api::namespaced(client.clone(), NS);
     let started = Instant::now();
-    for i in 0..bundles {
+    for i in 0..args.bundles {
         let patch = serde_json::json!({"spec": {"resources": resources}});
         api.patch(
             &bundle_name(i),
