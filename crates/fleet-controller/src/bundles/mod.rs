@@ -159,8 +159,8 @@ fn plan_writes(
     )
 }
 
-/// A Bundle that cannot be deployed, and `why`: its status says so; looked at again after
-/// `again`.
+/// A Bundle that cannot be deployed, and `why`: its status says so (and its shard label, so
+/// that it leaves the other replicas' caches); looked at again after `again`.
 async fn stalled(
     bundle: &Bundle,
     ctx: &Context,
@@ -170,6 +170,10 @@ async fn stalled(
     let key = (bundle.namespace().unwrap_or_default(), bundle.name_any());
     ctx.memory.set_targeting_error(key, Some(why));
     write_status(bundle, ctx).await?;
+    if let Some(shards) = ctx.dynamic_shards() {
+        let shard = shards.shard_of(&shard_key(bundle));
+        label_bundle(ctx, bundle, shard, shards.shards()).await?;
+    }
     Ok(Action::requeue(again))
 }
 
