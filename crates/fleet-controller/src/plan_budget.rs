@@ -11,8 +11,10 @@
 //! out. Memory is bounded by the budget, not by workers × clusters. A Bundle that may target
 //! more clusters than the whole budget waits for all of it and plans alone.
 //!
-//! The wait is fair (first come, first served), so a small Bundle waits behind a large one
-//! for at most that one's writes, as its writes would anyway (the write slots are shared).
+//! The wait is first come, first served: a Bundle queued behind large ones plans once those
+//! ahead of it have planned and enough of their writes have ended. So during a large
+//! fan-out a small Bundle's change waits for part of it, where without the budget its writes
+//! would have competed with the fan-out's for the write slots.
 
 use std::sync::Arc;
 
