@@ -1,5 +1,5 @@
 //! Dynamic shards on a real control plane: three fleet-controller replicas with `--shards 6`
-//! share the Bundles and Clusters; every Bundle reaches every cluster; each Bundle is
+//! (and a plan budget smaller than a Bundle) share the Bundles and Clusters; every Bundle reaches every cluster; each Bundle is
 //! reconciled by the replica holding its shard only; a SIGKILLed replica's shards move to the
 //! others; a replica frozen (SIGSTOP) past its lease writes nothing when it resumes. Each
 //! replica caches only its shards' Bundles and BundleDeployments (labelled with their Bundle's
@@ -52,13 +52,42 @@ async fn wait_rollups(client: &kube::Client, per_cluster: i64) {
     wait_rollups_of(client, &[per_cluster; CLUSTERS]).await;
 }
 
+/// Waits until no replica holds BundleDeployments planned and not yet written (the plan
+/// budget's units all came back).
+async fn wait_nothing_planned(replicas: &[&Controller]) {
+    let series = "fleet_controller_planned_deployments";
+    fleet_testkit::eventually("the plan budgets free", WAIT, WAIT / 100, || async {
+        let mut planned = Vec::new();
+        for replica in replicas {
+            let metrics = fleet_testkit::http_get(replica.admin_port, "/metrics")
+                .await
+                .map_err(|e| e.to_string())?;
+            if !metrics.contains(&format!("\n{series} ")) {
+                return Err(format!("no {series} in the metrics"));
+            }
+            planned.push(replica.metric(series).await);
+        }
+        if planned.iter().all(|p| *p == 0.0) {
+            Ok(())
+        } else {
+            Err(format!("planned per replica: {planned:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundles_fan_out_under_their_shards_claims() {
     let plane = plane().await;
     let client = plane.client();
     let work = tempfile::tempdir().expect("tempdir");
-    let start =
-        |name: &str| Controller::start_with(&plane, name, work.path(), &["--shards=6".to_owned()]);
+    // A plan budget smaller than a Bundle's targets: each Bundle plans alone.
+    let args = [
+        "--shards=6".to_owned(),
+        "--max-planned-deployments=2".to_owned(),
+    ];
+    let start = |name: &str| Controller::start_with(&plane, name, work.path(), &args);
     let (a, b, mut c) = (start("a"), start("b"), start("c"));
     wait_covered(&[&a, &b, &c]).await;
     clusters_in_default_group(&client, CLUSTERS).await;
@@ -95,6 +124,7 @@ async fn bundles_fan_out_under_their_shards_claims() {
     }
     wait_rollups(&client, BUNDLES as i64).await;
     wait_bundles_cached_once(&[&a, &b, &c], BUNDLES).await;
+    wait_nothing_planned(&[&a, &b, &c]).await;
 
     // A replica is killed: its shards move, and new Bundles of them fan out.
     c.process.kill();
@@ -105,6 +135,7 @@ async fn bundles_fan_out_under_their_shards_claims() {
     wait_bds(&client, 2 * BUNDLES * CLUSTERS).await;
     wait_rollups(&client, 2 * BUNDLES as i64).await;
     wait_bundles_cached_once(&[&a, &b], 2 * BUNDLES).await;
+    wait_nothing_planned(&[&a, &b]).await;
 
     // A replica frozen past its lease: the other takes everything; resumed, it writes nothing.
     let before = b.metric("fleet_controller_writes_total").await;
