@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use fleet_api::{BundleDeployment, BundleDeploymentSpec};
+use kube::api::ListParams;
 use kube::{Api, Client};
 
 use super::counting::{seen_until, watch_managed};
@@ -48,10 +49,28 @@ pub async fn rates(client: &Client, total: usize, concurrency: usize) -> anyhow:
     drop(events);
 
     // The controller watches BundleDeployments in every namespace.
-    api.delete_collection(&Default::default(), &Default::default())
+    delete_all(&api)
         .await
         .context("deleting the raw client's BundleDeployments")?;
     Ok(RawRates { watched, alone })
+}
+
+/// Deletes every object of `api`. A loaded API server may cut the answer to one large
+/// collection delete (its request timeout) after deleting part of it: try again, at most 5
+/// times, until none is left.
+async fn delete_all(api: &Api<BundleDeployment>) -> anyhow::Result<()> {
+    for _ in 0..5 {
+        let deleted = api
+            .delete_collection(&Default::default(), &Default::default())
+            .await;
+        let left = api.list(&ListParams::default().limit(1)).await?.items;
+        match deleted {
+            Ok(_) if left.is_empty() => return Ok(()),
+            Ok(_) => eprintln!("BundleDeployments left after a collection delete; again"),
+            Err(e) => eprintln!("a collection delete: {e}; again"),
+        }
+    }
+    anyhow::bail!("BundleDeployments left after 5 collection deletes")
 }
 
 /// `count` BundleDeployments `<prefix>-<i>` for the raw client, labelled as the controller's.
