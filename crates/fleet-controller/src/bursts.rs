@@ -36,7 +36,7 @@ impl Bursts {
     /// A BundleDeployment changed: one just created (its first generation, which its agent
     /// has not reported on yet) belongs to a burst.
     pub fn observe(&self, bd: &impl Placed, now: Instant) {
-        if bd.meta().generation == Some(1) && bd.status().is_none() {
+        if bd.meta().generation == Some(1) && !bd.reported() {
             *self
                 .last_creation
                 .lock()

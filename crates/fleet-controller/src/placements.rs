@@ -2,16 +2,21 @@
 //!
 //! Under dynamic shards a replica keeps a second BundleDeployment cache for its Clusters'
 //! roll-ups, beside the one for its Bundles. That cache holds [`Placement`]s: the same objects
-//! read from the API server as a projection (no options, which take 1.1 KiB per object even
-//! when empty, and only the labels a roll-up reads), about half the bytes of a
-//! BundleDeployment each. Without dynamic shards the roll-ups read the one BundleDeployment
-//! cache, projected as they read ([`Placements`]).
+//! read from the API server as a projection, then cut by [`trim`] to what a roll-up reads:
+//! the labels naming the Cluster, GitRepo and HelmOp, the state, and for a BundleDeployment
+//! that is not ready, why. No options (1.1 KiB per object even when empty), no spec, no
+//! agent status. The replicas pay for this cache and one leader does not, so each byte saved
+//! here is saved on the replicas only. Without dynamic shards the roll-ups read the one
+//! BundleDeployment cache, projected as they read ([`Placements`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use fleet_api::labels::{BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, REPO_NAME};
-use fleet_api::{BundleDeployment, BundleDeploymentStatus, BundleState, deployment_state};
+use fleet_api::{
+    BundleDeployment, BundleDeploymentStatus, BundleState, ModifiedStatus, NonReadyStatus,
+    deployment_state,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::reflector::Store;
@@ -27,24 +32,56 @@ const READ_LABELS: [&str; 5] = [
     HELM_OP_NAME,
 ];
 
-/// A BundleDeployment as a Cluster's roll-up sees it (read from the API server as such).
+/// A BundleDeployment as a Cluster's roll-up sees it (read from the API server as such, then
+/// [`trim`]med).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Placement {
     pub metadata: ObjectMeta,
+    /// As read; [`trim`] turns it and `status` into `report` (boxed: 8 bytes once gone).
     #[serde(default)]
-    pub spec: PlacementSpec,
+    spec: Option<Box<PlacementSpec>>,
     #[serde(default)]
-    pub status: Option<BundleDeploymentStatus>,
+    status: Option<Box<BundleDeploymentStatus>>,
+    /// What the roll-up reads of the spec and status.
+    #[serde(skip)]
+    report: Report,
 }
 
 /// What a roll-up reads of a BundleDeployment's spec: the deployment and the staged one.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct PlacementSpec {
+struct PlacementSpec {
     #[serde(default, rename = "deploymentID")]
-    pub deployment_id: Option<String>,
+    deployment_id: Option<String>,
     #[serde(default, rename = "stagedDeploymentID")]
-    pub staged_deployment_id: Option<String>,
+    staged_deployment_id: Option<String>,
+}
+
+/// A placement's state, and why it is not ready.
+#[derive(Clone, Debug)]
+struct Report {
+    state: BundleState,
+    /// Whether its agent has reported on it (it has a status).
+    reported: bool,
+    /// Only for a placement that is not ready, and only when there is something to say.
+    why: Option<Box<NotReady>>,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self {
+            state: deployment_state(None, None, None),
+            reported: false,
+            why: None,
+        }
+    }
+}
+
+/// Why a BundleDeployment is not ready, as a summary lists it.
+#[derive(Clone, Debug, Default)]
+struct NotReady {
+    message: Option<String>,
+    non_ready_status: Vec<NonReadyStatus>,
+    modified_status: Vec<ModifiedStatus>,
 }
 
 impl Resource for Placement {
@@ -75,23 +112,58 @@ impl From<&BundleDeployment> for Placement {
     fn from(bd: &BundleDeployment) -> Self {
         let mut placement = Self {
             metadata: bd.metadata.clone(),
-            spec: PlacementSpec {
-                deployment_id: bd.spec.deployment_id.clone(),
-                staged_deployment_id: bd.spec.staged_deployment_id.clone(),
-            },
-            status: bd.status.clone(),
+            spec: None,
+            status: None,
+            report: report(
+                bd.spec.deployment_id.as_deref(),
+                bd.spec.staged_deployment_id.as_deref(),
+                bd.status.as_ref(),
+            ),
         };
         trim(&mut placement);
         placement
     }
 }
 
-/// Drops what no roll-up reads: the agent's list of deployed resources, the labels but
-/// [`READ_LABELS`], annotations, finalizers, owners, uid and creation time.
-pub fn trim(placement: &mut Placement) {
-    if let Some(status) = &mut placement.status {
-        status.resources = Vec::new();
+/// The report of a BundleDeployment with these deployment ids and status.
+fn report(
+    deployment_id: Option<&str>,
+    staged_deployment_id: Option<&str>,
+    status: Option<&BundleDeploymentStatus>,
+) -> Report {
+    let state = deployment_state(deployment_id, staged_deployment_id, status);
+    let why = status
+        .filter(|_| state != BundleState::Ready)
+        .map(|status| NotReady {
+            message: crate::summary::failing_message(&status.conditions).map(str::to_owned),
+            non_ready_status: status.non_ready_status.clone(),
+            modified_status: status.modified_status.clone(),
+        })
+        .filter(|why| {
+            why.message.is_some()
+                || !why.non_ready_status.is_empty()
+                || !why.modified_status.is_empty()
+        })
+        .map(Box::new);
+    Report {
+        state,
+        reported: status.is_some(),
+        why,
     }
+}
+
+/// Keeps what a roll-up reads: the spec and status as read become the report; of the
+/// metadata, the labels in [`READ_LABELS`], the name, namespace, generation and
+/// resourceVersion.
+pub fn trim(placement: &mut Placement) {
+    if let Some(spec) = placement.spec.take() {
+        placement.report = report(
+            spec.deployment_id.as_deref(),
+            spec.staged_deployment_id.as_deref(),
+            placement.status.as_deref(),
+        );
+    }
+    placement.status = None;
     let meta = &mut placement.metadata;
     if let Some(labels) = &mut meta.labels {
         labels.retain(|key, _| READ_LABELS.contains(&key.as_str()));
@@ -107,29 +179,45 @@ pub fn trim(placement: &mut Placement) {
 pub trait Placed: Resource<DynamicType = ()> {
     /// Fleet's deployment state.
     fn state(&self) -> BundleState;
-    /// What the agent reported.
-    fn status(&self) -> Option<&BundleDeploymentStatus>;
+    /// Whether its agent has reported on it.
+    fn reported(&self) -> bool;
+    /// Why it is not ready: the message of its first failing condition.
+    fn message(&self) -> Option<&str>;
+    /// The agent's resources that are not ready, and those modified.
+    fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]);
 }
 
 impl Placed for BundleDeployment {
     fn state(&self) -> BundleState {
         BundleDeployment::state(self)
     }
-    fn status(&self) -> Option<&BundleDeploymentStatus> {
-        self.status.as_ref()
+    fn reported(&self) -> bool {
+        self.status.is_some()
+    }
+    fn message(&self) -> Option<&str> {
+        crate::summary::failing_message(&self.status.as_ref()?.conditions)
+    }
+    fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]) {
+        self.status.as_ref().map_or((&[], &[]), |status| {
+            (&status.non_ready_status, &status.modified_status)
+        })
     }
 }
 
 impl Placed for Placement {
     fn state(&self) -> BundleState {
-        deployment_state(
-            self.spec.deployment_id.as_deref(),
-            self.spec.staged_deployment_id.as_deref(),
-            self.status.as_ref(),
-        )
+        self.report.state
     }
-    fn status(&self) -> Option<&BundleDeploymentStatus> {
-        self.status.as_ref()
+    fn reported(&self) -> bool {
+        self.report.reported
+    }
+    fn message(&self) -> Option<&str> {
+        self.report.why.as_ref()?.message.as_deref()
+    }
+    fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]) {
+        self.report.why.as_ref().map_or((&[], &[]), |why| {
+            (&why.non_ready_status, &why.modified_status)
+        })
     }
 }
 
@@ -165,7 +253,7 @@ impl Placements {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_api::BundleDeploymentSpec;
+    use fleet_api::{BundleDeploymentSpec, Condition};
 
     fn deployment(status: Option<BundleDeploymentStatus>) -> BundleDeployment {
         let mut bd = BundleDeployment::new(
@@ -180,35 +268,93 @@ mod tests {
         bd
     }
 
+    /// The BundleDeployment as the API server serves it, read as a placement by the cache.
+    fn served(bd: &BundleDeployment) -> Placement {
+        let mut placement: Placement =
+            serde_json::from_value(serde_json::to_value(bd).expect("json")).expect("a placement");
+        trim(&mut placement);
+        placement
+    }
+
+    fn reported(applied: &str, ready: bool, non_modified: bool) -> BundleDeploymentStatus {
+        BundleDeploymentStatus {
+            applied_deployment_id: Some(applied.to_owned()),
+            ready,
+            non_modified,
+            ..Default::default()
+        }
+    }
+
+    fn failing(message: &str) -> Condition {
+        Condition {
+            type_: "Ready".to_owned(),
+            status: "False".to_owned(),
+            message: Some(message.to_owned()),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn a_placement_is_in_the_state_of_its_deployment() {
-        let reported = |applied: &str, ready: bool, non_modified: bool| {
-            Some(BundleDeploymentStatus {
-                applied_deployment_id: Some(applied.to_owned()),
-                ready,
-                non_modified,
-                ..Default::default()
-            })
+    fn a_placement_reads_as_its_deployment() {
+        let not_ready = BundleDeploymentStatus {
+            conditions: vec![failing("pod crashing")],
+            non_ready_status: vec![NonReadyStatus::default()],
+            ..reported("s-2:o", false, true)
         };
         let cases = [
-            (None, BundleState::WaitApplied),
-            (reported("s-1:o", true, true), BundleState::WaitApplied),
-            (reported("s-2:o", false, true), BundleState::NotReady),
-            (reported("s-2:o", true, false), BundleState::Modified),
-            (reported("s-2:o", true, true), BundleState::Ready),
+            (None, BundleState::WaitApplied, None, 0),
+            (
+                Some(reported("s-1:o", true, true)),
+                BundleState::WaitApplied,
+                None,
+                0,
+            ),
+            (
+                Some(reported("s-2:o", false, true)),
+                BundleState::NotReady,
+                None,
+                0,
+            ),
+            (
+                Some(not_ready),
+                BundleState::NotReady,
+                Some("pod crashing"),
+                1,
+            ),
+            (
+                Some(reported("s-2:o", true, false)),
+                BundleState::Modified,
+                None,
+                0,
+            ),
+            (
+                Some(reported("s-2:o", true, true)),
+                BundleState::Ready,
+                None,
+                0,
+            ),
         ];
-        for (status, state) in cases {
+        for (status, state, message, non_ready) in cases {
             let bd = deployment(status);
-            assert_eq!(Placed::state(&Placement::from(&bd)), state);
-            assert_eq!(bd.state(), state);
+            let reported = bd.status.is_some();
+            for placement in [Placement::from(&bd), served(&bd)] {
+                assert_eq!(Placed::state(&placement), state);
+                assert_eq!(placement.reported(), reported);
+                assert_eq!(placement.message(), message);
+                assert_eq!(placement.not_ready().0.len(), non_ready);
+            }
+            assert_eq!(Placed::state(&bd), state);
+            assert_eq!(Placed::message(&bd), message);
         }
     }
 
     #[test]
     fn a_placement_keeps_only_what_a_rollup_reads() {
+        // Ready: nothing of its status is needed but its state.
         let mut bd = deployment(Some(BundleDeploymentStatus {
+            conditions: vec![failing("old news")],
             resources: vec![Default::default()],
-            ..Default::default()
+            ..reported("s-2:o", true, true)
         }));
         for label in [CLUSTER, REPO_NAME, "fleet.cattle.io/commit"] {
             bd.metadata
@@ -218,18 +364,21 @@ mod tests {
         }
         bd.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
         bd.metadata.generation = Some(1);
-        let placement = Placement::from(&bd);
-        let labels: Vec<&String> = placement
-            .metadata
-            .labels
-            .iter()
-            .flatten()
-            .map(|l| l.0)
-            .collect();
-        assert_eq!(labels, [CLUSTER, REPO_NAME]);
-        assert_eq!(placement.metadata.annotations, None);
-        assert_eq!(placement.metadata.generation, Some(1));
-        assert!(placement.status.is_some_and(|s| s.resources.is_empty()));
+        for placement in [Placement::from(&bd), served(&bd)] {
+            let labels: Vec<&String> = placement
+                .metadata
+                .labels
+                .iter()
+                .flatten()
+                .map(|l| l.0)
+                .collect();
+            assert_eq!(labels, [CLUSTER, REPO_NAME]);
+            assert_eq!(placement.metadata.annotations, None);
+            assert_eq!(placement.metadata.generation, Some(1));
+            assert!(placement.spec.is_none() && placement.status.is_none());
+            assert!(placement.report.why.is_none());
+            assert!(placement.reported());
+        }
     }
 
     #[test]
@@ -241,7 +390,8 @@ mod tests {
                      "options": {"helm": {"values": {"a": 1}}}},
             "status": {"appliedDeploymentID": "s-2:o", "ready": true, "nonModified": true},
         });
-        let placement: Placement = serde_json::from_value(served).expect("a placement");
+        let mut placement: Placement = serde_json::from_value(served).expect("a placement");
+        trim(&mut placement);
         assert_eq!(Placed::state(&placement), BundleState::Ready);
         assert_eq!(Placement::plural(&()), "bundledeployments");
         assert_eq!(Placement::api_version(&()), "fleet.cattle.io/v1alpha1");

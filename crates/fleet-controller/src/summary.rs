@@ -11,12 +11,15 @@ pub const MAX_NON_READY: usize = 10;
 
 /// The message Fleet shows for a BundleDeployment that is not ready.
 pub fn deployment_message(bd: &impl Placed) -> Option<String> {
-    let status = bd.status()?;
-    status
-        .conditions
+    bd.message().map(str::to_owned)
+}
+
+/// The message of the first failing condition that has one.
+pub fn failing_message(conditions: &[Condition]) -> Option<&str> {
+    conditions
         .iter()
         .find(|c| c.status == "False" && c.message.as_deref().is_some_and(|m| !m.is_empty()))
-        .and_then(|c| c.message.clone())
+        .and_then(|c| c.message.as_deref())
 }
 
 /// A BundleDeployment as the controller caches it: without the agent's list of deployed
@@ -37,10 +40,10 @@ pub fn add_deployment(summary: &mut BundleSummary, name: &str, bd: &impl Placed)
     let state = bd.state();
     let listed = summary.non_ready_resources.len();
     add(summary, name, state, deployment_message(bd));
-    if let (Some(entry), Some(status)) = (summary.non_ready_resources.get_mut(listed), bd.status())
-    {
-        entry.non_ready_status.clone_from(&status.non_ready_status);
-        entry.modified_status.clone_from(&status.modified_status);
+    if let Some(entry) = summary.non_ready_resources.get_mut(listed) {
+        let (non_ready, modified) = bd.not_ready();
+        entry.non_ready_status = non_ready.to_vec();
+        entry.modified_status = modified.to_vec();
     }
 }
 
