@@ -418,7 +418,7 @@ mod tests {
                 ..Default::default()
             });
         }
-        Arc::new(Placement::from(&bd))
+        Arc::new(Placement::from(&crate::deployed::Deployed::from(&bd)))
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use fleet_api::{Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, GitRepo};
+use fleet_api::{Bundle, BundleNamespaceMapping, Cluster, ClusterGroup, GitRepo};
 
 use fleet_election::shards::Claims;
 use fleet_election::{Coverage, Leadership};
@@ -32,7 +32,7 @@ pub struct Caches {
     pub clusters: Store<Cluster>,
     pub groups: Store<ClusterGroup>,
     /// BundleDeployments by their Bundle's shard (all of them without dynamic shards).
-    pub deployments: Store<BundleDeployment>,
+    pub deployments: Store<crate::deployed::Deployed>,
     /// What the Cluster roll-ups read: under dynamic shards, the projections of their
     /// Clusters' shards' BundleDeployments; otherwise `deployments`.
     pub placed: crate::placements::Placements,

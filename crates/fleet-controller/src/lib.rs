@@ -10,7 +10,9 @@
 //!   namespaces the controller creates; [`wiring`]: the warm caches and how a reconciler is
 //!   started for a term;
 //! - [`summary`]: BundleDeployment states and summaries (pure); which other namespaces'
-//!   Clusters a bundle targets is `fleet_render::mappings` (shared with `fleet target`).
+//!   Clusters a bundle targets is `fleet_render::mappings` (shared with `fleet target`);
+//! - what the caches hold of a BundleDeployment: [`deployed`] for the Bundle work and its
+//!   roll-ups, [`placements`] for the Cluster roll-ups (under dynamic shards).
 //!
 //! The reconcilers, each with its decisions as pure functions and its `run` (what it watches,
 //! how events map to its keys):
@@ -31,6 +33,7 @@ pub mod bursts;
 pub mod candidates;
 pub mod clusters;
 pub mod context;
+pub mod deployed;
 pub mod error;
 pub mod helm_secrets;
 pub mod identities;

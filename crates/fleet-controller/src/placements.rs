@@ -22,6 +22,8 @@ use kube::Resource;
 use kube::runtime::reflector::Store;
 use serde::Deserialize;
 
+use crate::deployed::Deployed;
+
 /// The labels a roll-up reads: which Cluster (for the change's key), which Bundle namespace,
 /// GitRepo and HelmOp.
 const READ_LABELS: [&str; 5] = [
@@ -108,8 +110,8 @@ impl Resource for Placement {
     }
 }
 
-impl From<&BundleDeployment> for Placement {
-    fn from(bd: &BundleDeployment) -> Self {
+impl From<&Deployed> for Placement {
+    fn from(bd: &Deployed) -> Self {
         let mut placement = Self {
             metadata: bd.metadata.clone(),
             spec: None,
@@ -117,7 +119,7 @@ impl From<&BundleDeployment> for Placement {
             report: report(
                 bd.spec.deployment_id.as_deref(),
                 bd.spec.staged_deployment_id.as_deref(),
-                bd.status.as_ref(),
+                bd.status.as_deref(),
             ),
         };
         trim(&mut placement);
@@ -225,7 +227,7 @@ impl Placed for Placement {
 #[derive(Clone, Debug)]
 pub enum Placements {
     /// The BundleDeployment cache itself (without dynamic shards: it holds them all).
-    Deployments(Store<BundleDeployment>),
+    Deployments(Store<Deployed>),
     /// A cache of their projections (under dynamic shards: of this replica's Clusters).
     Projected(Store<Placement>),
 }
@@ -337,7 +339,7 @@ mod tests {
         for (status, state, message, non_ready) in cases {
             let bd = deployment(status);
             let reported = bd.status.is_some();
-            for placement in [Placement::from(&bd), served(&bd)] {
+            for placement in [Placement::from(&Deployed::from(&bd)), served(&bd)] {
                 assert_eq!(Placed::state(&placement), state);
                 assert_eq!(placement.reported(), reported);
                 assert_eq!(placement.message(), message);
@@ -364,7 +366,7 @@ mod tests {
         }
         bd.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
         bd.metadata.generation = Some(1);
-        for placement in [Placement::from(&bd), served(&bd)] {
+        for placement in [Placement::from(&Deployed::from(&bd)), served(&bd)] {
             let labels: Vec<&String> = placement
                 .metadata
                 .labels

@@ -2,7 +2,7 @@
 //! computes them. Pure.
 
 use fleet_api::conditions::{self, Verdict};
-use fleet_api::{BundleDeployment, BundleState, BundleSummary, Condition, NonReadyResource};
+use fleet_api::{BundleState, BundleSummary, Condition, NonReadyResource};
 
 use crate::placements::Placed;
 
@@ -20,17 +20,6 @@ pub fn failing_message(conditions: &[Condition]) -> Option<&str> {
         .iter()
         .find(|c| c.status == "False" && c.message.as_deref().is_some_and(|m| !m.is_empty()))
         .and_then(|c| c.message.as_deref())
-}
-
-/// A BundleDeployment as the controller caches it: without the agent's list of deployed
-/// resources, and without the staged options (their id says what is staged), which nothing
-/// here reads. The options stay: a paused or held-back target keeps them. A Bundle's Helm
-/// values are in both, once per cluster.
-pub fn trim_cached(bd: &mut BundleDeployment) {
-    bd.spec.staged_options = Default::default();
-    if let Some(status) = &mut bd.status {
-        status.resources = Vec::new();
-    }
 }
 
 /// Adds one BundleDeployment (listed as `name`, e.g. `cluster-ns/cluster` or the bundle's
@@ -145,7 +134,7 @@ pub fn state_name(state: BundleState) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use fleet_api::{BundleDeploymentSpec, BundleDeploymentStatus};
+    use fleet_api::{BundleDeployment, BundleDeploymentSpec, BundleDeploymentStatus};
 
     use super::*;
 
@@ -171,26 +160,6 @@ mod tests {
             ..BundleDeploymentStatus::default()
         });
         bd
-    }
-
-    #[test]
-    fn the_cache_keeps_what_is_deployed_and_the_staged_id() {
-        let mut cached = bd("s-1:o", "s-2:o", Some("s-1:o"), true, true);
-        let values = serde_json::json!({"replicas": 3}).as_object().cloned();
-        for options in [&mut cached.spec.options, &mut cached.spec.staged_options] {
-            options.helm = Some(fleet_api::HelmOptions {
-                values: values.clone(),
-                ..fleet_api::HelmOptions::default()
-            });
-        }
-        trim_cached(&mut cached);
-        assert_eq!(cached.spec.staged_options, Default::default());
-        assert_eq!(
-            cached.spec.options.helm.and_then(|h| h.values),
-            values,
-            "a held-back target keeps these"
-        );
-        assert_eq!(cached.spec.staged_deployment_id.as_deref(), Some("s-2:o"));
     }
 
     fn deployment_state(bd: &BundleDeployment) -> BundleState {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use fleet_api::labels::MANAGED;
 use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD, Shard, ShardLabel};
 use fleet_api::{
-    Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, ClusterRegistration,
+    Bundle, BundleNamespaceMapping, Cluster, ClusterGroup, ClusterRegistration,
     ClusterRegistrationToken, GitRepo, HelmOp,
 };
 use fleet_election::shards::{ShardSet, object_key};
@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Caches, Context, claimed};
+use crate::deployed::Deployed;
 use crate::placements::{Placement, Placements};
 
 /// How long roll-up reconcilers wait for a burst of changes to end (and then write once).
@@ -59,7 +60,7 @@ pub struct WarmCaches {
     pub groups: WarmCache<ClusterGroup>,
     /// BundleDeployments for the work keyed by their Bundle (Bundles, GitRepo and HelmOp
     /// roll-ups); under dynamic shards, those of the Bundles of this replica's shards.
-    pub deployments: WarmCache<BundleDeployment>,
+    pub deployments: WarmCache<Deployed>,
     /// Under dynamic shards: the BundleDeployments of this replica's shards' Clusters, for
     /// their roll-ups, as [`Placement`]s; otherwise `deployments` serves.
     pub placed: Option<WarmCache<Placement>>,
@@ -116,14 +117,14 @@ impl WarmCaches {
         } else {
             of_shard()
         };
-        let deployments = Api::<BundleDeployment>::all(client.clone());
+        let deployments = Api::<Deployed>::all(client.clone());
         let (deployments, placed) = match dynamic {
             Some(dynamic) => (
                 WarmCache::spawn_scoped(
                     deployments,
                     deployments_config.clone(),
                     dynamic.scope(BUNDLE_SHARD),
-                    crate::summary::trim_cached,
+                    crate::deployed::trim,
                 ),
                 Some(WarmCache::spawn_scoped(
                     Api::<Placement>::all(client.clone()),
@@ -133,11 +134,7 @@ impl WarmCaches {
                 )),
             ),
             None => (
-                WarmCache::spawn_trimmed(
-                    deployments,
-                    deployments_config,
-                    crate::summary::trim_cached,
-                ),
+                WarmCache::spawn_trimmed(deployments, deployments_config, crate::deployed::trim),
                 None,
             ),
         };

@@ -14,7 +14,7 @@
 //! rollout always moves; a partition's explicit `maxUnavailable: 0` is honoured (a canary
 //! partition must be all available before the next one starts). Pure.
 
-use fleet_api::{BundleDeployment, PartitionStatus, RolloutStrategy};
+use fleet_api::{BundleDeployment, BundleDeploymentStatus, PartitionStatus, RolloutStrategy};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::target::{ClusterInfo, SelectorError, selection_matches};
@@ -30,7 +30,7 @@ const DEFAULT_AUTO_PARTITION_SIZE: &str = "25%";
 pub struct Slot<'a> {
     pub cluster: &'a ClusterInfo,
     /// Its BundleDeployment as it is (none: a cluster new to the bundle).
-    pub current: Option<&'a BundleDeployment>,
+    pub current: Option<&'a dyn Current>,
     /// The deployment ID the bundle wants there now.
     pub wanted: &'a str,
 }
@@ -38,7 +38,7 @@ pub struct Slot<'a> {
 impl Slot<'_> {
     fn up_to_date(&self) -> bool {
         self.current
-            .is_some_and(|bd| bd.spec.deployment_id.as_deref() == Some(self.wanted))
+            .is_some_and(|bd| bd.deployment_id() == Some(self.wanted))
     }
 
     fn unavailable(&self) -> bool {
@@ -46,10 +46,30 @@ impl Slot<'_> {
     }
 }
 
-/// Whether a BundleDeployment counts as unavailable for a rollout.
-pub fn unavailable(bd: &BundleDeployment) -> bool {
-    let status = bd.status.clone().unwrap_or_default();
-    status.applied_deployment_id != bd.spec.deployment_id || !status.ready
+/// What a rollout reads of a BundleDeployment as it is: a whole one, or a cache's projection
+/// of one.
+pub trait Current: std::fmt::Debug {
+    /// The deployment it deploys (`spec.deploymentID`).
+    fn deployment_id(&self) -> Option<&str>;
+    /// What its agent reported.
+    fn status(&self) -> Option<&BundleDeploymentStatus>;
+}
+
+impl Current for BundleDeployment {
+    fn deployment_id(&self) -> Option<&str> {
+        self.spec.deployment_id.as_deref()
+    }
+    fn status(&self) -> Option<&BundleDeploymentStatus> {
+        self.status.as_ref()
+    }
+}
+
+/// Whether a BundleDeployment counts as unavailable for a rollout: its agent has not applied
+/// its deployment, or it is not ready.
+pub fn unavailable(bd: &(impl Current + ?Sized)) -> bool {
+    bd.status().is_none_or(|status| {
+        status.applied_deployment_id.as_deref() != bd.deployment_id() || !status.ready
+    })
 }
 
 /// What a rollout does now.

@@ -21,6 +21,7 @@ use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 
 use crate::context::{Context, retry};
+use crate::deployed::Deployed;
 use crate::error::{Error, MANAGER, NotLeading};
 use crate::plan_budget::Reserved;
 use crate::wiring::{Term, in_namespace, label_ref, when_changed};
@@ -80,7 +81,10 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         .set_targeting_error((namespace.clone(), name.clone()), None);
     ensure_content(ctx, &content).await?;
     drop(content);
-    let placed: Vec<(String, String)> = targets.iter().map(|bd| plan::key_of(bd)).collect();
+    let placed: Vec<(String, String)> = targets
+        .iter()
+        .map(|bd| plan::key_of(&bd.metadata))
+        .collect();
     let credentials_waiting = match crate::helm_secrets::distribute(ctx, bundle, &placed).await {
         Ok(waiting) => waiting,
         Err(crate::helm_secrets::Error::NotLeading(e)) => return Err(e.into()),
@@ -140,15 +144,18 @@ fn plan_writes(
     ctx: &Context,
     targets: Vec<Box<BundleDeployment>>,
     rollout: Option<&rollout::Plan>,
-    existing: &BTreeMap<plan::Key, Arc<BundleDeployment>>,
+    existing: &BTreeMap<plan::Key, Arc<Deployed>>,
 ) -> (inventory::Changes<plan::Key, Box<BundleDeployment>>, bool) {
-    let keys: Vec<plan::Key> = targets.iter().map(|bd| plan::key_of(bd)).collect();
+    let keys: Vec<plan::Key> = targets
+        .iter()
+        .map(|bd| plan::key_of(&bd.metadata))
+        .collect();
     let written = ctx.memory.written.pending(
         &keys,
         |key| {
             existing
                 .get(key)
-                .and_then(|bd| inventory::hash_of(&bd.metadata))
+                .and_then(|bd| bd.stamp().map(str::to_owned))
         },
         std::time::Instant::now(),
     );
@@ -210,7 +217,7 @@ async fn label_bundle(
 async fn apply_changes(
     ctx: &Context,
     changes: inventory::Changes<plan::Key, Box<BundleDeployment>>,
-    existing: &BTreeMap<plan::Key, Arc<BundleDeployment>>,
+    existing: &BTreeMap<plan::Key, Arc<Deployed>>,
     budget: &mut Reserved,
 ) -> Result<(), Error> {
     ctx.check_leading()?;
@@ -245,7 +252,7 @@ const ROLLOUT_RECHECK: Duration = Duration::from_secs(5);
 fn plan_rollout(
     bundle: &Bundle,
     targets: &[deployments::Target],
-    existing: &BTreeMap<(String, String), Arc<BundleDeployment>>,
+    existing: &BTreeMap<(String, String), Arc<Deployed>>,
 ) -> Result<Option<rollout::Plan>, String> {
     if bundle.spec.paused {
         return Ok(None);
@@ -259,7 +266,7 @@ fn plan_rollout(
                     t.deployment.namespace().unwrap_or_default(),
                     t.deployment.name_any(),
                 ))
-                .map(AsRef::as_ref),
+                .map(|bd| bd.as_ref() as &dyn rollout::Current),
             wanted: t
                 .deployment
                 .spec
@@ -299,7 +306,7 @@ fn owned_deployments(
     ctx: &Context,
     namespace: &str,
     name: &str,
-) -> BTreeMap<(String, String), Arc<BundleDeployment>> {
+) -> BTreeMap<(String, String), Arc<Deployed>> {
     ctx.caches
         .deployments
         .state()
@@ -359,13 +366,13 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
 }
 
 /// Deletes a BundleDeployment (and the Helm repository credentials copied next to it).
-async fn delete_deployment(ctx: &Context, bd: &BundleDeployment) -> Result<(), Error> {
+async fn delete_deployment(ctx: &Context, bd: &Deployed) -> Result<(), Error> {
     let (namespace, name) = (bd.namespace().unwrap_or_default(), bd.name_any());
     crate::context::delete::<BundleDeployment>(ctx, &namespace, &name).await?;
     ctx.memory
         .written
         .deleted(&(namespace.clone(), name.clone()));
-    if bd.spec.helm_chart_options.is_some() {
+    if bd.spec.from_helm_op() {
         crate::helm_secrets::remove(ctx, &namespace, &name).await?;
     }
     Ok(())

@@ -10,15 +10,21 @@ use fleet_api::labels::{CLUSTER, CLUSTER_NAMESPACE};
 use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD, ShardLabel};
 use fleet_render::deployments::sha256_hex;
 use fleet_render::rollout;
-use fleet_runtime::inventory::{self, Changes, hash_of, stamp};
+use fleet_runtime::inventory::{self, Changes, stamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
+
+use crate::deployed::Deployed;
 
 /// A BundleDeployment's key: (namespace, name).
 pub type Key = (String, String);
 
-/// The key of a BundleDeployment.
-pub fn key_of(bd: &BundleDeployment) -> Key {
-    (bd.namespace().unwrap_or_default(), bd.name_any())
+/// The key of a BundleDeployment, from its metadata.
+pub fn key_of(meta: &ObjectMeta) -> Key {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 /// The BundleDeployments to create, update and prune so that `existing` becomes `targets`
@@ -31,11 +37,11 @@ pub fn key_of(bd: &BundleDeployment) -> Key {
 pub fn deployments(
     targets: Vec<Box<BundleDeployment>>,
     rollout: Option<&rollout::Plan>,
-    existing: &BTreeMap<Key, Arc<BundleDeployment>>,
+    existing: &BTreeMap<Key, Arc<Deployed>>,
     written: BTreeMap<Key, String>,
 ) -> Changes<Key, Box<BundleDeployment>> {
     let desired = targets.into_iter().enumerate().map(|(index, mut bd)| {
-        let key = key_of(&bd);
+        let key = key_of(&bd.metadata);
         let paused = rollout.is_none();
         let promote = rollout.is_none_or(|plan| plan.promote.get(index).copied().unwrap_or(true));
         match existing.get(&key) {
@@ -56,7 +62,7 @@ pub fn deployments(
     });
     let mut hashes: BTreeMap<Key, Option<String>> = existing
         .iter()
-        .map(|(key, bd)| (key.clone(), hash_of(&bd.metadata)))
+        .map(|(key, bd)| (key.clone(), bd.stamp().map(str::to_owned)))
         .collect();
     hashes.extend(written.into_iter().map(|(key, hash)| (key, Some(hash))));
     inventory::plan(desired, &hashes)
@@ -143,8 +149,11 @@ mod tests {
         Arc::new(bd)
     }
 
-    fn existing(bds: &[Arc<BundleDeployment>]) -> BTreeMap<Key, Arc<BundleDeployment>> {
-        bds.iter().map(|bd| (key_of(bd), bd.clone())).collect()
+    fn existing(bds: &[Arc<BundleDeployment>]) -> BTreeMap<Key, Arc<Deployed>> {
+        // As the cache holds them.
+        bds.iter()
+            .map(|bd| (key_of(&bd.metadata), Arc::new(Deployed::from(bd.as_ref()))))
+            .collect()
     }
 
     fn promote(flags: &[bool]) -> rollout::Plan {
@@ -179,7 +188,10 @@ mod tests {
         assert_eq!(changes.unchanged.len(), 1);
         assert!(changes.prune.is_empty());
         let created = &changes.create[0];
-        assert_eq!(hash_of(&created.metadata), Some(content_hash(created)));
+        assert_eq!(
+            inventory::hash_of(&created.metadata),
+            Some(content_hash(created))
+        );
     }
 
     #[test]
@@ -187,9 +199,10 @@ mod tests {
         let mut just_written = target("b", "s-1:o");
         let hash = content_hash(&just_written);
         stamp(&mut just_written.metadata, &hash);
-        let key = key_of(&just_written);
+        let key = key_of(&just_written.metadata);
         let changed = target("c", "s-1:o");
-        let pending = BTreeMap::from([(key, hash), (key_of(&changed), "older".to_owned())]);
+        let pending =
+            BTreeMap::from([(key, hash), (key_of(&changed.metadata), "older".to_owned())]);
         let changes = deployments(
             vec![target("b", "s-1:o"), target("c", "s-1:o")],
             Some(&promote(&[true, true])),

@@ -7,21 +7,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fleet_api::labels::{CLUSTER, CLUSTER_NAMESPACE};
-use fleet_api::{
-    Bundle, BundleDeployment, BundleDisplay, BundleStatus, BundleSummary, PartitionStatus,
-};
+use fleet_api::{Bundle, BundleDisplay, BundleStatus, BundleSummary, PartitionStatus};
 use fleet_render::rollout;
 use fleet_render::target::ClusterInfo;
 use kube::ResourceExt;
 
 use super::plan::Key;
+use crate::deployed::Deployed;
 use crate::summary;
 
 /// The Bundle's status from `owned` (its BundleDeployments), `error` (why it cannot be
 /// targeted, if so) and, with explicit rollout partitions, the `clusters` it may target.
 pub fn next(
     bundle: &Bundle,
-    owned: &BTreeMap<Key, Arc<BundleDeployment>>,
+    owned: &BTreeMap<Key, Arc<Deployed>>,
     clusters: Option<Vec<&ClusterInfo>>,
     error: Option<String>,
     now: &str,
@@ -70,7 +69,7 @@ pub fn patch(status: &BundleStatus) -> serde_json::Value {
 }
 
 /// `cluster-namespace/cluster` of a BundleDeployment, from its labels.
-pub fn cluster_of(bd: &BundleDeployment) -> String {
+pub fn cluster_of(bd: &Deployed) -> String {
     let labels = bd.labels();
     format!(
         "{}/{}",
@@ -94,7 +93,7 @@ struct RolloutStatus {
 fn rollout_status(
     bundle: &Bundle,
     explicit: Option<Vec<&ClusterInfo>>,
-    owned: &BTreeMap<Key, Arc<BundleDeployment>>,
+    owned: &BTreeMap<Key, Arc<Deployed>>,
 ) -> RolloutStatus {
     let explicit_partitions = explicit.is_some();
     let mut clusters: BTreeMap<String, Cow<'_, ClusterInfo>> = explicit
@@ -121,7 +120,7 @@ fn rollout_status(
             clusters.insert(cluster_of(bd), Cow::Owned(info));
         }
     }
-    let placed: Vec<(&ClusterInfo, &BundleDeployment)> = owned
+    let placed: Vec<(&ClusterInfo, &Deployed)> = owned
         .values()
         .filter_map(|bd| Some((clusters.get(&cluster_of(bd))?.as_ref(), bd.as_ref())))
         .collect();
@@ -129,7 +128,7 @@ fn rollout_status(
         .iter()
         .map(|(cluster, bd)| rollout::Slot {
             cluster,
-            current: Some(bd),
+            current: Some(*bd),
             wanted: bd.spec.staged_deployment_id.as_deref().unwrap_or_default(),
         })
         .collect();
@@ -161,7 +160,7 @@ fn rollout_status(
         unavailable: count(
             placed
                 .iter()
-                .filter(|(_, bd)| rollout::unavailable(bd))
+                .filter(|(_, bd)| rollout::unavailable(*bd))
                 .count(),
         ),
         unavailable_partitions,
@@ -173,7 +172,7 @@ fn rollout_status(
 
 #[cfg(test)]
 mod tests {
-    use fleet_api::{BundleDeploymentSpec, BundleSpec};
+    use fleet_api::{BundleDeployment, BundleDeploymentSpec, BundleSpec};
 
     use super::*;
 
@@ -193,9 +192,12 @@ mod tests {
         Arc::new(bd)
     }
 
-    fn owned(bds: &[Arc<BundleDeployment>]) -> BTreeMap<Key, Arc<BundleDeployment>> {
+    fn owned(bds: &[Arc<BundleDeployment>]) -> BTreeMap<Key, Arc<Deployed>> {
         bds.iter()
-            .map(|bd| (super::super::plan::key_of(bd), bd.clone()))
+            .map(|bd| {
+                let cached = Deployed::from(bd.as_ref());
+                (super::super::plan::key_of(&bd.metadata), Arc::new(cached))
+            })
             .collect()
     }
 

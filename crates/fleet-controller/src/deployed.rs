@@ -1,0 +1,270 @@
+//! What the Bundle work reads of a BundleDeployment: a [`Deployed`].
+//!
+//! The controller caches a BundleDeployment per Bundle and targeted cluster, so its size is
+//! the controller's memory. The cache reads them from the API server as this projection and
+//! [`trim`] cuts each to what the Bundle reconciles, their status and the GitRepo and HelmOp
+//! roll-ups read: no staged options (their id says what is staged), no other spec field but
+//! the deployment ids, the options (a paused or held-back target keeps them) and whether a
+//! HelmOp's chart is deployed; the labels naming the Bundle, Cluster, GitRepo and HelmOp;
+//! the content hash the controller stamped instead of the annotations; the agent's status
+//! without its list of resources.
+
+use std::borrow::Cow;
+
+use fleet_api::labels::{
+    BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, CONTENT_HASH, HELM_OP_NAME,
+    REPO_NAME,
+};
+use fleet_api::{
+    BundleDeployment, BundleDeploymentOptions, BundleDeploymentStatus, BundleState, ModifiedStatus,
+    NonReadyStatus, deployment_state,
+};
+use fleet_render::rollout;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::placements::Placed;
+
+/// The labels the Bundle work and its roll-ups read.
+const READ_LABELS: [&str; 6] = [
+    BUNDLE_NAME,
+    BUNDLE_NAMESPACE,
+    CLUSTER,
+    CLUSTER_NAMESPACE,
+    REPO_NAME,
+    HELM_OP_NAME,
+];
+
+/// A BundleDeployment as the Bundle work sees it (read from the API server as such, then
+/// [`trim`]med).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Deployed {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: DeployedSpec,
+    /// Boxed: most of the time it is the agent's, and large (8 bytes when absent).
+    #[serde(default)]
+    pub status: Option<Box<BundleDeploymentStatus>>,
+    /// The hash of what the controller wrote ([`fleet_runtime::inventory`]), from its
+    /// annotation.
+    #[serde(skip)]
+    stamp: Option<String>,
+}
+
+/// What the Bundle work reads of a BundleDeployment's spec.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedSpec {
+    #[serde(default, rename = "deploymentID")]
+    pub deployment_id: Option<String>,
+    #[serde(default, rename = "stagedDeploymentID")]
+    pub staged_deployment_id: Option<String>,
+    /// The options of the deployment it deploys: a target the rollout holds back keeps them.
+    #[serde(default)]
+    pub options: BundleDeploymentOptions,
+    /// Present when it deploys a HelmOp's chart (it has a copy of the repository's
+    /// credentials then).
+    #[serde(default)]
+    helm_chart_options: Option<IgnoredAny>,
+}
+
+impl DeployedSpec {
+    /// Whether it deploys a HelmOp's chart.
+    pub fn from_helm_op(&self) -> bool {
+        self.helm_chart_options.is_some()
+    }
+}
+
+impl Resource for Deployed {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        BundleDeployment::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        BundleDeployment::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        BundleDeployment::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        BundleDeployment::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl Deployed {
+    /// The content hash the controller stamped on it when it wrote it.
+    pub fn stamp(&self) -> Option<&str> {
+        self.stamp.as_deref()
+    }
+
+    /// Fleet's deployment state.
+    pub fn state(&self) -> BundleState {
+        deployment_state(
+            self.spec.deployment_id.as_deref(),
+            self.spec.staged_deployment_id.as_deref(),
+            self.status.as_deref(),
+        )
+    }
+}
+
+impl From<&BundleDeployment> for Deployed {
+    fn from(bd: &BundleDeployment) -> Self {
+        let mut deployed = Self {
+            metadata: bd.metadata.clone(),
+            spec: DeployedSpec {
+                deployment_id: bd.spec.deployment_id.clone(),
+                staged_deployment_id: bd.spec.staged_deployment_id.clone(),
+                options: bd.spec.options.clone(),
+                helm_chart_options: bd.spec.helm_chart_options.as_ref().map(|_| IgnoredAny),
+            },
+            status: bd.status.clone().map(Box::new),
+            stamp: None,
+        };
+        trim(&mut deployed);
+        deployed
+    }
+}
+
+/// Keeps what the Bundle work reads: the content hash moves out of the annotations, which
+/// go; of the labels, those in [`READ_LABELS`]; no owners, finalizers, uid or creation time;
+/// the status without the agent's list of resources.
+pub fn trim(deployed: &mut Deployed) {
+    let meta = &mut deployed.metadata;
+    if let Some(mut annotations) = meta.annotations.take() {
+        deployed.stamp = annotations.remove(CONTENT_HASH);
+    }
+    if let Some(labels) = &mut meta.labels {
+        labels.retain(|key, _| READ_LABELS.contains(&key.as_str()));
+    }
+    meta.finalizers = None;
+    meta.owner_references = None;
+    meta.uid = None;
+    meta.creation_timestamp = None;
+    if let Some(status) = &mut deployed.status {
+        status.resources = Vec::new();
+    }
+}
+
+impl rollout::Current for Deployed {
+    fn deployment_id(&self) -> Option<&str> {
+        self.spec.deployment_id.as_deref()
+    }
+    fn status(&self) -> Option<&BundleDeploymentStatus> {
+        self.status.as_deref()
+    }
+}
+
+impl Placed for Deployed {
+    fn state(&self) -> BundleState {
+        Deployed::state(self)
+    }
+    fn reported(&self) -> bool {
+        self.status.is_some()
+    }
+    fn message(&self) -> Option<&str> {
+        crate::summary::failing_message(&self.status.as_ref()?.conditions)
+    }
+    fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]) {
+        self.status.as_ref().map_or((&[], &[]), |status| {
+            (&status.non_ready_status, &status.modified_status)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fleet_api::{BundleDeploymentSpec, HelmOpOptions};
+    use fleet_runtime::inventory::stamp;
+    use kube::ResourceExt;
+
+    use super::*;
+
+    fn written() -> BundleDeployment {
+        let mut bd = BundleDeployment::new(
+            "app",
+            BundleDeploymentSpec {
+                deployment_id: Some("s-1:o".to_owned()),
+                staged_deployment_id: Some("s-2:o".to_owned()),
+                options: BundleDeploymentOptions {
+                    default_namespace: Some("web".to_owned()),
+                    ..Default::default()
+                },
+                staged_options: BundleDeploymentOptions {
+                    default_namespace: Some("next".to_owned()),
+                    ..Default::default()
+                },
+                helm_chart_options: Some(HelmOpOptions::default()),
+                ..Default::default()
+            },
+        );
+        bd.metadata.namespace = Some("cluster-x".to_owned());
+        bd.metadata.uid = Some("u".to_owned());
+        for label in [BUNDLE_NAME, CLUSTER, REPO_NAME, "fleet.cattle.io/commit"] {
+            bd.labels_mut().insert(label.to_owned(), "x".to_owned());
+        }
+        bd.annotations_mut()
+            .insert("other".to_owned(), "y".to_owned());
+        stamp(&mut bd.metadata, "hash");
+        bd.status = Some(BundleDeploymentStatus {
+            applied_deployment_id: Some("s-1:o".to_owned()),
+            ready: true,
+            non_modified: true,
+            resources: vec![Default::default()],
+            ..Default::default()
+        });
+        bd
+    }
+
+    /// As the cache reads it from the API server.
+    fn served(bd: &BundleDeployment) -> Deployed {
+        let json = serde_json::to_value(bd).expect("json");
+        let mut deployed: Deployed = serde_json::from_value(json).expect("a projection");
+        trim(&mut deployed);
+        deployed
+    }
+
+    #[test]
+    fn a_projection_keeps_what_the_bundle_work_reads() {
+        let bd = written();
+        for deployed in [Deployed::from(&bd), served(&bd)] {
+            assert_eq!(deployed.stamp(), Some("hash"));
+            assert_eq!(deployed.metadata.annotations, None);
+            let labels: Vec<&str> = deployed.labels().keys().map(String::as_str).collect();
+            assert_eq!(labels, [BUNDLE_NAME, CLUSTER, REPO_NAME]);
+            assert_eq!(deployed.metadata.uid, None);
+            assert_eq!(deployed.spec.deployment_id.as_deref(), Some("s-1:o"));
+            assert_eq!(deployed.spec.staged_deployment_id.as_deref(), Some("s-2:o"));
+            assert_eq!(deployed.spec.options, bd.spec.options);
+            assert!(deployed.spec.from_helm_op());
+            assert!(
+                deployed
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.resources.is_empty())
+            );
+            assert_eq!(Placed::state(&deployed), bd.state());
+            assert!(!rollout::unavailable(&deployed));
+        }
+    }
+
+    #[test]
+    fn a_projection_of_a_bare_deployment_is_bare() {
+        let bd = BundleDeployment::new("app", BundleDeploymentSpec::default());
+        let deployed = served(&bd);
+        assert_eq!(deployed.stamp(), None);
+        assert!(!deployed.spec.from_helm_op());
+        assert!(!deployed.reported());
+        assert!(rollout::unavailable(&deployed));
+        assert_eq!(Deployed::plural(&()), "bundledeployments");
+    }
+}
