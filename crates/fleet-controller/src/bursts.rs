@@ -85,7 +85,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_api::BundleDeployment;
+    use crate::placements::Placement;
 
     #[test]
     fn roll_ups_wait_for_a_burst_to_end_but_not_forever() {
@@ -150,7 +150,7 @@ mod tests {
     fn a_deferral_is_remembered_until_the_roll_up_writes() {
         let bursts = Bursts::default();
         let t0 = Instant::now();
-        let mut created = BundleDeployment::new("b", Default::default());
+        let mut created = Placement::default();
         created.metadata.generation = Some(1);
         let mut updated = created.clone();
         updated.metadata.generation = Some(2);
@@ -168,8 +168,10 @@ mod tests {
             Some(QUIET),
             "a new deferral after a write"
         );
-        let mut reported = created.clone();
-        reported.status = Some(Default::default());
+        let mut reported = crate::deployed::Deployed::default();
+        reported.metadata = created.metadata.clone();
+        reported.status = Some(Box::default());
+        let reported = Placement::from(&reported);
         bursts.observe(&reported, late + QUIET);
         assert_eq!(
             bursts.defer("ns/c", late + QUIET),

@@ -9,8 +9,6 @@
 //! the content hash the controller stamped instead of the annotations; the agent's status
 //! without its list of resources.
 
-use std::borrow::Cow;
-
 use fleet_api::labels::{
     BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, CONTENT_HASH, HELM_OP_NAME,
     REPO_NAME,
@@ -21,7 +19,6 @@ use fleet_api::{
 };
 use fleet_render::rollout;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -77,29 +74,40 @@ impl DeployedSpec {
     }
 }
 
-impl Resource for Deployed {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
+/// Makes `$projection` (a struct with `metadata`) a `kube::Resource` of the BundleDeployment
+/// kind, so that a cache lists and watches BundleDeployments read as `$projection`.
+macro_rules! bundle_deployment_projection {
+    ($projection:ty) => {
+        impl kube::Resource for $projection {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
 
-    fn kind(dt: &()) -> Cow<'_, str> {
-        BundleDeployment::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        BundleDeployment::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        BundleDeployment::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        BundleDeployment::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+            fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+                fleet_api::BundleDeployment::kind(dt)
+            }
+            fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+                fleet_api::BundleDeployment::group(dt)
+            }
+            fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+                fleet_api::BundleDeployment::version(dt)
+            }
+            fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+                fleet_api::BundleDeployment::plural(dt)
+            }
+            fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(
+                &mut self,
+            ) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
+pub(crate) use bundle_deployment_projection;
+
+bundle_deployment_projection!(Deployed);
 
 impl Deployed {
     /// The content hash the controller stamped on it when it wrote it.
@@ -185,7 +193,7 @@ impl Placed for Deployed {
 mod tests {
     use fleet_api::{BundleDeploymentSpec, HelmOpOptions};
     use fleet_runtime::inventory::stamp;
-    use kube::ResourceExt;
+    use kube::{Resource, ResourceExt};
 
     use super::*;
 

@@ -9,13 +9,11 @@
 //! here is saved on the replicas only. Without dynamic shards the roll-ups read the one
 //! BundleDeployment cache, projected as they read ([`Placements`]).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use fleet_api::labels::{BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, HELM_OP_NAME, REPO_NAME};
 use fleet_api::{
-    BundleDeployment, BundleDeploymentStatus, BundleState, ModifiedStatus, NonReadyStatus,
-    deployment_state,
+    BundleDeploymentStatus, BundleState, ModifiedStatus, NonReadyStatus, deployment_state,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -86,29 +84,7 @@ struct NotReady {
     modified_status: Vec<ModifiedStatus>,
 }
 
-impl Resource for Placement {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        BundleDeployment::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        BundleDeployment::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        BundleDeployment::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        BundleDeployment::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+crate::deployed::bundle_deployment_projection!(Placement);
 
 impl From<&Deployed> for Placement {
     fn from(bd: &Deployed) -> Self {
@@ -189,23 +165,6 @@ pub trait Placed: Resource<DynamicType = ()> {
     fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]);
 }
 
-impl Placed for BundleDeployment {
-    fn state(&self) -> BundleState {
-        BundleDeployment::state(self)
-    }
-    fn reported(&self) -> bool {
-        self.status.is_some()
-    }
-    fn message(&self) -> Option<&str> {
-        crate::summary::failing_message(&self.status.as_ref()?.conditions)
-    }
-    fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]) {
-        self.status.as_ref().map_or((&[], &[]), |status| {
-            (&status.non_ready_status, &status.modified_status)
-        })
-    }
-}
-
 impl Placed for Placement {
     fn state(&self) -> BundleState {
         self.report.state
@@ -255,7 +214,7 @@ impl Placements {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_api::{BundleDeploymentSpec, Condition};
+    use fleet_api::{BundleDeployment, BundleDeploymentSpec, Condition};
 
     fn deployment(status: Option<BundleDeploymentStatus>) -> BundleDeployment {
         let mut bd = BundleDeployment::new(
@@ -345,8 +304,9 @@ mod tests {
                 assert_eq!(placement.message(), message);
                 assert_eq!(placement.not_ready().0.len(), non_ready);
             }
-            assert_eq!(Placed::state(&bd), state);
-            assert_eq!(Placed::message(&bd), message);
+            let cached = Deployed::from(&bd);
+            assert_eq!(Placed::state(&cached), state);
+            assert_eq!(Placed::message(&cached), message);
         }
     }
 

@@ -182,7 +182,8 @@ mod tests {
             });
         }
         assert_eq!(deployment_state(&failed), BundleState::ErrApplied);
-        assert_eq!(deployment_message(&failed).as_deref(), Some("helm: boom"));
+        let cached = crate::deployed::Deployed::from(&failed);
+        assert_eq!(deployment_message(&cached).as_deref(), Some("helm: boom"));
         assert_eq!(
             deployment_state(&bd("a", "a", Some("a"), false, true)),
             BundleState::NotReady
