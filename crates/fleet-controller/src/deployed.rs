@@ -41,7 +41,8 @@ pub struct Deployed {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: DeployedSpec,
-    /// Boxed: most of the time it is the agent's, and large (8 bytes when absent).
+    /// The agent's report, without its list of resources (boxed: a pointer in the struct,
+    /// 320 bytes only when reported).
     #[serde(default)]
     pub status: Option<Box<BundleDeploymentStatus>>,
     /// The hash of what the controller wrote ([`fleet_runtime::inventory`]), from its
