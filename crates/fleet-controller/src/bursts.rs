@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::placements::Placed;
+use crate::summary::Placed;
 
 /// Creations this far apart are one burst; this long after the last one, roll-ups write.
 pub const QUIET: Duration = Duration::from_secs(1);

@@ -20,8 +20,9 @@ use kube::runtime::reflector::ObjectRef;
 
 use crate::context::{Context, deployment_namespace, retry};
 use crate::error::Error;
-use crate::placements::{Placed, Placement};
+use crate::placements::Placement;
 use crate::summary;
+use crate::summary::Placed;
 use crate::wiring::{Term, in_namespace, label_ref};
 
 /// Reconciles one Cluster.

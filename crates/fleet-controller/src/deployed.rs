@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::placements::Placed;
+use crate::summary::Placed;
 
 /// The labels the Bundle work and its roll-ups read.
 const READ_LABELS: [&str; 6] = [

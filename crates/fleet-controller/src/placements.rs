@@ -16,11 +16,11 @@ use fleet_api::{
     BundleDeploymentStatus, BundleState, ModifiedStatus, NonReadyStatus, deployment_state,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 use kube::runtime::reflector::Store;
 use serde::Deserialize;
 
 use crate::deployed::Deployed;
+use crate::summary::Placed;
 
 /// The labels a roll-up reads: which Cluster (for the change's key), which Bundle namespace,
 /// GitRepo and HelmOp.
@@ -153,18 +153,6 @@ pub fn trim(placement: &mut Placement) {
     meta.creation_timestamp = None;
 }
 
-/// What the roll-ups read, of a BundleDeployment or of its [`Placement`].
-pub trait Placed: Resource<DynamicType = ()> {
-    /// Fleet's deployment state.
-    fn state(&self) -> BundleState;
-    /// Whether its agent has reported on it.
-    fn reported(&self) -> bool;
-    /// Why it is not ready: the message of its first failing condition.
-    fn message(&self) -> Option<&str>;
-    /// The agent's resources that are not ready, and those modified.
-    fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]);
-}
-
 impl Placed for Placement {
     fn state(&self) -> BundleState {
         self.report.state
@@ -215,6 +203,7 @@ impl Placements {
 mod tests {
     use super::*;
     use fleet_api::{BundleDeployment, BundleDeploymentSpec, Condition};
+    use kube::Resource;
 
     fn deployment(status: Option<BundleDeploymentStatus>) -> BundleDeployment {
         let mut bd = BundleDeployment::new(

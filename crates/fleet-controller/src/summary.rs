@@ -2,9 +2,23 @@
 //! computes them. Pure.
 
 use fleet_api::conditions::{self, Verdict};
-use fleet_api::{BundleState, BundleSummary, Condition, NonReadyResource};
+use fleet_api::{
+    BundleState, BundleSummary, Condition, ModifiedStatus, NonReadyResource, NonReadyStatus,
+};
+use kube::Resource;
 
-use crate::placements::Placed;
+/// What a summary reads of a BundleDeployment, as a cache holds it (a `Deployed` or a
+/// `Placement`).
+pub trait Placed: Resource<DynamicType = ()> {
+    /// Fleet's deployment state.
+    fn state(&self) -> BundleState;
+    /// Whether its agent has reported on it.
+    fn reported(&self) -> bool;
+    /// Why it is not ready: the message of its first failing condition.
+    fn message(&self) -> Option<&str>;
+    /// The agent's resources that are not ready, and those modified.
+    fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]);
+}
 
 /// At most this many non-ready BundleDeployments are listed in a summary (Fleet's limit).
 pub const MAX_NON_READY: usize = 10;
@@ -182,8 +196,8 @@ mod tests {
             });
         }
         assert_eq!(deployment_state(&failed), BundleState::ErrApplied);
-        let cached = crate::deployed::Deployed::from(&failed);
-        assert_eq!(deployment_message(&cached).as_deref(), Some("helm: boom"));
+        let conditions = failed.status.as_ref().map(|s| s.conditions.as_slice());
+        assert_eq!(conditions.and_then(failing_message), Some("helm: boom"));
         assert_eq!(
             deployment_state(&bd("a", "a", Some("a"), false, true)),
             BundleState::NotReady
