@@ -23,11 +23,6 @@ pub trait Placed: Resource<DynamicType = ()> {
 /// At most this many non-ready BundleDeployments are listed in a summary (Fleet's limit).
 pub const MAX_NON_READY: usize = 10;
 
-/// The message Fleet shows for a BundleDeployment that is not ready.
-pub fn deployment_message(bd: &impl Placed) -> Option<String> {
-    bd.message().map(str::to_owned)
-}
-
 /// The message of the first failing condition that has one.
 pub fn failing_message(conditions: &[Condition]) -> Option<&str> {
     conditions
@@ -42,7 +37,7 @@ pub fn failing_message(conditions: &[Condition]) -> Option<&str> {
 pub fn add_deployment(summary: &mut BundleSummary, name: &str, bd: &impl Placed) {
     let state = bd.state();
     let listed = summary.non_ready_resources.len();
-    add(summary, name, state, deployment_message(bd));
+    add(summary, name, state, bd.message().map(str::to_owned));
     if let Some(entry) = summary.non_ready_resources.get_mut(listed) {
         let (non_ready, modified) = bd.not_ready();
         entry.non_ready_status = non_ready.to_vec();

@@ -5,18 +5,20 @@
 //! create rate of this control plane, the physical limit. Prints both rates and their ratio,
 //! the controller's peak RSS, and the writes of an idle resync. With `--replicas R --shards S`
 //! the controller runs as R replicas sharing S dynamic shards (peak RSS per replica); with
-//! `--kill-one` one replica is SIGKILLed halfway through the fan-out, and the time until its
-//! shards are owned again is printed. Then every Bundle changes at once (an update wave):
+//! `--kill-one` one replica is SIGKILLed `--kill-at` percent into the fan-out (half by
+//! default): the time until its shards are owned again, and what the outage paused
+//! ([`outage`]). Then every Bundle changes at once (an update wave):
 //! the time until every BundleDeployment deploys it, and the peak RSS during it, when the
 //! caches are full.
 
 mod counting;
+mod outage;
 mod raw;
 mod replicas;
 mod report;
 mod update;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,8 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 use super::{block_on, build_release_bin, requests};
-use counting::{eventually_rolled_up, rolled_up, seen_until, watch_managed};
+use counting::{Seen, eventually_rolled_up, rolled_up, seen_until, watch_managed};
+use outage::{Kill, Outage};
 use replicas::{Replica, cpu_of, cpu_used, metric_sum, rss_of};
 use report::{FanOut, Memory, Report};
 
@@ -52,9 +55,12 @@ pub struct FanoutArgs {
     /// Dynamic shards shared by the replicas (0: one leader).
     #[arg(long, default_value_t = 0)]
     shards: u32,
-    /// SIGKILL one replica when half the BundleDeployments exist.
+    /// SIGKILL one replica when `--kill-at` percent of the BundleDeployments exist.
     #[arg(long)]
     kill_one: bool,
+    /// With `--kill-one`: how far into the fan-out, in percent of its BundleDeployments.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..100))]
+    kill_at: u8,
     /// The size of each Bundle's manifest in KiB (a ConfigMap's data); 0: a bare ConfigMap.
     /// Bundles hold their resources: in real fleets, the largest objects a controller caches.
     #[arg(long, default_value_t = 0)]
@@ -186,8 +192,8 @@ async fn seed_clusters(client: &Client, args: &FanoutArgs) -> anyhow::Result<()>
 }
 
 /// Creates the Bundles and waits until every BundleDeployment exists (a watch counts them);
-/// with `--kill-one`, kills the first replica halfway and waits until its shards are owned
-/// again.
+/// with `--kill-one`, kills the first replica `--kill-at` percent into it and waits until its
+/// shards are owned again.
 async fn fan_out(
     client: &Client,
     replicas: &mut Vec<Replica>,
@@ -209,24 +215,32 @@ async fn fan_out(
             .await
             .context("creating a Bundle")?;
     }
-    let mut seen = HashSet::new();
-    let mut shards_owned_again = None;
+    let mut seen = Seen::new();
+    let mut kill = None;
     if args.kill_one && replicas.len() > 1 {
-        seen_until(&mut events, &mut seen, total / 2, |_| true).await?;
-        let at = Instant::now();
-        drop(replicas.remove(0));
-        if args.shards > 0 {
-            fleet_testkit::wait_shards_covered(
-                &replicas::ports(replicas),
-                args.shards,
-                Duration::from_secs(120),
-            )
-            .await?;
-        }
-        shards_owned_again = Some(at.elapsed());
+        let at_share = total * usize::from(args.kill_at) / 100;
+        seen_until(&mut events, &mut seen, at_share, |_| true).await?;
+        // The watch goes on counting (and timing) while the shards wait for an owner.
+        let (killed, all_seen) = futures::join!(
+            kill_first(replicas, args.shards),
+            seen_until(&mut events, &mut seen, total, |_| true)
+        );
+        kill = Some(killed?);
+        all_seen?;
     }
     seen_until(&mut events, &mut seen, total, |_| true).await?;
-    let elapsed = started.elapsed();
+    // Until the last BundleDeployment appeared (with `--kill-one`, the wait for the killed
+    // replica's shards may end later).
+    let elapsed = seen.values().map(|appeared| appeared.at).max().map_or_else(
+        || started.elapsed(),
+        |last| last.saturating_duration_since(started),
+    );
+    let shards_owned_again = kill
+        .as_ref()
+        .map(|k| k.owned_again.saturating_duration_since(k.at));
+    let outage = kill
+        .filter(|k| k.of > 0)
+        .map(|k| Outage::of(&seen, k, started));
     let requests_after = requests::requests(client, "fleet.cattle.io").await?;
     Ok(FanOut {
         elapsed,
@@ -234,12 +248,43 @@ async fn fan_out(
         extra_writes: bd_writes(&requests_before, &requests_after) - total as f64,
         cpu: cpu_used(&cpu_before, &cpu_of(replicas)),
         shards_owned_again,
+        outage,
     })
 }
 
-/// BundleDeployment writes between two counts of the API server's requests. Each object
-/// written once is the whole count: anything more is two writers, or a writer that did not
-/// know what it had written.
+/// SIGKILLs the first replica and waits until its shards (with `shards` dynamic ones) are
+/// owned again.
+async fn kill_first(replicas: &mut Vec<Replica>, shards: u32) -> anyhow::Result<Kill> {
+    let held = if shards > 0 {
+        fleet_testkit::shards_held(replicas[0].port)
+            .await
+            .map_err(|e| anyhow::anyhow!("the shards of the replica to kill: {e}"))?
+    } else {
+        Vec::new()
+    };
+    let (at, at_wall) = (Instant::now(), jiff::Timestamp::now());
+    drop(replicas.remove(0));
+    if shards > 0 {
+        fleet_testkit::wait_shards_covered(
+            &replicas::ports(replicas),
+            shards,
+            Duration::from_secs(120),
+        )
+        .await?;
+    }
+    Ok(Kill {
+        shards: held,
+        of: shards,
+        at,
+        at_wall,
+        owned_again: Instant::now(),
+        owned_again_wall: jiff::Timestamp::now(),
+    })
+}
+
+/// BundleDeployment writes that succeeded between two counts of the API server's requests.
+/// Each object written once is the whole count: anything more is two writers, or a writer
+/// that did not know what it had written.
 fn bd_writes(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> f64 {
     ["POST", "APPLY", "PATCH", "PUT"]
         .iter()

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use kube::Client;
 
 /// `apiserver_request_total` summed by `VERB resource[/subresource]` (e.g. `APPLY
-/// clusters/status`), for the resources of `group`.
+/// clusters/status`) for the requests that succeeded, and by `VERB resource (code)` for the
+/// others, for the resources of `group`.
 pub async fn requests(client: &Client, group: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
@@ -24,17 +25,32 @@ pub async fn requests(client: &Client, group: &str) -> anyhow::Result<BTreeMap<S
         let Some((labels, value)) = rest.rsplit_once("} ") else {
             continue;
         };
-        let label = |name: &str| label_value(labels, name);
-        if label("group") != group {
+        let Some(key) = request_key(labels, group) else {
             continue;
-        }
-        let mut key = format!("{} {}", label("verb"), label("resource"));
-        if !label("subresource").is_empty() {
-            key = format!("{key}/{}", label("subresource"));
-        }
+        };
         *counts.entry(key).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
     }
     Ok(counts)
+}
+
+/// The key a line of `apiserver_request_total` with these labels is counted under, if it is
+/// for a resource of `group`: `VERB resource[/subresource]`, and ` (code)` after it when the
+/// request did not succeed (a write cut off by a killed client, or answered with a conflict,
+/// wrote nothing).
+fn request_key(labels: &str, group: &str) -> Option<String> {
+    let label = |name: &str| label_value(labels, name);
+    if label("group") != group {
+        return None;
+    }
+    let mut key = format!("{} {}", label("verb"), label("resource"));
+    if !label("subresource").is_empty() {
+        key = format!("{key}/{}", label("subresource"));
+    }
+    let code = label("code");
+    if !code.starts_with('2') {
+        key = format!("{key} ({code})");
+    }
+    Some(key)
 }
 
 /// Adds a line of `apiserver_terminated_watchers_total` (watches the API server closed because
@@ -94,6 +110,32 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_that_failed_are_counted_apart_with_their_code() {
+        let key = |labels: &str| request_key(labels, "fleet.cattle.io");
+        let cases = [
+            (
+                r#"code="201",group="fleet.cattle.io",resource="bundledeployments",subresource="",verb="POST""#,
+                Some("POST bundledeployments"),
+            ),
+            (
+                r#"code="409",group="fleet.cattle.io",resource="bundledeployments",subresource="",verb="POST""#,
+                Some("POST bundledeployments (409)"),
+            ),
+            (
+                r#"code="200",group="fleet.cattle.io",resource="clusters",subresource="status",verb="APPLY""#,
+                Some("APPLY clusters/status"),
+            ),
+            (
+                r#"code="201",group="",resource="pods",subresource="",verb="POST""#,
+                None,
+            ),
+        ];
+        for (labels, want) in cases {
+            assert_eq!(key(labels).as_deref(), want, "{labels}");
+        }
+    }
 
     #[test]
     fn closed_watches_are_read_with_either_labelling() {

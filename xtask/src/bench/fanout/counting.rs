@@ -1,13 +1,27 @@
 //! What the benchmark watches: BundleDeployments as they appear, and Clusters' roll-ups.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use fleet_api::sharding::BUNDLE_SHARD;
 use fleet_api::{BundleDeployment, Cluster};
 use futures::StreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+
+/// The BundleDeployments seen so far, by (namespace, name): when each first appeared, and the
+/// dynamic shard label of its Bundle ([`fleet_api::sharding::BUNDLE_SHARD`]), if any.
+pub type Seen = HashMap<(String, String), Appeared>;
+
+/// When a BundleDeployment first appeared to the benchmark's watch, when the API server
+/// created it (whole seconds), and its Bundle's shard label.
+#[derive(Debug, Clone)]
+pub struct Appeared {
+    pub at: Instant,
+    pub created: Option<jiff::Timestamp>,
+    pub bundle_shard: Option<String>,
+}
 
 pub type Events =
     futures::stream::BoxStream<'static, Result<watcher::Event<BundleDeployment>, watcher::Error>>;
@@ -22,10 +36,10 @@ pub fn watch_managed(client: &Client) -> Events {
 }
 
 /// Waits (at most 900 s) until `events` have shown `total` distinct BundleDeployments that
-/// `counts`, counted in `seen`.
+/// `counts`, recorded in `seen`.
 pub async fn seen_until(
     events: &mut Events,
-    seen: &mut HashSet<(String, String)>,
+    seen: &mut Seen,
     total: usize,
     counts: impl Fn(&BundleDeployment) -> bool,
 ) -> anyhow::Result<()> {
@@ -36,7 +50,12 @@ pub async fn seen_until(
             .with_context(|| format!("only {}/{total} BundleDeployments after 900s", seen.len()))?;
         match event {
             Some(Ok(watcher::Event::Apply(bd) | watcher::Event::InitApply(bd))) if counts(&bd) => {
-                seen.insert((bd.namespace().unwrap_or_default(), bd.name_any()));
+                let key = (bd.namespace().unwrap_or_default(), bd.name_any());
+                seen.entry(key).or_insert_with(|| Appeared {
+                    at: Instant::now(),
+                    created: bd.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    bundle_shard: bd.labels().get(BUNDLE_SHARD).cloned(),
+                });
             }
             Some(Ok(_)) => {}
             // The watcher retries by itself; say so, the benchmark's output is plain text.

@@ -1,7 +1,6 @@
 //! The fan-out's baseline: a plain client creating as many BundleDeployments with the same
 //! concurrency, the physical limit of this control plane.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -9,7 +8,7 @@ use fleet_api::{BundleDeployment, BundleDeploymentSpec};
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use super::counting::{seen_until, watch_managed};
+use super::counting::{Seen, seen_until, watch_managed};
 use super::{create_all, create_namespace};
 
 /// The raw client's create rates, per second.
@@ -38,7 +37,7 @@ pub async fn rates(client: &Client, total: usize, concurrency: usize) -> anyhow:
 
     let mut events = watch_managed(client);
     let started = Instant::now();
-    let mut seen = HashSet::new();
+    let mut seen = Seen::new();
     let (created, seen) = futures::join!(
         create_all(&api, deployments("observed", total), concurrency),
         seen_until(&mut events, &mut seen, total, |_| true),

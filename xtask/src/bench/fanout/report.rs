@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::outage::Outage;
 use super::raw::RawRates;
 
 /// RSS of each replica, in MiB (`None`: not readable, e.g. a killed replica's).
@@ -29,6 +30,8 @@ pub struct FanOut {
     pub cpu: Vec<f64>,
     /// With `--kill-one`: until the killed replica's shards were owned again.
     pub shards_owned_again: Option<Duration>,
+    /// With `--kill-one` and dynamic shards: what the killed replica's death paused.
+    pub outage: Option<Outage>,
 }
 
 /// What the update wave after the fan-out measured (every Bundle changed at once).
@@ -81,8 +84,13 @@ impl Report {
         );
         println!("API requests during the fan-out: {}", fan_out.requests);
         println!(
-            "BundleDeployment writes beyond one per object (overlapping or stale writers; must be 0): {:.0}",
-            fan_out.extra_writes
+            "BundleDeployment writes beyond one per object (overlapping or stale writers; must be 0): {:.0}{}",
+            fan_out.extra_writes,
+            if fan_out.extra_writes < 0.0 {
+                " (fewer writes succeeded than objects exist: a write cut off by the kill was done by the API server all the same)"
+            } else {
+                ""
+            }
         );
         let cpu: Vec<String> = fan_out.cpu.iter().map(|s| format!("{s:.1}s")).collect();
         println!(
@@ -90,9 +98,13 @@ impl Report {
             cpu.join(", ")
         );
         self.print_memory();
-        if let Some(after) = fan_out.shards_owned_again {
+        if let Some(outage) = &fan_out.outage {
+            for line in outage.lines() {
+                println!("  {line}");
+            }
+        } else if let Some(after) = fan_out.shards_owned_again {
             println!(
-                "one replica SIGKILLed at half the fan-out: its shards owned again after {:.2}s",
+                "one replica SIGKILLed during the fan-out: the others led after {:.2}s",
                 after.as_secs_f64()
             );
         }

@@ -2,7 +2,6 @@
 //! all), so every BundleDeployment is written again while the caches are full. That is when
 //! a controller holds its whole cache and its plans together.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -10,7 +9,7 @@ use fleet_api::{Bundle, BundleDeployment};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
-use super::counting::{seen_until, watch_managed};
+use super::counting::{Seen, seen_until, watch_managed};
 use super::replicas::{Replica, rss_of};
 use super::report::{Mibs, UpdateWave};
 use super::{FanoutArgs, NS, bd_writes, bundle_name, requests, resources};
@@ -49,7 +48,7 @@ pub async fn update_all(
             .as_deref()
             .is_some_and(|id| id.starts_with(&prefix))
     };
-    seen_until(&mut events, &mut HashSet::new(), total, deploys_new).await?;
+    seen_until(&mut events, &mut Seen::new(), total, deploys_new).await?;
     let elapsed = started.elapsed();
     let requests_after = requests::requests(client, "fleet.cattle.io").await?;
     Ok(UpdateWave {
