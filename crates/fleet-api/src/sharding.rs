@@ -12,6 +12,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use crate::labels::{HELM_OP_NAME, REPO_NAME, SHARD_REF};
 
 /// On a Bundle and its BundleDeployments: the dynamic shard of the Bundle
@@ -51,14 +53,20 @@ pub fn dynamic_selector(label: ShardLabel, held: &BTreeSet<u32>) -> Option<Strin
     Some(format!("{} notin ({})", label.key, others.join(",")))
 }
 
-/// The key a Bundle is sharded by (`namespace/name`): that of the GitRepo or HelmOp it comes
-/// from (whose reconcilers are sharded by it too), its own otherwise.
-pub fn bundle_shard_key(namespace: &str, name: &str, labels: &BTreeMap<String, String>) -> String {
-    let owner = labels
-        .get(REPO_NAME)
-        .or_else(|| labels.get(HELM_OP_NAME))
+/// The key a Bundle (with this metadata) is sharded by (`namespace/name`): that of the
+/// GitRepo or HelmOp it comes from (whose reconcilers are sharded by it too), its own
+/// otherwise.
+pub fn bundle_shard_key(metadata: &ObjectMeta) -> String {
+    let name = metadata.name.as_deref().unwrap_or_default();
+    let labels = metadata.labels.as_ref();
+    let label = |key: &str| labels.and_then(|labels| labels.get(key));
+    let owner = label(REPO_NAME)
+        .or_else(|| label(HELM_OP_NAME))
         .map_or(name, String::as_str);
-    format!("{namespace}/{owner}")
+    format!(
+        "{}/{owner}",
+        metadata.namespace.as_deref().unwrap_or_default()
+    )
 }
 
 /// Which objects a controller replica handles.
@@ -161,7 +169,13 @@ mod tests {
             (with("other"), "ns/b"),
         ];
         for (labels, key) in cases {
-            assert_eq!(bundle_shard_key("ns", "b", &labels), key, "{labels:?}");
+            let metadata = ObjectMeta {
+                namespace: Some("ns".to_owned()),
+                name: Some("b".to_owned()),
+                labels: Some(labels.clone()),
+                ..ObjectMeta::default()
+            };
+            assert_eq!(bundle_shard_key(&metadata), key, "{labels:?}");
         }
     }
 

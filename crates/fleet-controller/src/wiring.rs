@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_api::labels::MANAGED;
-use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD, Shard, ShardLabel};
+use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD, Shard, ShardLabel, bundle_shard_key};
 use fleet_api::{
     Bundle, BundleNamespaceMapping, Cluster, ClusterGroup, ClusterRegistration,
     ClusterRegistrationToken, GitRepo, HelmOp,
@@ -21,6 +21,7 @@ use fleet_election::{Scope, WarmCache};
 use fleet_runtime::Reconciles;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
@@ -92,13 +93,16 @@ pub struct DynamicShards {
 }
 
 impl DynamicShards {
-    fn scope(&self, key: &'static str) -> Scope {
+    /// The objects labelled `key` with a shard held here, and those not labelled yet (all of
+    /// them, or with `unlabelled_key`, those of a shard held here).
+    fn scope(&self, key: &'static str, unlabelled_key: Option<fn(&ObjectMeta) -> String>) -> Scope {
         Scope {
             label: ShardLabel {
                 key,
                 shards: self.shards,
             },
             held: self.held.clone(),
+            unlabelled_key,
         }
     }
 }
@@ -123,13 +127,13 @@ impl WarmCaches {
                 WarmCache::spawn_scoped(
                     deployments,
                     deployments_config.clone(),
-                    dynamic.scope(BUNDLE_SHARD),
+                    dynamic.scope(BUNDLE_SHARD, None),
                     crate::deployed::trim,
                 ),
                 Some(WarmCache::spawn_scoped(
                     Api::<Placement>::all(client.clone()),
                     deployments_config,
-                    dynamic.scope(CLUSTER_SHARD),
+                    dynamic.scope(CLUSTER_SHARD, None),
                     crate::placements::trim,
                 )),
             ),
@@ -141,7 +145,10 @@ impl WarmCaches {
         let bundles = Api::<Bundle>::all(client.clone());
         let bundles = match dynamic {
             Some(dynamic) => {
-                WarmCache::spawn_scoped(bundles, of_shard(), dynamic.scope(BUNDLE_SHARD), |_| {})
+                // Every new Bundle is unlabelled until its owner's first reconcile: only
+                // the owner keeps it meanwhile (Bundles hold their resources).
+                let scope = dynamic.scope(BUNDLE_SHARD, Some(bundle_shard_key));
+                WarmCache::spawn_scoped(bundles, of_shard(), scope, |_| {})
             }
             None => WarmCache::spawn(bundles, of_shard()),
         };

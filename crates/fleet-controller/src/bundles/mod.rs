@@ -514,11 +514,7 @@ pub async fn run(term: &Term) {
 
 /// A Bundle is sharded with the GitRepo or HelmOp it comes from.
 pub fn shard_key(bundle: &Bundle) -> String {
-    fleet_api::sharding::bundle_shard_key(
-        bundle.metadata.namespace.as_deref().unwrap_or_default(),
-        bundle.metadata.name.as_deref().unwrap_or_default(),
-        bundle.labels(),
-    )
+    fleet_api::sharding::bundle_shard_key(&bundle.metadata)
 }
 
 /// Targeting depends on a Cluster's labels, template values and namespace, not on the rest

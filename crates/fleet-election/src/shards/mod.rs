@@ -180,8 +180,8 @@ impl ShardSet {
             .collect()
     }
 
-    /// The shards held here as they change: acquired, released or assigned away (for caches
-    /// scoped to them, [`crate::warm::scope`]).
+    /// The shards held here as they change: acquired, released or assigned away (for the warm
+    /// caches scoped to them).
     pub fn held_changes(&self) -> watch::Receiver<BTreeSet<u32>> {
         self.held_set.subscribe()
     }

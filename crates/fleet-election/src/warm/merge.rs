@@ -8,7 +8,8 @@
 //! - A watch's (re)list ends with the objects it owned and did not list again deleted.
 //! - A released shard's objects are deleted at once; its watch is stopped by the caller.
 //! - A shard is covered (its objects are all in the cache) once its list and the list of the
-//!   objects not labelled yet are both complete.
+//!   objects not labelled yet are both complete; when the latter starts again (it keeps only
+//!   the held shards' objects, [`super::scope`]), shards taken meanwhile wait for it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -116,6 +117,13 @@ where
                 out
             }
         }
+    }
+
+    /// The watch of the objects not labelled yet starts again (what it keeps changed with
+    /// the shards held): until its list is complete, no shard is covered anew.
+    pub(super) fn relist_unlabelled(&mut self) {
+        self.listing.remove(&Source::Unlabelled);
+        self.unlabelled_listed = false;
     }
 
     /// Shard `shard` is no longer held: its objects leave the cache.
@@ -251,5 +259,48 @@ mod tests {
             ["+x"]
         );
         assert!(said(&merge.on_release(3, any)).is_empty(), "not its shard");
+    }
+
+    #[test]
+    fn a_shard_taken_while_the_unlabelled_objects_are_listed_again_waits_for_that_list() {
+        use Source::{Shard, Unlabelled};
+        let mut merge = Merge::<ConfigMap>::default();
+        let steps: Vec<(Source, Event<ConfigMap>, Vec<&str>)> = vec![
+            (Unlabelled, Event::Init, vec![]),
+            (Unlabelled, Event::InitApply(cm("mine")), vec!["+mine"]),
+            (
+                Unlabelled,
+                Event::InitApply(cm("released")),
+                vec!["+released"],
+            ),
+            (Unlabelled, Event::InitDone, vec![]),
+            (Shard(1), Event::Init, vec![]),
+            (Shard(1), Event::InitDone, vec!["covered 1"]),
+        ];
+        for (i, (source, event, want)) in steps.into_iter().enumerate() {
+            assert_eq!(said(&merge.on_event(source, event, any)), want, "step {i}");
+        }
+        // Shard 2 is taken: the unlabelled objects are listed again, keeping the held shards'.
+        merge.relist_unlabelled();
+        let steps: Vec<(Source, Event<ConfigMap>, Vec<&str>)> = vec![
+            (Shard(2), Event::Init, vec![]),
+            (
+                Shard(2),
+                Event::InitApply(cm("labelled")),
+                vec!["+labelled"],
+            ),
+            (Shard(2), Event::InitDone, vec![]),
+            (Unlabelled, Event::Init, vec![]),
+            (Unlabelled, Event::InitApply(cm("mine")), vec!["+mine"]),
+            (Unlabelled, Event::InitApply(cm("new")), vec!["+new"]),
+            (
+                Unlabelled,
+                Event::InitDone,
+                vec!["-released", "covered 1", "covered 2"],
+            ),
+        ];
+        for (i, (source, event, want)) in steps.into_iter().enumerate() {
+            assert_eq!(said(&merge.on_event(source, event, any)), want, "step {i}");
+        }
     }
 }

@@ -3,7 +3,9 @@
 //! shards. The API server filters by label selectors: a watch per held shard
 //! (`<label>=<i>-of-<N>`) and one for the objects not labelled yet, or labelled under another
 //! count (`<label> notin (...)`), which every replica sees until their writer relabels them.
-//! Taking a shard lists that shard only; releasing one drops its objects; the other shards'
+//! With the key such objects are sharded by ([`Scope::unlabelled_key`]), a replica keeps only
+//! those of its shards (a fan-out of new objects is then not in every replica's memory at
+//! once), and lists them again when its shards change. Taking a shard lists that shard only; releasing one drops its objects; the other shards'
 //! objects stay as they are ([`super::merge`]). [`Coverage`] says which shards the store holds
 //! completely: a reconcile of an object of a shard just taken waits for it, so it never
 //! mistakes "not listed yet" for "does not exist".
@@ -12,6 +14,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -30,6 +33,10 @@ pub struct Scope {
     /// The shards held here, as they change (empty until the first is acquired: then only
     /// objects without a shard label of this count are cached).
     pub held: watch::Receiver<BTreeSet<u32>>,
+    /// The key (`namespace/name`) an object without a shard label of this count is sharded
+    /// by, the one its writer labels it from: with it, such an object is kept only by the
+    /// replica holding its shard; without it, by every replica until it is labelled.
+    pub unlabelled_key: Option<fn(&ObjectMeta) -> String>,
 }
 
 /// The shards whose objects a cache holds completely (its last complete list was made with
@@ -101,6 +108,9 @@ where
     api: Api<K>,
     config: watcher::Config,
     label: ShardLabel,
+    unlabelled_key: Option<fn(&ObjectMeta) -> String>,
+    /// Stops the watch of the objects not labelled yet (to start it again).
+    unlabelled_stop: Option<oneshot::Sender<()>>,
     /// `None` once the shard set is gone (the process is stopping).
     held: Option<watch::Receiver<BTreeSet<u32>>>,
     current: BTreeSet<u32>,
@@ -135,6 +145,8 @@ where
             api,
             config,
             label: scope.label,
+            unlabelled_key: scope.unlabelled_key,
+            unlabelled_stop: None,
             held: Some(scope.held),
             current: BTreeSet::new(),
             streams: SelectAll::new(),
@@ -148,7 +160,6 @@ where
             store,
             covering,
         };
-        watches.start(Source::Unlabelled);
         watches.follow_held();
         futures::stream::unfold(watches, Self::next)
     }
@@ -182,6 +193,9 @@ where
                 }
                 Some((source, event)) = self.streams.next() => match event {
                     Ok(event) => {
+                        let Some(event) = self.kept(source, event) else {
+                            continue;
+                        };
                         let store = &self.store;
                         let cached = |key: &ObjectRef<K>| store.get(key).map(|o| (*o).clone());
                         let out = self.merge.on_event(source, event, cached);
@@ -194,6 +208,24 @@ where
         }
     }
 
+    /// `event` as far as the cache keeps it: an object not labelled yet of a shard not held
+    /// here is not kept (not listed; an update of one is a delete, which the merge drops
+    /// unless the object was kept).
+    fn kept(&self, source: Source, event: Event<K>) -> Option<Event<K>> {
+        let (Source::Unlabelled, Some(key)) = (source, self.unlabelled_key) else {
+            return Some(event);
+        };
+        let ours = |object: &K| {
+            let shard = crate::shards::assign::shard_of(&key(object.meta()), self.label.shards);
+            self.current.contains(&shard)
+        };
+        match event {
+            Event::InitApply(object) if !ours(&object) => None,
+            Event::Apply(object) if !ours(&object) => Some(Event::Delete(object)),
+            event => Some(event),
+        }
+    }
+
     fn queue(&mut self, out: Vec<Out<K>>) {
         self.pending.extend(out.into_iter().map(|o| match o {
             Out::Event(event) => Pending::Yield(Ok(event)),
@@ -202,7 +234,8 @@ where
     }
 
     /// Starts the watches of newly held shards; stops those of released ones and deletes
-    /// their objects.
+    /// their objects. Starts the watch of the objects not labelled yet, again when it keeps
+    /// only the held shards' objects and they changed.
     fn follow_held(&mut self) {
         let Some(held) = &mut self.held else {
             return;
@@ -230,7 +263,15 @@ where
         {
             self.start(Source::Shard(shard));
         }
+        let changed = self.current != wanted;
         self.current = wanted;
+        if self.unlabelled_stop.is_none() || (changed && self.unlabelled_key.is_some()) {
+            if let Some(stop) = self.unlabelled_stop.take() {
+                let _ = stop.send(());
+                self.merge.relist_unlabelled();
+            }
+            self.start(Source::Unlabelled);
+        }
     }
 
     /// Starts the watch of `source`.
@@ -242,16 +283,16 @@ where
         };
         let config = with_selector(self.config.clone(), &selector);
         let events = watcher(self.api.clone(), config).default_backoff();
-        let events = match source {
-            // A shard's watch ends when the shard is released.
+        // A shard's watch ends when the shard is released; that of the objects not labelled
+        // yet when it starts again.
+        let (stop, stopped) = oneshot::channel::<()>();
+        match source {
             Source::Shard(shard) => {
-                let (stop, stopped) = oneshot::channel::<()>();
                 self.stops.insert(shard, stop);
-                events.take_until(stopped).boxed()
             }
-            // The watch of objects not labelled yet runs as long as the cache.
-            Source::Unlabelled => events.boxed(),
-        };
+            Source::Unlabelled => self.unlabelled_stop = Some(stop),
+        }
+        let events = events.take_until(stopped);
         let events = events.map(move |event| (source, event)).boxed();
         self.streams.push(events);
     }
