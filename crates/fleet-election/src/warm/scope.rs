@@ -6,7 +6,7 @@
 //! With the key such objects are sharded by ([`Scope::unlabelled_key`]), a replica keeps only
 //! those of its shards (a fan-out of new objects is then not in every replica's memory at
 //! once), and lists them again when its shards change. Taking a shard lists that shard only; releasing one drops its objects; the other shards'
-//! objects stay as they are ([`super::merge`]). [`Coverage`] says which shards the store holds
+//! objects stay as they are (the `merge` module). [`Coverage`] says which shards the store holds
 //! completely: a reconcile of an object of a shard just taken waits for it, so it never
 //! mistakes "not listed yet" for "does not exist".
 
