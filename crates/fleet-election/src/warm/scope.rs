@@ -4,11 +4,12 @@
 //! (`<label>=<i>-of-<N>`) and one for the objects not labelled yet, or labelled under another
 //! count (`<label> notin (...)`), which every replica sees until their writer relabels them.
 //! With the key such objects are sharded by ([`Scope::unlabelled_key`]), a replica keeps only
-//! those of its shards (a fan-out of new objects is then not in every replica's memory at
-//! once), and lists them again when its shards change. Taking a shard lists that shard only; releasing one drops its objects; the other shards'
-//! objects stay as they are (the `merge` module). [`Coverage`] says which shards the store holds
-//! completely: a reconcile of an object of a shard just taken waits for it, so it never
-//! mistakes "not listed yet" for "does not exist".
+//! those of its shards (new objects are then not in every replica's memory until they are
+//! labelled), and lists them again when its shards change. Taking a shard lists that shard
+//! only; releasing one drops its objects; the other shards' objects stay as they are (the
+//! `merge` module). [`Coverage`] says which shards the store holds completely: a reconcile of
+//! an object of a shard just taken waits for it, so it never mistakes "not listed yet" for
+//! "does not exist".
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
