@@ -253,7 +253,7 @@ async fn fan_out(
 }
 
 /// SIGKILLs the first replica and waits until its shards (with `shards` dynamic ones) are
-/// owned again.
+/// owned again, or without shards until one of the others leads.
 async fn kill_first(replicas: &mut Vec<Replica>, shards: u32) -> anyhow::Result<Kill> {
     let held = if shards > 0 {
         fleet_testkit::shards_held(replicas[0].port)
@@ -264,13 +264,13 @@ async fn kill_first(replicas: &mut Vec<Replica>, shards: u32) -> anyhow::Result<
     };
     let (at, at_wall) = (Instant::now(), jiff::Timestamp::now());
     drop(replicas.remove(0));
+    let ports = replicas::ports(replicas);
+    let timeout = Duration::from_secs(120);
     if shards > 0 {
-        fleet_testkit::wait_shards_covered(
-            &replicas::ports(replicas),
-            shards,
-            Duration::from_secs(120),
-        )
-        .await?;
+        fleet_testkit::wait_shards_covered(&ports, shards, timeout).await?;
+    } else {
+        // One Lease: a standby takes over if the leader was killed.
+        fleet_testkit::wait_one_leader(&ports, timeout).await?;
     }
     Ok(Kill {
         shards: held,

@@ -104,7 +104,7 @@ impl Report {
             }
         } else if let Some(after) = fan_out.shards_owned_again {
             println!(
-                "one replica SIGKILLed during the fan-out: the others led after {:.2}s",
+                "one replica SIGKILLed during the fan-out: one of the others led {:.2}s later",
                 after.as_secs_f64()
             );
         }
