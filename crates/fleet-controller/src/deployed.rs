@@ -25,7 +25,7 @@ use serde::de::IgnoredAny;
 use crate::summary::Placed;
 
 /// The labels the Bundle work and its roll-ups read.
-const READ_LABELS: [&str; 6] = [
+pub const READ_LABELS: [&str; 6] = [
     BUNDLE_NAME,
     BUNDLE_NAMESPACE,
     CLUSTER,

@@ -24,7 +24,7 @@ use crate::summary::Placed;
 
 /// The labels a roll-up reads: which Cluster (for the change's key), which Bundle namespace,
 /// GitRepo and HelmOp.
-const READ_LABELS: [&str; 5] = [
+pub const READ_LABELS: [&str; 5] = [
     CLUSTER,
     CLUSTER_NAMESPACE,
     BUNDLE_NAMESPACE,
