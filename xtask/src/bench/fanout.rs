@@ -238,6 +238,7 @@ async fn fan_out(
     let shards_owned_again = kill
         .as_ref()
         .map(|k| k.owned_again.saturating_duration_since(k.at));
+    let killed_leader = kill.as_ref().map(|k| k.led);
     let outage = kill
         .filter(|k| k.of > 0)
         .map(|k| Outage::of(&seen, k, started));
@@ -248,6 +249,7 @@ async fn fan_out(
         extra_writes: bd_writes(&requests_before, &requests_after) - total as f64,
         cpu: cpu_used(&cpu_before, &cpu_of(replicas)),
         shards_owned_again,
+        killed_leader,
         outage,
     })
 }
@@ -255,13 +257,18 @@ async fn fan_out(
 /// SIGKILLs the first replica and waits until its shards (with `shards` dynamic ones) are
 /// owned again, or without shards until one of the others leads.
 async fn kill_first(replicas: &mut Vec<Replica>, shards: u32) -> anyhow::Result<Kill> {
+    let port = replicas[0].port;
     let held = if shards > 0 {
-        fleet_testkit::shards_held(replicas[0].port)
+        fleet_testkit::shards_held(port)
             .await
             .map_err(|e| anyhow::anyhow!("the shards of the replica to kill: {e}"))?
     } else {
         Vec::new()
     };
+    let led = fleet_testkit::http_get(port, "/readyz")
+        .await
+        .context("the role of the replica to kill")?
+        .contains("\"role\":\"leader\"");
     let (at, at_wall) = (Instant::now(), jiff::Timestamp::now());
     drop(replicas.remove(0));
     let ports = replicas::ports(replicas);
@@ -274,6 +281,7 @@ async fn kill_first(replicas: &mut Vec<Replica>, shards: u32) -> anyhow::Result<
     }
     Ok(Kill {
         shards: held,
+        led,
         of: shards,
         at,
         at_wall,

@@ -21,6 +21,8 @@ use super::counting::Seen;
 pub struct Kill {
     /// The shards the killed replica held.
     pub shards: Vec<u32>,
+    /// Without shards: whether the killed replica was the leader (else a standby).
+    pub led: bool,
     /// The dynamic shards in all.
     pub of: u32,
     pub at: Instant,
@@ -129,6 +131,7 @@ mod tests {
         // The kill at 1.5 s, the shards owned again at 4.5 s: seconds 2 and 3 lie inside.
         let kill = Kill {
             shards: vec![1, 4],
+            led: false,
             of: 6,
             at: at(1500),
             at_wall: wall_at(1500),

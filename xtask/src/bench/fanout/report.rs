@@ -30,6 +30,8 @@ pub struct FanOut {
     pub cpu: Vec<f64>,
     /// With `--kill-one`: until the killed replica's shards were owned again.
     pub shards_owned_again: Option<Duration>,
+    /// With `--kill-one`: whether the killed replica was the leader (without shards).
+    pub killed_leader: Option<bool>,
     /// With `--kill-one` and dynamic shards: what the killed replica's death paused.
     pub outage: Option<Outage>,
 }
@@ -103,8 +105,13 @@ impl Report {
                 println!("  {line}");
             }
         } else if let Some(after) = fan_out.shards_owned_again {
+            let which = if fan_out.killed_leader == Some(true) {
+                "the leader"
+            } else {
+                "a standby"
+            };
             println!(
-                "one replica SIGKILLed during the fan-out: one of the others led {:.2}s later",
+                "one replica ({which}) SIGKILLed during the fan-out: one of the others led {:.2}s later",
                 after.as_secs_f64()
             );
         }
