@@ -125,7 +125,7 @@ async fn bench(args: &FanoutArgs, binary: &Path) -> anyhow::Result<()> {
     let mut rss_before = rss_of(&replicas, "VmRSS:");
     let started = Instant::now();
     let fan_out = fan_out(&client, &mut replicas, args).await?;
-    if fan_out.shards_owned_again.is_some() {
+    if fan_out.kill.is_some() {
         // The first replica was killed: the others are measured.
         rss_before.remove(0);
     }
@@ -227,19 +227,17 @@ async fn fan_out(
         );
         kill = Some(killed?);
         all_seen?;
+    } else {
+        seen_until(&mut events, &mut seen, total, |_| true).await?;
     }
-    seen_until(&mut events, &mut seen, total, |_| true).await?;
     // Until the last BundleDeployment appeared (with `--kill-one`, the wait for the killed
     // replica's shards may end later).
     let elapsed = seen.values().map(|appeared| appeared.at).max().map_or_else(
         || started.elapsed(),
         |last| last.saturating_duration_since(started),
     );
-    let shards_owned_again = kill
-        .as_ref()
-        .map(|k| k.owned_again.saturating_duration_since(k.at));
-    let killed_leader = kill.as_ref().map(|k| k.led);
     let outage = kill
+        .clone()
         .filter(|k| k.of > 0)
         .map(|k| Outage::of(&seen, k, started));
     let requests_after = requests::requests(client, "fleet.cattle.io").await?;
@@ -248,8 +246,7 @@ async fn fan_out(
         requests: requests::delta(&requests_before, &requests_after),
         extra_writes: bd_writes(&requests_before, &requests_after) - total as f64,
         cpu: cpu_used(&cpu_before, &cpu_of(replicas)),
-        shards_owned_again,
-        killed_leader,
+        kill,
         outage,
     })
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::outage::Outage;
+use super::outage::{Kill, Outage};
 use super::raw::RawRates;
 
 /// RSS of each replica, in MiB (`None`: not readable, e.g. a killed replica's).
@@ -28,10 +28,8 @@ pub struct FanOut {
     pub extra_writes: f64,
     /// CPU seconds per surviving replica.
     pub cpu: Vec<f64>,
-    /// With `--kill-one`: until the killed replica's shards were owned again.
-    pub shards_owned_again: Option<Duration>,
-    /// With `--kill-one`: whether the killed replica was the leader (without shards).
-    pub killed_leader: Option<bool>,
+    /// With `--kill-one`: the replica killed, and when the others took over.
+    pub kill: Option<Kill>,
     /// With `--kill-one` and dynamic shards: what the killed replica's death paused.
     pub outage: Option<Outage>,
 }
@@ -104,15 +102,13 @@ impl Report {
             for line in outage.lines() {
                 println!("  {line}");
             }
-        } else if let Some(after) = fan_out.shards_owned_again {
-            let which = if fan_out.killed_leader == Some(true) {
-                "the leader"
-            } else {
-                "a standby"
-            };
+        } else if let Some(kill) = &fan_out.kill {
+            let which = if kill.led { "the leader" } else { "a standby" };
             println!(
                 "one replica ({which}) SIGKILLed during the fan-out: one of the others led {:.2}s later",
-                after.as_secs_f64()
+                kill.owned_again
+                    .saturating_duration_since(kill.at)
+                    .as_secs_f64()
             );
         }
         match &self.statuses {
