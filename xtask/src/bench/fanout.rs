@@ -9,8 +9,11 @@
 //! default): the time until its shards are owned again, and what the outage paused
 //! ([`outage`]). Then every Bundle changes at once (an update wave):
 //! the time until every BundleDeployment deploys it, and the peak RSS during it, when the
-//! caches are full.
+//! caches are full. With several replicas, the same fleet is first measured with one leader
+//! on a control plane of its own, and each replica's memory is printed as a share of that
+//! leader's ([`baseline`]).
 
+mod baseline;
 mod counting;
 mod outage;
 mod raw;
@@ -38,7 +41,7 @@ use report::{FanOut, Memory, Report};
 
 const NS: &str = "fleet-default";
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
     /// Clusters.
     #[arg(long, default_value_t = 1000)]
@@ -65,11 +68,49 @@ pub struct FanoutArgs {
     /// Bundles hold their resources: in real fleets, the largest objects a controller caches.
     #[arg(long, default_value_t = 0)]
     resource_kib: usize,
+    /// With several replicas: skip the one-leader run their memory and time are compared with.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+impl FanoutArgs {
+    /// The run the replicas are compared with: the same fleet, one leader. None with one
+    /// replica, `--kill-one` (a kill changes what is measured) or `--no-baseline`.
+    fn baseline(&self) -> Option<Self> {
+        (self.replicas > 1 && !self.kill_one && !self.no_baseline).then(|| Self {
+            replicas: 1,
+            shards: 0,
+            ..self.clone()
+        })
+    }
 }
 
 pub fn run(args: &FanoutArgs) -> anyhow::Result<()> {
     let binary = build_release_bin("fleet-controller", "fleet-controller")?;
-    block_on(bench(args, &binary))
+    let logs = std::env::var_os("FANOUT_KEEP_LOG").map(std::path::PathBuf::from);
+    block_on(async {
+        let leader = match args.baseline() {
+            Some(one) => {
+                println!(
+                    "the baseline: the same fleet with one leader, on a control plane of its own"
+                );
+                let report = bench(&one, &binary, None).await?;
+                report.print();
+                println!();
+                Some(baseline::Measured::of(&report))
+            }
+            None => None,
+        };
+        let report = bench(args, &binary, logs.as_deref()).await?;
+        report.print();
+        if let Some(leader) = leader {
+            println!("the replicas against the one leader (measured in this run):");
+            for line in baseline::lines(&leader, &baseline::Measured::of(&report)) {
+                println!("  {line}");
+            }
+        }
+        Ok(())
+    })
 }
 
 async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
@@ -99,7 +140,9 @@ where
     Ok(())
 }
 
-async fn bench(args: &FanoutArgs, binary: &Path) -> anyhow::Result<()> {
+/// One fan-out, on a control plane of its own; the replicas' and the API server's logs are
+/// copied into `logs`.
+async fn bench(args: &FanoutArgs, binary: &Path, logs: Option<&Path>) -> anyhow::Result<Report> {
     let work = tempfile::tempdir()?;
     let plane = ControlPlane::start().await?;
     let client = plane.client();
@@ -162,11 +205,10 @@ async fn bench(args: &FanoutArgs, binary: &Path) -> anyhow::Result<()> {
         idle_writes,
         update,
     };
-    report.print();
-    if let Ok(dir) = std::env::var("FANOUT_KEEP_LOG") {
-        keep_logs(&plane, work.path(), Path::new(&dir), args.replicas.max(1))?;
+    if let Some(dir) = logs {
+        keep_logs(&plane, work.path(), dir, args.replicas.max(1))?;
     }
-    Ok(())
+    Ok(report)
 }
 
 /// The Clusters, all labelled `env: bench`, and the ClusterGroup `default` of them all.

@@ -168,7 +168,7 @@ impl Report {
 }
 
 /// Each replica's `peak - before`, where both are known.
-fn growth(peak: &[Option<f64>], before: &[Option<f64>]) -> Mibs {
+pub fn growth(peak: &[Option<f64>], before: &[Option<f64>]) -> Mibs {
     peak.iter()
         .zip(before)
         .map(|(peak, before)| Some((*peak)? - (*before)?))
