@@ -68,6 +68,10 @@ pub struct FanoutArgs {
     /// Bundles hold their resources: in real fleets, the largest objects a controller caches.
     #[arg(long, default_value_t = 0)]
     resource_kib: usize,
+    /// The size of each Bundle's Helm values in KiB (one map of short strings); 0: none.
+    /// Every BundleDeployment carries its target's values in its options.
+    #[arg(long, default_value_t = 0)]
+    values_kib: usize,
     /// With several replicas: skip the one-leader run their memory and time are compared with.
     #[arg(long)]
     no_baseline: bool,
@@ -149,7 +153,7 @@ async fn bench(args: &FanoutArgs, binary: &Path, logs: Option<&Path>) -> anyhow:
     apply_crds(&client, &fleet_api::crds()).await?;
     create_namespace(&client, NS).await?;
     let total = args.clusters * args.bundles;
-    let raw = raw::rates(&client, total, args.concurrency).await?;
+    let raw = raw::rates(&client, total, args.concurrency, &options(args)).await?;
     seed_clusters(&client, args).await?;
     let mut replicas = replicas::start(binary, &plane, work.path(), args).await?;
     // Wait until the controller has given every cluster its namespace.
@@ -188,13 +192,14 @@ async fn bench(args: &FanoutArgs, binary: &Path, logs: Option<&Path>) -> anyhow:
     let report = Report {
         server: plane.server().to_string(),
         settings: format!(
-            "clusters={} bundles={} bundle deployments={total} concurrency={} replicas={} shards={} resource KiB={}",
+            "clusters={} bundles={} bundle deployments={total} concurrency={} replicas={} shards={} resource KiB={} values KiB={}",
             args.clusters,
             args.bundles,
             args.concurrency,
             args.replicas,
             args.shards,
-            args.resource_kib
+            args.resource_kib,
+            args.values_kib
         ),
         total,
         raw,
@@ -248,10 +253,12 @@ async fn fan_out(
     let cpu_before = cpu_of(replicas);
     let started = Instant::now();
     for i in 0..args.bundles {
-        let bundle: Bundle = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": bundle_name(i)},
-            "spec": {"targets": [{"clusterGroup": "default"}], "resources": resources(args.resource_kib, 1)},
-        }))?;
+        let mut spec = options(args);
+        spec["targets"] = serde_json::json!([{"clusterGroup": "default"}]);
+        spec["resources"] = resources(args.resource_kib, 1);
+        let bundle: Bundle = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": bundle_name(i)}, "spec": spec}),
+        )?;
         bundle_api
             .create(&PostParams::default(), &bundle)
             .await
@@ -349,6 +356,30 @@ fn resources(kib: usize, version: u32) -> serde_json::Value {
         content.push_str(&format!("\ndata:\n  blob: {}", "x".repeat(kib * 1024)));
     }
     serde_json::json!([{"name": "cm.yaml", "content": content}])
+}
+
+/// The options of every Bundle, and so of each BundleDeployment: with `--values-kib`, Helm
+/// values.
+fn options(args: &FanoutArgs) -> serde_json::Value {
+    if args.values_kib > 0 {
+        serde_json::json!({"helm": {"values": helm_values(args.values_kib)}})
+    } else {
+        serde_json::json!({})
+    }
+}
+
+/// Helm values of about `kib` KiB: `{"app": {"s00000": "value-00000-...", ...}}`, 36 bytes
+/// of JSON per entry.
+fn helm_values(kib: usize) -> serde_json::Value {
+    let entries: serde_json::Map<String, serde_json::Value> = (0..kib * 1024 / 36)
+        .map(|i| {
+            (
+                format!("s{i:05}"),
+                format!("value-{i:05}-{}", "x".repeat(12)).into(),
+            )
+        })
+        .collect();
+    serde_json::json!({ "app": entries })
 }
 
 /// The name of the `i`th Bundle.

@@ -20,9 +20,17 @@ pub struct RawRates {
     pub alone: f64,
 }
 
-/// Creates `total` BundleDeployments in the namespace `raw` twice, alone and watched, with
-/// `concurrency` requests in flight; deletes them again, out of the controller's way.
-pub async fn rates(client: &Client, total: usize, concurrency: usize) -> anyhow::Result<RawRates> {
+/// Creates `total` BundleDeployments with `options` (as the controller's would have) in the
+/// namespace `raw` twice, alone and watched, with `concurrency` requests in flight; deletes
+/// them again, out of the controller's way.
+pub async fn rates(
+    client: &Client,
+    total: usize,
+    concurrency: usize,
+    options: &serde_json::Value,
+) -> anyhow::Result<RawRates> {
+    let spec = sample_spec(options)?;
+    let deployments = |prefix: &str, count: usize| deployments(prefix, count, &spec);
     create_namespace(client, "raw").await?;
     let api: Api<BundleDeployment> = Api::namespaced(client.clone(), "raw");
     // Warm the API server's path for this kind first (discovery, first writes).
@@ -73,10 +81,10 @@ async fn delete_all(api: &Api<BundleDeployment>) -> anyhow::Result<()> {
 }
 
 /// `count` BundleDeployments `<prefix>-<i>` for the raw client, labelled as the controller's.
-fn deployments(prefix: &str, count: usize) -> Vec<BundleDeployment> {
+fn deployments(prefix: &str, count: usize, spec: &BundleDeploymentSpec) -> Vec<BundleDeployment> {
     (0..count)
         .map(|i| {
-            let mut bd = BundleDeployment::new(&format!("{prefix}-{i}"), sample_spec());
+            let mut bd = BundleDeployment::new(&format!("{prefix}-{i}"), spec.clone());
             bd.metadata.labels = Some(
                 [
                     ("fleet.cattle.io/bundle-name".to_owned(), "raw".to_owned()),
@@ -89,12 +97,12 @@ fn deployments(prefix: &str, count: usize) -> Vec<BundleDeployment> {
         .collect()
 }
 
-/// A spec the size of the controller's for the bench's Bundles.
-fn sample_spec() -> BundleDeploymentSpec {
+/// A spec the size of the controller's for the bench's Bundles, with `options`.
+fn sample_spec(options: &serde_json::Value) -> anyhow::Result<BundleDeploymentSpec> {
     serde_json::from_value(serde_json::json!({
         "deploymentID": "s-0000000000000000000000000000000000000000000000000000000000000000:1111111111111111111111111111111111111111111111111111111111111111",
         "stagedDeploymentID": "s-0000000000000000000000000000000000000000000000000000000000000000:1111111111111111111111111111111111111111111111111111111111111111",
-        "options": {}, "stagedOptions": {},
+        "options": options, "stagedOptions": options,
     }))
-    .unwrap_or_default()
+    .context("the raw client's BundleDeployment spec")
 }

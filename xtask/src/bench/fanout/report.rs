@@ -39,6 +39,8 @@ pub struct FanOut {
 pub struct UpdateWave {
     /// Until every BundleDeployment deployed the new manifest.
     pub elapsed: Duration,
+    /// API requests during it, by verb and resource.
+    pub requests: String,
     /// BundleDeployment writes beyond one per object.
     pub extra_writes: f64,
     /// RSS when it started.
@@ -138,6 +140,7 @@ impl Report {
             self.total as f64 / elapsed,
             update.extra_writes
         );
+        println!("API requests during the update wave: {}", update.requests);
         println!(
             "controller peak RSS per replica during the update wave: {} (RSS at its start: {})",
             mib_list(&update.peak),

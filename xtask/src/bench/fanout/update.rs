@@ -53,6 +53,7 @@ pub async fn update_all(
     let requests_after = requests::requests(client, "fleet.cattle.io").await?;
     Ok(UpdateWave {
         elapsed,
+        requests: requests::delta(&requests_before, &requests_after),
         extra_writes: bd_writes(&requests_before, &requests_after) - total as f64,
         before,
         peak: rss_of(replicas, "VmHWM:"),
