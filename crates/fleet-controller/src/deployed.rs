@@ -61,11 +61,55 @@ pub struct DeployedSpec {
     pub staged_deployment_id: Option<String>,
     /// The options of the deployment it deploys: a target the rollout holds back keeps them.
     #[serde(default)]
-    pub options: BundleDeploymentOptions,
+    pub options: KeptOptions,
     /// Present when it deploys a HelmOp's chart (it has a copy of the repository's
     /// credentials then).
     #[serde(default)]
     helm_chart_options: Option<IgnoredAny>,
+}
+
+/// The options of the deployment a BundleDeployment deploys, as the cache keeps them: their
+/// JSON. They are read only when the rollout holds the target back or its Bundle is paused,
+/// while every cached BundleDeployment holds them, Helm values included, and a parsed map of
+/// values takes several times its JSON. The default options take nothing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeptOptions(Kept);
+
+#[derive(Clone, Debug, Default, PartialEq)]
+enum Kept {
+    #[default]
+    Default,
+    Json(Box<str>),
+    /// Options that could not be encoded, kept as they are.
+    Parsed(Box<BundleDeploymentOptions>),
+}
+
+impl KeptOptions {
+    /// Keeps `options`.
+    pub fn of(options: BundleDeploymentOptions) -> Self {
+        if options == BundleDeploymentOptions::default() {
+            return Self(Kept::Default);
+        }
+        match serde_json::to_string(&options) {
+            Ok(json) => Self(Kept::Json(json.into_boxed_str())),
+            Err(_) => Self(Kept::Parsed(Box::new(options))),
+        }
+    }
+
+    /// The options kept.
+    pub fn options(&self) -> Result<BundleDeploymentOptions, serde_json::Error> {
+        match &self.0 {
+            Kept::Default => Ok(BundleDeploymentOptions::default()),
+            Kept::Json(json) => serde_json::from_str(json),
+            Kept::Parsed(options) => Ok(options.as_ref().clone()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KeptOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BundleDeploymentOptions::deserialize(deserializer).map(Self::of)
+    }
 }
 
 impl DeployedSpec {
@@ -133,7 +177,7 @@ impl From<&BundleDeployment> for Deployed {
             spec: DeployedSpec {
                 deployment_id: bd.spec.deployment_id.clone(),
                 staged_deployment_id: bd.spec.staged_deployment_id.clone(),
-                options: bd.spec.options.clone(),
+                options: KeptOptions::of(bd.spec.options.clone()),
                 helm_chart_options: bd.spec.helm_chart_options.as_ref().map(|_| IgnoredAny),
             },
             status: bd.status.clone().map(Box::new),
@@ -253,7 +297,10 @@ mod tests {
             assert_eq!(deployed.metadata.uid, None);
             assert_eq!(deployed.spec.deployment_id.as_deref(), Some("s-1:o"));
             assert_eq!(deployed.spec.staged_deployment_id.as_deref(), Some("s-2:o"));
-            assert_eq!(deployed.spec.options, bd.spec.options);
+            assert_eq!(
+                deployed.spec.options.options().expect("decodes"),
+                bd.spec.options
+            );
             assert!(deployed.spec.from_helm_op());
             assert!(
                 deployed
@@ -264,6 +311,24 @@ mod tests {
             assert_eq!(Placed::state(&deployed), bd.state());
             assert!(!rollout::unavailable(&deployed));
         }
+    }
+
+    #[test]
+    fn options_are_kept_as_their_json_and_default_ones_not_at_all() {
+        let mut bd = written();
+        bd.spec.options.helm = Some(fleet_api::HelmOptions {
+            values: serde_json::json!({"replicas": 2, "image": {"tag": "v1"}})
+                .as_object()
+                .cloned(),
+            ..Default::default()
+        });
+        let kept = served(&bd).spec.options;
+        assert!(matches!(kept.0, Kept::Json(_)), "{kept:?}");
+        assert_eq!(kept.options().expect("decodes"), bd.spec.options);
+        bd.spec.options = BundleDeploymentOptions::default();
+        let kept = served(&bd).spec.options;
+        assert_eq!(kept.0, Kept::Default);
+        assert_eq!(kept.options().expect("decodes"), bd.spec.options);
     }
 
     #[test]

@@ -22,6 +22,12 @@ pub enum Error {
     Write(#[from] WriteError),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A planned BundleDeployment could not be decoded for its write.
+    #[error("planned BundleDeployment {what}: {source}")]
+    Planned {
+        what: String,
+        source: serde_json::Error,
+    },
 }
 
 /// A write was about to happen after leadership was lost.

@@ -106,7 +106,7 @@ pub struct Target<'a> {
     /// Borrowed from the candidates: a Bundle may target thousands of clusters.
     pub cluster: &'a ClusterInfo,
     /// Boxed: a Bundle's plan holds one per target, moved (not copied) from the targets to
-    /// the writes, and each is freed as soon as it is written.
+    /// the controller's plan of its writes, which keeps each as the JSON it writes.
     pub deployment: Box<BundleDeployment>,
 }
 

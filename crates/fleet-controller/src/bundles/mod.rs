@@ -25,8 +25,10 @@ use crate::deployed::Deployed;
 use crate::error::{Error, MANAGER, NotLeading};
 use crate::plan_budget::Reserved;
 use crate::wiring::{Term, in_namespace, label_ref, when_changed};
+use planned::Planned;
 
 pub mod plan;
+pub mod planned;
 pub mod status;
 use fleet_render::deployments;
 use fleet_render::rollout;
@@ -101,7 +103,14 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         });
         (bundle_shard, shards.shards())
     });
-    let (changes, expecting) = plan_writes(ctx, targets, rollout.as_ref(), &existing);
+    let (changes, expecting) = match plan_writes(ctx, targets, rollout.as_ref(), &existing) {
+        Ok(planned) => planned,
+        Err(e) => {
+            let message = format!("cannot encode its BundleDeployments: {e}");
+            tracing::warn!(bundle = %name, %namespace, error = %e, "cannot plan bundle");
+            return stalled(bundle, ctx, message, Duration::from_secs(60)).await;
+        }
+    };
     budget.keep(changes.create.len() + changes.update.len());
     tracing::debug!(
         bundle = %name,
@@ -145,7 +154,7 @@ fn plan_writes(
     targets: Vec<Box<BundleDeployment>>,
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<plan::Key, Arc<Deployed>>,
-) -> (inventory::Changes<plan::Key, Box<BundleDeployment>>, bool) {
+) -> Result<(inventory::Changes<plan::Key, Planned>, bool), serde_json::Error> {
     let keys: Vec<plan::Key> = targets
         .iter()
         .map(|bd| plan::key_of(&bd.metadata))
@@ -160,10 +169,10 @@ fn plan_writes(
         std::time::Instant::now(),
     );
     let expecting = !written.is_empty();
-    (
-        plan::deployments(targets, rollout, existing, written),
+    Ok((
+        plan::deployments(targets, rollout, existing, written)?,
         expecting,
-    )
+    ))
 }
 
 /// A Bundle that cannot be deployed, and `why`: its status says so (and its shard label, so
@@ -216,7 +225,7 @@ async fn label_bundle(
 /// it ends.
 async fn apply_changes(
     ctx: &Context,
-    changes: inventory::Changes<plan::Key, Box<BundleDeployment>>,
+    changes: inventory::Changes<plan::Key, Planned>,
     existing: &BTreeMap<plan::Key, Arc<Deployed>>,
     budget: &mut Reserved,
 ) -> Result<(), Error> {
@@ -229,7 +238,7 @@ async fn apply_changes(
         .map(|(new, bd)| (new, bd, budget.unit()));
     let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
         .map(|(new, bd, room)| async move {
-            let written = write_deployment(ctx, *bd, new).await;
+            let written = write_deployment(ctx, bd, new).await;
             drop(room);
             written
         })
@@ -320,22 +329,30 @@ fn owned_deployments(
         .collect()
 }
 
-/// Writes a BundleDeployment: a create when it is not in the cache (cheaper for the API
-/// server than an apply, and the common case of a fan-out), else a server-side apply, which
-/// also takes over an object that exists after all.
-async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Result<(), Error> {
-    let namespace = bd.namespace().unwrap_or_default();
-    let name = bd.name_any();
-    let api: Api<BundleDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
+/// Writes a planned BundleDeployment: a create when it is not in the cache (cheaper for the
+/// API server than an apply, and the common case of a fan-out), else a server-side apply,
+/// which also takes over an object that exists after all.
+async fn write_deployment(ctx: &Context, planned: Planned, new: bool) -> Result<(), Error> {
+    let Planned {
+        key: (namespace, name),
+        hash,
+        ..
+    } = &planned;
+    let api: Api<BundleDeployment> = Api::namespaced(ctx.client.clone(), namespace);
     // At most `write_concurrency` writes in flight across all Bundles.
     let _slot = ctx.write_slots.acquire().await.map_err(|_| NotLeading)?;
+    // Decoded only now: until its slot, it waited as JSON.
+    let bd = planned.deployment().map_err(|source| Error::Planned {
+        what: format!("{namespace}/{name}"),
+        source,
+    })?;
     // Each request asks the claim right before it goes out.
     let writer = ctx.writer();
     let apply = || async {
         writer
             .patch(
                 &api,
-                &name,
+                name,
                 &PatchParams::apply(MANAGER).force(),
                 &Patch::Apply(&bd),
             )
@@ -352,16 +369,14 @@ async fn write_deployment(ctx: &Context, bd: BundleDeployment, new: bool) -> Res
     };
     // The cluster's namespace is not there yet (its Cluster was just created).
     if result.as_ref().is_err_and(WriteError::is_not_found) {
-        crate::namespaces::ensure(ctx, &namespace, &bd).await?;
+        crate::namespaces::ensure(ctx, namespace, &bd).await?;
         result = apply().await;
     }
     result?;
     ctx.metrics.writes.inc();
-    if let Some(hash) = inventory::hash_of(&bd.metadata) {
-        ctx.memory
-            .written
-            .written((namespace, name), hash, std::time::Instant::now());
-    }
+    ctx.memory
+        .written
+        .written(planned.key.clone(), hash.clone(), std::time::Instant::now());
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use fleet_runtime::inventory::{self, Changes, stamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
+use super::planned::Planned;
 use crate::deployed::Deployed;
 
 /// A BundleDeployment's key: (namespace, name).
@@ -33,21 +34,22 @@ pub fn key_of(meta: &ObjectMeta) -> Key {
 /// the new deployment (a cluster new to the Bundle gets it, as before the pause there was
 /// nothing to keep).
 /// `written`: the content hashes of writes the cache does not show yet, which count as
-/// existing.
+/// existing. What is to be written is [`Planned`]: each struct is freed once planned.
 pub fn deployments(
     targets: Vec<Box<BundleDeployment>>,
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<Key, Arc<Deployed>>,
     written: BTreeMap<Key, String>,
-) -> Changes<Key, Box<BundleDeployment>> {
-    let desired = targets.into_iter().enumerate().map(|(index, mut bd)| {
+) -> Result<Changes<Key, Planned>, serde_json::Error> {
+    let mut desired = Vec::with_capacity(targets.len());
+    for (index, mut bd) in targets.into_iter().enumerate() {
         let key = key_of(&bd.metadata);
         let paused = rollout.is_none();
         let promote = rollout.is_none_or(|plan| plan.promote.get(index).copied().unwrap_or(true));
         match existing.get(&key) {
             // Paused, or held back by the rollout: the new deployment is staged only.
             Some(current) if paused || !promote => {
-                bd.spec.options = current.spec.options.clone();
+                bd.spec.options = current.spec.options.options()?;
                 bd.spec.deployment_id = current.spec.deployment_id.clone();
             }
             None if !promote => {
@@ -58,14 +60,26 @@ pub fn deployments(
         }
         let hash = content_hash(&bd);
         stamp(&mut bd.metadata, &hash);
-        (key, hash, bd)
-    });
+        desired.push((key, hash.clone(), (hash, bd)));
+    }
     let mut hashes: BTreeMap<Key, Option<String>> = existing
         .iter()
         .map(|(key, bd)| (key.clone(), bd.stamp().map(str::to_owned)))
         .collect();
     hashes.extend(written.into_iter().map(|(key, hash)| (key, Some(hash))));
-    inventory::plan(desired, &hashes)
+    let changes = inventory::plan(desired, &hashes);
+    let planned = |writes: Vec<(String, Box<BundleDeployment>)>| {
+        writes
+            .into_iter()
+            .map(|(hash, bd)| Planned::new(&bd, hash))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(Changes {
+        create: planned(changes.create)?,
+        update: planned(changes.update)?,
+        unchanged: changes.unchanged,
+        prune: changes.prune,
+    })
 }
 
 /// Labels each target's BundleDeployment with the dynamic shard of its Bundle
@@ -168,7 +182,30 @@ mod tests {
         }
     }
 
-    fn names(bds: &[Box<BundleDeployment>]) -> Vec<String> {
+    /// The changes, each BundleDeployment to write decoded as its write will send it.
+    #[expect(clippy::vec_box, reason = "as the reconcile plans them")]
+    fn planned(
+        targets: Vec<Box<BundleDeployment>>,
+        rollout: Option<&rollout::Plan>,
+        existing: &BTreeMap<Key, Arc<Deployed>>,
+        written: BTreeMap<Key, String>,
+    ) -> Changes<Key, BundleDeployment> {
+        let changes = deployments(targets, rollout, existing, written).expect("planned");
+        let decoded = |planned: Vec<Planned>| -> Vec<BundleDeployment> {
+            planned
+                .iter()
+                .map(|p| p.deployment().expect("decodes"))
+                .collect()
+        };
+        Changes {
+            create: decoded(changes.create),
+            update: decoded(changes.update),
+            unchanged: changes.unchanged,
+            prune: changes.prune,
+        }
+    }
+
+    fn names(bds: &[BundleDeployment]) -> Vec<String> {
         bds.iter()
             .map(|bd| bd.namespace().unwrap_or_default())
             .collect()
@@ -177,7 +214,7 @@ mod tests {
     #[test]
     fn new_targets_are_created_and_unchanged_ones_left_alone() {
         let before = existing(&[written("a", "s-1:o", "new")]);
-        let changes = deployments(
+        let changes = planned(
             vec![target("a", "s-1:o"), target("b", "s-1:o")],
             Some(&promote(&[true, true])),
             &before,
@@ -203,7 +240,7 @@ mod tests {
         let changed = target("c", "s-1:o");
         let pending =
             BTreeMap::from([(key, hash), (key_of(&changed.metadata), "older".to_owned())]);
-        let changes = deployments(
+        let changes = planned(
             vec![target("b", "s-1:o"), target("c", "s-1:o")],
             Some(&promote(&[true, true])),
             &BTreeMap::new(),
@@ -224,7 +261,7 @@ mod tests {
             written("a", "s-1:o", "new"),
             written("gone", "s-1:o", "new"),
         ]);
-        let changes = deployments(
+        let changes = planned(
             vec![target("a", "s-2:o")],
             Some(&promote(&[true])),
             &before,
@@ -240,7 +277,7 @@ mod tests {
     #[test]
     fn held_back_targets_only_stage_the_new_deployment() {
         let before = existing(&[written("a", "s-1:o", "old")]);
-        let changes = deployments(
+        let changes = planned(
             vec![target("a", "s-2:o"), target("b", "s-2:o")],
             Some(&promote(&[false, false])),
             &before,
@@ -262,7 +299,7 @@ mod tests {
     #[test]
     fn a_paused_bundle_stages_on_its_clusters_and_deploys_to_new_ones() {
         let before = existing(&[written("a", "s-1:o", "old")]);
-        let changes = deployments(
+        let changes = planned(
             vec![target("a", "s-2:o"), target("b", "s-2:o")],
             None,
             &before,
