@@ -4,8 +4,8 @@
 //! the controller's memory. The cache reads them from the API server as this projection and
 //! [`trim`] cuts each to what the Bundle reconciles, their status and the GitRepo and HelmOp
 //! roll-ups read: no staged options (their id says what is staged), no other spec field but
-//! the deployment ids, the options (a paused or held-back target keeps them) and whether a
-//! HelmOp's chart is deployed; the labels naming the Bundle, Cluster, GitRepo and HelmOp;
+//! the deployment ids, the options as their JSON ([`KeptOptions`]: a paused or held-back
+//! target keeps them) and whether a HelmOp's chart is deployed; the labels naming the Bundle, Cluster, GitRepo and HelmOp;
 //! the content hash the controller stamped instead of the annotations; the agent's status
 //! without its list of resources.
 

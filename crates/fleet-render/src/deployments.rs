@@ -95,19 +95,19 @@ pub enum TargetError {
 
 /// What a Bundle should produce, on the `candidates` it was given.
 #[derive(Debug, Clone)]
-pub struct Desired<'a> {
+pub struct Desired<'a, D = BundleDeployment> {
     pub content: Content,
-    pub targets: Vec<Target<'a>>,
+    pub targets: Vec<Target<'a, D>>,
 }
 
-/// A targeted cluster and the BundleDeployment it should get.
+/// A targeted cluster and the BundleDeployment it should get, as `D`.
 #[derive(Debug, Clone)]
-pub struct Target<'a> {
+pub struct Target<'a, D = BundleDeployment> {
     /// Borrowed from the candidates: a Bundle may target thousands of clusters.
     pub cluster: &'a ClusterInfo,
-    /// Boxed: a Bundle's plan holds one per target, moved (not copied) from the targets to
-    /// the controller's plan of its writes, which keeps each as the JSON it writes.
-    pub deployment: Box<BundleDeployment>,
+    /// The deployment it should deploy (the rollout compares them).
+    pub deployment_id: String,
+    pub deployment: D,
 }
 
 /// `s-<sha256 of the resources' JSON>`.
@@ -138,6 +138,16 @@ pub fn desired<'a>(
     bundle: &Bundle,
     candidates: &'a [Candidate],
 ) -> Result<Desired<'a>, TargetError> {
+    desired_as(bundle, candidates, |bd| bd)
+}
+
+/// [`desired`], each BundleDeployment turned into `D` by `finish` as soon as it is built: a
+/// Bundle may target thousands of clusters, and the caller may keep something smaller.
+pub fn desired_as<'a, D>(
+    bundle: &Bundle,
+    candidates: &'a [Candidate],
+    mut finish: impl FnMut(BundleDeployment) -> D,
+) -> Result<Desired<'a, D>, TargetError> {
     let manifest = manifest_id(bundle);
     let mut targets = Vec::new();
     for candidate in candidates {
@@ -174,7 +184,7 @@ pub fn desired<'a>(
                 staged_deployment_id: Some(id.clone()),
                 correct_drift: options.correct_drift.clone(),
                 options,
-                deployment_id: Some(id),
+                deployment_id: Some(id.clone()),
                 depends_on: bundle.spec.depends_on.clone(),
                 helm_chart_options: bundle.spec.helm_op_options.clone(),
                 ..BundleDeploymentSpec::default()
@@ -184,7 +194,8 @@ pub fn desired<'a>(
         bd.metadata.labels = Some(labels(bundle, &candidate.info));
         targets.push(Target {
             cluster: &candidate.info,
-            deployment: Box::new(bd),
+            deployment_id: id,
+            deployment: finish(bd),
         });
     }
     Ok(Desired {

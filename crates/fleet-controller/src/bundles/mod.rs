@@ -62,17 +62,16 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     let candidates = ctx.candidates(bundle);
     // Room to plan a BundleDeployment for each, within the term's budget.
     let mut budget = ctx.plan_budget.reserve(candidates.len()).await;
-    let planned = deployments::desired(bundle, &candidates)
-        .map_err(|e| e.to_string())
-        .and_then(|desired| {
-            let plan = plan_rollout(bundle, &desired.targets, &existing)?;
-            let deployments::Desired { content, targets } = desired;
-            let targets: Vec<Box<BundleDeployment>> =
-                targets.into_iter().map(|t| t.deployment).collect();
-            Ok((content, targets, plan))
-        });
+    let shards = ctx.dynamic_shards();
+    let bundle_shard = shards.map(|s| (s.shard_of(&shard_key(bundle)), s.shards()));
+    let label = |bd: &mut BundleDeployment| {
+        if let (Some(shards), Some((shard, count))) = (shards, bundle_shard) {
+            plan::label_shards(bd, shard, count, |key| shards.shard_of(key));
+        }
+    };
+    let planned = plan_targets(bundle, &candidates, &existing, label);
     drop(candidates);
-    let (content, mut targets, rollout) = match planned {
+    let (content, targets, rollout) = match planned {
         Ok(planned) => planned,
         Err(message) => {
             tracing::warn!(bundle = %name, %namespace, error = %message, "cannot target bundle");
@@ -83,10 +82,7 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
         .set_targeting_error((namespace.clone(), name.clone()), None);
     ensure_content(ctx, &content).await?;
     drop(content);
-    let placed: Vec<(String, String)> = targets
-        .iter()
-        .map(|bd| plan::key_of(&bd.metadata))
-        .collect();
+    let placed: Vec<plan::Key> = targets.iter().map(|t| t.key.clone()).collect();
     let credentials_waiting = match crate::helm_secrets::distribute(ctx, bundle, &placed).await {
         Ok(waiting) => waiting,
         Err(crate::helm_secrets::Error::NotLeading(e)) => return Err(e.into()),
@@ -95,18 +91,10 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             return stalled(bundle, ctx, e.to_string(), Duration::from_secs(30)).await;
         }
     };
-
-    let bundle_shard = ctx.dynamic_shards().map(|shards| {
-        let bundle_shard = shards.shard_of(&shard_key(bundle));
-        plan::label_shards(&mut targets, bundle_shard, shards.shards(), |key| {
-            shards.shard_of(key)
-        });
-        (bundle_shard, shards.shards())
-    });
     let (changes, expecting) = match plan_writes(ctx, targets, rollout.as_ref(), &existing) {
         Ok(planned) => planned,
         Err(e) => {
-            let message = format!("cannot encode its BundleDeployments: {e}");
+            let message = format!("cannot plan its BundleDeployments: {e}");
             tracing::warn!(bundle = %name, %namespace, error = %e, "cannot plan bundle");
             return stalled(bundle, ctx, message, Duration::from_secs(60)).await;
         }
@@ -141,24 +129,37 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// What `bundle` should deploy on the `candidates`: its Content, a BundleDeployment per
+/// target, `label`led and [`Planned`] as soon as it is built (the candidates are freed after
+/// this), and the rollout over them; or why not.
+fn plan_targets(
+    bundle: &Bundle,
+    candidates: &[deployments::Candidate],
+    existing: &BTreeMap<plan::Key, Arc<Deployed>>,
+    label: impl Fn(&mut BundleDeployment),
+) -> Result<(Content, Vec<Planned>, Option<rollout::Plan>), String> {
+    let desired = deployments::desired_as(bundle, candidates, |mut bd| {
+        label(&mut bd);
+        Planned::of(bd)
+    })
+    .map_err(|e| e.to_string())?;
+    let rollout = plan_rollout(bundle, &desired.targets, existing)?;
+    let deployments::Desired { content, targets } = desired;
+    let targets = targets.into_iter().map(|t| t.deployment).collect();
+    Ok((content, targets, rollout))
+}
+
 /// The changes that make the Bundle's BundleDeployments what `targets` want, counting the
 /// writes the cache does not show yet as made; and whether any such write was counted (the
 /// Bundle is then looked at again once they expire, in case the cache never shows them:
 /// deleted meanwhile).
-#[expect(
-    clippy::vec_box,
-    reason = "each BundleDeployment moves into the writes without a copy and is freed once written"
-)]
 fn plan_writes(
     ctx: &Context,
-    targets: Vec<Box<BundleDeployment>>,
+    targets: Vec<Planned>,
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<plan::Key, Arc<Deployed>>,
 ) -> Result<(inventory::Changes<plan::Key, Planned>, bool), serde_json::Error> {
-    let keys: Vec<plan::Key> = targets
-        .iter()
-        .map(|bd| plan::key_of(&bd.metadata))
-        .collect();
+    let keys: Vec<plan::Key> = targets.iter().map(|t| t.key.clone()).collect();
     let written = ctx.memory.written.pending(
         &keys,
         |key| {
@@ -260,7 +261,7 @@ const ROLLOUT_RECHECK: Duration = Duration::from_secs(5);
 /// The rollout of a Bundle change over its targets (`None` while paused: nothing moves).
 fn plan_rollout(
     bundle: &Bundle,
-    targets: &[deployments::Target],
+    targets: &[deployments::Target<'_, Planned>],
     existing: &BTreeMap<(String, String), Arc<Deployed>>,
 ) -> Result<Option<rollout::Plan>, String> {
     if bundle.spec.paused {
@@ -271,17 +272,9 @@ fn plan_rollout(
         .map(|t| rollout::Slot {
             cluster: t.cluster,
             current: existing
-                .get(&(
-                    t.deployment.namespace().unwrap_or_default(),
-                    t.deployment.name_any(),
-                ))
+                .get(&t.deployment.key)
                 .map(|bd| bd.as_ref() as &dyn rollout::Current),
-            wanted: t
-                .deployment
-                .spec
-                .deployment_id
-                .as_deref()
-                .unwrap_or_default(),
+            wanted: &t.deployment_id,
         })
         .collect();
     rollout::plan(bundle.spec.rollout_strategy.as_ref(), &slots)

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use fleet_api::BundleDeployment;
 use fleet_api::labels::{CLUSTER, CLUSTER_NAMESPACE};
 use fleet_api::sharding::{BUNDLE_SHARD, CLUSTER_SHARD, ShardLabel};
-use fleet_render::deployments::sha256_hex;
 use fleet_render::rollout;
-use fleet_runtime::inventory::{self, Changes, stamp};
+use fleet_runtime::inventory::{self, Changes};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
@@ -29,81 +28,66 @@ pub fn key_of(meta: &ObjectMeta) -> Key {
 }
 
 /// The BundleDeployments to create, update and prune so that `existing` becomes `targets`
-/// (a BundleDeployment per targeted cluster). `rollout` says per target (same order) whether
-/// it gets the new deployment now; `None` means paused: existing BundleDeployments only stage
-/// the new deployment (a cluster new to the Bundle gets it, as before the pause there was
-/// nothing to keep).
+/// (a BundleDeployment per targeted cluster, planned). `rollout` says per target (same order)
+/// whether it gets the new deployment now; `None` means paused: existing BundleDeployments
+/// only stage the new deployment (a cluster new to the Bundle gets it, as before the pause
+/// there was nothing to keep).
 /// `written`: the content hashes of writes the cache does not show yet, which count as
-/// existing. What is to be written is [`Planned`]: each struct is freed once planned.
+/// existing.
 pub fn deployments(
-    targets: Vec<Box<BundleDeployment>>,
+    targets: Vec<Planned>,
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<Key, Arc<Deployed>>,
     written: BTreeMap<Key, String>,
 ) -> Result<Changes<Key, Planned>, serde_json::Error> {
+    let paused = rollout.is_none();
     let mut desired = Vec::with_capacity(targets.len());
-    for (index, mut bd) in targets.into_iter().enumerate() {
-        let key = key_of(&bd.metadata);
-        let paused = rollout.is_none();
+    for (index, planned) in targets.into_iter().enumerate() {
         let promote = rollout.is_none_or(|plan| plan.promote.get(index).copied().unwrap_or(true));
-        match existing.get(&key) {
+        let planned = match existing.get(&planned.key) {
             // Paused, or held back by the rollout: the new deployment is staged only.
-            Some(current) if paused || !promote => {
+            Some(current) if paused || !promote => planned.changed(|bd| {
                 bd.spec.options = current.spec.options.options()?;
                 bd.spec.deployment_id = current.spec.deployment_id.clone();
-            }
-            None if !promote => {
+                Ok(())
+            })?,
+            None if !promote => planned.changed(|bd| {
                 bd.spec.options = Default::default();
                 bd.spec.deployment_id = None;
-            }
-            _ => {}
-        }
-        let hash = content_hash(&bd);
-        stamp(&mut bd.metadata, &hash);
-        desired.push((key, hash.clone(), (hash, bd)));
+                Ok(())
+            })?,
+            _ => planned,
+        };
+        desired.push((planned.key.clone(), planned.hash.clone(), planned));
     }
     let mut hashes: BTreeMap<Key, Option<String>> = existing
         .iter()
         .map(|(key, bd)| (key.clone(), bd.stamp().map(str::to_owned)))
         .collect();
     hashes.extend(written.into_iter().map(|(key, hash)| (key, Some(hash))));
-    let changes = inventory::plan(desired, &hashes);
-    let planned = |writes: Vec<(String, Box<BundleDeployment>)>| {
-        writes
-            .into_iter()
-            .map(|(hash, bd)| Planned::new(&bd, hash))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    Ok(Changes {
-        create: planned(changes.create)?,
-        update: planned(changes.update)?,
-        unchanged: changes.unchanged,
-        prune: changes.prune,
-    })
+    Ok(inventory::plan(desired, &hashes))
 }
 
-/// Labels each target's BundleDeployment with the dynamic shard of its Bundle
-/// (`bundle_shard`) and of its Cluster (`shard_of` its `namespace/name`), counted in `shards`,
-/// so that each replica's caches list only its shards' BundleDeployments.
+/// Labels a target's BundleDeployment with the dynamic shard of its Bundle (`bundle_shard`)
+/// and of its Cluster (`shard_of` its `namespace/name`), counted in `shards`, so that each
+/// replica's caches list only its shards' BundleDeployments.
 pub fn label_shards(
-    targets: &mut [Box<BundleDeployment>],
+    bd: &mut BundleDeployment,
     bundle_shard: u32,
     shards: u32,
     shard_of: impl Fn(&str) -> u32,
 ) {
-    for bd in targets {
-        let labels = bd.labels_mut();
-        let cluster = format!(
-            "{}/{}",
-            labels.get(CLUSTER_NAMESPACE).map_or("", String::as_str),
-            labels.get(CLUSTER).map_or("", String::as_str)
-        );
-        for (key, shard) in [
-            (BUNDLE_SHARD, bundle_shard),
-            (CLUSTER_SHARD, shard_of(&cluster)),
-        ] {
-            labels.insert(key.to_owned(), ShardLabel { key, shards }.value(shard));
-        }
+    let labels = bd.labels_mut();
+    let cluster = format!(
+        "{}/{}",
+        labels.get(CLUSTER_NAMESPACE).map_or("", String::as_str),
+        labels.get(CLUSTER).map_or("", String::as_str)
+    );
+    for (key, shard) in [
+        (BUNDLE_SHARD, bundle_shard),
+        (CLUSTER_SHARD, shard_of(&cluster)),
+    ] {
+        labels.insert(key.to_owned(), ShardLabel { key, shards }.value(shard));
     }
 }
 
@@ -122,16 +106,12 @@ pub fn bundle_shard_label(
     (labels.get(BUNDLE_SHARD) != Some(&value)).then_some((BUNDLE_SHARD, value))
 }
 
-/// The hash of what the controller writes of a BundleDeployment.
-pub fn content_hash(bd: &BundleDeployment) -> String {
-    let json = serde_json::json!({"labels": bd.metadata.labels, "spec": bd.spec});
-    sha256_hex(json.to_string().as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use fleet_api::{BundleDeploymentOptions, BundleDeploymentSpec};
+    use fleet_runtime::inventory::stamp;
 
+    use super::super::planned::content_hash;
     use super::*;
 
     fn bd(cluster: &str, deployment_id: &str, namespace: &str) -> BundleDeployment {
@@ -151,8 +131,8 @@ mod tests {
         bd
     }
 
-    fn target(cluster: &str, deployment_id: &str) -> Box<BundleDeployment> {
-        Box::new(bd(cluster, deployment_id, "new"))
+    fn target(cluster: &str, deployment_id: &str) -> BundleDeployment {
+        bd(cluster, deployment_id, "new")
     }
 
     /// What was written before: the deployment, stamped as the controller stamps it.
@@ -182,14 +162,15 @@ mod tests {
         }
     }
 
-    /// The changes, each BundleDeployment to write decoded as its write will send it.
-    #[expect(clippy::vec_box, reason = "as the reconcile plans them")]
+    /// The changes for `targets` as the reconcile plans them, each BundleDeployment to write
+    /// decoded as its write will send it.
     fn planned(
-        targets: Vec<Box<BundleDeployment>>,
+        targets: Vec<BundleDeployment>,
         rollout: Option<&rollout::Plan>,
         existing: &BTreeMap<Key, Arc<Deployed>>,
         written: BTreeMap<Key, String>,
     ) -> Changes<Key, BundleDeployment> {
+        let targets = targets.into_iter().map(Planned::of).collect();
         let changes = deployments(targets, rollout, existing, written).expect("planned");
         let decoded = |planned: Vec<Planned>| -> Vec<BundleDeployment> {
             planned
@@ -340,7 +321,9 @@ mod tests {
             labels.insert(CLUSTER.to_owned(), cluster.to_owned());
         }
         let shard_of = |key: &str| u32::from(key == "fleet-default/b") * 5;
-        label_shards(&mut targets, 2, 6, shard_of);
+        for t in &mut targets {
+            label_shards(t, 2, 6, shard_of);
+        }
         let shards: Vec<(Option<&String>, Option<&String>)> = targets
             .iter()
             .map(|t| {
@@ -360,7 +343,7 @@ mod tests {
         );
         // The labels are part of what is written: a new shard count rewrites them.
         let before = content_hash(&targets[0]);
-        label_shards(&mut targets, 2, 8, shard_of);
+        label_shards(&mut targets[0], 2, 8, shard_of);
         assert_ne!(content_hash(&targets[0]), before);
     }
 }
