@@ -2,8 +2,8 @@
 //! written, all together.
 //!
 //! A Bundle reconcile plans every target before it writes any (the rollout needs each
-//! target's deployment id), a few KiB each until planned, then its JSON until written
-//! ([`crate::bundles::planned`]). With 8 workers on Bundles that target 1000
+//! target's deployment id), each kept as its JSON until written (`bundles::planned`): one
+//! or more KiB each. With 8 workers on Bundles that target 1000
 //! Clusters, that was 8,000 planned BundleDeployments at once, while the writes, 32 at a
 //! time for all Bundles, could use only a few of them. So a reconcile first reserves room for
 //! as many as its Bundle may target ([`PlanBudget::reserve`]), waiting for it; once planned,
