@@ -1,6 +1,7 @@
-//! The Bundle reconciler: writes the BundleDeployments [`deployments::desired`] computes
-//! (server-side apply, only when their content hash changed), the Content of the manifest,
-//! deletes BundleDeployments no longer targeted; the second rolls their states up into the
+//! The Bundle reconciler: writes the BundleDeployments [`deployments::desired_as`] computes,
+//! each kept as its JSON until written ([`planned`]), with a create or a server-side apply
+//! only when their content hash changed; writes the Content of the manifest, and deletes
+//! BundleDeployments no longer targeted; the second rolls their states up into the
 //! Bundle's status (written only when it changed). A paused Bundle stages new options without
 //! changing what is deployed. A Bundle being deleted first deletes its BundleDeployments
 //! (Fleet's finalizer).
