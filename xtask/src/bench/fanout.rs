@@ -251,9 +251,10 @@ async fn fan_out(
     let bundle_api: Api<Bundle> = Api::namespaced(client.clone(), NS);
     let requests_before = requests::requests(client, "fleet.cattle.io").await?;
     let cpu_before = cpu_of(replicas);
+    let options = options(args);
     let started = Instant::now();
     for i in 0..args.bundles {
-        let mut spec = options(args);
+        let mut spec = options.clone();
         spec["targets"] = serde_json::json!([{"clusterGroup": "default"}]);
         spec["resources"] = resources(args.resource_kib, 1);
         let bundle: Bundle = serde_json::from_value(

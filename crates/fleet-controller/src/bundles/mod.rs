@@ -92,7 +92,8 @@ async fn apply(bundle: &Bundle, ctx: &Context) -> Result<Action, Error> {
             return stalled(bundle, ctx, e.to_string(), Duration::from_secs(30)).await;
         }
     };
-    let (changes, expecting) = match plan_writes(ctx, targets, rollout.as_ref(), &existing) {
+    let (changes, expecting) = match plan_writes(ctx, targets, &placed, rollout.as_ref(), &existing)
+    {
         Ok(planned) => planned,
         Err(e) => {
             let message = format!("cannot plan its BundleDeployments: {e}");
@@ -150,19 +151,19 @@ fn plan_targets(
     Ok((content, targets, rollout))
 }
 
-/// The changes that make the Bundle's BundleDeployments what `targets` want, counting the
-/// writes the cache does not show yet as made; and whether any such write was counted (the
-/// Bundle is then looked at again once they expire, in case the cache never shows them:
-/// deleted meanwhile).
+/// The changes that make the Bundle's BundleDeployments what `targets` (of these `keys`)
+/// want, counting the writes the cache does not show yet as made; and whether any such write
+/// was counted (the Bundle is then looked at again once they expire, in case the cache never
+/// shows them: deleted meanwhile).
 fn plan_writes(
     ctx: &Context,
     targets: Vec<Planned>,
+    keys: &[plan::Key],
     rollout: Option<&rollout::Plan>,
     existing: &BTreeMap<plan::Key, Arc<Deployed>>,
 ) -> Result<(inventory::Changes<plan::Key, Planned>, bool), serde_json::Error> {
-    let keys: Vec<plan::Key> = targets.iter().map(|t| t.key.clone()).collect();
     let written = ctx.memory.written.pending(
-        &keys,
+        keys,
         |key| {
             existing
                 .get(key)
