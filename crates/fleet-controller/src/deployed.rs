@@ -4,24 +4,25 @@
 //! the controller's memory. The cache reads them from the API server as this projection and
 //! [`trim`] cuts each to what the Bundle reconciles, their status and the GitRepo and HelmOp
 //! roll-ups read: no staged options (their id says what is staged), no other spec field but
-//! the deployment ids, the options as their JSON ([`KeptOptions`]: a paused or held-back
-//! target keeps them) and whether a HelmOp's chart is deployed; the labels naming the Bundle, Cluster, GitRepo and HelmOp;
-//! the content hash the controller stamped instead of the annotations; the agent's status
-//! without its list of resources.
+//! the deployment ids, the options ([`KeptOptions`]: shared JSON; a paused or held-back
+//! target keeps them) and whether a HelmOp's chart is deployed; the labels naming the
+//! Bundle, Cluster, GitRepo and HelmOp; the content hash the controller stamped instead of
+//! the annotations; the agent's status without its list of resources.
 
 use fleet_api::labels::{
     BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, CONTENT_HASH, HELM_OP_NAME,
     REPO_NAME,
 };
 use fleet_api::{
-    BundleDeployment, BundleDeploymentOptions, BundleDeploymentStatus, BundleState, ModifiedStatus,
-    NonReadyStatus, deployment_state,
+    BundleDeployment, BundleDeploymentStatus, BundleState, ModifiedStatus, NonReadyStatus,
+    deployment_state,
 };
 use fleet_render::rollout;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use crate::kept_options::KeptOptions;
 use crate::summary::Placed;
 
 /// The labels the Bundle work and its roll-ups read.
@@ -66,50 +67,6 @@ pub struct DeployedSpec {
     /// credentials then).
     #[serde(default)]
     helm_chart_options: Option<IgnoredAny>,
-}
-
-/// The options of the deployment a BundleDeployment deploys, as the cache keeps them: their
-/// JSON. They are read only when the rollout holds the target back or its Bundle is paused,
-/// while every cached BundleDeployment holds them, Helm values included, and a parsed map of
-/// values takes several times its JSON. The default options take nothing.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct KeptOptions(Kept);
-
-#[derive(Clone, Debug, Default, PartialEq)]
-enum Kept {
-    #[default]
-    Default,
-    Json(Box<str>),
-    /// Options that could not be encoded, kept as they are.
-    Parsed(Box<BundleDeploymentOptions>),
-}
-
-impl KeptOptions {
-    /// Keeps `options`.
-    pub fn of(options: BundleDeploymentOptions) -> Self {
-        if options == BundleDeploymentOptions::default() {
-            return Self(Kept::Default);
-        }
-        match serde_json::to_string(&options) {
-            Ok(json) => Self(Kept::Json(json.into_boxed_str())),
-            Err(_) => Self(Kept::Parsed(Box::new(options))),
-        }
-    }
-
-    /// The options kept.
-    pub fn options(&self) -> Result<BundleDeploymentOptions, serde_json::Error> {
-        match &self.0 {
-            Kept::Default => Ok(BundleDeploymentOptions::default()),
-            Kept::Json(json) => serde_json::from_str(json),
-            Kept::Parsed(options) => Ok(options.as_ref().clone()),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for KeptOptions {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        BundleDeploymentOptions::deserialize(deserializer).map(Self::of)
-    }
 }
 
 impl DeployedSpec {
@@ -236,7 +193,7 @@ impl Placed for Deployed {
 
 #[cfg(test)]
 mod tests {
-    use fleet_api::{BundleDeploymentSpec, HelmOpOptions};
+    use fleet_api::{BundleDeploymentOptions, BundleDeploymentSpec, HelmOpOptions};
     use fleet_runtime::inventory::stamp;
     use kube::{Resource, ResourceExt};
 
@@ -311,24 +268,6 @@ mod tests {
             assert_eq!(Placed::state(&deployed), bd.state());
             assert!(!rollout::unavailable(&deployed));
         }
-    }
-
-    #[test]
-    fn options_are_kept_as_their_json_and_default_ones_not_at_all() {
-        let mut bd = written();
-        bd.spec.options.helm = Some(fleet_api::HelmOptions {
-            values: serde_json::json!({"replicas": 2, "image": {"tag": "v1"}})
-                .as_object()
-                .cloned(),
-            ..Default::default()
-        });
-        let kept = served(&bd).spec.options;
-        assert!(matches!(kept.0, Kept::Json(_)), "{kept:?}");
-        assert_eq!(kept.options().expect("decodes"), bd.spec.options);
-        bd.spec.options = BundleDeploymentOptions::default();
-        let kept = served(&bd).spec.options;
-        assert_eq!(kept.0, Kept::Default);
-        assert_eq!(kept.options().expect("decodes"), bd.spec.options);
     }
 
     #[test]

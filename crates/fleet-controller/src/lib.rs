@@ -12,7 +12,8 @@
 //! - [`summary`]: BundleDeployment states and summaries (pure); which other namespaces'
 //!   Clusters a bundle targets is `fleet_render::mappings` (shared with `fleet target`);
 //! - what the caches hold of a BundleDeployment: [`deployed`] for the Bundle work and its
-//!   roll-ups, [`placements`] for the Cluster roll-ups (under dynamic shards).
+//!   roll-ups, [`placements`] for the Cluster roll-ups (under dynamic shards); the options
+//!   of a BundleDeployment, cached or planned, as [`kept_options`] (equal ones shared).
 //!
 //! The reconcilers, each with its decisions as pure functions and its `run` (what it watches,
 //! how events map to its keys):
@@ -38,6 +39,7 @@ pub mod error;
 pub mod helm_secrets;
 pub mod identities;
 pub mod import;
+pub mod kept_options;
 pub mod memory;
 pub mod metrics;
 pub mod namespaces;

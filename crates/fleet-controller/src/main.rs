@@ -45,6 +45,7 @@ struct Args {
     write_concurrency: usize,
     /// BundleDeployments planned and not yet written, all Bundles together (about 2 KiB
     /// each): bounds the memory of a fan-out. A Bundle targeting more clusters plans alone.
+    /// Under dynamic shards, of all replicas together: each has its shards' share.
     #[arg(long, env = "FLEET_MAX_PLANNED_DEPLOYMENTS", default_value_t = 2048)]
     max_planned_deployments: usize,
     /// A Cluster whose agent has not checked in for this long is marked not Ready.
@@ -142,6 +143,12 @@ async fn main() -> anyhow::Result<()> {
             ),
         });
         if let Some(shards) = &shards {
+            // The plan budget is the replicas' together: each plans within its shards' share.
+            tokio::spawn(ctx.plan_budget.follow_shards(
+                shards.held_changes(),
+                shards.shards(),
+                stop.clone(),
+            ));
             let every = Duration::from_secs(5);
             let objects = caches.bundles.reader();
             tokio::spawn(shards.clone().count_objects_of(

@@ -16,11 +16,19 @@
 //! ahead of it have planned and enough of their writes have ended. So during a large
 //! fan-out a small Bundle's change waits for part of it, where without the budget its writes
 //! would have competed with the fan-out's for the write slots.
+//!
+//! Under dynamic shards the budget is that of all the replicas together: each uses the share
+//! of it of the shards it holds ([`PlanBudget::follow_shards`]), so that a replica holding a
+//! third of the Bundles plans within a third of the memory. The units beyond its share are
+//! withheld (acquired and kept) by a task that follows the shards held.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 
 /// The budget of one term.
 #[derive(Debug)]
@@ -31,15 +39,29 @@ pub struct PlanBudget(Shared);
 struct Shared {
     units: Arc<Semaphore>,
     total: usize,
+    /// The part of `total` this replica uses (all of it without dynamic shards).
+    share: Arc<AtomicUsize>,
+    /// The units held back beyond the share.
+    withheld: Arc<AtomicUsize>,
     /// `fleet_controller_planned_deployments`: the units in use.
     in_use: Gauge,
 }
 
 impl Shared {
     fn observe(&self) {
-        let used = self.total.saturating_sub(self.units.available_permits());
+        let used = self
+            .total
+            .saturating_sub(self.units.available_permits())
+            .saturating_sub(self.withheld.load(Ordering::Relaxed));
         self.in_use.set(i64::try_from(used).unwrap_or(i64::MAX));
     }
+}
+
+/// The share of a budget of `total` that `held` of `shards` shards use: in proportion,
+/// rounded up, at least one unit.
+pub fn share_of(total: usize, held: usize, shards: u32) -> usize {
+    let shards = usize::try_from(shards).unwrap_or(usize::MAX).max(1);
+    (total.saturating_mul(held.min(shards)).div_ceil(shards)).clamp(1, total.max(1))
 }
 
 impl PlanBudget {
@@ -49,14 +71,61 @@ impl PlanBudget {
         Self(Shared {
             units: Arc::new(Semaphore::new(total)),
             total,
+            share: Arc::new(AtomicUsize::new(total)),
+            withheld: Arc::new(AtomicUsize::new(0)),
             in_use,
         })
     }
 
-    /// Room for `wanted` BundleDeployments (at most the whole budget), once it is free.
+    /// Keeps this replica's part of the budget at the share of the shards it holds (`held`,
+    /// of `shards`) until `stop`: withholds the units beyond it, as they are free, and gives
+    /// them back when it holds more shards, and when stopped.
+    pub fn follow_shards(
+        &self,
+        mut held: watch::Receiver<BTreeSet<u32>>,
+        shards: u32,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let budget = self.0.clone();
+        async move {
+            let mut withheld: Option<OwnedSemaphorePermit> = None;
+            loop {
+                let share = share_of(budget.total, held.borrow_and_update().len(), shards);
+                budget.share.store(share, Ordering::Relaxed);
+                let wanted = budget.total - share;
+                let have = withheld
+                    .as_ref()
+                    .map_or(0, OwnedSemaphorePermit::num_permits);
+                if have > wanted {
+                    drop(withheld.as_mut().and_then(|p| p.split(have - wanted)));
+                }
+                budget.withheld.store(have.min(wanted), Ordering::Relaxed);
+                budget.observe();
+                let more = u32::try_from(wanted.saturating_sub(have)).unwrap_or(u32::MAX);
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    changed = held.changed() => if changed.is_err() { break },
+                    Ok(permit) = budget.units.clone().acquire_many_owned(more), if more > 0 => {
+                        match withheld.as_mut() {
+                            Some(withheld) => withheld.merge(permit),
+                            None => withheld = Some(permit),
+                        }
+                    }
+                }
+            }
+            budget.share.store(budget.total, Ordering::Relaxed);
+            budget.withheld.store(0, Ordering::Relaxed);
+            drop(withheld);
+            budget.observe();
+        }
+    }
+
+    /// Room for `wanted` BundleDeployments (at most this replica's share of the budget),
+    /// once it is free.
     pub async fn reserve(&self, wanted: usize) -> Reserved {
         let budget = &self.0;
-        let wanted = u32::try_from(wanted.min(budget.total)).unwrap_or(u32::MAX);
+        let share = budget.share.load(Ordering::Relaxed);
+        let wanted = u32::try_from(wanted.min(share)).unwrap_or(u32::MAX);
         // The semaphore is never closed: without a permit, the reconcile reserved nothing.
         let permit = match wanted {
             0 => None,
@@ -184,6 +253,60 @@ mod tests {
         assert_eq!(large.room(), 0);
         drop(units);
         assert_eq!(budget.reserve(10).await.room(), 10);
+    }
+
+    #[test]
+    fn the_share_of_the_shards_held() {
+        for (total, held, shards, share) in [
+            (2048, 2, 6, 683),
+            (2048, 6, 6, 2048),
+            (2048, 0, 6, 1),
+            (10, 1, 3, 4),
+            (1, 1, 6, 1),
+            (100, 7, 6, 100),
+            (100, 1, 0, 100),
+        ] {
+            assert_eq!(share_of(total, held, shards), share, "{held} of {shards}");
+        }
+    }
+
+    /// Lets the spawned tasks run until they wait.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_plans_within_the_share_of_its_shards() {
+        let budget = budget(60);
+        let (held, receiver) = watch::channel(BTreeSet::from([0]));
+        let stop = CancellationToken::new();
+        tokio::spawn(budget.follow_shards(receiver, 6, stop.clone()));
+        settle().await;
+        let first = budget.reserve(100).await;
+        assert_eq!(first.room(), 10, "1 shard of 6");
+        assert_eq!(budget.0.in_use.get(), 10, "withheld units are not in use");
+        assert!(waits(budget.reserve(1)).await);
+        held.send_replace(BTreeSet::from([0, 1, 2]));
+        settle().await;
+        // 3 of 6: 30, 10 of them in use.
+        let second = budget.reserve(20).await;
+        assert_eq!(second.room(), 20, "the units given back");
+        assert!(waits(budget.reserve(1)).await);
+        held.send_replace(BTreeSet::from([0]));
+        settle().await;
+        assert!(waits(budget.reserve(1)).await, "back to 10, all in use");
+        drop((first, second));
+        settle().await;
+        assert_eq!(budget.0.withheld.load(Ordering::Relaxed), 50);
+        assert_eq!(budget.reserve(100).await.room(), 10);
+        stop.cancel();
+        settle().await;
+        assert_eq!(
+            budget.reserve(100).await.room(),
+            60,
+            "all of it once stopped"
+        );
+        assert_eq!(budget.0.in_use.get(), 0);
     }
 
     #[tokio::test(start_paused = true)]

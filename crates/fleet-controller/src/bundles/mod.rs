@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use fleet_api::labels::{BUNDLE_FINALIZER, BUNDLE_NAME, BUNDLE_NAMESPACE};
 use fleet_api::{Bundle, BundleDeployment, BundleNamespaceMapping, Cluster, ClusterGroup, Content};
+use fleet_runtime::expectations::Seen;
 use fleet_runtime::finalizer::{Event, FinalizerError, finalized};
 use fleet_runtime::{WriteError, inventory};
 use futures::StreamExt;
@@ -165,9 +166,10 @@ fn plan_writes(
     let written = ctx.memory.written.pending(
         keys,
         |key| {
-            existing
-                .get(key)
-                .and_then(|bd| bd.stamp().map(str::to_owned))
+            existing.get(key).map(|bd| Seen {
+                hash: bd.stamp(),
+                resource_version: bd.metadata.resource_version.as_deref(),
+            })
         },
         std::time::Instant::now(),
     );
@@ -352,12 +354,11 @@ async fn write_deployment(ctx: &Context, planned: Planned, new: bool) -> Result<
                 &Patch::Apply(&bd),
             )
             .await
-            .map(|_| ())
     };
     let mut result = if new {
         match writer.create(&api, &bd).await {
             Err(e) if e.is_conflict() => apply().await,
-            other => other.map(|_| ()),
+            other => other,
         }
     } else {
         apply().await
@@ -367,11 +368,14 @@ async fn write_deployment(ctx: &Context, planned: Planned, new: bool) -> Result<
         crate::namespaces::ensure(ctx, namespace, &bd).await?;
         result = apply().await;
     }
-    result?;
+    let written = result?;
     ctx.metrics.writes.inc();
-    ctx.memory
-        .written
-        .written(planned.key.clone(), hash.clone(), std::time::Instant::now());
+    ctx.memory.written.written(
+        planned.key.clone(),
+        hash.clone(),
+        written.metadata.resource_version.as_deref(),
+        std::time::Instant::now(),
+    );
     Ok(())
 }
 

@@ -6,13 +6,15 @@
 //! and the content hash each in allocations of their own) they were the largest part of a
 //! controller's memory during a fan-out. So each is stamped with its content hash and turned
 //! into its JSON as soon as it is built ([`Planned::of`]), and decoded again right before its
-//! write.
+//! write. Its options and staged options are kept apart, as [`KeptOptions`]: the targets
+//! that deploy the same options share one copy of them.
 
 use fleet_api::BundleDeployment;
 use fleet_render::deployments::sha256_hex;
 use fleet_runtime::inventory::stamp;
 
 use super::plan::{Key, key_of};
+use crate::kept_options::KeptOptions;
 
 /// A planned BundleDeployment: its key, its content hash, and its JSON.
 #[derive(Debug, Clone)]
@@ -24,7 +26,12 @@ pub struct Planned {
 
 #[derive(Debug, Clone)]
 enum Body {
-    Json(Box<[u8]>),
+    Json {
+        /// The BundleDeployment without its options and staged options.
+        rest: Box<[u8]>,
+        options: KeptOptions,
+        staged: KeptOptions,
+    },
     /// One that could not be encoded, kept as it is.
     Struct(Box<BundleDeployment>),
 }
@@ -35,9 +42,19 @@ impl Planned {
         let hash = content_hash(&deployment);
         stamp(&mut deployment.metadata, &hash);
         let key = key_of(&deployment.metadata);
+        let options = std::mem::take(&mut deployment.spec.options);
+        let staged = std::mem::take(&mut deployment.spec.staged_options);
         let body = match serde_json::to_vec(&deployment) {
-            Ok(json) => Body::Json(json.into_boxed_slice()),
-            Err(_) => Body::Struct(Box::new(deployment)),
+            Ok(rest) => Body::Json {
+                rest: rest.into_boxed_slice(),
+                options: KeptOptions::of(options),
+                staged: KeptOptions::of(staged),
+            },
+            Err(_) => {
+                deployment.spec.options = options;
+                deployment.spec.staged_options = staged;
+                Body::Struct(Box::new(deployment))
+            }
         };
         Self { key, hash, body }
     }
@@ -45,7 +62,16 @@ impl Planned {
     /// The BundleDeployment to write.
     pub fn deployment(&self) -> Result<BundleDeployment, serde_json::Error> {
         match &self.body {
-            Body::Json(json) => serde_json::from_slice(json),
+            Body::Json {
+                rest,
+                options,
+                staged,
+            } => {
+                let mut deployment: BundleDeployment = serde_json::from_slice(rest)?;
+                deployment.spec.options = options.options()?;
+                deployment.spec.staged_options = staged.options()?;
+                Ok(deployment)
+            }
             Body::Struct(deployment) => Ok(deployment.as_ref().clone()),
         }
     }
@@ -91,6 +117,7 @@ mod tests {
                 ..BundleDeploymentSpec::default()
             },
         );
+        bd.spec.staged_options = bd.spec.options.clone();
         bd.metadata.namespace = Some("cluster-a".to_owned());
         bd
     }
