@@ -85,8 +85,9 @@ impl Table {
             return shared.clone();
         }
         if self.strings.len() >= (2 * self.swept).max(SWEEP_FROM) {
-            // Each sweep at least halves the table or doubles what the next waits for:
-            // the strings nobody holds are never more than those in use, plus SWEEP_FROM.
+            // Sweeping only once the table has doubled costs O(1) per string added, and
+            // the strings nobody holds stay fewer than twice those held at the last
+            // sweep, plus SWEEP_FROM.
             self.strings.retain(|s| Arc::strong_count(s) > 1);
             self.swept = self.strings.len();
         }
