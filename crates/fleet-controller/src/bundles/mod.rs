@@ -154,8 +154,8 @@ fn plan_targets(
 
 /// The changes that make the Bundle's BundleDeployments what `targets` (of these `keys`)
 /// want, counting the writes the cache does not show yet as made; and whether any such write
-/// was counted (the Bundle is then looked at again once they expire, in case the cache never
-/// shows them: deleted meanwhile).
+/// was counted (the Bundle is then looked at again after the expectations' TTL, in case the
+/// cache never shows them: deleted meanwhile).
 fn plan_writes(
     ctx: &Context,
     targets: Vec<Planned>,
