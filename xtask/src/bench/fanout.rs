@@ -247,7 +247,7 @@ async fn fan_out(
     args: &FanoutArgs,
 ) -> anyhow::Result<FanOut> {
     let total = args.clusters * args.bundles;
-    let mut events = watch_managed(client);
+    let mut events = watch_managed(client).await?;
     let bundle_api: Api<Bundle> = Api::namespaced(client.clone(), NS);
     let requests_before = requests::requests(client, "fleet.cattle.io").await?;
     let cpu_before = cpu_of(replicas);

@@ -26,13 +26,27 @@ pub struct Appeared {
 pub type Events =
     futures::stream::BoxStream<'static, Result<watcher::Event<BundleDeployment>, watcher::Error>>;
 
-/// A watch of the BundleDeployments labelled managed, in every namespace, from now.
-pub fn watch_managed(client: &Client) -> Events {
-    watcher(
+/// A watch of the BundleDeployments labelled managed, in every namespace, from now: its
+/// initial list is read before it returns, so that neither the objects that exist already
+/// nor the list itself are part of what is then measured (its timing, its API requests).
+pub async fn watch_managed(client: &Client) -> anyhow::Result<Events> {
+    let mut events = watcher(
         Api::<BundleDeployment>::all(client.clone()),
         watcher::Config::default().labels("fleet.cattle.io/managed=true"),
     )
-    .boxed()
+    .boxed();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let event = tokio::time::timeout_at(deadline.into(), events.next())
+            .await
+            .context("the BundleDeployments' list took over 300s")?;
+        match event {
+            Some(Ok(watcher::Event::InitDone)) => return Ok(events),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => eprintln!("watch: {e}"),
+            None => bail!("watch ended"),
+        }
+    }
 }
 
 /// Waits (at most 900 s) until `events` have shown `total` distinct BundleDeployments that

@@ -43,7 +43,11 @@ pub async fn rates(
         .context("the raw client's creates")?;
     let alone = total as f64 / started.elapsed().as_secs_f64();
 
-    let mut events = watch_managed(client);
+    // Out of the watch's way, as the controller's fan-out starts with none.
+    delete_all(&api)
+        .await
+        .context("deleting the raw client's first BundleDeployments")?;
+    let mut events = watch_managed(client).await?;
     let started = Instant::now();
     let mut seen = Seen::new();
     let (created, seen) = futures::join!(

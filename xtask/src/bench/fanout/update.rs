@@ -23,7 +23,7 @@ pub async fn update_all(
     total: usize,
 ) -> anyhow::Result<UpdateWave> {
     let before = reset_peaks(replicas);
-    let mut events = watch_managed(client);
+    let mut events = watch_managed(client).await?;
     let requests_before = requests::requests(client, "fleet.cattle.io").await?;
     let resources = resources(args.resource_kib, 2);
     let manifest = fleet_render::deployments::manifest_id(&serde_json::from_value::<Bundle>(
