@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use fleet_api::sharding::BUNDLE_SHARD;
 use fleet_api::{BundleDeployment, Cluster};
 use futures::StreamExt;
@@ -37,12 +37,27 @@ pub async fn watch_managed(client: &Client) -> anyhow::Result<Events> {
     .boxed();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let event = tokio::time::timeout_at(deadline.into(), events.next())
-            .await
-            .context("the BundleDeployments' list took over 300s")?;
+        let Some(event) = next(&mut events, deadline).await? else {
+            bail!("the BundleDeployments' list took over 300s");
+        };
+        if let watcher::Event::InitDone = event {
+            return Ok(events);
+        }
+    }
+}
+
+/// The watch's next event, `None` once `deadline` has passed; its errors are printed (the
+/// watcher retries by itself, and the benchmark's output is plain text).
+async fn next(
+    events: &mut Events,
+    deadline: Instant,
+) -> anyhow::Result<Option<watcher::Event<BundleDeployment>>> {
+    loop {
+        let Ok(event) = tokio::time::timeout_at(deadline.into(), events.next()).await else {
+            return Ok(None);
+        };
         match event {
-            Some(Ok(watcher::Event::InitDone)) => return Ok(events),
-            Some(Ok(_)) => {}
+            Some(Ok(event)) => return Ok(Some(event)),
             Some(Err(e)) => eprintln!("watch: {e}"),
             None => bail!("watch ended"),
         }
@@ -59,11 +74,11 @@ pub async fn seen_until(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(900);
     while seen.len() < total {
-        let event = tokio::time::timeout_at(deadline.into(), events.next())
-            .await
-            .with_context(|| format!("only {}/{total} BundleDeployments after 900s", seen.len()))?;
+        let Some(event) = next(events, deadline).await? else {
+            bail!("only {}/{total} BundleDeployments after 900s", seen.len());
+        };
         match event {
-            Some(Ok(watcher::Event::Apply(bd) | watcher::Event::InitApply(bd))) if counts(&bd) => {
+            watcher::Event::Apply(bd) | watcher::Event::InitApply(bd) if counts(&bd) => {
                 let key = (bd.namespace().unwrap_or_default(), bd.name_any());
                 seen.entry(key).or_insert_with(|| Appeared {
                     at: Instant::now(),
@@ -71,10 +86,7 @@ pub async fn seen_until(
                     bundle_shard: bd.labels().get(BUNDLE_SHARD).cloned(),
                 });
             }
-            Some(Ok(_)) => {}
-            // The watcher retries by itself; say so, the benchmark's output is plain text.
-            Some(Err(e)) => eprintln!("watch: {e}"),
-            None => bail!("watch ended"),
+            _ => {}
         }
     }
     Ok(())
