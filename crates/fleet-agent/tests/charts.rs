@@ -24,9 +24,9 @@ async fn charts_from_a_private_helm_repository() {
     // (what any process of the node can read in /proc/<pid>/cmdline) and execs the real helm.
     let argv_log = setup.work.path().join("helm-argv.log");
     let wrapper = setup.work.path().join("helm");
-    std::fs::write(
+    fleet_testkit::process::write_script(
         &wrapper,
-        format!(
+        &format!(
             "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
             argv_log.display(),
             fleet_testkit::binaries::ensure(fleet_testkit::binaries::Tool::Helm)
@@ -35,11 +35,6 @@ async fn charts_from_a_private_helm_repository() {
         ),
     )
     .expect("wrapper");
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
     let (agent, _) = setup.agent_with_helm("agent", &wrapper);
     setup.registered(&agent).await;
     let logs = || format!("{}\n{}", agent.log_tail(40), setup.controller.log_tail(20));

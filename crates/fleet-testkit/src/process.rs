@@ -316,6 +316,43 @@ pub fn run(name: &str, cmd: &mut Command) -> Result<(), Error> {
     })
 }
 
+/// Writes an executable script at `path` that this process, or a process it starts, may run
+/// at once.
+///
+/// A script written here with `fs::write` could not be: a process another test thread forks
+/// while the file is open for writing holds that descriptor until it execs, and running the
+/// script meanwhile fails with `ETXTBSY` ("Text file busy"). So a short-lived `sh` writes it:
+/// this process only ever holds the pipe to it, never the file.
+pub fn write_script(path: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    let name = format!("writing {}", path.display());
+    let spawn_error = |source| Error::Spawn {
+        name: name.clone(),
+        source,
+    };
+    let mut child = Command::new("sh")
+        .args(["-c", r#"cat > "$0" && chmod 755 "$0""#])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).map_err(spawn_error)?;
+    }
+    let output = child.wait_with_output().map_err(spawn_error)?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Config {
+        message: format!(
+            "{name} ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+    })
+}
+
 /// A binary of this workspace for a test to run, from the same target directory as the test
 /// itself: `cargo test --workspace` has built it already; only a missing one is built here.
 /// (Building it again with `-p` would resolve features differently and relink it, slowly,

@@ -1,21 +1,19 @@
 //! The binary lookup refuses what would break later in confusing ways.
 
-use std::os::unix::fs::PermissionsExt;
-
 use fleet_testkit::Error;
 use fleet_testkit::binaries::{Tool, check_etcd_version, ensure};
+use fleet_testkit::process::write_script;
 
 #[test]
 fn etcd_older_than_3_5_13_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let etcd = dir.path().join("etcd");
     // What Debian bookworm's etcd-server prints.
-    std::fs::write(
+    write_script(
         &etcd,
         "#!/bin/sh\necho 'etcd Version: 3.4.23'\necho 'Git SHA: Not provided'\n",
     )
     .expect("write script");
-    std::fs::set_permissions(&etcd, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let err = check_etcd_version(&etcd).expect_err("3.4.23 is too old");
     assert!(matches!(err, Error::EtcdVersion { .. }), "{err}");
     let message = err.to_string();
