@@ -321,36 +321,16 @@ pub fn run(name: &str, cmd: &mut Command) -> Result<(), Error> {
 ///
 /// A script written here with `fs::write` could not be: a process another test thread forks
 /// while the file is open for writing holds that descriptor until it execs, and running the
-/// script meanwhile fails with `ETXTBSY` ("Text file busy"). So a short-lived `sh` writes it:
-/// this process only ever holds the pipe to it, never the file.
+/// script meanwhile fails with `ETXTBSY` ("Text file busy"). So a short-lived `sh` writes it
+/// (the text is its argument): this process never holds the file open.
 pub fn write_script(path: &Path, text: &str) -> Result<(), Error> {
-    use std::io::Write as _;
-    let name = format!("writing {}", path.display());
-    let spawn_error = |source| Error::Spawn {
-        name: name.clone(),
-        source,
-    };
-    let mut child = Command::new("sh")
-        .args(["-c", r#"cat > "$0" && chmod 755 "$0""#])
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_error)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text.as_bytes()).map_err(spawn_error)?;
-    }
-    let output = child.wait_with_output().map_err(spawn_error)?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(Error::Config {
-        message: format!(
-            "{name} ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
-    })
+    run(
+        &format!("writing {}", path.display()),
+        Command::new("sh")
+            .args(["-c", r#"printf '%s' "$1" > "$0" && chmod 755 "$0""#])
+            .arg(path)
+            .arg(text),
+    )
 }
 
 /// A binary of this workspace for a test to run, from the same target directory as the test
