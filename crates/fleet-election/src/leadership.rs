@@ -15,9 +15,13 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 /// - [`still_leading`](Self::still_leading) is the check to make right before a write: false
 ///   once the term ended *or* once the renew deadline has passed, even if the elector task has
 ///   not run yet (e.g. right after the process was frozen and resumed).
+///
+/// A term may be nested in another ([`within`](Self::within)): a shard's term within the term
+/// of its shard layout. It leads only while both do.
 #[derive(Clone)]
 pub struct Leadership {
     inner: Arc<Term>,
+    outer: Option<Arc<Term>>,
 }
 
 struct Term {
@@ -52,6 +56,7 @@ impl Leadership {
                 deadline_nanos: AtomicU64::new(0),
                 epoch,
             }),
+            outer: None,
         };
         leadership.extend_to(deadline);
         leadership
@@ -79,9 +84,20 @@ impl Leadership {
         &self.inner.identity
     }
 
-    /// True while the Lease is held and renewed within the renew deadline.
+    /// True while the Lease is held and renewed within the renew deadline (and, for a term
+    /// [`within`](Self::within) another, while that one is too).
     pub fn still_leading(&self) -> bool {
-        !self.inner.ended.load(Ordering::Acquire) && Instant::now() < self.deadline()
+        self.inner.holds() && self.outer.as_ref().is_none_or(|outer| outer.holds())
+    }
+
+    /// This term, leading only while `outer` leads too: a shard's term within the term of its
+    /// shard layout. Ending `outer` does not fire this term's stop signal (whoever nests them
+    /// ends both); [`still_leading`](Self::still_leading) turns false with either.
+    pub fn within(&self, outer: &Leadership) -> Leadership {
+        Self {
+            inner: self.inner.clone(),
+            outer: Some(outer.inner.clone()),
+        }
     }
 
     /// Resolves when the work must stop (lost, deadline passed, or shutdown).
@@ -105,8 +121,9 @@ impl Leadership {
         self.inner.stop.child_token()
     }
 
+    /// The renew deadline of this term (not of an outer one).
     pub(crate) fn deadline(&self) -> Instant {
-        self.inner.epoch + Duration::from_nanos(self.inner.deadline_nanos.load(Ordering::Acquire))
+        self.inner.deadline()
     }
 
     /// A successful renew moves the deadline.
@@ -129,6 +146,17 @@ impl Leadership {
     pub(crate) fn end(&self) {
         self.inner.ended.store(true, Ordering::Release);
         self.inner.stop.cancel();
+    }
+}
+
+impl Term {
+    fn deadline(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.deadline_nanos.load(Ordering::Acquire))
+    }
+
+    /// Not ended, and renewed within the renew deadline.
+    fn holds(&self) -> bool {
+        !self.ended.load(Ordering::Acquire) && Instant::now() < self.deadline()
     }
 }
 
@@ -161,5 +189,26 @@ mod tests {
         );
         leadership.end();
         assert!(!leadership.still_leading());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_nested_term_leads_only_while_its_outer_term_does() {
+        let outer = Leadership::new("layout", "me", Instant::now() + Duration::from_secs(5));
+        let shard = Leadership::new("shard", "me", Instant::now() + Duration::from_secs(10));
+        let nested = shard.within(&outer);
+        assert!(nested.still_leading());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(shard.still_leading());
+        assert!(!nested.still_leading(), "the outer term ran out");
+        outer.extend_to(Instant::now() + Duration::from_secs(5));
+        assert!(nested.still_leading());
+        outer.end();
+        assert!(!nested.still_leading(), "the outer term ended");
+        assert!(
+            !nested.is_cancelled(),
+            "whoever nests the terms ends the inner one"
+        );
+        shard.end();
+        assert!(nested.is_cancelled());
     }
 }

@@ -16,7 +16,8 @@
 //!   which keeps two roles of one binary on different replicas.
 //! - [`coordinated`]: coordinated leader election (KEP-4355) where the API server offers it.
 //! - [`shards`]: dynamic shards, `N` shard Leases spread over the live replicas (balanced,
-//!   zone-aware), each object's writes gated by its shard's claim.
+//!   zone-aware), each object's writes gated by its shard's claim; one shard layout at a
+//!   time (its replicas hold the base Lease together, [`Elector::shared`]).
 //! - [`WarmCache`] keeps watches and caches warm on standbys; a new leader's kube-runtime
 //!   controllers start from memory. Under dynamic shards a cache can hold only the objects of
 //!   the shards held here ([`warm::scope`]: label-selected, listed again as they change).

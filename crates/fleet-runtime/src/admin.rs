@@ -96,6 +96,7 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         body["shards"] = serde_json::json!({
             "held": shards.held(),
             "owners": shards.owners(),
+            "layout_held": shards.layout_held(),
         });
     }
     (

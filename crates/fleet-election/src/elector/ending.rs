@@ -2,16 +2,18 @@
 //! over at once), handed over on request, or given up when renewing failed; and asking
 //! another replica's term to end (a hand-over request).
 
+use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
-use super::{ElectionEvent, Machine};
+use super::{Command, ElectionEvent, Machine};
 use crate::record::{clear_handover, handover_requested_by, released_spec, request_handover};
 use crate::store::{LeaseStore, StoreError};
 
 impl<S: LeaseStore> Machine<S> {
-    /// Ends the term and writes client-go's released record, so standbys take over at once.
+    /// Ends the term and writes client-go's released record, so standbys take over at once
+    /// (a shared Lease only ends this member's term: the others may still hold it).
     pub(super) async fn release(&mut self) {
-        if self.end_term() {
+        if self.end_term() && !self.shared {
             self.write_released().await;
         }
     }
@@ -102,5 +104,21 @@ impl<S: LeaseStore> Machine<S> {
                 tracing::debug!(lease = %self.config.lease_name, %error, "asking for the Lease failed; asked again later");
             }
         }
+    }
+}
+
+/// Asks the holder of one elector's Lease to hand it over to this replica.
+#[derive(Debug, Clone)]
+pub struct Requester(mpsc::Sender<Command>);
+
+impl Requester {
+    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
+        Self(commands)
+    }
+
+    /// Sends the request (a no-op if this replica leads, the Lease is free, or it asked
+    /// already).
+    pub async fn request(&self) {
+        let _ = self.0.send(Command::RequestHandover).await;
     }
 }

@@ -23,6 +23,8 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 mod ending;
 
+pub use ending::Requester;
+
 use crate::config::ElectionConfig;
 use crate::leadership::Leadership;
 use crate::metrics::{ElectionMetrics, LeaseLabels};
@@ -82,6 +84,7 @@ pub struct Elector<S = KubeLeaseStore> {
     metrics: ElectionMetrics,
     contending: bool,
     coordinated: bool,
+    shared: bool,
 }
 
 impl Elector<KubeLeaseStore> {
@@ -100,7 +103,17 @@ impl<S: LeaseStore> Elector<S> {
             metrics,
             contending: true,
             coordinated: false,
+            shared: false,
         }
+    }
+
+    /// A Lease held by a group under one identity (the config's): every member renews it and
+    /// leads while its own renews go through; none releases it or hands it over, since the
+    /// others may still hold it. When the last member is gone it runs out.
+    #[must_use]
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     /// Coordinated leader election (KEP-4355): the API server picks the holder and writes it
@@ -147,6 +160,7 @@ impl<S: LeaseStore> Elector<S> {
             release_deadline: Instant::now(),
             contending: self.contending,
             coordinated: self.coordinated,
+            shared: self.shared,
         };
         let task = tokio::spawn(machine.run(commands_rx));
         ElectorHandle {
@@ -258,6 +272,8 @@ struct Machine<S> {
     contending: bool,
     /// The API server picks the holder (coordinated leader election).
     coordinated: bool,
+    /// A group holds the Lease under one identity: never released nor handed over by one member.
+    shared: bool,
     /// The deadline of the term that ended last (after it, the Lease is not written).
     release_deadline: Instant,
 }
@@ -379,6 +395,7 @@ impl<S: LeaseStore> Machine<S> {
         self.lease = Some(lease);
         self.observed = Some(observed);
         if let Some(requester) = requester
+            && !self.shared
             && self.term.is_some()
             && holder == self.identity()
             && requester != self.identity()
@@ -440,7 +457,7 @@ impl<S: LeaseStore> Machine<S> {
             self.next_attempt = Instant::now();
         } else if self.term.is_some() {
             tracing::info!(lease = %self.config.lease_name, identity = %self.identity(), "no longer contending: releasing the Lease");
-            self.pending_release = self.end_term();
+            self.pending_release = self.end_term() && !self.shared;
         }
     }
 
@@ -575,21 +592,5 @@ fn is_older(lease: &Lease, current: Option<&Lease>) -> bool {
     match (version(lease), current.and_then(version)) {
         (Some(new), Some(old)) => new < old,
         _ => false,
-    }
-}
-
-/// Asks the holder of one elector's Lease to hand it over to this replica.
-#[derive(Debug, Clone)]
-pub struct Requester(mpsc::Sender<Command>);
-
-impl Requester {
-    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
-        Self(commands)
-    }
-
-    /// Sends the request (a no-op if this replica leads, the Lease is free, or it asked
-    /// already).
-    pub async fn request(&self) {
-        let _ = self.0.send(Command::RequestHandover).await;
     }
 }

@@ -57,6 +57,8 @@ pub(crate) struct Membership {
     pub api: Api<Lease>,
     pub base: String,
     pub me: Member,
+    /// The layout's shard count: replicas of another count are not members of this group.
+    pub shards: u32,
     pub lease_duration: Duration,
     pub retry_period: Duration,
 }
@@ -66,7 +68,7 @@ impl Membership {
     /// leave at once instead of after a lease duration).
     pub async fn run(self, live: watch::Sender<Vec<Member>>, shutdown: CancellationToken) {
         let own = member_lease(&self.base, &self.me.identity);
-        let label = group_label(&self.base);
+        let label = group_label(&format!("{}-of-{}", self.base, self.shards));
         let config = watcher::Config::default().labels(&format!("{MEMBER_LABEL}={label}"));
         let mut events = watcher(self.api.clone(), config).boxed();
         let mut seen: BTreeMap<String, (Member, Option<String>, Instant)> = BTreeMap::new();

@@ -14,6 +14,16 @@
 //!   event. An orphaned shard (its owner died) is taken when its Lease expires.
 //! - A write for an object goes out only while [`ShardSet::claim`]'s `Leadership` for the
 //!   object's shard is still leading, checked right before the request.
+//! - One shard layout at a time. The objects of shard `i` of `N` are not those of any shard of
+//!   another count, so replicas run with another `--shards` (or none: one leader) must not
+//!   work beside them, as they would during a rolling update that changes the count. The
+//!   base Lease, the one an unsharded leader holds, is the layout's: the replicas of `N`
+//!   shards hold it together under the identity `N-shards` (a [`Elector::shared`] Lease:
+//!   each renews it, none releases it). A replica contends for shards only while it holds
+//!   the layout, and each shard's term lies within the layout's ([`Leadership::within`]).
+//!   Another layout waits until the last replica of this one is gone and the Lease has run
+//!   out (one lease duration), as a standby waits for a dead leader; members count only
+//!   replicas of their own layout.
 
 pub mod assign;
 pub mod members;
@@ -54,6 +64,16 @@ impl ShardConfig {
     pub fn lease(&self, shard: u32) -> String {
         format!("{}-{shard}-of-{}", self.base, self.shards)
     }
+
+    /// The identity under which the replicas of this layout hold the base Lease together.
+    pub fn layout_identity(&self) -> String {
+        layout_identity(self.shards)
+    }
+}
+
+/// The holder identity of the base Lease while `shards` dynamic shards hold it.
+pub fn layout_identity(shards: u32) -> String {
+    format!("{shards}-shards")
 }
 
 /// Metrics of a shard group, besides the per-Lease election metrics.
@@ -91,6 +111,8 @@ pub struct ShardSet {
     held_set: Arc<watch::Sender<BTreeSet<u32>>>,
     acquired: broadcast::Sender<u32>,
     owners: watch::Receiver<BTreeMap<u32, String>>,
+    /// This replica's part in the layout's Lease.
+    layout: watch::Receiver<Role>,
     metrics: ShardMetrics,
 }
 
@@ -116,12 +138,17 @@ impl ShardSet {
         let config = Arc::new(config);
         let (acquired, _) = broadcast::channel(64);
         let (owners_tx, owners) = watch::channel(BTreeMap::new());
+        let layout = layout_elector(&client, &config, &metrics);
         let set = Self {
             config: config.clone(),
             held: Arc::default(),
             held_set: Arc::new(watch::channel(BTreeSet::new()).0),
             acquired,
             owners,
+            layout: layout.as_ref().map_or_else(
+                || watch::channel(Role::Standby { holder: None }).1,
+                ElectorHandle::roles,
+            ),
             metrics: shard_metrics.clone(),
         };
         let (live_tx, live) = watch::channel(Vec::new());
@@ -129,6 +156,7 @@ impl ShardSet {
             api: Api::<Lease>::namespaced(client.clone(), &config.namespace),
             base: config.base.clone(),
             me: Member::new(&config.identity, &config.zone),
+            shards: config.shards,
             lease_duration: config.timings.lease_duration,
             retry_period: config.timings.retry_period,
         };
@@ -138,6 +166,10 @@ impl ShardSet {
             metrics,
             shard_metrics,
             running: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            layout,
+            layout_term: None,
+            layout_holder: None,
         };
         let task = tokio::spawn(async move {
             let members = tokio::spawn(membership.run(live_tx, shutdown.clone()));
@@ -262,6 +294,36 @@ impl ShardSet {
     pub fn owners(&self) -> BTreeMap<u32, String> {
         self.owners.borrow().clone()
     }
+
+    /// Whether this replica holds the shard layout (without it, it holds no shard).
+    pub fn layout_held(&self) -> bool {
+        matches!(&*self.layout.borrow(), Role::Leading(term) if term.still_leading())
+    }
+}
+
+/// The elector of this replica's part in the layout's Lease (the base Lease, shared by the
+/// layout's replicas); `None`, with an error logged, if the config cannot name one.
+fn layout_elector(
+    client: &kube::Client,
+    config: &ShardConfig,
+    metrics: &ElectionMetrics,
+) -> Option<ElectorHandle> {
+    match ElectionConfig::new(
+        &config.base,
+        &config.namespace,
+        config.layout_identity(),
+        config.timings,
+    ) {
+        Ok(election) => Some(
+            Elector::new(client.clone(), election, metrics.clone())
+                .shared()
+                .spawn(),
+        ),
+        Err(error) => {
+            tracing::error!(%error, lease = %config.base, "invalid shard layout election: no shard is taken");
+            None
+        }
+    }
 }
 
 /// An object's key, `namespace/name`: what an object is sharded by unless its kind says
@@ -301,6 +363,13 @@ struct Manager {
     metrics: ElectionMetrics,
     shard_metrics: ShardMetrics,
     running: BTreeMap<u32, ElectorHandle>,
+    /// The owner map last computed.
+    owners: BTreeMap<u32, String>,
+    layout: Option<ElectorHandle>,
+    /// This replica's term in the layout's Lease, while it has one.
+    layout_term: Option<Leadership>,
+    /// The other holder of the layout's Lease last seen while waiting for it.
+    layout_holder: Option<String>,
 }
 
 impl Manager {
@@ -312,6 +381,7 @@ impl Manager {
     ) {
         let config = self.set.config.clone();
         let (roles_tx, mut roles) = tokio::sync::mpsc::channel::<(u32, Role)>(64);
+        let mut layout = self.set.layout.clone();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -329,25 +399,56 @@ impl Manager {
                         self.shard_metrics.rebalances.inc();
                         tracing::info!(group = %config.base, members = members.len(), mine = ?mine(&owners, &config.identity), "shard owners");
                     }
-                    self.apply(&owners, &roles_tx).await;
+                    self.owners = owners;
+                    self.apply(&roles_tx).await;
+                }
+                changed = layout.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let role = layout.borrow_and_update().clone();
+                    self.on_layout(role);
+                    self.apply(&roles_tx).await;
                 }
                 Some((shard, role)) = roles.recv() => self.on_role(shard, role),
             }
         }
         let handles = std::mem::take(&mut self.running);
         futures::future::join_all(handles.into_values().map(ElectorHandle::release)).await;
+        // Only this member's term ends: the layout's other replicas still hold its Lease.
+        if let Some(layout) = self.layout.take() {
+            layout.release().await;
+        }
+    }
+
+    /// Takes a change of this replica's part in the layout: without it, every shard held here
+    /// ends at once (the next [`apply`](Self::apply) releases their Leases).
+    fn on_layout(&mut self, role: Role) {
+        let config = &self.set.config;
+        match role {
+            Role::Leading(term) => {
+                tracing::info!(lease = %config.base, layout = %config.layout_identity(), "holding the shard layout");
+                self.layout_term = Some(term);
+            }
+            Role::Standby { holder } => {
+                if self.layout_term.take().is_some() {
+                    tracing::warn!(lease = %config.base, layout = %config.layout_identity(), "lost the shard layout: ending every shard held here");
+                } else if holder.is_some() && holder != self.layout_holder {
+                    tracing::info!(lease = %config.base, layout = %config.layout_identity(), holder = holder.as_deref().unwrap_or_default(), "waiting for the shard layout: another layout or a single leader holds it");
+                }
+                self.layout_holder = holder;
+                self.remove_all_claims();
+            }
+        }
     }
 
     /// Contends for the shards assigned here; drains those assigned away. Every shard's Lease
     /// is watched from the start (passive electors), so a shard assigned here after its owner
     /// died is taken as soon as its Lease runs out as timed from this replica's first look.
-    async fn apply(
-        &mut self,
-        owners: &BTreeMap<u32, String>,
-        roles_tx: &tokio::sync::mpsc::Sender<(u32, Role)>,
-    ) {
+    async fn apply(&mut self, roles_tx: &tokio::sync::mpsc::Sender<(u32, Role)>) {
         let config = self.set.config.clone();
-        let mine: Vec<u32> = mine(owners, &config.identity);
+        let mine: Vec<u32> = mine(&self.owners, &config.identity);
+        let layout = self.layout_term.is_some();
         for shard in 0..config.shards {
             if !self.running.contains_key(&shard) {
                 let Some(handle) = self.watch(shard, roles_tx) else {
@@ -355,7 +456,7 @@ impl Manager {
                 };
                 self.running.insert(shard, handle);
             }
-            let wanted = mine.contains(&shard);
+            let wanted = layout && mine.contains(&shard);
             if !wanted && self.set.held().contains(&shard) {
                 tracing::info!(lease = %config.lease(shard), "shard assigned away: draining");
                 // The term ends at once (writes stop), then the Lease is released.
@@ -405,15 +506,34 @@ impl Manager {
     fn on_role(&mut self, shard: u32, role: Role) {
         match role {
             Role::Leading(leadership) if self.running.contains_key(&shard) => {
+                // Acquired just as the layout was lost: the next `apply` releases it.
+                let Some(layout) = &self.layout_term else {
+                    return;
+                };
                 self.set
                     .held
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(shard, leadership);
+                    .insert(shard, leadership.within(layout));
                 self.set.publish_held();
                 let _ = self.set.acquired.send(shard);
             }
             _ => self.remove_claim(shard),
+        }
+    }
+
+    /// Ends every shard term held here (the layout is gone).
+    fn remove_all_claims(&self) {
+        let terms = std::mem::take(
+            &mut *self
+                .set
+                .held
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !terms.is_empty() {
+            terms.values().for_each(Leadership::end);
+            self.set.publish_held();
         }
     }
 
