@@ -32,7 +32,12 @@ struct Args {
     runtime: RuntimeArgs,
     /// Dynamic shards: objects spread over this many shard Leases, held by the live replicas
     /// (about shards/replicas each, spread over zones); 0: one leader does all.
-    #[arg(long, env = "FLEET_CONTROLLER_SHARDS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "FLEET_CONTROLLER_SHARDS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(fleet_election::shards::MAX_SHARDS)),
+    )]
     shards: u32,
     /// Bundles reconciled at once.
     #[arg(long, env = "BUNDLE_RECONCILER_WORKERS", default_value_t = 8)]

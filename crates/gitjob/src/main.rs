@@ -53,7 +53,12 @@ struct Args {
     git_client_timeout: Duration,
     /// Dynamic shards: GitRepos spread over this many shard Leases, held by the live replicas
     /// (about shards/replicas each, spread over zones); 0: one leader does all.
-    #[arg(long, env = "GITJOB_SHARDS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "GITJOB_SHARDS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(fleet_election::shards::MAX_SHARDS)),
+    )]
     shards: u32,
     /// GitRepos reconciled at once (Fleet's `GITREPO_RECONCILER_WORKERS`).
     #[arg(long, env = "GITREPO_RECONCILER_WORKERS", default_value_t = 8)]

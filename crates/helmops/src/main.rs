@@ -26,7 +26,12 @@ struct Args {
     workers: u16,
     /// Dynamic shards: HelmOps spread over this many shard Leases, held by the live replicas
     /// (about shards/replicas each, spread over zones); 0: one leader does all.
-    #[arg(long, env = "HELMOPS_SHARDS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "HELMOPS_SHARDS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(fleet_election::shards::MAX_SHARDS)),
+    )]
     shards: u32,
 }
 

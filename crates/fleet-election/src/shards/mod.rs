@@ -46,6 +46,10 @@ use crate::leadership::Leadership;
 use crate::metrics::ElectionMetrics;
 use assign::Member;
 
+/// The most dynamic shards a group may have: every replica watches every shard's Lease, so a
+/// count far beyond the replicas only adds watches (flags refuse more, with this bound).
+pub const MAX_SHARDS: u32 = 256;
+
 /// How a replica takes part in a shard group.
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
