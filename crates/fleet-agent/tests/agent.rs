@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use fleet_api::{Bundle, BundleState, Cluster};
-use fleet_testkit::{wait_deleted, wait_for};
+use fleet_testkit::{ManagedProcess, wait_deleted, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -295,266 +295,339 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_values_from_compare_patches_and_removal_options() {
     let setup = Setup::start().await;
-    let (up, down) = (setup.upstream.client(), setup.downstream.client());
     let (agent, _) = setup.agent("agent");
     setup.registered(&agent).await;
-    let logs = || format!("{}\n{}", agent.log_tail(40), setup.controller.log_tail(20));
-    create::<fleet_api::ClusterGroup>(&up, "metadata:\n  name: default\nspec:\n  selector: {}\n")
+    let web = Web::deployed(&setup, &agent).await;
+    web.waits_for_its_deployment_and_holds_back_dependents()
         .await;
-    let namespaces: Api<Namespace> = Api::all(down.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &support::yaml("metadata:\n  name: config\n"),
+    web.reports_drift_outside_compare_patches_and_stray_objects()
+        .await;
+    web.keep_resources_leaves_the_objects().await;
+    web.refuses_a_second_bundle_for_its_release().await;
+    web.service_account_and_namespace_fence_refuse().await;
+    web.delete_namespace_removes_it().await;
+}
+
+/// The `web` Bundle (`WEB_BUNDLE`) deployed on the downstream cluster of a [`Setup`], and the
+/// phases of the test above, in order: each one starts from the state the one before left.
+struct Web<'a> {
+    setup: &'a Setup,
+    agent: &'a ManagedProcess,
+    up: kube::Client,
+    down: kube::Client,
+    bundles: Api<Bundle>,
+    /// The release's ConfigMap `web-settings` lives here (namespace `web`).
+    settings: Api<ConfigMap>,
+    /// The small configmap bundles deploy into namespace `apps`.
+    apps: Api<ConfigMap>,
+    namespaces: Api<Namespace>,
+}
+
+impl<'a> Web<'a> {
+    /// Creates the `default` group, the `valuesFrom` ConfigMap and the `web` Bundle; waits
+    /// until valuesFrom (which wins over values) and `namespaceLabels` are deployed.
+    async fn deployed(setup: &'a Setup, agent: &'a ManagedProcess) -> Self {
+        let (up, down) = (setup.upstream.client(), setup.downstream.client());
+        let web = Self {
+            setup,
+            agent,
+            bundles: Api::namespaced(up.clone(), NS),
+            settings: Api::namespaced(down.clone(), "web"),
+            apps: Api::namespaced(down.clone(), "apps"),
+            namespaces: Api::all(down.clone()),
+            up,
+            down,
+        };
+        create::<fleet_api::ClusterGroup>(
+            &web.up,
+            "metadata:\n  name: default\nspec:\n  selector: {}\n",
         )
+        .await;
+        web.namespaces
+            .create(
+                &PostParams::default(),
+                &support::yaml("metadata:\n  name: config\n"),
+            )
+            .await
+            .expect("namespace");
+        Api::<ConfigMap>::namespaced(web.down.clone(), "config")
+            .create(
+                &PostParams::default(),
+                &support::yaml("metadata:\n  name: web-values\ndata:\n  values.yaml: |\n    greeting: from-values-from\n"),
+            )
+            .await
+            .expect("values ConfigMap");
+        create::<Bundle>(&web.up, WEB_BUNDLE).await;
+
+        let greeting = |c: &ConfigMap| {
+            c.data
+                .as_ref()
+                .and_then(|d| d.get("greeting"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        wait_for(&web.settings, "web-settings", WAIT, |c| {
+            greeting(c) == "from-values-from"
+        })
         .await
-        .expect("namespace");
-    Api::<ConfigMap>::namespaced(down.clone(), "config")
-        .create(
-            &PostParams::default(),
-            &support::yaml("metadata:\n  name: web-values\ndata:\n  values.yaml: |\n    greeting: from-values-from\n"),
+        .unwrap_or_else(|e| panic!("{e}\n{}", web.logs()));
+        // The agent labels the release namespace after helm returns: wait for it.
+        wait_for(&web.namespaces, "web", WAIT, |n| {
+            n.labels().get("team").map(String::as_str) == Some("web")
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "namespaceLabels on the release namespace: {e}\n{}",
+                web.logs()
+            )
+        });
+        web
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.agent.log_tail(40),
+            self.setup.controller.log_tail(20)
         )
+    }
+
+    /// Waits until Bundle `name` lists a BundleDeployment in `state`; its message.
+    async fn listed_message(&self, name: &str, state: BundleState) -> String {
+        listed_message(&self.bundles, name, state, &|| self.logs()).await
+    }
+
+    /// Nothing runs Deployments here (no kubelet, no deployment controller): the Deployment is
+    /// not ready, the Bundle says which object and why, and a Bundle that `dependsOn` it waits;
+    /// once the Deployment reports ready, both are deployed.
+    async fn waits_for_its_deployment_and_holds_back_dependents(&self) {
+        let bundle = wait_for(&self.bundles, "web", WAIT, |b| {
+            b.status.as_ref().is_some_and(|s| s.summary.not_ready == 1)
+        })
         .await
-        .expect("values ConfigMap");
-    create::<Bundle>(&up, WEB_BUNDLE).await;
-
-    // valuesFrom wins over values.
-    let settings: Api<ConfigMap> = Api::namespaced(down.clone(), "web");
-    let greeting = |c: &ConfigMap, key: &str| {
-        c.data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .cloned()
-            .unwrap_or_default()
-    };
-    wait_for(&settings, "web-settings", WAIT, |c| {
-        greeting(c, "greeting") == "from-values-from"
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-
-    // The agent labels the release namespace after helm returns: wait for it.
-    wait_for(&namespaces, "web", WAIT, |n| {
-        n.labels().get("team").map(String::as_str) == Some("web")
-    })
-    .await
-    .unwrap_or_else(|e| panic!("namespaceLabels on the release namespace: {e}\n{}", logs()));
-
-    // Nothing runs Deployments here (no kubelet, no deployment controller): the Deployment is
-    // not ready, and the Bundle says which object and why.
-    let bundles: Api<Bundle> = Api::namespaced(up.clone(), NS);
-    let bundle = wait_for(&bundles, "web", WAIT, |b| {
-        b.status.as_ref().is_some_and(|s| s.summary.not_ready == 1)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    let summary = bundle.status.expect("status").summary;
-    let listed = &summary.non_ready_resources[0];
-    let object = &listed.non_ready_status[0];
-    assert_eq!(
-        (
-            object.resource.kind.as_deref(),
-            object.resource.name.as_deref()
-        ),
-        (Some("Deployment"), Some("web"))
-    );
-    assert_eq!(
-        object.summary.message,
-        ["waiting for generation 1 to be observed"]
-    );
-    assert!(
-        listed
-            .message
-            .as_deref()
-            .is_some_and(|m| m.contains("deployment.apps web/web [in-progress]")),
-        "{listed:?}"
-    );
-
-    // dependsOn: a bundle that needs web waits while web is not ready.
-    let mut after = configmap_bundle("after", "after", "web-first");
-    after.push_str("  dependsOn:\n  - name: web\n");
-    create::<Bundle>(&up, &after).await;
-    let message = listed_message(&bundles, "after", BundleState::WaitApplied, &logs).await;
-    assert_eq!(message, "waiting for dependencies: web is NotReady");
-    let apps: Api<ConfigMap> = Api::namespaced(down.clone(), "apps");
-    assert!(
-        apps.get_opt("after").await.expect("get").is_none(),
-        "not deployed yet"
-    );
-
-    // What the deployment controller and kubelet would report: the Bundle becomes ready.
-    let deployments: Api<Deployment> = Api::namespaced(down.clone(), "web");
-    let generation = deployments
-        .get("web")
-        .await
-        .expect("deployment")
-        .metadata
-        .generation;
-    deployments
-        .patch_status(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(
-                serde_json::json!({"status": {"observedGeneration": generation,
-                "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}}),
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        let summary = bundle.status.expect("status").summary;
+        let listed = &summary.non_ready_resources[0];
+        let object = &listed.non_ready_status[0];
+        assert_eq!(
+            (
+                object.resource.kind.as_deref(),
+                object.resource.name.as_deref()
             ),
-        )
-        .await
-        .expect("deployment status");
-    wait_for(&bundles, "web", WAIT, |b| {
-        b.status.as_ref().is_some_and(|s| s.summary.ready == 1)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    wait_for(&apps, "after", WAIT, |_| true)
-        .await
-        .unwrap_or_else(|e| panic!("the dependent bundle follows: {e}\n{}", logs()));
+            (Some("Deployment"), Some("web"))
+        );
+        assert_eq!(
+            object.summary.message,
+            ["waiting for generation 1 to be observed"]
+        );
+        assert!(
+            listed
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("deployment.apps web/web [in-progress]")),
+            "{listed:?}"
+        );
 
-    // comparePatches: an edit of /data/tuning is not drift; one of /data/other is.
-    settings
-        .patch(
-            "web-settings",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"data": {"tuning": "9", "other": "9"}})),
-        )
-        .await
-        .expect("edit");
-    let bundle = wait_for(&bundles, "web", WAIT, |b| {
-        b.status.as_ref().is_some_and(|s| s.summary.modified == 1)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    let modified = &bundle.status.expect("status").summary.non_ready_resources[0].modified_status;
-    let patch = modified[0].patch.clone().unwrap_or_default();
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&patch).expect("patch"),
-        serde_json::json!({"data": {"other": "1"}}),
-        "only the compared field is drift"
-    );
+        let mut after = configmap_bundle("after", "after", "web-first");
+        after.push_str("  dependsOn:\n  - name: web\n");
+        create::<Bundle>(&self.up, &after).await;
+        let message = self.listed_message("after", BundleState::WaitApplied).await;
+        assert_eq!(message, "waiting for dependencies: web is NotReady");
+        assert!(
+            self.apps.get_opt("after").await.expect("get").is_none(),
+            "not deployed yet"
+        );
 
-    // An object helm marks as the release's that the release no longer holds: `delete`.
-    let stray: ConfigMap = support::yaml(
-        "metadata:\n  name: stray\n  annotations:\n    meta.helm.sh/release-name: web\n    meta.helm.sh/release-namespace: web\n",
-    );
-    settings
-        .create(&PostParams::default(), &stray)
+        // What the deployment controller and kubelet would report: the Bundle becomes ready.
+        let deployments: Api<Deployment> = Api::namespaced(self.down.clone(), "web");
+        let generation = deployments
+            .get("web")
+            .await
+            .expect("deployment")
+            .metadata
+            .generation;
+        deployments
+            .patch_status(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"status": {"observedGeneration": generation,
+                    "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}}),
+                ),
+            )
+            .await
+            .expect("deployment status");
+        wait_for(&self.bundles, "web", WAIT, |b| {
+            b.status.as_ref().is_some_and(|s| s.summary.ready == 1)
+        })
         .await
-        .expect("stray");
-    wait_for(&bundles, "web", WAIT, |b| {
-        b.status.as_ref().is_some_and(|s| {
-            s.summary.non_ready_resources.iter().any(|r| {
-                r.modified_status
-                    .iter()
-                    .any(|m| m.delete && m.resource.name.as_deref() == Some("stray"))
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        wait_for(&self.apps, "after", WAIT, |_| true)
+            .await
+            .unwrap_or_else(|e| panic!("the dependent bundle follows: {e}\n{}", self.logs()));
+    }
+
+    /// comparePatches: an edit of /data/tuning is not drift, one of /data/other is; an object
+    /// helm marks as the release's that the release no longer holds is listed to `delete`.
+    async fn reports_drift_outside_compare_patches_and_stray_objects(&self) {
+        self.settings
+            .patch(
+                "web-settings",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"data": {"tuning": "9", "other": "9"}})),
+            )
+            .await
+            .expect("edit");
+        let bundle = wait_for(&self.bundles, "web", WAIT, |b| {
+            b.status.as_ref().is_some_and(|s| s.summary.modified == 1)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        let modified =
+            &bundle.status.expect("status").summary.non_ready_resources[0].modified_status;
+        let patch = modified[0].patch.clone().unwrap_or_default();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&patch).expect("patch"),
+            serde_json::json!({"data": {"other": "1"}}),
+            "only the compared field is drift"
+        );
+
+        let stray: ConfigMap = support::yaml(
+            "metadata:\n  name: stray\n  annotations:\n    meta.helm.sh/release-name: web\n    meta.helm.sh/release-namespace: web\n",
+        );
+        self.settings
+            .create(&PostParams::default(), &stray)
+            .await
+            .expect("stray");
+        wait_for(&self.bundles, "web", WAIT, |b| {
+            b.status.as_ref().is_some_and(|s| {
+                s.summary.non_ready_resources.iter().any(|r| {
+                    r.modified_status
+                        .iter()
+                        .any(|m| m.delete && m.resource.name.as_deref() == Some("stray"))
+                })
             })
         })
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
 
-    // keepResources: the release is forgotten, its objects stay.
-    let mut kept = configmap_bundle("kept", "kept", "stays");
-    kept.push_str("  keepResources: true\n");
-    create::<Bundle>(&up, &kept).await;
-    wait_for(&apps, "kept", WAIT, |_| true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    bundles
-        .delete("kept", &Default::default())
-        .await
-        .expect("delete");
-    let releases: Api<Secret> = Api::namespaced(down.clone(), "apps");
-    fleet_testkit::eventually(
-        "Helm forgot the release",
-        WAIT,
-        Duration::from_millis(200),
-        || async {
-            let list = releases
-                .list(&ListParams::default().labels("owner=helm,name=kept"))
-                .await
-                .map_err(|e| e.to_string())?;
-            match list.items.len() {
-                0 => Ok(()),
-                n => Err(format!("{n} release secrets left")),
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    apps.get("kept")
-        .await
-        .expect("keepResources keeps the objects");
-
-    // A second bundle asking for the same release: an error, and the first one untouched,
-    // also when the second is removed.
-    create::<Bundle>(
-        &up,
-        "metadata:\n  name: twin\nspec:\n  defaultNamespace: web\n  helm:\n    releaseName: web\n  resources:\n  - name: cm.yaml\n    content: \"apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: twin\\n\"\n  targets:\n  - clusterGroup: default\n",
-    )
-    .await;
-    let message = listed_message(&bundles, "twin", BundleState::ErrApplied, &logs).await;
-    assert!(
-        message.contains("release web/web is deployed by bundle deployment web"),
-        "{message}"
-    );
-    bundles
-        .delete("twin", &Default::default())
-        .await
-        .expect("delete");
-    let deployments_of_twin: Api<fleet_api::BundleDeployment> = Api::all(up.clone());
-    fleet_testkit::wait_for_count(
-        &deployments_of_twin,
-        "BundleDeployments of twin",
-        0,
-        WAIT,
-        |bd| {
-            bd.labels()
-                .get(fleet_api::labels::BUNDLE_NAME)
-                .map(String::as_str)
-                == Some("twin")
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
-    settings
-        .get("web-settings")
-        .await
-        .expect("the first bundle's release is untouched");
-
-    // serviceAccount: helm acts as that ServiceAccount of the agent's namespace; one without
-    // any RBAC may deploy nothing.
-    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(down.clone(), "default")
-        .create(
-            &PostParams::default(),
-            &support::yaml("metadata:\n  name: nobody\n"),
+    /// keepResources: a deleted Bundle's release is forgotten, its objects stay.
+    async fn keep_resources_leaves_the_objects(&self) {
+        let mut kept = configmap_bundle("kept", "kept", "stays");
+        kept.push_str("  keepResources: true\n");
+        create::<Bundle>(&self.up, &kept).await;
+        wait_for(&self.apps, "kept", WAIT, |_| true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        self.bundles
+            .delete("kept", &Default::default())
+            .await
+            .expect("delete");
+        let releases: Api<Secret> = Api::namespaced(self.down.clone(), "apps");
+        fleet_testkit::eventually(
+            "Helm forgot the release",
+            WAIT,
+            Duration::from_millis(200),
+            || async {
+                let list = releases
+                    .list(&ListParams::default().labels("owner=helm,name=kept"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match list.items.len() {
+                    0 => Ok(()),
+                    n => Err(format!("{n} release secrets left")),
+                }
+            },
         )
         .await
-        .expect("service account");
-    let mut restricted = configmap_bundle("restricted", "restricted", "no");
-    restricted.push_str("  serviceAccount: nobody\n");
-    create::<Bundle>(&up, &restricted).await;
-    let message = listed_message(&bundles, "restricted", BundleState::ErrApplied, &logs).await;
-    assert!(
-        message.contains("system:serviceaccount:default:nobody") && message.contains("forbidden"),
-        "{message}"
-    );
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        self.apps
+            .get("kept")
+            .await
+            .expect("keepResources keeps the objects");
+    }
 
-    // allowedTargetNamespaceSelector (a GitRepoRestriction's): only matching namespaces.
-    let mut fenced = configmap_bundle("fenced", "fenced", "no");
-    fenced.push_str("  allowedTargetNamespaceSelector:\n    matchLabels:\n      team: web\n");
-    create::<Bundle>(&up, &fenced).await;
-    let message = listed_message(&bundles, "fenced", BundleState::ErrApplied, &logs).await;
-    assert_eq!(
-        message,
-        "namespace apps does not match allowedTargetNamespaceSelector"
-    );
+    /// A second Bundle asking for the same release: an error, and the first one untouched,
+    /// also when the second is removed.
+    async fn refuses_a_second_bundle_for_its_release(&self) {
+        create::<Bundle>(
+            &self.up,
+            "metadata:\n  name: twin\nspec:\n  defaultNamespace: web\n  helm:\n    releaseName: web\n  resources:\n  - name: cm.yaml\n    content: \"apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: twin\\n\"\n  targets:\n  - clusterGroup: default\n",
+        )
+        .await;
+        let message = self.listed_message("twin", BundleState::ErrApplied).await;
+        assert!(
+            message.contains("release web/web is deployed by bundle deployment web"),
+            "{message}"
+        );
+        self.bundles
+            .delete("twin", &Default::default())
+            .await
+            .expect("delete");
+        let deployments_of_twin: Api<fleet_api::BundleDeployment> = Api::all(self.up.clone());
+        fleet_testkit::wait_for_count(
+            &deployments_of_twin,
+            "BundleDeployments of twin",
+            0,
+            WAIT,
+            |bd| {
+                bd.labels()
+                    .get(fleet_api::labels::BUNDLE_NAME)
+                    .map(String::as_str)
+                    == Some("twin")
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        self.settings
+            .get("web-settings")
+            .await
+            .expect("the first bundle's release is untouched");
+    }
 
-    // deleteNamespace: removing the bundle removes its namespace.
-    bundles
-        .delete("web", &Default::default())
-        .await
-        .expect("delete");
-    wait_deleted(&namespaces, "web", WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    /// serviceAccount: helm acts as that ServiceAccount of the agent's namespace, and one
+    /// without any RBAC may deploy nothing; allowedTargetNamespaceSelector (a
+    /// GitRepoRestriction's): only matching namespaces.
+    async fn service_account_and_namespace_fence_refuse(&self) {
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(self.down.clone(), "default")
+            .create(
+                &PostParams::default(),
+                &support::yaml("metadata:\n  name: nobody\n"),
+            )
+            .await
+            .expect("service account");
+        let mut restricted = configmap_bundle("restricted", "restricted", "no");
+        restricted.push_str("  serviceAccount: nobody\n");
+        create::<Bundle>(&self.up, &restricted).await;
+        let message = self
+            .listed_message("restricted", BundleState::ErrApplied)
+            .await;
+        assert!(
+            message.contains("system:serviceaccount:default:nobody")
+                && message.contains("forbidden"),
+            "{message}"
+        );
+
+        let mut fenced = configmap_bundle("fenced", "fenced", "no");
+        fenced.push_str("  allowedTargetNamespaceSelector:\n    matchLabels:\n      team: web\n");
+        create::<Bundle>(&self.up, &fenced).await;
+        let message = self.listed_message("fenced", BundleState::ErrApplied).await;
+        assert_eq!(
+            message,
+            "namespace apps does not match allowedTargetNamespaceSelector"
+        );
+    }
+
+    /// deleteNamespace: removing the Bundle removes its namespace.
+    async fn delete_namespace_removes_it(&self) {
+        self.bundles
+            .delete("web", &Default::default())
+            .await
+            .expect("delete");
+        wait_deleted(&self.namespaces, "web", WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
 }

@@ -31,30 +31,42 @@ async fn targeting_changes_create_and_remove_bundle_deployments_and_status_rolls
     let client = plane.client();
     let work = tempfile::tempdir().expect("tempdir");
     let controller = Controller::start(&plane, "controller-0", work.path());
+    targets_a_group_with_values_per_cluster(&client, &controller).await;
+    retargets_as_cluster_labels_change(&client).await;
+    rolls_up_what_the_agent_reports(&client).await;
+    rolls_up_a_helmops_bundle(&client, &controller).await;
+    an_idle_resync_writes_nothing(&client, &controller).await;
+    deleting_a_bundle_deletes_its_deployments_first(&client).await;
+}
+
+/// Clusters c1 (dev) and c2 (prod), group `prod`, GitRepo `repo` and its Bundle `app`
+/// targeting `prod`: c2 gets a BundleDeployment, labelled, with its templated values and its
+/// content stored; c1 none.
+async fn targets_a_group_with_values_per_cluster(client: &Client, controller: &Controller) {
     for (name, env) in [("c1", "dev"), ("c2", "prod")] {
         create::<Cluster>(
-            &client,
+            client,
             &format!("metadata:\n  name: {name}\n  labels:\n    env: {env}\nspec: {{}}\n"),
         )
         .await;
     }
     create::<ClusterGroup>(
-        &client,
+        client,
         "metadata:\n  name: prod\nspec:\n  selector:\n    matchLabels:\n      env: prod\n",
     )
     .await;
     create::<GitRepo>(
-        &client,
+        client,
         "metadata:\n  name: repo\nspec:\n  repo: https://example.com/repo\n",
     )
     .await;
     create::<Bundle>(
-        &client,
+        client,
         "metadata:\n  name: app\n  labels:\n    fleet.cattle.io/repo-name: repo\nspec:\n  helm:\n    values:\n      where: ${ .ClusterName }\n  resources:\n  - name: cm.yaml\n    content: 'kind: ConfigMap'\n  targets:\n  - name: prod\n    clusterGroup: prod\n",
     )
     .await;
 
-    let bd = wait_for(&bds(&client, "c2"), "app", WAIT, |_| true)
+    let bd = wait_for(&bds(client, "c2"), "app", WAIT, |_| true)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", controller.process.log_tail(40)));
     let labels = bd.labels();
@@ -81,25 +93,29 @@ async fn targeting_changes_create_and_remove_bundle_deployments_and_status_rolls
         .await
         .expect("content stored");
     assert!(
-        bds(&client, "c1")
+        bds(client, "c1")
             .get_opt("app")
             .await
             .expect("get")
             .is_none(),
         "dev cluster not targeted"
     );
+}
 
-    // Retargeting: c1 joins the group, c2 leaves it.
-    label_cluster(&client, "c1", Some("prod")).await;
-    wait_for(&bds(&client, "c1"), "app", WAIT, |_| true)
+/// Retargeting: c1 joins the group, c2 leaves it.
+async fn retargets_as_cluster_labels_change(client: &Client) {
+    label_cluster(client, "c1", Some("prod")).await;
+    wait_for(&bds(client, "c1"), "app", WAIT, |_| true)
         .await
         .expect("c1 targeted");
-    label_cluster(&client, "c2", None).await;
-    wait_deleted(&bds(&client, "c2"), "app", WAIT)
+    label_cluster(client, "c2", None).await;
+    wait_deleted(&bds(client, "c2"), "app", WAIT)
         .await
         .expect("c2 untargeted");
+}
 
-    // The agent reports: the roll-up follows.
+/// The agent reports: the Bundle, Cluster, ClusterGroup and GitRepo roll-ups follow.
+async fn rolls_up_what_the_agent_reports(client: &Client) {
     let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
     wait_for(&bundles, "app", WAIT, |b| {
         b.status
@@ -108,8 +124,8 @@ async fn targeting_changes_create_and_remove_bundle_deployments_and_status_rolls
     })
     .await
     .expect("bundle waits for the agent");
-    let bd = bds(&client, "c1").get("app").await.expect("bd");
-    report_deployed(&client, &bd).await;
+    let bd = bds(client, "c1").get("app").await.expect("bd");
+    report_deployed(client, &bd).await;
     let bundle = wait_for(&bundles, "app", WAIT, |b| {
         b.status.as_ref().is_some_and(|s| s.summary.ready == 1)
     })
@@ -157,18 +173,21 @@ async fn targeting_changes_create_and_remove_bundle_deployments_and_status_rolls
     })
     .await
     .expect("gitrepo roll-up");
+}
 
-    // A HelmOp's Bundle: the HelmOp rolls up too; the Cluster counts ready repos and ops.
-    create::<fleet_api::HelmOp>(&client, "metadata:\n  name: chart\nspec: {}\n").await;
+/// A HelmOp's Bundle: the HelmOp rolls up too; the Cluster counts ready repos and ops.
+async fn rolls_up_a_helmops_bundle(client: &Client, controller: &Controller) {
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    create::<fleet_api::HelmOp>(client, "metadata:\n  name: chart\nspec: {}\n").await;
     create::<Bundle>(
-        &client,
+        client,
         "metadata:\n  name: chart\n  labels:\n    fleet.cattle.io/fleet-helm-name: chart\nspec:\n  resources:\n  - name: cm.yaml\n    content: 'kind: ConfigMap'\n  targets:\n  - clusterGroup: prod\n",
     )
     .await;
-    let bd = wait_for(&bds(&client, "c1"), "chart", WAIT, |_| true)
+    let bd = wait_for(&bds(client, "c1"), "chart", WAIT, |_| true)
         .await
         .expect("helmop bundle deployed");
-    report_deployed(&client, &bd).await;
+    report_deployed(client, &bd).await;
     let helmops: Api<fleet_api::HelmOp> = Api::namespaced(client.clone(), NS);
     wait_for(&helmops, "chart", WAIT, |h| {
         h.status.as_ref().is_some_and(|s| {
@@ -190,9 +209,11 @@ async fn targeting_changes_create_and_remove_bundle_deployments_and_status_rolls
     })
     .await
     .expect("cluster counts ready git repos and helm ops");
+}
 
-    // Idle: once the roll-ups have settled (no write for a polling interval), a resync
-    // writes nothing.
+/// Idle: once the roll-ups have settled (no write for a polling interval), a resync writes
+/// nothing.
+async fn an_idle_resync_writes_nothing(client: &Client, controller: &Controller) {
     let last = std::sync::Mutex::new(-1.0);
     fleet_testkit::eventually(
         "the controller to settle",
@@ -247,13 +268,16 @@ async fn targeting_changes_create_and_remove_bundle_deployments_and_status_rolls
         "an idle resync writes nothing\n{}",
         controller.process.log_tail(12)
     );
+}
 
-    // Deleting the Bundle deletes its BundleDeployments first.
+/// Deleting the Bundle deletes its BundleDeployments first.
+async fn deleting_a_bundle_deletes_its_deployments_first(client: &Client) {
+    let bundles: Api<Bundle> = Api::namespaced(client.clone(), NS);
     bundles
         .delete("app", &Default::default())
         .await
         .expect("delete");
-    wait_deleted(&bds(&client, "c1"), "app", WAIT)
+    wait_deleted(&bds(client, "c1"), "app", WAIT)
         .await
         .expect("bd deleted");
     wait_deleted(&bundles, "app", WAIT)

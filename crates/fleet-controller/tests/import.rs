@@ -88,59 +88,7 @@ async fn an_imported_cluster_gets_a_managed_agent() {
     assert_eq!(status.agent_deployed_generation, Some(0));
     assert!(status.agent_tolerations_hash.is_some());
 
-    // What the pod would get: its env, the bootstrap Secret's values, its ServiceAccount.
-    let pod = deployment
-        .spec
-        .and_then(|s| s.template.spec)
-        .expect("pod spec");
-    let env = pod.containers[0].env.clone().unwrap_or_default();
-    let pod_client_id = env
-        .iter()
-        .find(|e| e.name == "CLIENT_ID")
-        .and_then(|e| e.value.clone());
-    assert_eq!(pod_client_id.as_deref(), Some(client_id.as_str()));
-    let bootstrap = Api::<Secret>::namespaced(downstream.client(), AGENT_NAMESPACE)
-        .get("fleet-agent-bootstrap")
-        .await
-        .expect("bootstrap secret");
-    let values = bootstrap
-        .data
-        .and_then(|d| d.get("values.json").cloned())
-        .expect("values.json");
-    let values_path = work.path().join("values.json");
-    std::fs::write(&values_path, &values.0).expect("values");
-    let agent_kubeconfig = work.path().join("agent-kubeconfig");
-    std::fs::write(
-        &agent_kubeconfig,
-        fleet_testkit::serialize_kubeconfig(&downstream.impersonating_kubeconfig(
-            &format!("system:serviceaccount:{AGENT_NAMESPACE}:fleet-agent"),
-            &["system:serviceaccounts", "system:authenticated"],
-        ))
-        .expect("kubeconfig"),
-    )
-    .expect("agent kubeconfig");
-    let port = ports::free_port().expect("port");
-    let mut agent = std::process::Command::new(
-        fleet_testkit::process::workspace_binary("fleet-agent", "fleet-agent").expect("agent"),
-    );
-    agent
-        .args([
-            format!("--kubeconfig={}", agent_kubeconfig.display()),
-            format!("--namespace={AGENT_NAMESPACE}"),
-            "--registration-values".to_owned(),
-            values_path.display().to_string(),
-            format!("--metrics-bind-address=127.0.0.1:{port}"),
-            format!("--health-bind-address=127.0.0.1:{port}"),
-            "--heartbeat-interval=2s".to_owned(),
-        ])
-        .env("CLIENT_ID", &client_id);
-    let agent = ManagedProcess::spawn(
-        "agent",
-        agent,
-        &work.path().join("agent.log"),
-        Lifetime::Owned,
-    )
-    .expect("agent");
+    let agent = agent_as_its_pod(&downstream, deployment, &client_id, work.path()).await;
     // It registers as the imported Cluster (no second Cluster), which turns Ready.
     let agent_pid = agent.pid().expect("agent pid");
     eventually(
@@ -180,7 +128,24 @@ async fn an_imported_cluster_gets_a_managed_agent() {
         .collect();
     assert_eq!(names, ["imported"]);
 
-    // Agent management: a toleration added to the Cluster reaches the Deployment.
+    tolerations_reach_the_deployment(
+        &clusters,
+        &deployments,
+        status.agent_tolerations_hash,
+        &logs,
+    )
+    .await;
+    an_unreachable_cluster_is_a_condition(&up, &downstream, &kubeconfig, &logs).await;
+}
+
+/// Agent management: a toleration added to the Cluster reaches the Deployment, and the
+/// Cluster's tolerations hash follows.
+async fn tolerations_reach_the_deployment(
+    clusters: &Api<Cluster>,
+    deployments: &Api<Deployment>,
+    hash_before: Option<String>,
+    logs: &impl Fn() -> String,
+) {
     clusters
         .patch(
             "imported",
@@ -191,7 +156,7 @@ async fn an_imported_cluster_gets_a_managed_agent() {
         )
         .await
         .expect("patch");
-    wait_for(&deployments, "fleet-agent", WAIT, |d| {
+    wait_for(deployments, "fleet-agent", WAIT, |d| {
         d.spec
             .as_ref()
             .and_then(|s| s.template.spec.as_ref())
@@ -205,20 +170,26 @@ async fn an_imported_cluster_gets_a_managed_agent() {
             .as_ref()
             .and_then(|s| s.agent_tolerations_hash.clone())
     };
-    wait_for(&clusters, "imported", WAIT, |c| {
-        hash(c) != status.agent_tolerations_hash
-    })
-    .await
-    .expect("the tolerations hash follows");
+    wait_for(clusters, "imported", WAIT, |c| hash(c) != hash_before)
+        .await
+        .expect("the tolerations hash follows");
+}
 
-    // A kubeconfig that points nowhere: a clear condition, retried.
+/// A kubeconfig that points nowhere: a clear `Imported=False` condition, kept by the roll-up.
+async fn an_unreachable_cluster_is_a_condition(
+    up: &kube::Client,
+    downstream: &ControlPlane,
+    kubeconfig: &str,
+    logs: &impl Fn() -> String,
+) {
+    let clusters: Api<Cluster> = Api::namespaced(up.clone(), NS);
     let nowhere = kubeconfig.replace(
         &downstream.server().to_owned(),
         &format!("https://127.0.0.1:{}", ports::free_port().expect("port")),
     );
-    kubeconfig_secret(&up, "nowhere-kubeconfig", &nowhere).await;
+    kubeconfig_secret(up, "nowhere-kubeconfig", &nowhere).await;
     create::<Cluster>(
-        &up,
+        up,
         "metadata:\n  name: unreachable\nspec:\n  kubeConfigSecret: nowhere-kubeconfig\n",
     )
     .await;
@@ -251,4 +222,60 @@ async fn an_imported_cluster_gets_a_managed_agent() {
     )
     .await
     .expect("both conditions");
+}
+
+/// Starts the agent with exactly what the Deployment's pod would get: its env, the bootstrap
+/// Secret's values, its ServiceAccount's RBAC (through impersonation).
+async fn agent_as_its_pod(
+    downstream: &ControlPlane,
+    deployment: Deployment,
+    client_id: &str,
+    work: &std::path::Path,
+) -> ManagedProcess {
+    let pod = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod spec");
+    let env = pod.containers[0].env.clone().unwrap_or_default();
+    let pod_client_id = env
+        .iter()
+        .find(|e| e.name == "CLIENT_ID")
+        .and_then(|e| e.value.clone());
+    assert_eq!(pod_client_id.as_deref(), Some(client_id));
+    let bootstrap = Api::<Secret>::namespaced(downstream.client(), AGENT_NAMESPACE)
+        .get("fleet-agent-bootstrap")
+        .await
+        .expect("bootstrap secret");
+    let values = bootstrap
+        .data
+        .and_then(|d| d.get("values.json").cloned())
+        .expect("values.json");
+    let values_path = work.join("values.json");
+    std::fs::write(&values_path, &values.0).expect("values");
+    let agent_kubeconfig = work.join("agent-kubeconfig");
+    std::fs::write(
+        &agent_kubeconfig,
+        fleet_testkit::serialize_kubeconfig(&downstream.impersonating_kubeconfig(
+            &format!("system:serviceaccount:{AGENT_NAMESPACE}:fleet-agent"),
+            &["system:serviceaccounts", "system:authenticated"],
+        ))
+        .expect("kubeconfig"),
+    )
+    .expect("agent kubeconfig");
+    let port = ports::free_port().expect("port");
+    let mut agent = std::process::Command::new(
+        fleet_testkit::process::workspace_binary("fleet-agent", "fleet-agent").expect("agent"),
+    );
+    agent
+        .args([
+            format!("--kubeconfig={}", agent_kubeconfig.display()),
+            format!("--namespace={AGENT_NAMESPACE}"),
+            "--registration-values".to_owned(),
+            values_path.display().to_string(),
+            format!("--metrics-bind-address=127.0.0.1:{port}"),
+            format!("--health-bind-address=127.0.0.1:{port}"),
+            "--heartbeat-interval=2s".to_owned(),
+        ])
+        .env("CLIENT_ID", client_id);
+    ManagedProcess::spawn("agent", agent, &work.join("agent.log"), Lifetime::Owned).expect("agent")
 }
