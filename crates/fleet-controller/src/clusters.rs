@@ -86,12 +86,11 @@ pub fn cluster_status(
     for bd in deployments {
         summary::add_deployment(&mut summary, &bd.name_any(), bd.as_ref());
         let ready = bd.state() == BundleState::Ready;
-        let labels = bd.labels();
-        let bundle_namespace = labels.get(BUNDLE_NAMESPACE).cloned().unwrap_or_default();
+        let bundle_namespace = bd.label(BUNDLE_NAMESPACE).unwrap_or_default();
         for (label, owners) in [(REPO_NAME, &mut git_repos), (HELM_OP_NAME, &mut helm_ops)] {
-            if let Some(owner) = labels.get(label) {
+            if let Some(owner) = bd.label(label) {
                 *owners
-                    .entry((bundle_namespace.clone(), owner.clone()))
+                    .entry((bundle_namespace.to_owned(), owner.to_owned()))
                     .or_insert(false) |= ready;
             }
         }

@@ -22,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use crate::kept_labels::KeptLabels;
 use crate::kept_options::KeptOptions;
 use crate::summary::Placed;
 
@@ -50,6 +51,9 @@ pub struct Deployed {
     /// annotation.
     #[serde(skip)]
     stamp: Option<String>,
+    /// The labels in [`READ_LABELS`], which [`trim`] takes out of the metadata.
+    #[serde(skip)]
+    labels: KeptLabels,
 }
 
 /// What the Bundle work reads of a BundleDeployment's spec.
@@ -117,6 +121,11 @@ impl Deployed {
         self.stamp.as_deref()
     }
 
+    /// The value of label `key`, one of [`READ_LABELS`] (the others are not kept).
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key)
+    }
+
     /// Fleet's deployment state.
     pub fn state(&self) -> BundleState {
         deployment_state(
@@ -139,6 +148,7 @@ impl From<&BundleDeployment> for Deployed {
             },
             status: bd.status.clone().map(Box::new),
             stamp: None,
+            labels: Default::default(),
         };
         trim(&mut deployed);
         deployed
@@ -146,15 +156,15 @@ impl From<&BundleDeployment> for Deployed {
 }
 
 /// Keeps what the Bundle work reads: the content hash moves out of the annotations, which
-/// go; of the labels, those in [`READ_LABELS`]; no owners, finalizers, uid or creation time;
-/// the status without the agent's list of resources.
+/// go; the labels in [`READ_LABELS`] move out of the metadata, the others go; no owners,
+/// finalizers, uid or creation time; the status without the agent's list of resources.
 pub fn trim(deployed: &mut Deployed) {
     let meta = &mut deployed.metadata;
     if let Some(mut annotations) = meta.annotations.take() {
         deployed.stamp = annotations.remove(CONTENT_HASH);
     }
-    if let Some(labels) = &mut meta.labels {
-        labels.retain(|key, _| READ_LABELS.contains(&key.as_str()));
+    if let Some(labels) = meta.labels.take() {
+        deployed.labels = KeptLabels::of(&READ_LABELS, |key| labels.get(key).map(String::as_str));
     }
     meta.finalizers = None;
     meta.owner_references = None;
@@ -188,6 +198,9 @@ impl Placed for Deployed {
         self.status.as_ref().map_or((&[], &[]), |status| {
             (&status.non_ready_status, &status.modified_status)
         })
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        Deployed::label(self, key)
     }
 }
 
@@ -249,8 +262,9 @@ mod tests {
         for deployed in [Deployed::from(&bd), served(&bd)] {
             assert_eq!(deployed.stamp(), Some("hash"));
             assert_eq!(deployed.metadata.annotations, None);
-            let labels: Vec<&str> = deployed.labels().keys().map(String::as_str).collect();
+            let labels: Vec<&str> = deployed.labels.keys().collect();
             assert_eq!(labels, [BUNDLE_NAME, CLUSTER, REPO_NAME]);
+            assert_eq!(deployed.metadata.labels, None, "moved out of the metadata");
             assert_eq!(deployed.metadata.uid, None);
             assert_eq!(deployed.spec.deployment_id.as_deref(), Some("s-1:o"));
             assert_eq!(deployed.spec.staged_deployment_id.as_deref(), Some("s-2:o"));

@@ -39,6 +39,7 @@ pub mod error;
 pub mod helm_secrets;
 pub mod identities;
 pub mod import;
+pub mod kept_labels;
 pub mod kept_options;
 pub mod memory;
 pub mod metrics;

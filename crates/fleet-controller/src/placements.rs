@@ -20,6 +20,7 @@ use kube::runtime::reflector::Store;
 use serde::Deserialize;
 
 use crate::deployed::Deployed;
+use crate::kept_labels::KeptLabels;
 use crate::summary::Placed;
 
 /// The labels a roll-up reads: which Cluster (for the change's key), which Bundle namespace,
@@ -45,6 +46,9 @@ pub struct Placement {
     /// What the roll-up reads of the spec and status.
     #[serde(skip)]
     report: Report,
+    /// The labels in [`READ_LABELS`], which [`trim`] takes out of the metadata.
+    #[serde(skip)]
+    labels: KeptLabels,
 }
 
 /// What a roll-up reads of a BundleDeployment's spec: the deployment and the staged one.
@@ -92,6 +96,7 @@ impl From<&Deployed> for Placement {
             metadata: bd.metadata.clone(),
             spec: None,
             status: None,
+            labels: KeptLabels::of(&READ_LABELS, |key| Placed::label(bd, key)),
             report: report(
                 bd.spec.deployment_id.as_deref(),
                 bd.spec.staged_deployment_id.as_deref(),
@@ -130,9 +135,9 @@ fn report(
     }
 }
 
-/// Keeps what a roll-up reads: the spec and status as read become the report; of the
-/// metadata, the labels in [`READ_LABELS`], the name, namespace, generation and
-/// resourceVersion.
+/// Keeps what a roll-up reads: the spec and status as read become the report, and the labels
+/// in [`READ_LABELS`] move out of the metadata; of the rest of the metadata, the name,
+/// namespace, generation and resourceVersion.
 pub fn trim(placement: &mut Placement) {
     if let Some(spec) = placement.spec.take() {
         placement.report = report(
@@ -143,8 +148,8 @@ pub fn trim(placement: &mut Placement) {
     }
     placement.status = None;
     let meta = &mut placement.metadata;
-    if let Some(labels) = &mut meta.labels {
-        labels.retain(|key, _| READ_LABELS.contains(&key.as_str()));
+    if let Some(labels) = meta.labels.take() {
+        placement.labels = KeptLabels::of(&READ_LABELS, |key| labels.get(key).map(String::as_str));
     }
     meta.annotations = None;
     meta.finalizers = None;
@@ -167,6 +172,9 @@ impl Placed for Placement {
         self.report.why.as_ref().map_or((&[], &[]), |why| {
             (&why.non_ready_status, &why.modified_status)
         })
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key)
     }
 }
 
@@ -316,14 +324,10 @@ mod tests {
         bd.metadata.annotations = Some([("a".to_owned(), "b".to_owned())].into());
         bd.metadata.generation = Some(1);
         for placement in [Placement::from(&Deployed::from(&bd)), served(&bd)] {
-            let labels: Vec<&String> = placement
-                .metadata
-                .labels
-                .iter()
-                .flatten()
-                .map(|l| l.0)
-                .collect();
+            let labels: Vec<_> = placement.labels.keys().collect();
             assert_eq!(labels, [CLUSTER, REPO_NAME]);
+            assert_eq!(placement.label(CLUSTER), Some("x"));
+            assert_eq!(placement.metadata.labels, None, "moved out of the metadata");
             assert_eq!(placement.metadata.annotations, None);
             assert_eq!(placement.metadata.generation, Some(1));
             assert!(placement.spec.is_none() && placement.status.is_none());

@@ -95,14 +95,15 @@ where
     // cluster → all of its BundleDeployments ready
     let mut clusters: BTreeMap<String, bool> = BTreeMap::new();
     for bd in ctx.caches.deployments.state() {
-        let labels = bd.labels();
-        if labels.get(label) != Some(&name) || labels.get(BUNDLE_NAMESPACE) != Some(&namespace) {
+        if bd.label(label) != Some(name.as_str())
+            || bd.label(BUNDLE_NAMESPACE) != Some(namespace.as_str())
+        {
             continue;
         }
         let cluster = format!(
             "{}/{}",
-            labels.get(CLUSTER_NAMESPACE).cloned().unwrap_or_default(),
-            labels.get(CLUSTER).cloned().unwrap_or_default()
+            bd.label(CLUSTER_NAMESPACE).unwrap_or_default(),
+            bd.label(CLUSTER).unwrap_or_default()
         );
         let state = bd.state();
         summary::add_deployment(

@@ -18,6 +18,9 @@ pub trait Placed: Resource<DynamicType = ()> {
     fn message(&self) -> Option<&str>;
     /// The agent's resources that are not ready, and those modified.
     fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]);
+    /// The value of label `key`, one of those a roll-up reads
+    /// ([`crate::placements::READ_LABELS`]).
+    fn label(&self, key: &str) -> Option<&str>;
 }
 
 /// At most this many non-ready BundleDeployments are listed in a summary (Fleet's limit).

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::{Caches, Context, claimed};
 use crate::deployed::Deployed;
 use crate::placements::{Placement, Placements};
+use crate::summary::Placed;
 
 /// How long roll-up reconcilers wait for a burst of changes to end (and then write once).
 const ROLLUP_DEBOUNCE: Duration = Duration::from_secs(1);
@@ -328,14 +329,13 @@ where
         .collect()
 }
 
-/// The object named by two labels of `object` (its name and its namespace).
+/// The object a BundleDeployment names by two of its labels (the name and the namespace).
 pub fn label_ref<K: Resource<DynamicType = ()>>(
-    object: &impl Resource,
+    bd: &impl Placed,
     name: &str,
     namespace: &str,
 ) -> Option<ObjectRef<K>> {
-    let labels = object.meta().labels.as_ref()?;
-    Some(ObjectRef::new(labels.get(name)?).within(labels.get(namespace)?))
+    Some(ObjectRef::new(bd.label(name)?).within(bd.label(namespace)?))
 }
 
 /// Passes an object on only when its fingerprint changed since it was last seen.

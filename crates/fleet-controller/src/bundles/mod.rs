@@ -318,9 +318,7 @@ fn owned_deployments(
         .state()
         .into_iter()
         .filter(|bd| {
-            let labels = bd.labels();
-            labels.get(BUNDLE_NAME).map(String::as_str) == Some(name)
-                && labels.get(BUNDLE_NAMESPACE).map(String::as_str) == Some(namespace)
+            bd.label(BUNDLE_NAME) == Some(name) && bd.label(BUNDLE_NAMESPACE) == Some(namespace)
         })
         .map(|bd| ((bd.namespace().unwrap_or_default(), bd.name_any()), bd))
         .collect()

@@ -10,7 +10,6 @@ use fleet_api::labels::{CLUSTER, CLUSTER_NAMESPACE};
 use fleet_api::{Bundle, BundleDisplay, BundleStatus, BundleSummary, PartitionStatus};
 use fleet_render::rollout;
 use fleet_render::target::ClusterInfo;
-use kube::ResourceExt;
 
 use super::plan::Key;
 use crate::deployed::Deployed;
@@ -70,11 +69,10 @@ pub fn patch(status: &BundleStatus) -> serde_json::Value {
 
 /// `cluster-namespace/cluster` of a BundleDeployment, from its labels.
 pub fn cluster_of(bd: &Deployed) -> String {
-    let labels = bd.labels();
     format!(
         "{}/{}",
-        labels.get(CLUSTER_NAMESPACE).cloned().unwrap_or_default(),
-        labels.get(CLUSTER).cloned().unwrap_or_default()
+        bd.label(CLUSTER_NAMESPACE).unwrap_or_default(),
+        bd.label(CLUSTER).unwrap_or_default()
     )
 }
 
@@ -106,15 +104,13 @@ fn rollout_status(
         .collect();
     if !explicit_partitions {
         for bd in owned.values() {
-            let labels = bd.labels();
-            let (Some(namespace), Some(name)) =
-                (labels.get(CLUSTER_NAMESPACE), labels.get(CLUSTER))
+            let (Some(namespace), Some(name)) = (bd.label(CLUSTER_NAMESPACE), bd.label(CLUSTER))
             else {
                 continue;
             };
             let info = ClusterInfo {
-                name: name.clone(),
-                namespace: namespace.clone(),
+                name: name.to_owned(),
+                namespace: namespace.to_owned(),
                 ..ClusterInfo::default()
             };
             clusters.insert(cluster_of(bd), Cow::Owned(info));
@@ -173,6 +169,7 @@ fn rollout_status(
 #[cfg(test)]
 mod tests {
     use fleet_api::{BundleDeployment, BundleDeploymentSpec, BundleSpec};
+    use kube::ResourceExt;
 
     use super::*;
 
