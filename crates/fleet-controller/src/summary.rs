@@ -18,8 +18,7 @@ pub trait Placed: Resource<DynamicType = ()> {
     fn message(&self) -> Option<&str>;
     /// The agent's resources that are not ready, and those modified.
     fn not_ready(&self) -> (&[NonReadyStatus], &[ModifiedStatus]);
-    /// The value of label `key`, one of those a roll-up reads
-    /// ([`crate::placements::READ_LABELS`]).
+    /// The value of label `key`, one of those a roll-up reads (the others are not kept).
     fn label(&self, key: &str) -> Option<&str>;
 }
 
