@@ -9,6 +9,8 @@
 //! Bundle, Cluster, GitRepo and HelmOp; the content hash the controller stamped instead of
 //! the annotations; the agent's status without its list of resources.
 
+use std::sync::Arc;
+
 use fleet_api::labels::{
     BUNDLE_NAME, BUNDLE_NAMESPACE, CLUSTER, CLUSTER_NAMESPACE, CONTENT_HASH, HELM_OP_NAME,
     REPO_NAME,
@@ -24,6 +26,7 @@ use serde::de::IgnoredAny;
 
 use crate::kept_labels::KeptLabels;
 use crate::kept_options::KeptOptions;
+use crate::shared;
 use crate::summary::Placed;
 
 /// The labels the Bundle work and its roll-ups read.
@@ -60,10 +63,19 @@ pub struct Deployed {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployedSpec {
-    #[serde(default, rename = "deploymentID")]
-    pub deployment_id: Option<String>,
-    #[serde(default, rename = "stagedDeploymentID")]
-    pub staged_deployment_id: Option<String>,
+    /// Shared: a Bundle's BundleDeployments mostly deploy the same ids ([`crate::shared`]).
+    #[serde(
+        default,
+        rename = "deploymentID",
+        deserialize_with = "shared::optional"
+    )]
+    pub deployment_id: Option<Arc<str>>,
+    #[serde(
+        default,
+        rename = "stagedDeploymentID",
+        deserialize_with = "shared::optional"
+    )]
+    pub staged_deployment_id: Option<Arc<str>>,
     /// The options of the deployment it deploys: a target the rollout holds back keeps them.
     #[serde(default)]
     pub options: KeptOptions,
@@ -141,8 +153,8 @@ impl From<&BundleDeployment> for Deployed {
         let mut deployed = Self {
             metadata: bd.metadata.clone(),
             spec: DeployedSpec {
-                deployment_id: bd.spec.deployment_id.clone(),
-                staged_deployment_id: bd.spec.staged_deployment_id.clone(),
+                deployment_id: bd.spec.deployment_id.as_deref().map(shared::shared),
+                staged_deployment_id: bd.spec.staged_deployment_id.as_deref().map(shared::shared),
                 options: KeptOptions::of(bd.spec.options.clone()),
                 helm_chart_options: bd.spec.helm_chart_options.as_ref().map(|_| IgnoredAny),
             },

@@ -5,14 +5,18 @@
 //! about 540 bytes besides a string per key and per value. A cached BundleDeployment keeps
 //! five or six of them (the Bundle work's in a `Deployed`, the Cluster roll-ups' in a
 //! `Placement`). [`KeptLabels`] keeps only the values, in the order of the reader's
-//! `'static` list of keys: 16 bytes per label besides its value.
+//! `'static` list of keys: 16 bytes per label, the value shared ([`crate::shared`]).
+
+use std::sync::Arc;
+
+use crate::shared::shared;
 
 /// The values of some labels, in the order of a reader's list of keys (see the module's
 /// doc).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeptLabels {
     keys: &'static [&'static str],
-    values: Box<[Option<Box<str>>]>,
+    values: Box<[Option<Arc<str>>]>,
 }
 
 impl KeptLabels {
@@ -20,7 +24,7 @@ impl KeptLabels {
     pub fn of<'a>(keys: &'static [&'static str], value: impl Fn(&str) -> Option<&'a str>) -> Self {
         Self {
             keys,
-            values: keys.iter().map(|key| value(key).map(Box::from)).collect(),
+            values: keys.iter().map(|key| value(key).map(shared)).collect(),
         }
     }
 

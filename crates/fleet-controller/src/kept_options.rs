@@ -7,14 +7,14 @@
 //! back, a Bundle is paused or a BundleDeployment is written. And most of a Bundle's targets
 //! deploy the same options (its values, or those of one target customization): kept once
 //! per BundleDeployment, 1,000 targets of 4 KiB of values held 4 MB where one copy does.
-//! So equal options share one string ([`KeptOptions`]), and a string no BundleDeployment
-//! holds any more is dropped when the table of them has doubled since it was last swept.
+//! So equal options share one string ([`KeptOptions`], through [`crate::shared`]).
 
-use std::collections::HashSet;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::Arc;
 
 use fleet_api::BundleDeploymentOptions;
 use serde::Deserialize;
+
+use crate::shared::shared;
 
 /// The options of a BundleDeployment, kept. The default options take nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -37,7 +37,7 @@ impl KeptOptions {
             return Self(Kept::Default);
         }
         match serde_json::to_string(&options) {
-            Ok(json) => Self(Kept::Json(shared(json))),
+            Ok(json) => Self(Kept::Json(shared(&json))),
             Err(_) => Self(Kept::Parsed(Box::new(options))),
         }
     }
@@ -55,45 +55,6 @@ impl KeptOptions {
 impl<'de> Deserialize<'de> for KeptOptions {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         BundleDeploymentOptions::deserialize(deserializer).map(Self::of)
-    }
-}
-
-/// The options' JSON strings in use in this process, each once.
-static SHARED: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
-
-/// The shared copy of `json`.
-fn shared(json: String) -> Arc<str> {
-    SHARED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .share(json)
-}
-
-/// Distinct strings, and how many there were after the last sweep.
-#[derive(Debug, Default)]
-struct Table {
-    strings: HashSet<Arc<str>>,
-    swept: usize,
-}
-
-/// The table is not swept below this many strings.
-const SWEEP_FROM: usize = 64;
-
-impl Table {
-    fn share(&mut self, json: String) -> Arc<str> {
-        if let Some(shared) = self.strings.get(json.as_str()) {
-            return shared.clone();
-        }
-        if self.strings.len() >= (2 * self.swept).max(SWEEP_FROM) {
-            // Sweeping only once the table has doubled costs O(1) per string added, and
-            // the strings nobody holds stay fewer than twice those held at the last
-            // sweep, plus SWEEP_FROM.
-            self.strings.retain(|s| Arc::strong_count(s) > 1);
-            self.swept = self.strings.len();
-        }
-        let shared: Arc<str> = Arc::from(json);
-        self.strings.insert(shared.clone());
-        shared
     }
 }
 
@@ -141,27 +102,5 @@ mod tests {
         assert!(Arc::ptr_eq(json(&a), json(&b)));
         let other = KeptOptions::of(with_values(serde_json::json!({"n": 2})));
         assert!(!Arc::ptr_eq(json(&a), json(&other)));
-    }
-
-    #[test]
-    fn strings_nobody_holds_are_swept() {
-        let mut table = Table::default();
-        let held: Vec<Arc<str>> = (0..SWEEP_FROM)
-            .map(|i| table.share(i.to_string()))
-            .collect();
-        for i in 0..10 * SWEEP_FROM {
-            drop(table.share(format!("dropped-{i}")));
-        }
-        assert!(
-            table.strings.len() <= 2 * SWEEP_FROM + 1,
-            "{}",
-            table.strings.len()
-        );
-        for (i, held) in held.iter().enumerate() {
-            assert!(
-                Arc::ptr_eq(held, &table.share(i.to_string())),
-                "kept while held"
-            );
-        }
     }
 }

@@ -49,5 +49,6 @@ pub mod plan_budget;
 pub mod registration;
 pub mod rollups;
 pub mod settings;
+pub mod shared;
 pub mod summary;
 pub mod wiring;

@@ -48,7 +48,7 @@ pub fn deployments(
             // Paused, or held back by the rollout: the new deployment is staged only.
             Some(current) if paused || !promote => planned.changed(|bd| {
                 bd.spec.options = current.spec.options.options()?;
-                bd.spec.deployment_id = current.spec.deployment_id.clone();
+                bd.spec.deployment_id = current.spec.deployment_id.as_deref().map(str::to_owned);
                 Ok(())
             })?,
             None if !promote => planned.changed(|bd| {
